@@ -1,0 +1,329 @@
+"""The engine-agnostic controller: picks arms, applies them, attributes energy, learns.
+
+Engine adapters (the vLLM scheduler in :mod:`camel_vllm.vllm_plugin.scheduler`, the
+simulator in :mod:`camel_vllm.sim.engine`) feed it the same few events, each with a time on
+the adapter's clock:
+
+- :meth:`Controller.request_arrived` when a request enters the engine;
+- :meth:`Controller.begin_iteration` before the engine schedules a step: returns the arm
+  to apply (the adapter enforces ``arm.max_batch`` as its admission cap; the controller
+  has already set the clock);
+- :meth:`Controller.end_iteration` after the step, with the tokens it ran per request:
+  returns the seconds the adapter must wait to model a slower clock (emulator only);
+- :meth:`Controller.request_finished` / :meth:`Controller.request_aborted`;
+- :meth:`Controller.close` on any exit: saves learned state and restores the device.
+
+Decision epochs: an arm is held for ``epoch_iterations`` iterations or ``epoch_s`` seconds,
+whichever comes first; then the policy chooses again in the current context.
+
+Energy attribution: the energy the device counted between the mark and the end of an
+iteration is split over the requests in that iteration in proportion to their scheduled
+tokens (a prefill chunk of n tokens takes n shares, a decode step one). The mark is the end
+of the previous iteration, or the iteration's start if the engine was idle before it, so
+idle energy is counted in the device total but charged to no request.
+
+Crediting a request that spans several arms: the controller counts, per request, the
+tokens served under each (context, arm) epoch key; when the request finishes its cost is
+credited to every key with weight = that key's share of the request's tokens. A request
+served wholly under one arm gives that arm one full observation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from camel_vllm.arms import ArmSet
+from camel_vllm.context import ContextModel
+from camel_vllm.cost import CostFunction
+from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError
+from camel_vllm.policies.base import Policy
+from camel_vllm.types import (
+    Arm,
+    Context,
+    EngineSnapshot,
+    FinishedRequest,
+    IterationWork,
+    RequestOutcome,
+)
+
+logger = logging.getLogger("vllm.camel")
+
+#: Relative tolerance between a requested and a read-back frequency. Jetson devfreq rounds
+#: to its own steps (e.g. 930750000 Hz), NVML to the supported-clock table: within 1% is
+#: the same step, beyond it the device is capping us (nvpmodel, thermal).
+FREQ_MATCH_REL_TOL = 0.01
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision: the arm chosen at the start of an epoch and what the device applied."""
+
+    number: int
+    now_s: float
+    context: Context
+    arm_index: int
+    arm: Arm
+    applied_freq_hz: float | None
+    frequency_switched: bool
+
+
+class ControllerListener(Protocol):
+    """Something that watches the controller: metrics exporter, request log, benchmarks."""
+
+    def on_decision(self, decision: Decision) -> None: ...
+
+    def on_outcome(self, outcome: RequestOutcome) -> None: ...
+
+    def on_device_error(self, kind: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StateStore(Protocol):
+    """Where the policy's learned state lives between runs (see :mod:`camel_vllm.state`)."""
+
+    def save(self, policy: Policy) -> None: ...
+
+
+@dataclass
+class _RequestTrace:
+    """Per-request accumulators: energy charged so far and tokens per (context, arm) key."""
+
+    energy_j: float = 0.0
+    tokens_by_key: dict[tuple[Context, int], int] = field(default_factory=dict)
+
+
+class Controller:
+    """Chooses and applies arms; measures and credits per-request cost to the policy."""
+
+    def __init__(
+        self,
+        *,
+        arms: ArmSet,
+        policy: Policy,
+        device: Device,
+        cost: CostFunction,
+        context_model: ContextModel,
+        epoch_iterations: int = 16,
+        epoch_s: float = 0.0,
+        batch_only: bool = False,
+        listeners: Sequence[ControllerListener] = (),
+        state_store: StateStore | None = None,
+        state_save_every: int = 50,
+    ) -> None:
+        if epoch_iterations < 1:
+            raise ValueError("epoch_iterations must be >= 1")
+        self.arms = arms
+        self.policy = policy
+        self.device = device
+        self.cost = cost
+        self.context_model = context_model
+        self.epoch_iterations = epoch_iterations
+        self.epoch_s = epoch_s
+        self.batch_only = batch_only
+        self.listeners = list(listeners)
+        self.state_store = state_store
+        self.state_save_every = max(1, state_save_every)
+
+        self.decisions = 0
+        self.frequency_switches = 0
+        self.pulls = [0] * len(arms)
+        self.updates = 0
+        self.energy_attributed_j = 0.0
+        self.current_index: int | None = None
+        self.current_context = Context()
+        self.applied_freq_hz: float | None = device.current_frequency_hz()
+        self._epoch_iterations_left = 0
+        self._epoch_start_s = 0.0
+        self._in_flight: deque[tuple[float, tuple[Context, int]]] = deque()
+        self._energy_mark_j = 0.0
+        self._traces: dict[str, _RequestTrace] = {}
+        self._closed = False
+        if batch_only:
+            self.arms.restrict_to_batch_only(self.applied_freq_hz)
+
+    # ----------------------------------------------------------------- views
+    @property
+    def current_arm(self) -> Arm | None:
+        return None if self.current_index is None else self.arms[self.current_index]
+
+    @property
+    def batch_cap(self) -> int:
+        arm = self.current_arm
+        return self.arms[self.arms.default_index()].max_batch if arm is None else arm.max_batch
+
+    @property
+    def tracked_requests(self) -> int:
+        return len(self._traces)
+
+    # ---------------------------------------------------------------- events
+    def request_arrived(self, request_id: str, now_s: float, prompt_tokens: int) -> None:
+        self.context_model.request_arrived(now_s, prompt_tokens)
+        self._traces.setdefault(request_id, _RequestTrace())
+
+    def begin_iteration(self, snapshot: EngineSnapshot) -> Arm:
+        """Start an engine step; decide a new arm if the epoch is over. Returns the arm."""
+        now_s = snapshot.now_s
+        if (
+            self.current_index is None
+            or self._epoch_iterations_left <= 0
+            or (self.epoch_s > 0.0 and now_s - self._epoch_start_s >= self.epoch_s)
+        ):
+            self._decide(snapshot)
+        self._epoch_iterations_left -= 1
+        if not self._in_flight:
+            self._energy_mark_j = self.device.energy_j()
+        assert self.current_index is not None
+        self._in_flight.append((now_s, (self.current_context, self.current_index)))
+        return self.arms[self.current_index]
+
+    def end_iteration(self, now_s: float, work: IterationWork) -> float:
+        """Finish the oldest step in flight; returns seconds the adapter must still wait."""
+        if self._in_flight:
+            begin_s, key = self._in_flight.popleft()
+        else:  # an adapter that missed a begin: charge to the arm in force
+            begin_s, key = now_s, (self.current_context, self.current_index or 0)
+        extra_s = self.device.iteration_done(work, max(0.0, now_s - begin_s))
+        energy_now_j = self.device.energy_j()
+        delta_j = max(0.0, energy_now_j - self._energy_mark_j)
+        self._energy_mark_j = energy_now_j
+        total_tokens = work.num_tokens or sum(work.tokens_by_request.values())
+        if total_tokens <= 0:
+            return extra_s
+        per_token_j = delta_j / total_tokens
+        traces = self._traces
+        for request_id, tokens in work.tokens_by_request.items():
+            trace = traces.get(request_id)
+            if trace is None:
+                trace = traces[request_id] = _RequestTrace()
+            trace.energy_j += per_token_j * tokens
+            trace.tokens_by_key[key] = trace.tokens_by_key.get(key, 0) + tokens
+        self.energy_attributed_j += delta_j
+        return extra_s
+
+    def request_finished(self, request: FinishedRequest) -> RequestOutcome | None:
+        """Compute the request's EDP and cost and credit the arms that served it.
+
+        Returns ``None`` for a request that never ran an iteration (nothing to credit).
+        """
+        trace = self._traces.pop(request.request_id, None)
+        if trace is None or not trace.tokens_by_key:
+            return None
+        latency_s = request.latency_s
+        cost = self.cost(trace.energy_j, latency_s, request)
+        served = sum(trace.tokens_by_key.values())
+        shares = {key: tokens / served for key, tokens in trace.tokens_by_key.items()}
+        for (context, arm_index), share in shares.items():
+            self.policy.observe(arm_index, context, cost, share)
+        outcome = RequestOutcome(
+            request=request,
+            energy_j=trace.energy_j,
+            edp_js=trace.energy_j * latency_s,
+            cost=cost,
+            arm_shares=shares,
+        )
+        self.updates += 1
+        for listener in self.listeners:
+            listener.on_outcome(outcome)
+        if self.state_store is not None and self.updates % self.state_save_every == 0:
+            self._save_state()
+        return outcome
+
+    def request_aborted(self, request_id: str) -> None:
+        """Forget an aborted request: its partial cost says nothing about an arm."""
+        self._traces.pop(request_id, None)
+
+    def close(self) -> None:
+        """Save learned state, restore the device and close listeners. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.state_store is not None:
+                self._save_state()
+        finally:
+            try:
+                self.device.close()
+            finally:
+                for listener in self.listeners:
+                    try:
+                        listener.close()
+                    except Exception:  # a broken listener must not keep the device unrestored
+                        logger.exception("camel: closing listener %r failed", listener)
+
+    # --------------------------------------------------------------- internals
+    def _decide(self, snapshot: EngineSnapshot) -> None:
+        context = self.context_model.context(snapshot)
+        previous_freq_hz = self.applied_freq_hz
+        # Each refused frequency is switched off, so this ends within len(frequencies) tries.
+        for _ in range(len(self.arms.frequencies_hz) + 1):
+            available = self.arms.available_indices()
+            index = self.policy.select(context, available, self.current_index)
+            if index not in available:
+                raise RuntimeError(f"policy {self.policy.name} chose unavailable arm {index}")
+            if self._apply_frequency(self.arms[index].freq_hz):
+                break
+        self.current_index = index
+        self.current_context = context
+        self.decisions += 1
+        self.pulls[index] += 1
+        self._epoch_iterations_left = self.epoch_iterations
+        self._epoch_start_s = snapshot.now_s
+        switched = self.applied_freq_hz != previous_freq_hz and previous_freq_hz is not None
+        if switched:
+            self.frequency_switches += 1
+        decision = Decision(
+            number=self.decisions,
+            now_s=snapshot.now_s,
+            context=context,
+            arm_index=index,
+            arm=self.arms[index],
+            applied_freq_hz=self.applied_freq_hz,
+            frequency_switched=switched,
+        )
+        for listener in self.listeners:
+            listener.on_decision(decision)
+
+    def _apply_frequency(self, freq_hz: float | None) -> bool:
+        """Set the clock for an arm. False if the arm turned out unavailable (choose again)."""
+        if self.batch_only or freq_hz is None or freq_hz == self.applied_freq_hz:
+            return True
+        try:
+            applied_hz = self.device.set_frequency_hz(freq_hz)
+        except DevicePermissionError as err:
+            logger.warning("camel: %s; continuing with batch-only arms", err)
+            self._device_error("permission")
+            self.batch_only = True
+            self.arms.restrict_to_batch_only(self.applied_freq_hz)
+            return False
+        except DeviceError as err:
+            logger.warning("camel: setting %.0f Hz failed (%s); that frequency is now unavailable", freq_hz, err)
+            self._device_error("set_frequency")
+            self.arms.disable_frequency(freq_hz)
+            return False
+        self.applied_freq_hz = applied_hz
+        if abs(applied_hz - freq_hz) > FREQ_MATCH_REL_TOL * freq_hz:
+            logger.warning(
+                "camel: asked for %.2f MHz, device runs %.2f MHz (power-mode or thermal cap); "
+                "arms at %.2f MHz are now unavailable",
+                freq_hz / 1e6, applied_hz / 1e6, freq_hz / 1e6,
+            )
+            self._device_error("frequency_mismatch")
+            self.arms.disable_frequency(freq_hz)
+            return False
+        return True
+
+    def _device_error(self, kind: str) -> None:
+        for listener in self.listeners:
+            listener.on_device_error(kind)
+
+    def _save_state(self) -> None:
+        assert self.state_store is not None
+        try:
+            self.state_store.save(self.policy)
+        except OSError as err:
+            logger.warning("camel: saving learned state failed: %s", err)
+            self._device_error("state_save")

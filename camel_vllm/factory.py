@@ -1,0 +1,138 @@
+"""Wiring: build a ready controller (device, arms, policy, cost, listeners) from a config.
+
+The vLLM scheduler and the simulator both call :func:`build_controller`, so a configuration
+behaves the same in both. Every check that needs the device or the engine's limits is made
+here and raises :class:`~camel_vllm.config.ConfigError` (one line naming key and value).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet
+from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.context import ContextModel
+from camel_vllm.controller import Controller, ControllerListener
+from camel_vllm.cost import make_cost
+from camel_vllm.devices.base import Device
+
+logger = logging.getLogger("vllm.camel")
+
+#: Two frequencies closer than this (Hz) are the same step: devfreq lists 930750000 where
+#: users write 930.75 MHz, and float MHz -> Hz conversion is inexact.
+FREQ_MATCH_ABS_HZ = 0.5e6
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Limits fixed at engine start-up that arms must respect.
+
+    ``max_num_seqs`` is vLLM's ``--max-num-seqs`` (its model-runner buffers are sized from
+    it: a batch cap above it is rejected, see ../shared/reference/vllm.md).
+    """
+
+    max_num_seqs: int
+
+
+def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
+    """``auto``: Camel's 4..28 clipped to ``max_num_seqs`` (plus it, when below 28)."""
+    if config.batch_sizes == "auto":
+        sizes = [b for b in CAMEL_BATCH_SIZES if b <= limits.max_num_seqs]
+        if limits.max_num_seqs < CAMEL_BATCH_SIZES[-1]:
+            sizes.append(limits.max_num_seqs)
+        return sorted(set(sizes))
+    for size in config.batch_sizes:
+        if size > limits.max_num_seqs:
+            raise ConfigError(
+                "batch_sizes", list(config.batch_sizes),
+                f"{size} is above --max-num-seqs {limits.max_num_seqs}",
+            )
+    return sorted(set(int(b) for b in config.batch_sizes))
+
+
+def resolve_frequencies_hz(config: CamelConfig, device: Device) -> list[float | None]:
+    """``auto``: every frequency the device offers; a list must name offered frequencies.
+
+    A device without a settable clock (read-only mode, ``device: none``) gives ``[None]``:
+    batch-only arms.
+    """
+    offered = sorted(device.available_frequencies_hz())
+    writable = device.info().can_set_frequency and not config.read_only
+    if config.frequencies_mhz == "auto":
+        return list(offered) if offered and writable else [None]
+    if not offered:
+        raise ConfigError(
+            "frequencies_mhz", list(config.frequencies_mhz),
+            f"device '{device.info().kind}' has no settable frequencies",
+        )
+    chosen: list[float | None] = []
+    for mhz in config.frequencies_mhz:
+        match = min(offered, key=lambda f: abs(f - mhz * 1e6))
+        if abs(match - mhz * 1e6) > FREQ_MATCH_ABS_HZ:
+            listing = ", ".join(f"{f / 1e6:g}" for f in offered)
+            raise ConfigError(
+                "frequencies_mhz", list(config.frequencies_mhz),
+                f"{mhz:g} MHz is not offered by device '{device.info().kind}' (it offers {listing})",
+            )
+        chosen.append(match)
+    return chosen if writable else [None]
+
+
+def build_controller(
+    config: CamelConfig,
+    limits: EngineLimits,
+    *,
+    device: Device | None = None,
+    clock: Callable[[], float] | None = None,
+    extra_listeners: Sequence[ControllerListener] = (),
+    with_metrics: bool = True,
+    true_mean_costs: Sequence[float] | None = None,
+) -> Controller:
+    """Open the device (unless given), resolve arms, make the policy, load state, add listeners.
+
+    ``clock`` drives the emulated device (vLLM: ``time.monotonic``; simulator: virtual time).
+    ``true_mean_costs`` is for the simulator's ``oracle`` policy only.
+    """
+    from camel_vllm.devices import make_device
+    from camel_vllm.policies import make_policy
+
+    if device is None:
+        device = make_device(config, clock=clock)
+    try:
+        arms = ArmSet.product(resolve_frequencies_hz(config, device), resolve_batch_sizes(config, limits))
+        context_model = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
+        policy = make_policy(config, arms, num_contexts=context_model.num_contexts, true_mean_costs=true_mean_costs)
+        listeners: list[ControllerListener] = list(extra_listeners)
+        state_store = None
+        if config.state_path:
+            from camel_vllm.state import PolicyStateStore
+
+            state_store = PolicyStateStore(config.state_path, config=config, arms=arms, device_info=device.info())
+            state_store.load_into(policy)
+        if config.request_log:
+            from camel_vllm.reqlog import RequestLog
+
+            listeners.append(RequestLog(config.request_log, device_info=device.info()))
+        controller = Controller(
+            arms=arms,
+            policy=policy,
+            device=device,
+            cost=make_cost(config.cost, config.alpha),
+            context_model=context_model,
+            epoch_iterations=config.epoch_iterations,
+            epoch_s=config.epoch_s,
+            batch_only=arms.frequencies_hz == (None,),
+            listeners=listeners,
+            state_store=state_store,
+            state_save_every=config.state_save_every,
+        )
+        if with_metrics and config.metrics_port is not None:
+            from camel_vllm.metrics import MetricsExporter
+
+            controller.listeners.append(MetricsExporter.start(config, controller))
+        return controller
+    except BaseException:
+        device.close()
+        raise
