@@ -26,6 +26,12 @@ Crediting a request that spans several arms: the controller counts, per request,
 tokens served under each (context, arm) epoch key; when the request finishes its cost is
 credited to every key with weight = that key's share of the request's tokens. A request
 served wholly under one arm gives that arm one full observation.
+
+Optional policy hooks: a policy that needs more than costs (the SLO-aware ones) may define
+``observe_snapshot(snapshot)`` (called before each ``select``),
+``observe_iteration(arm_index, work, duration_s)`` (after each iteration; ``duration_s``
+includes the emulated stretch) and ``observe_outcome(outcome)`` (after each finished
+request). The controller looks them up once, so policies without them cost nothing.
 """
 
 from __future__ import annotations
@@ -142,6 +148,9 @@ class Controller:
         self._energy_mark_j = 0.0
         self._traces: dict[str, _RequestTrace] = {}
         self._closed = False
+        self._observe_snapshot = getattr(policy, "observe_snapshot", None)
+        self._observe_iteration = getattr(policy, "observe_iteration", None)
+        self._observe_outcome = getattr(policy, "observe_outcome", None)
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
 
@@ -186,7 +195,10 @@ class Controller:
             begin_s, key = self._in_flight.popleft()
         else:  # an adapter that missed a begin: charge to the arm in force
             begin_s, key = now_s, (self.current_context, self.current_index or 0)
-        extra_s = self.device.iteration_done(work, max(0.0, now_s - begin_s))
+        elapsed_s = max(0.0, now_s - begin_s)
+        extra_s = self.device.iteration_done(work, elapsed_s)
+        if self._observe_iteration is not None:
+            self._observe_iteration(key[1], work, elapsed_s + extra_s)
         energy_now_j = self.device.energy_j()
         delta_j = max(0.0, energy_now_j - self._energy_mark_j)
         self._energy_mark_j = energy_now_j
@@ -225,6 +237,8 @@ class Controller:
             cost=cost,
             arm_shares=shares,
         )
+        if self._observe_outcome is not None:
+            self._observe_outcome(outcome)
         self.updates += 1
         for listener in self.listeners:
             listener.on_outcome(outcome)
@@ -257,6 +271,8 @@ class Controller:
     # --------------------------------------------------------------- internals
     def _decide(self, snapshot: EngineSnapshot) -> None:
         context = self.context_model.context(snapshot)
+        if self._observe_snapshot is not None:
+            self._observe_snapshot(snapshot)
         previous_freq_hz = self.applied_freq_hz
         # Each refused frequency is switched off, so this ends within len(frequencies) tries.
         for _ in range(len(self.arms.frequencies_hz) + 1):
