@@ -1,0 +1,258 @@
+"""``device: nvml``: NVIDIA GPUs through NVML (package ``nvidia-ml-py``, module ``pynvml``).
+
+Facts in ../shared/reference/hardware.md:
+
+- frequencies: ``nvmlDeviceGetSupportedMemoryClocks`` then, for the highest memory clock,
+  ``nvmlDeviceGetSupportedGraphicsClocks`` (MHz); all GPUs of a tensor-parallel engine are
+  driven together, so only clocks every GPU supports are offered;
+- a clock is pinned with ``nvmlDeviceSetGpuLockedClocks(h, f, f)`` and read back with
+  ``nvmlDeviceGetClockInfo(h, NVML_CLOCK_SM)`` (an idle GPU may report a lower clock: when
+  the clocks-event reasons say *GPU idle* the lock is taken as in force);
+  ``nvmlDeviceResetGpuLockedClocks`` on restore. Setting needs root or CAP_SYS_ADMIN, else
+  ``NVML_ERROR_NO_PERMISSION`` -> :class:`DevicePermissionError`;
+- energy: ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since driver load), made monotonic
+  across counter resets; where it is NotSupported, ``nvmlDeviceGetPowerUsage`` (mW)
+  integrated by a :class:`PowerSampler`. ``info().energy_method`` says which.
+
+In ``read_only`` mode no setter is ever called (not even the reset on exit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Sequence
+
+from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError
+from camel_vllm.devices.sampler import PowerSampler, sample_period_s
+from camel_vllm.types import IterationWork
+
+logger = logging.getLogger("vllm.camel")
+
+PERMISSION_LINE = (
+    "nvml: locking GPU clocks needs root or CAP_SYS_ADMIN (NVML_ERROR_NO_PERMISSION): run as root, "
+    "or set read_only: true for batch-only arms"
+)
+
+
+def _pynvml():
+    try:
+        import pynvml
+    except ImportError:
+        raise DeviceError("device 'nvml' needs nvidia-ml-py (pip install 'camel-vllm[nvml]')") from None
+    return pynvml
+
+
+def parse_visible_devices(value: str | None) -> list[str] | None:
+    """``CUDA_VISIBLE_DEVICES`` entries (indices or ``GPU-`` UUIDs); None when unset."""
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+class NvmlDevice:
+    """One or more NVIDIA GPUs locked to the same SM clock; energy summed over them."""
+
+    def __init__(
+        self,
+        gpus: Sequence[int | str] | None = None,
+        *,
+        read_only: bool = False,
+        sample_hz: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        nvml = _pynvml()
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._closed = False
+        self._locked = False
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as err:
+            raise DeviceError(f"nvml: cannot initialise NVML: {err}") from None
+        try:
+            if gpus is None:
+                gpus = list(range(nvml.nvmlDeviceGetCount()))
+            if not gpus:
+                raise DeviceError("nvml: no GPU visible (CUDA_VISIBLE_DEVICES is empty or there is no GPU)")
+            self.handles = [self._handle(g) for g in gpus]
+            self.gpus = list(gpus)
+            self.names = [_text(nvml.nvmlDeviceGetName(h)) for h in self.handles]
+            self._frequencies_hz = self._supported_clocks_hz()
+            self._counter_mj: list[float] | None = self._first_energy_mj()
+            self._energy_j = [0.0] * len(self.handles)
+            self.counter_resets = 0
+            self.sampler: PowerSampler | None = None
+            if self._counter_mj is None:
+                self.sampler = PowerSampler(self._read_power_w, sample_period_s(sample_hz, None), clock=clock,
+                                            name="camel-nvml-power").start()
+        except BaseException:
+            nvml.nvmlShutdown()
+            raise
+
+    # ------------------------------------------------------------------ protocol
+    def info(self) -> DeviceInfo:
+        return DeviceInfo(
+            kind="nvml",
+            name=", ".join(f"{g}:{n}" for g, n in zip(self.gpus, self.names)),
+            energy_source="measured",
+            energy_method="nvml-total-energy" if self.sampler is None else "nvml-power-integrated",
+            can_set_frequency=not self.read_only and bool(self._frequencies_hz),
+            read_only=self.read_only,
+            extra={"gpus": [str(g) for g in self.gpus], "counter_resets": self.counter_resets},
+        )
+
+    def available_frequencies_hz(self) -> Sequence[float]:
+        return self._frequencies_hz
+
+    def current_frequency_hz(self) -> float | None:
+        nvml = _pynvml()
+        try:
+            return min(nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM) for h in self.handles) * 1e6
+        except nvml.NVMLError:
+            return None
+
+    def set_frequency_hz(self, freq_hz: float) -> float:
+        """Lock every GPU to the nearest supported SM clock; returns the lowest read-back (Hz)."""
+        if self.read_only:
+            raise DevicePermissionError("nvml: read_only is set; GPU clocks are not written")
+        if not self._frequencies_hz:
+            raise DeviceError("nvml: this GPU reports no supported graphics clocks")
+        nvml = _pynvml()
+        mhz = int(round(min(self._frequencies_hz, key=lambda f: abs(f - freq_hz)) / 1e6))
+        with self._lock:
+            for handle in self.handles:
+                try:
+                    nvml.nvmlDeviceSetGpuLockedClocks(handle, mhz, mhz)
+                except nvml.NVMLError as err:
+                    if self._locked or handle is not self.handles[0]:
+                        self._reset_locked()
+                    if err.value == nvml.NVML_ERROR_NO_PERMISSION:
+                        raise DevicePermissionError(PERMISSION_LINE) from None
+                    raise DeviceError(f"nvml: locking clocks at {mhz} MHz failed: {err}") from None
+                self._locked = True
+            return min(self._read_back_mhz(h, mhz) for h in self.handles) * 1e6
+
+    def energy_j(self) -> float:
+        if self.sampler is not None:
+            return self.sampler.energy_j()
+        nvml = _pynvml()
+        with self._lock:
+            assert self._counter_mj is not None
+            for i, handle in enumerate(self.handles):
+                try:
+                    raw_mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+                except nvml.NVMLError as err:
+                    logger.debug("camel: nvml energy read failed on GPU %s: %s", self.gpus[i], err)
+                    continue
+                last_mj = self._counter_mj[i]
+                if raw_mj < last_mj:  # driver reload: the counter restarted from 0
+                    self.counter_resets += 1
+                    logger.warning("camel: NVML energy counter of GPU %s went back (reset); continuing", self.gpus[i])
+                    self._energy_j[i] += raw_mj / 1000.0
+                else:
+                    self._energy_j[i] += (raw_mj - last_mj) / 1000.0
+                self._counter_mj[i] = raw_mj
+            return sum(self._energy_j)
+
+    def power_w(self) -> float | None:
+        try:
+            return self._read_power_w()
+        except OSError:
+            return None
+
+    def iteration_done(self, work: IterationWork, elapsed_s: float) -> float:
+        return 0.0
+
+    def restore(self) -> None:
+        """Reset locked clocks (NVML cannot read the previous lock back); never in read_only."""
+        with self._lock:
+            if self._locked and not self.read_only:
+                self._reset_locked()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.sampler is not None:
+                self.sampler.close()
+            self.restore()
+        finally:
+            nvml = _pynvml()
+            try:
+                nvml.nvmlShutdown()
+            except nvml.NVMLError:
+                pass
+
+    # ----------------------------------------------------------------- internals
+    def _handle(self, gpu: int | str):
+        nvml = _pynvml()
+        try:
+            if isinstance(gpu, str) and not gpu.isdigit():
+                if gpu.startswith("MIG-"):
+                    raise DeviceError(f"nvml: MIG instance {gpu} has no clock of its own; use the parent GPU")
+                return nvml.nvmlDeviceGetHandleByUUID(gpu)
+            return nvml.nvmlDeviceGetHandleByIndex(int(gpu))
+        except nvml.NVMLError as err:
+            raise DeviceError(f"nvml: GPU {gpu}: {err}") from None
+
+    def _supported_clocks_hz(self) -> tuple[float, ...]:
+        nvml = _pynvml()
+        common: set[int] | None = None
+        for handle in self.handles:
+            try:
+                memory_mhz = max(nvml.nvmlDeviceGetSupportedMemoryClocks(handle))
+                graphics = set(int(c) for c in nvml.nvmlDeviceGetSupportedGraphicsClocks(handle, memory_mhz))
+            except (nvml.NVMLError, ValueError) as err:
+                logger.warning("camel: NVML lists no supported clocks (%s); batch-only arms", err)
+                return ()
+            common = graphics if common is None else common & graphics
+        return tuple(sorted(float(c) * 1e6 for c in common or ()))
+
+    def _first_energy_mj(self) -> list[float] | None:
+        nvml = _pynvml()
+        counters = []
+        for handle in self.handles:
+            try:
+                counters.append(float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle)))
+            except nvml.NVMLError as err:
+                logger.info("camel: NVML total energy unavailable (%s); integrating power instead", err)
+                return None
+        return counters
+
+    def _read_power_w(self) -> float:
+        nvml = _pynvml()
+        try:
+            return sum(nvml.nvmlDeviceGetPowerUsage(h) for h in self.handles) / 1000.0
+        except nvml.NVMLError as err:
+            raise OSError(f"nvml power read failed: {err}") from None
+
+    def _read_back_mhz(self, handle, requested_mhz: int) -> float:
+        nvml = _pynvml()
+        try:
+            sm_mhz = float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
+        except nvml.NVMLError as err:
+            raise DeviceError(f"nvml: reading the SM clock back failed: {err}") from None
+        if sm_mhz < requested_mhz:
+            try:
+                reasons = nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
+            except nvml.NVMLError:
+                reasons = 0
+            if int(reasons) & int(nvml.nvmlClocksEventReasonGpuIdle):
+                return float(requested_mhz)
+        return sm_mhz
+
+    def _reset_locked(self) -> None:
+        nvml = _pynvml()
+        for handle in self.handles:
+            try:
+                nvml.nvmlDeviceResetGpuLockedClocks(handle)
+            except nvml.NVMLError as err:
+                logger.error("camel: resetting NVML locked clocks failed: %s", err)
+        self._locked = False
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
