@@ -99,7 +99,7 @@ class _RequestTrace:
     """Per-request accumulators: energy charged so far and tokens per (context, arm) key."""
 
     energy_j: float = 0.0
-    tokens_by_key: dict[tuple[Context, int], int] = field(default_factory=dict)
+    tokens_by_slot: dict[int, int] = field(default_factory=dict)  # slot: see Controller._slot
 
 
 class Controller:
@@ -144,7 +144,12 @@ class Controller:
         self.applied_freq_hz: float | None = device.current_frequency_hz()
         self._epoch_iterations_left = 0
         self._epoch_start_s = 0.0
-        self._in_flight: deque[tuple[float, tuple[Context, int]]] = deque()
+        self._in_flight: deque[tuple[float, int]] = deque()
+        # (context, arm) keys numbered once, so the per-token bookkeeping hashes ints,
+        # not Context dataclasses (measured: the hot path of end_iteration).
+        self._slot_of: dict[tuple[Context, int], int] = {}
+        self._key_of: list[tuple[Context, int]] = []
+        self._slot = 0
         self._energy_mark_j = 0.0
         self._traces: dict[str, _RequestTrace] = {}
         self._closed = False
@@ -186,19 +191,19 @@ class Controller:
         if not self._in_flight:
             self._energy_mark_j = self.device.energy_j()
         assert self.current_index is not None
-        self._in_flight.append((now_s, (self.current_context, self.current_index)))
+        self._in_flight.append((now_s, self._slot))
         return self.arms[self.current_index]
 
     def end_iteration(self, now_s: float, work: IterationWork) -> float:
         """Finish the oldest step in flight; returns seconds the adapter must still wait."""
         if self._in_flight:
-            begin_s, key = self._in_flight.popleft()
+            begin_s, slot = self._in_flight.popleft()
         else:  # an adapter that missed a begin: charge to the arm in force
-            begin_s, key = now_s, (self.current_context, self.current_index or 0)
+            begin_s, slot = now_s, self._slot_for((self.current_context, self.current_index or 0))
         elapsed_s = max(0.0, now_s - begin_s)
         extra_s = self.device.iteration_done(work, elapsed_s)
         if self._observe_iteration is not None:
-            self._observe_iteration(key[1], work, elapsed_s + extra_s)
+            self._observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s)
         energy_now_j = self.device.energy_j()
         delta_j = max(0.0, energy_now_j - self._energy_mark_j)
         self._energy_mark_j = energy_now_j
@@ -212,7 +217,8 @@ class Controller:
             if trace is None:
                 trace = traces[request_id] = _RequestTrace()
             trace.energy_j += per_token_j * tokens
-            trace.tokens_by_key[key] = trace.tokens_by_key.get(key, 0) + tokens
+            by_slot = trace.tokens_by_slot
+            by_slot[slot] = by_slot.get(slot, 0) + tokens
         self.energy_attributed_j += delta_j
         return extra_s
 
@@ -222,12 +228,12 @@ class Controller:
         Returns ``None`` for a request that never ran an iteration (nothing to credit).
         """
         trace = self._traces.pop(request.request_id, None)
-        if trace is None or not trace.tokens_by_key:
+        if trace is None or not trace.tokens_by_slot:
             return None
         latency_s = request.latency_s
         cost = self.cost(trace.energy_j, latency_s, request)
-        served = sum(trace.tokens_by_key.values())
-        shares = {key: tokens / served for key, tokens in trace.tokens_by_key.items()}
+        served = sum(trace.tokens_by_slot.values())
+        shares = {self._key_of[slot]: tokens / served for slot, tokens in trace.tokens_by_slot.items()}
         for (context, arm_index), share in shares.items():
             self.policy.observe(arm_index, context, cost, share)
         outcome = RequestOutcome(
@@ -255,18 +261,18 @@ class Controller:
         if self._closed:
             return
         self._closed = True
+        # Listeners close first so their last device reading (energy, clock) sees the device
+        # still open; each is guarded so a broken one cannot keep the device unrestored.
         try:
             if self.state_store is not None:
                 self._save_state()
+            for listener in self.listeners:
+                try:
+                    listener.close()
+                except Exception:
+                    logger.exception("camel: closing listener %r failed", listener)
         finally:
-            try:
-                self.device.close()
-            finally:
-                for listener in self.listeners:
-                    try:
-                        listener.close()
-                    except Exception:  # a broken listener must not keep the device unrestored
-                        logger.exception("camel: closing listener %r failed", listener)
+            self.device.close()
 
     # --------------------------------------------------------------- internals
     def _decide(self, snapshot: EngineSnapshot) -> None:
@@ -284,6 +290,7 @@ class Controller:
                 break
         self.current_index = index
         self.current_context = context
+        self._slot = self._slot_for((context, index))
         self.decisions += 1
         self.pulls[index] += 1
         self._epoch_iterations_left = self.epoch_iterations
@@ -302,6 +309,13 @@ class Controller:
         )
         for listener in self.listeners:
             listener.on_decision(decision)
+
+    def _slot_for(self, key: tuple[Context, int]) -> int:
+        slot = self._slot_of.get(key)
+        if slot is None:
+            slot = self._slot_of[key] = len(self._key_of)
+            self._key_of.append(key)
+        return slot
 
     def _apply_frequency(self, freq_hz: float | None) -> bool:
         """Set the clock for an arm. False if the arm turned out unavailable (choose again)."""
