@@ -1,0 +1,93 @@
+"""Fit per-arm energy and runtime models (Wilkins et al.) to a request log.
+
+Prints e(tin, tout) = a0*tin + a1*tout + a2*tin*tout (J) and r(tin, tout) likewise (s) per
+arm, with R^2 on a held-out split, and optionally writes the model as JSON for
+``camel-vllm plan`` and for warm-starting the bandit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from camel_vllm.energy_model import RUNTIME_TARGETS, EnergyModel, WorkloadFit, fit_energy_model, group_by_profile
+from camel_vllm.reqlog import read_request_log
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("log", help="request log (JSON lines written by request_log)")
+    parser.add_argument("--json", dest="json_out", help="write the fitted model here")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    parser.add_argument("--include-rotated", action="store_true", help="also read LOG.1, LOG.2, ...")
+    parser.add_argument("--device-profile", help="fit only records of this device profile")
+    parser.add_argument("--shrinkage", type=float, default=0.0,
+                        help="pull each arm toward the pooled fit with this many pseudo-requests (default 0: "
+                             "plain least squares; use ~20 on exploring, mixed-arm logs)")
+    parser.add_argument("--runtime", default="latency_s", choices=RUNTIME_TARGETS,
+                        help="what the runtime model predicts: latency_s (default), ttft_s, or decode_s "
+                             "(finish - first token: use on saturated/offline logs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        records = list(read_request_log(args.log, include_rotated=args.include_rotated))
+    except (OSError, ValueError) as err:
+        print(f"camel-vllm fit-energy-model: {err}", file=sys.stderr)
+        return 2
+    if args.device_profile:
+        records = [r for r in records if r.get("device_profile") == args.device_profile]
+    groups = group_by_profile(records)
+    if len(groups) > 1:
+        names = ", ".join(f"{d}/{m}" for d, m in groups)
+        print(f"camel-vllm fit-energy-model: {args.log} mixes profiles ({names}); pass --device-profile",
+              file=sys.stderr)
+        return 2
+    try:
+        model = fit_energy_model(records, test_fraction=args.test_fraction, seed=args.seed,
+                                 runtime_target=args.runtime, shrinkage=args.shrinkage)
+    except ValueError as err:
+        print(f"camel-vllm fit-energy-model: {args.log}: {err}", file=sys.stderr)
+        return 2
+    print(format_model(model))
+    if args.json_out:
+        model.save(args.json_out)
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+def _r2(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:6.3f}"
+
+
+def _row(label: str, fit: WorkloadFit) -> str:
+    a, b = fit.energy_coef, fit.runtime_coef
+    return (f"{label:>12} {fit.train_weight:8.1f} {fit.test_requests:6d} {_r2(fit.r2_energy)} {_r2(fit.r2_runtime)}"
+            f"  {a[0]:10.3e} {a[1]:10.3e} {a[2]:10.3e}  {b[0]:10.3e} {b[1]:10.3e} {b[2]:10.3e}")
+
+
+def format_model(model: EnergyModel) -> str:
+    """The table ``fit-energy-model`` prints."""
+    tag = " (EMULATED energy)" if model.emulated else ""
+    lines = [
+        f"energy model: device={model.device} profile={model.device_profile} model={model.model_profile}{tag}",
+        f"requests: train {model.train_requests}, held-out {model.test_requests} "
+        f"(test fraction {model.test_fraction}, seed {model.seed}); served by several arms: {model.mixed_requests}",
+        f"held-out R^2: energy {_r2(model.r2_energy).strip()}, runtime ({model.runtime_target}) "
+        f"{_r2(model.r2_runtime).strip()}",
+        "e(tin,tout) = a0*tin + a1*tout + a2*tin*tout [J];  r(tin,tout) = b0*tin + b1*tout + b2*tin*tout [s]",
+        f"{'arm':>12} {'train':>8} {'test':>6} {'R2 e':>6} {'R2 r':>6}  {'a0':>10} {'a1':>10} {'a2':>10}"
+        f"  {'b0':>10} {'b1':>10} {'b2':>10}",
+    ]
+    for label in sorted(model.arms, key=_arm_sort_key):
+        lines.append(_row(label, model.arms[label]))
+    lines.append(_row("pooled", model.pooled))
+    return "\n".join(lines)
+
+
+def _arm_sort_key(label: str) -> tuple[float, float, str]:
+    try:
+        mhz, batch = label.split("/")
+        return (float(mhz) if mhz != "auto" else -1.0, float(batch), label)
+    except ValueError:
+        return (float("inf"), 0.0, label)
