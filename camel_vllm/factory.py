@@ -114,7 +114,9 @@ def build_controller(
         if config.request_log:
             from camel_vllm.reqlog import RequestLog
 
-            listeners.append(RequestLog(config.request_log, device_info=device.info()))
+            listeners.append(
+                RequestLog(config.request_log, device_info=device.info(), arm_labels=[a.label for a in arms.arms])
+            )
         controller = Controller(
             arms=arms,
             policy=policy,
