@@ -25,6 +25,10 @@ class ContextBuckets:
     load_edges: tuple[float, ...] = (0.5, 1.5)
     prompt_edges: tuple[float, ...] = (512.0,)
     rate_half_life_s: float = 10.0
+    #: Half-life (s) of the exponential smoothing of load before bucketing: one snapshot's
+    #: queue is noisy (Poisson arrivals), and a context that flaps splits the evidence. 0
+    #: disables smoothing. 2 s spans a few decision epochs on the emulated Orin.
+    load_half_life_s: float = 2.0
 
 
 class ContextModel:
@@ -39,6 +43,8 @@ class ContextModel:
         self._rate_t_s: float | None = None
         self._prompt_sum = 0.0
         self._prompt_n = 0.0
+        self._load: float | None = None
+        self._load_t_s: float | None = None
 
     @property
     def num_contexts(self) -> int:
@@ -60,7 +66,7 @@ class ContextModel:
     def context(self, snapshot: EngineSnapshot) -> Context:
         if not self.contextual:
             return Context()
-        load = (snapshot.num_running + snapshot.num_waiting) / self.max_batch
+        load = self._smoothed_load(snapshot.now_s, (snapshot.num_running + snapshot.num_waiting) / self.max_batch)
         if snapshot.num_waiting:
             prompt = snapshot.waiting_prompt_tokens / snapshot.num_waiting
         else:
@@ -69,6 +75,18 @@ class ContextModel:
         prompt_bucket = _bucket(prompt, self.buckets.prompt_edges)
         cid = load_bucket * (len(self.buckets.prompt_edges) + 1) + prompt_bucket
         return Context(id=cid, features=(float(load_bucket), float(prompt_bucket)))
+
+    def _smoothed_load(self, now_s: float, load: float) -> float:
+        """Exponentially smoothed load (half-life ``load_half_life_s``, by elapsed time)."""
+        half_life_s = self.buckets.load_half_life_s
+        if self._load is None or self._load_t_s is None or half_life_s <= 0.0:
+            self._load, self._load_t_s = load, now_s
+            return load
+        dt_s = max(0.0, now_s - self._load_t_s)
+        keep = math.exp(-math.log(2.0) * dt_s / half_life_s)
+        self._load = keep * self._load + (1.0 - keep) * load
+        self._load_t_s = max(self._load_t_s, now_s)
+        return self._load
 
     def _decay_to(self, now_s: float) -> None:
         if self._rate_t_s is not None and now_s > self._rate_t_s:

@@ -1,0 +1,211 @@
+"""Policies by name: :func:`make_policy` builds the one ``config.policy`` names.
+
+Every policy draws its randomness from ``numpy.random.default_rng(config.seed)``, so a
+seeded run is reproducible. ``config.policy_params`` keys per policy (anything else is a
+:class:`~camel_vllm.config.ConfigError` naming the key):
+
+- ``camel`` / ``ts``: ``prior_mean``, ``prior_kappa``, ``prior_alpha``, ``prior_beta``,
+  ``share_strength``, ``additive_kappa`` and ``neighbour_kappa`` (``ts``: 0), ``adaptive_prior``, ``slo_min_evidence`` (see
+  :mod:`camel_vllm.policies.thompson`);
+- ``static``: ``arm`` = [MHZ, BATCH] (MHZ may be "auto" for batch-only arms);
+- ``grid``: ``k`` (observations per arm before committing, default 10);
+- ``ucb``: ``c`` (bonus multiplier, default 1.0);
+- ``epsilon``: ``epsilon`` (default 0.1);
+- ``zeus-ts``: ``window`` (default 10), ``num_explorations`` (default 2);
+- ``slo``: :class:`camel_vllm.policies.slo.SLOPolicy` around ``inner`` (a policy name,
+  default ``camel``; ``null``/``"none"``: frequency-only), plus the inner policy's keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from camel_vllm.arms import ArmSet
+from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.baselines import (
+    DefaultPolicy,
+    EpsilonGreedyPolicy,
+    GridPolicy,
+    OraclePolicy,
+    StaticPolicy,
+    UCBPolicy,
+)
+from camel_vllm.policies.nig import NIGPrior
+from camel_vllm.policies.thompson import ThompsonParams, ThompsonPolicy
+from camel_vllm.policies.zeus_ts import ZEUS_NUM_EXPLORATIONS, ZEUS_WINDOW, ZeusTSPolicy
+
+__all__ = ["ArmEstimate", "Policy", "make_policy", "ThompsonPolicy", "ZeusTSPolicy"]
+
+#: Tolerance when matching a static arm's frequency in MHz (devfreq steps are >= 100 MHz apart).
+STATIC_FREQ_TOL_MHZ = 0.5
+
+_PARAMS: dict[str, dict[str, Any]] = {
+    "camel": {
+        "prior_mean": NIGPrior.mean, "prior_kappa": NIGPrior.kappa, "prior_alpha": NIGPrior.alpha,
+        "prior_beta": NIGPrior.beta, "share_strength": ThompsonParams.share_strength,
+        "additive_kappa": ThompsonParams.additive_kappa, "neighbour_kappa": ThompsonParams.neighbour_kappa,
+        "adaptive_prior": ThompsonParams.adaptive_prior, "slo_min_evidence": ThompsonParams.slo_min_evidence,
+    },
+    "default": {},
+    "static": {"arm": None},
+    "grid": {"k": 10.0},
+    "ucb": {"c": 1.0},
+    "epsilon": {"epsilon": 0.1},
+    "zeus-ts": {"window": ZEUS_WINDOW, "num_explorations": ZEUS_NUM_EXPLORATIONS},
+    "oracle": {},
+}
+#: ``ts`` is Camel's paper bandit: flat prior, no grid neighbours, no contexts.
+_PARAMS["ts"] = {**_PARAMS["camel"], "additive_kappa": 0.0, "neighbour_kappa": 0.0}
+
+
+def make_policy(
+    config: CamelConfig,
+    arms: ArmSet,
+    *,
+    num_contexts: int,
+    true_mean_costs: Sequence[Any] | None = None,
+) -> Policy:
+    """Build the policy ``config.policy`` names over ``arms``."""
+    name = config.policy
+    rng = np.random.default_rng(config.seed)
+    if name == "slo":
+        return _make_slo(config, arms, num_contexts, true_mean_costs)
+    params = _params(name, config.policy_params)
+    if name in ("camel", "ts"):
+        return ThompsonPolicy(
+            name=name,
+            num_arms=len(arms),
+            num_contexts=num_contexts,
+            contextual=name == "camel" and config.contextual,
+            rng=rng,
+            arm_freqs_hz=[a.freq_hz for a in arms.arms],
+            arm_batches=[a.max_batch for a in arms.arms],
+            params=ThompsonParams(
+                prior=NIGPrior(
+                    mean=_number(params, "prior_mean"),
+                    kappa=_number(params, "prior_kappa", positive=True),
+                    alpha=_number(params, "prior_alpha", positive=True),
+                    beta=_number(params, "prior_beta", positive=True),
+                ),
+                share_strength=_number(params, "share_strength", non_negative=True),
+                additive_kappa=_number(params, "additive_kappa", non_negative=True),
+                neighbour_kappa=_number(params, "neighbour_kappa", non_negative=True),
+                adaptive_prior=_flag(params, "adaptive_prior"),
+                slo_min_evidence=_number(params, "slo_min_evidence", non_negative=True),
+            ),
+            switch_cost=config.switch_cost,
+            slo=config.slo,
+        )
+    if name == "default":
+        return DefaultPolicy(arms, rng)
+    if name == "static":
+        return StaticPolicy(arms, _static_arm(arms, params["arm"]), rng)
+    if name == "grid":
+        return GridPolicy(len(arms), _number(params, "k", positive=True), rng)
+    if name == "ucb":
+        return UCBPolicy(len(arms), _number(params, "c", non_negative=True), rng)
+    if name == "epsilon":
+        eps = _number(params, "epsilon", non_negative=True)
+        if eps > 1.0:
+            raise ConfigError("policy_params.epsilon", eps, "must be in [0, 1]")
+        return EpsilonGreedyPolicy(len(arms), eps, rng)
+    if name == "zeus-ts":
+        return ZeusTSPolicy(
+            len(arms), rng,
+            window=_integer(params, "window", minimum=2),
+            num_explorations=_integer(params, "num_explorations", minimum=0),
+        )
+    if name == "oracle":
+        if true_mean_costs is None:
+            raise ConfigError("policy", name, "oracle needs the true mean costs (simulation only)")
+        try:
+            return OraclePolicy(len(arms), true_mean_costs, rng)
+        except ValueError as err:
+            raise ConfigError("policy", name, str(err)) from None
+    raise ConfigError("policy", name, "unknown policy")
+
+
+def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_costs: Any) -> Policy:
+    """H6's SLO policy around an inner policy (``policy_params.inner``, default ``camel``;
+    ``null`` or ``"none"``: frequency-only, as throttLL'eM). The inner policy is built
+    without ``slo`` (the SLO policy owns the guard) from the params that are its own."""
+    try:
+        from camel_vllm.policies.slo import SLOPolicy
+    except ImportError as err:
+        raise ConfigError("policy", "slo", f"the SLO policy module is not available ({err})") from None
+    inner_name = config.policy_params.get("inner", "camel")
+    if inner_name in (None, "none"):
+        inner = None
+        known: dict[str, Any] = {}
+    else:
+        if inner_name not in _PARAMS:
+            raise ConfigError("policy_params.inner", inner_name, f"must be one of {', '.join(sorted(_PARAMS))} or none")
+        known = _PARAMS[inner_name]
+    for key, value in config.policy_params.items():
+        if key != "inner" and key not in known:
+            listing = ", ".join(sorted(["inner", *known]))
+            raise ConfigError(f"policy_params.{key}", value, f"not a parameter of policy slo (known: {listing})")
+    if inner_name not in (None, "none"):
+        inner_params = {k: v for k, v in config.policy_params.items() if k in known}
+        inner_config = config.replace(policy=inner_name, policy_params=inner_params, slo=None)
+        inner = make_policy(inner_config, arms, num_contexts=num_contexts, true_mean_costs=true_mean_costs)
+    return SLOPolicy(config, arms, num_contexts, inner)
+
+
+def _params(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    known = _PARAMS[name]
+    for key in given:
+        if key not in known:
+            listing = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"policy_params.{key}", given[key], f"not a parameter of policy {name} (known: {listing})")
+    return {**known, **given}
+
+
+def _number(params: Mapping[str, Any], key: str, *, positive: bool = False, non_negative: bool = False) -> float:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ConfigError(f"policy_params.{key}", value, "must be a number")
+    if positive and value <= 0:
+        raise ConfigError(f"policy_params.{key}", value, "must be > 0")
+    if non_negative and value < 0:
+        raise ConfigError(f"policy_params.{key}", value, "must be >= 0")
+    return float(value)
+
+
+def _integer(params: Mapping[str, Any], key: str, *, minimum: int) -> int:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"policy_params.{key}", value, f"must be an integer >= {minimum}")
+    return value
+
+
+def _flag(params: Mapping[str, Any], key: str) -> bool:
+    value = params[key]
+    if not isinstance(value, bool):
+        raise ConfigError(f"policy_params.{key}", value, "must be true or false")
+    return value
+
+
+def _static_arm(arms: ArmSet, spec: Any) -> int:
+    """Index of the arm ``[MHZ, BATCH]`` names; ConfigError naming policy_params.arm if absent."""
+    offered = ", ".join(a.label for a in arms.arms)
+    if not isinstance(spec, (list, tuple)) or len(spec) != 2:
+        raise ConfigError("policy_params.arm", spec, 'static needs arm: [MHZ, BATCH] (MHZ may be "auto")')
+    mhz, batch = spec
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise ConfigError("policy_params.arm", list(spec), "BATCH must be an integer")
+    for i, arm in enumerate(arms.arms):
+        if arm.max_batch != batch:
+            continue
+        if arm.freq_hz is None and mhz in (None, "auto"):
+            return i
+        if (
+            arm.freq_hz is not None
+            and isinstance(mhz, (int, float)) and not isinstance(mhz, bool)
+            and abs(arm.freq_hz / 1e6 - mhz) <= STATIC_FREQ_TOL_MHZ
+        ):
+            return i
+    raise ConfigError("policy_params.arm", list(spec), f"not in the arm set (arms: {offered})")

@@ -1,0 +1,190 @@
+"""The baselines Camel is compared with, behind the same :class:`Policy` protocol.
+
+All of them are non-contextual (they ignore ``context.id``) and keep weighted empirical
+statistics per arm (a weighted observation counts as ``weight`` pulls). Every ``select``
+returns one of ``available``.
+
+- ``default``: the highest available frequency with the largest batch cap (Camel's baseline).
+- ``static``: one configured arm (the nearest available arm if it is switched off).
+- ``grid``: play each arm until it has ``k`` observations' weight, then commit to the
+  lowest empirical mean (Camel's grid-search baseline).
+- ``ucb``: UCB1 (Auer et al. 2002) for costs, index = mean - c * s * sqrt(2 ln t / n);
+  costs are not bounded in [0, 1], so the bonus is scaled by s, the pooled within-arm
+  standard deviation (1 before two observations of an arm).
+- ``epsilon``: epsilon-greedy: each untried arm once, then a uniformly random available arm
+  with probability epsilon, else the lowest empirical mean.
+- ``oracle``: told the true mean costs (simulation only); plays the best available arm.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from camel_vllm.arms import ArmSet
+from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.nig import SufficientStats
+from camel_vllm.types import Context
+
+
+class EmpiricalPolicy:
+    """Shared bookkeeping: weighted count, mean and sum of squares per arm."""
+
+    name = "empirical"
+
+    def __init__(self, num_arms: int, rng: np.random.Generator) -> None:
+        self.num_arms = int(num_arms)
+        self.rng = rng
+        self.stats = SufficientStats((self.num_arms,))
+
+    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
+        if math.isfinite(cost):
+            self.stats.update(arm_index, float(cost), float(weight))
+
+    def estimates(self) -> list[ArmEstimate]:
+        n, xbar = self.stats.n, self.stats.xbar
+        var = np.where(n > 1, self.stats.m2 / np.maximum(n - 1, 1e-12), np.inf)
+        std = np.sqrt(var / np.maximum(n, 1e-12))
+        return [ArmEstimate(a, None, float(n[a]), float(xbar[a]), float(std[a])) for a in range(self.num_arms)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "empirical", "num_arms": self.num_arms, "stats": self.stats.to_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("kind") != "empirical" or int(state["num_arms"]) != self.num_arms:
+            raise ValueError(f"state is not an empirical state for {self.num_arms} arms")
+        stats = SufficientStats((self.num_arms,))
+        stats.load(state["stats"])
+        self.stats = stats
+
+    def _best_mean(self, idx: np.ndarray) -> int:
+        tried = idx[self.stats.n[idx] > 0]
+        if tried.size == 0:
+            return int(idx[0])
+        return int(tried[np.argmin(self.stats.xbar[tried])])
+
+
+class DefaultPolicy(EmpiricalPolicy):
+    name = "default"
+
+    def __init__(self, arms: ArmSet, rng: np.random.Generator) -> None:
+        super().__init__(len(arms), rng)
+        self._order = sorted(
+            range(len(arms)),
+            key=lambda i: (-1.0 if arms[i].freq_hz is None else arms[i].freq_hz, arms[i].max_batch),
+        )
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        allowed = set(available)
+        for i in reversed(self._order):
+            if i in allowed:
+                return i
+        raise ValueError("select() needs at least one available arm")
+
+
+class StaticPolicy(EmpiricalPolicy):
+    """Always ``arm``; if it is unavailable, the available arm with the same batch cap and
+    the nearest frequency (then the nearest batch cap)."""
+
+    name = "static"
+
+    def __init__(self, arms: ArmSet, arm_index: int, rng: np.random.Generator) -> None:
+        super().__init__(len(arms), rng)
+        self.arms = arms
+        self.arm_index = arm_index
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        if self.arm_index in available:
+            return self.arm_index
+        want = self.arms[self.arm_index]
+
+        def distance(i: int) -> tuple[float, float]:
+            arm = self.arms[i]
+            df = 0.0 if arm.freq_hz == want.freq_hz else abs((arm.freq_hz or 0.0) - (want.freq_hz or 0.0))
+            return (abs(arm.max_batch - want.max_batch), df)
+
+        return min(available, key=distance)
+
+
+class GridPolicy(EmpiricalPolicy):
+    name = "grid"
+
+    def __init__(self, num_arms: int, k: float, rng: np.random.Generator) -> None:
+        super().__init__(num_arms, rng)
+        if not k > 0:
+            raise ValueError(f"grid k must be > 0, got {k}")
+        self.k = float(k)
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        idx = np.asarray(available, dtype=np.intp)
+        todo = idx[self.stats.n[idx] < self.k]
+        if todo.size:
+            if current is not None and current in todo:
+                return int(current)  # finish the arm in progress before moving on
+            return int(todo[0])
+        return self._best_mean(idx)
+
+
+class UCBPolicy(EmpiricalPolicy):
+    name = "ucb"
+
+    def __init__(self, num_arms: int, c: float, rng: np.random.Generator) -> None:
+        super().__init__(num_arms, rng)
+        self.c = float(c)
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        idx = np.asarray(available, dtype=np.intp)
+        n = self.stats.n[idx]
+        untried = idx[n <= 0]
+        if untried.size:
+            return int(untried[0])
+        dof = np.maximum(self.stats.n - 1.0, 0.0).sum()
+        scale = math.sqrt(self.stats.m2.sum() / dof) if dof >= 1.0 else 1.0
+        t = max(self.stats.n.sum(), 1.0)
+        index = self.stats.xbar[idx] - self.c * scale * np.sqrt(2.0 * math.log(t) / n)
+        return int(idx[np.argmin(index)])
+
+
+class EpsilonGreedyPolicy(EmpiricalPolicy):
+    name = "epsilon"
+
+    def __init__(self, num_arms: int, epsilon: float, rng: np.random.Generator) -> None:
+        super().__init__(num_arms, rng)
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.epsilon = float(epsilon)
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        idx = np.asarray(available, dtype=np.intp)
+        untried = idx[self.stats.n[idx] <= 0]
+        if untried.size:
+            return int(untried[0])
+        if self.rng.random() < self.epsilon:
+            return int(idx[self.rng.integers(idx.size)])
+        return self._best_mean(idx)
+
+
+class OraclePolicy(EmpiricalPolicy):
+    """Plays argmin of the true mean costs among available arms.
+
+    ``true_mean_costs`` is one cost per arm, or one row per context (then the row of the
+    decision's context is used).
+    """
+
+    name = "oracle"
+
+    def __init__(self, num_arms: int, true_mean_costs: Sequence[Any], rng: np.random.Generator) -> None:
+        super().__init__(num_arms, rng)
+        table = np.asarray(true_mean_costs, dtype=float)
+        if table.ndim == 1:
+            table = table[None, :]
+        if table.ndim != 2 or table.shape[1] != self.num_arms:
+            raise ValueError(f"true_mean_costs must have {self.num_arms} entries per row, got shape {table.shape}")
+        self.table = table
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        idx = np.asarray(available, dtype=np.intp)
+        row = self.table[min(int(context.id), self.table.shape[0] - 1)]
+        return int(idx[np.argmin(row[idx])])
