@@ -282,11 +282,13 @@ def test_slo_guard_waits_for_evidence() -> None:
 
 def test_slo_policy_wraps_camel_or_runs_frequency_only() -> None:
     slo = SLOConfig(metric="tpot", threshold_s=0.1, quantile=0.9)
-    wrapped = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"share_strength": 5.0}),
+    wrapped = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": "camel", "share_strength": 5.0}),
                           orin_arms(), num_contexts=6)
     assert wrapped.inner is not None and wrapped.inner.name == "camel"
     assert wrapped.inner.slo is None  # the SLO policy owns the guard
-    alone = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": None}), orin_arms(), num_contexts=6)
-    assert alone.inner is None
+    alone = make_policy(CamelConfig(policy="slo", slo=slo), orin_arms(), num_contexts=6)
+    assert alone.inner is None  # plain ``slo`` is throttLL'eM's frequency-only policy
+    explicit = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": None}), orin_arms(), num_contexts=6)
+    assert explicit.inner is None
     with pytest.raises(ConfigError, match="policy_params.k"):
         make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"k": 3}), orin_arms(), num_contexts=6)

@@ -129,14 +129,17 @@ def make_policy(
 
 
 def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_costs: Any) -> Policy:
-    """H6's SLO policy around an inner policy (``policy_params.inner``, default ``camel``;
-    ``null`` or ``"none"``: frequency-only, as throttLL'eM). The inner policy is built
+    """The SLO policy (after throttLL'eM) around an optional inner policy.
+
+    ``policy_params.inner`` absent, ``null`` or ``"none"``: frequency-only, as throttLL'eM
+    (the lowest SLO-safe frequency at the largest batch cap); ``"camel"`` (or another
+    policy name): that policy chooses among the SLO-safe arms. The inner policy is built
     without ``slo`` (the SLO policy owns the guard) from the params that are its own."""
     try:
         from camel_vllm.policies.slo import SLOPolicy
     except ImportError as err:
         raise ConfigError("policy", "slo", f"the SLO policy module is not available ({err})") from None
-    inner_name = config.policy_params.get("inner", "camel")
+    inner_name = config.policy_params.get("inner")
     if inner_name in (None, "none"):
         inner = None
         known: dict[str, Any] = {}
