@@ -1,0 +1,225 @@
+"""Live comparison (and the project's demo): the default configuration vs camel on real vLLM.
+
+Starts the CPU vLLM engine on the tiny test model twice, back to back, with camel-vllm's
+scheduler and the emulated AGX Orin device, and replays the same trace against each:
+
+1. ``default``: ``--scheduler camel`` with ``policy: default`` (always the top clock,
+   930.75 MHz, and the largest batch cap): vLLM's own behaviour, measured by the same
+   emulated energy meter. Stock vLLM has no energy exporter, so this is the fair baseline;
+2. ``camel``: ``--scheduler camel`` with ``policy: camel`` (contextual Thompson sampling),
+   warm-started by default from ``--warm-start`` simulated requests: the simulator runs the
+   same controller on the requests that FOLLOW the replayed ones in the trace and saves the
+   learned posteriors (``state_path``), which the server loads (camel-vllm's persistent
+   learning). ``--warm-start 0`` starts camel cold;
+3. optionally (``--stock``) truly stock vLLM (its default scheduler): latency only.
+
+Energy is EMULATED: the engine really runs the tiny model on this CPU and the emulator
+stretches each iteration to the chosen clock's modelled time and books modelled power
+(``emulation_time: relative``). Servers run under the machine lock /tmp/camel-vllm.lock and
+are stopped on exit. With few requests camel is still exploring its 49 arms; the simulator
+(``camel-vllm bench sim``) shows where it converges.
+
+    python benchmarks/live_compare.py --requests 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from importlib.resources import files
+from pathlib import Path
+
+from camel_vllm.replay import failures, replay, to_policy_result
+from camel_vllm.sim.results import BenchResult, PolicyResult, format_table, reduction_pct
+from camel_vllm.traces import load_trace
+
+REPO = Path(__file__).resolve().parent.parent
+LOCK_PATH = "/tmp/camel-vllm.lock"
+#: Engine start-up on 2 cores with --enforce-eager takes 25-35 s (tests/vllm_server.py); margin for load.
+STARTUP_TIMEOUT_S = 300.0
+ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
+MAX_MODEL_LEN = 2048
+DEFAULT_TRACE = str(files("camel_vllm") / "data" / "traces" / "azure_conv_first2000.csv")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def machine_lock():
+    with open(LOCK_PATH, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int):
+    """A vLLM server (camel scheduler when ``camel`` is given); yields (url, metrics_url)."""
+    port = _free_port()
+    args = [sys.executable, "-m", "camel_vllm", "serve", model, "--enforce-eager", "--max-model-len",
+            str(MAX_MODEL_LEN), "--max-num-seqs", str(max_num_seqs), "--host", "127.0.0.1", "--port", str(port)]
+    metrics_url = None
+    if camel is not None:
+        mport = _free_port()
+        camel = {**camel, "metrics_port": mport}
+        args += ["--scheduler", "camel", "--additional-config", json.dumps({"camel": camel})]
+        metrics_url = f"http://127.0.0.1:{mport}/metrics"
+    os.makedirs(log_dir, exist_ok=True)
+    log_path = os.path.join(log_dir, f"server-{port}.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV},
+                                cwd=str(REPO), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}; log: {log_path}\n"
+                                   + Path(log_path).read_text(errors="replace")[-3000:])
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, socket.timeout):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not healthy after {STARTUP_TIMEOUT_S:.0f} s; log: {log_path}")
+            time.sleep(0.5)
+        yield url, metrics_url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def warm_start(args, state_path: str) -> str:
+    """Simulate camel on the ``--warm-start`` requests after the replayed ones; save its state."""
+    import dataclasses
+
+    from camel_vllm.sim.bench import PolicySpec, SimSetup, run_one
+    from camel_vllm.traces import transforms
+
+    full = load_trace(args.trace, target_rps=args.target_rps, max_context_tokens=MAX_MODEL_LEN - 16,
+                      max_output_tokens=args.max_output)
+    train = transforms.first(transforms.skip(full, args.requests), args.warm_start)
+    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed)
+    setup = dataclasses.replace(setup, config=setup.config.replace(state_path=state_path))
+    run = run_one(setup, PolicySpec("camel", "camel"), train)
+    return (f"camel warm-started from {len(run.records)} simulated requests (trace requests "
+            f"#{args.requests} to #{args.requests + len(train) - 1}, not the replayed ones)")
+
+
+def run_compare(args) -> BenchResult:
+    trace = load_trace(args.trace, requests=args.requests, target_rps=args.target_rps,
+                       max_context_tokens=MAX_MODEL_LEN - 16, max_output_tokens=args.max_output)
+    base = {"device": "emulated", "device_profile": args.device, "model_profile": args.model_profile,
+            "seed": args.seed}
+    log_dir = args.log_dir or tempfile.mkdtemp(prefix="camel-live-")
+    os.makedirs(log_dir, exist_ok=True)
+    camel_cfg = {**base, "policy": "camel"}
+    warm_note = "camel started cold (no learned state)"
+    if args.warm_start > 0:
+        state_path = os.path.join(log_dir, "camel-state.json")
+        if os.path.exists(state_path):
+            os.remove(state_path)
+        warm_note = warm_start(args, state_path)
+        camel_cfg["state_path"] = state_path
+        print(f"[camel] {warm_note}", flush=True)
+    runs: list[tuple[str, dict | None]] = [("default", {**base, "policy": "default"}), ("camel", camel_cfg)]
+    if args.stock:
+        runs.append(("stock-vllm", None))
+    policies: dict[str, PolicyResult] = {}
+    details: dict[str, dict] = {}
+    with machine_lock():
+        for name, camel in runs:
+            print(f"[{name}] starting vLLM ({'camel scheduler, policy ' + camel['policy'] if camel else 'stock'})",
+                  flush=True)
+            with server(args.model, camel, log_dir, args.max_num_seqs) as (url, metrics_url):
+                run = replay(trace, url, metrics_url=metrics_url, request_timeout_s=args.timeout_s)
+            policies[name] = to_policy_result(trace, run)
+            details[name] = {"wall_s": run.wall_s, "failures": dict(failures(run)),
+                             "energy_source": run.after.energy_source if run.after else None,
+                             "camel_config": camel}
+            print(f"[{name}] {policies[name].requests_completed}/{len(trace)} completed in {run.wall_s:.1f} s",
+                  flush=True)
+    return BenchResult(
+        trace=trace.name, device=f"emulated {args.device}", model=f"{args.model} (modelled as {args.model_profile})",
+        requests=len(trace), emulated=True, policies=policies, mode="replay",
+        notes=list(trace.notes) + [
+            "live vLLM (CPU) on the tiny model; energy EMULATED (relative time: real step time stretched to "
+            "the chosen clock, modelled power); 'default' = camel scheduler with policy default (930.75 MHz, "
+            "largest batch); stock-vllm (if run) has no energy meter",
+            warm_note,
+            f"server logs in {log_dir}",
+        ],
+        details=details,
+    )
+
+
+def _change(value: float, baseline: float) -> str:
+    return f"{-reduction_pct(value, baseline):+.1f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", default=DEFAULT_TRACE, help="trace file (default: shipped Azure conv excerpt)")
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--target-rps", type=float, default=1.0)
+    parser.add_argument("--max-output", type=int, default=64, help="clip output tokens (CPU time)")
+    parser.add_argument("--model", default=str(REPO / "models" / "tiny"), help="model folder for vLLM")
+    parser.add_argument("--model-profile", default="llama-3.2-1b", help="model the emulator models")
+    parser.add_argument("--device", default="orin-agx-32gb")
+    parser.add_argument("--max-num-seqs", type=int, default=28)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout-s", type=float, default=300.0, help="per-request timeout")
+    parser.add_argument("--warm-start", type=int, default=1000,
+                        help="simulated requests camel learns from before the live run (0: cold)")
+    parser.add_argument("--stock", action="store_true", help="also run stock vLLM (latency only)")
+    parser.add_argument("--json", default=None, help="write the result JSON here")
+    parser.add_argument("--log-dir", default=None)
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.model):
+        print(f"live_compare: model folder {args.model} not found (make it: camel-vllm make-tiny-model)",
+              file=sys.stderr)
+        return 2
+    result = run_compare(args)
+    if args.json:
+        result.write(args.json)
+    print()
+    print(format_table(result))
+    d, c = result.policies["default"], result.policies["camel"]
+    print(f"\ncamel vs default (EMULATED energy; negative = camel lower): "
+          f"energy {_change(c.energy_j, d.energy_j)}, mean latency {_change(c.mean_latency_s, d.mean_latency_s)} "
+          f"({c.mean_latency_s:.3f} s vs {d.mean_latency_s:.3f} s), "
+          f"mean EDP {_change(c.mean_edp_js, d.mean_edp_js)} ({c.mean_edp_js:.4g} vs {d.mean_edp_js:.4g} J*s)")
+    incomplete = {k: p.requests_total - p.requests_completed for k, p in result.policies.items()
+                  if p.requests_completed < p.requests_total}
+    if incomplete:
+        print(f"INCOMPLETE: {incomplete}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

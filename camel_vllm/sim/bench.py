@@ -1,0 +1,313 @@
+"""Run several policies on one trace in the simulator and summarise them (``bench sim``).
+
+Every policy replays the same requests on a fresh emulated device (``emulation_time:
+absolute``, seeded the same), through :func:`camel_vllm.factory.build_controller`, i.e. the
+controller, policies and cost the vLLM scheduler uses. ``oracle`` is the best static arm
+in hindsight: every arm is run as ``static`` on the trace and the one with the lowest mean
+EDP is reported under that name (its arm is in ``details.oracle.arm``). Runs go to a pool
+of ``workers`` processes (2 on the project's 2-core machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from camel_vllm.arms import ArmSet
+from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
+from camel_vllm.sim.results import BenchResult, PolicyResult
+from camel_vllm.traces.base import Trace
+
+logger = logging.getLogger("vllm.camel")
+
+ORACLE = "oracle"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy to run: the label it is reported under and the config changes it needs."""
+
+    label: str
+    policy: str
+    policy_params: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_policies(text: str) -> list[PolicySpec]:
+    """``"default,grid,camel,oracle,static:612:16"`` -> specs (``oracle`` is computed, not run)."""
+    from camel_vllm.config import POLICY_NAMES
+
+    specs: list[PolicySpec] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if item.startswith("static:"):
+            parts = item.split(":")
+            if len(parts) != 3:
+                raise ConfigError("policies", item, "write a static arm as static:MHZ:BATCH, e.g. static:612:16")
+            try:
+                mhz: Any = "auto" if parts[1] == "auto" else float(parts[1])
+                batch = int(parts[2])
+            except ValueError:
+                raise ConfigError("policies", item, "MHZ must be a number or auto and BATCH an integer") from None
+            specs.append(PolicySpec(item, "static", {"arm": [mhz, batch]}))
+        elif item == ORACLE or item in POLICY_NAMES:
+            specs.append(PolicySpec(item, item))
+        else:
+            raise ConfigError("policies", item, f"unknown policy (known: {', '.join(POLICY_NAMES)}, static:MHZ:BATCH)")
+    if not specs:
+        raise ConfigError("policies", text, "name at least one policy")
+    return specs
+
+
+@dataclass(frozen=True)
+class SimSetup:
+    """What every run shares: the base camel config and the engine limits."""
+
+    config: CamelConfig
+    engine: EngineConfig = EngineConfig()
+
+    @classmethod
+    def make(cls, *, device_profile: str, model_profile: str, seed: int = 0, base: CamelConfig | None = None,
+             engine: EngineConfig = EngineConfig()) -> "SimSetup":
+        base = base or CamelConfig()
+        config = base.replace(
+            device="emulated", device_profile=device_profile, model_profile=model_profile, seed=seed,
+            emulation_time="absolute", metrics_port=None, state_path=None, request_log=None,
+        )
+        return cls(config=config, engine=engine)
+
+    def config_for(self, spec: PolicySpec) -> CamelConfig:
+        return self.config.replace(policy=spec.policy, policy_params=dict(spec.policy_params))
+
+
+def _device(config: CamelConfig, clock: VirtualClock):
+    from camel_vllm.devices.emulated import EmulatedDevice
+    from camel_vllm.devices.profiles import load_device_profile, load_model_profile
+
+    return EmulatedDevice(load_device_profile(config.device_profile), load_model_profile(config.model_profile),
+                          clock=clock, seed=config.seed, time_mode="absolute")
+
+
+def arm_set(setup: SimSetup) -> ArmSet:
+    """The arms every policy chooses from (resolved exactly as build_controller does)."""
+    from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+
+    device = _device(setup.config, VirtualClock())
+    limits = EngineLimits(setup.engine.max_num_seqs)
+    return ArmSet.product(resolve_frequencies_hz(setup.config, device), resolve_batch_sizes(setup.config, limits))
+
+
+def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
+            on_finish: Callable[[int], None] | None = None) -> SimRun:
+    """One policy on the trace, on a fresh emulated device."""
+    from camel_vllm.factory import EngineLimits, build_controller
+
+    config = setup.config_for(spec)
+    clock = VirtualClock()
+    controller = build_controller(config, EngineLimits(setup.engine.max_num_seqs), device=_device(config, clock),
+                                  clock=clock, with_metrics=False)
+    try:
+        return SimEngine(controller, clock, trace.requests, setup.engine, on_finish=on_finish).run()
+    finally:
+        controller.close()
+
+
+def _run_task(task: tuple[SimSetup, PolicySpec, Trace]) -> tuple[str, SimRun]:
+    setup, spec, trace = task
+    return spec.label, run_one(setup, spec, trace)
+
+
+def _static_sweep_task(task: tuple[SimSetup, list[PolicySpec], Trace]) -> list[tuple[str, SimRun]]:
+    """Static arms of one frequency, largest cap first, reusing runs the cap cannot change.
+
+    A static run whose running count never exceeded a smaller cap C is exactly the run at
+    cap C: admission was never blocked by a cap at or above C, the policy never changes arm,
+    and the device draws the same noise per iteration. So it is reused, not re-simulated.
+    """
+    setup, specs, trace = task
+    specs = sorted(specs, key=lambda s: -s.policy_params["arm"][1])
+    out: list[tuple[str, SimRun]] = []
+    last: SimRun | None = None
+    for spec in specs:
+        cap = spec.policy_params["arm"][1]
+        if last is not None and last.max_running <= cap:
+            out.append((spec.label, _as_cap(last, cap)))
+        else:
+            last = run_one(setup, spec, trace)
+            out.append((spec.label, last))
+    return out
+
+
+def _as_cap(run: SimRun, cap: int) -> SimRun:
+    """``run`` (a static run) relabelled as the same frequency at batch cap ``cap``."""
+    old = max(range(len(run.pulls)), key=lambda i: run.pulls[i])
+    mhz = run.arm_labels[old].split("/")[0]
+    new = run.arm_labels.index(f"{mhz}/{cap}")
+    pulls = [0] * len(run.pulls)
+    pulls[new] = run.pulls[old]
+    return dataclasses.replace(run, pulls=pulls, decisions=[(t, new) for t, _ in run.decisions])
+
+
+def run_static_sweep(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, workers: int = 2,
+                     progress: Callable[[int], None] | None = None) -> dict[str, SimRun]:
+    """Every static spec (grouped by frequency, see :func:`_static_sweep_task`)."""
+    groups: dict[Any, list[PolicySpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.policy_params["arm"][0], []).append(spec)
+    tasks = [(setup, g, trace) for g in groups.values()]
+    runs: dict[str, SimRun] = {}
+
+    def take(results: list[tuple[str, SimRun]]) -> None:
+        for label, run in results:
+            runs[label] = run
+            if progress:
+                progress(len(trace))
+
+    if workers <= 1 or len(tasks) == 1:
+        for t in tasks:
+            take(_static_sweep_task(t))
+    else:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(workers, len(tasks))) as pool:
+            for results in pool.imap_unordered(_static_sweep_task, tasks):
+                take(results)
+    return runs
+
+
+def static_specs(arms: ArmSet) -> list[PolicySpec]:
+    return [PolicySpec(f"static:{a.label.replace('/', ':')}", "static",
+                       {"arm": ["auto" if a.freq_hz is None else a.freq_hz / 1e6, a.max_batch]}) for a in arms.arms]
+
+
+def run_many(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, workers: int = 2,
+             progress: Callable[[int], None] | None = None) -> dict[str, SimRun]:
+    """Run ``specs`` (no ``oracle``) on ``trace``; ``progress(n_requests)`` after each run."""
+    tasks = [(setup, s, trace) for s in specs]
+    runs: dict[str, SimRun] = {}
+    if workers <= 1 or len(tasks) == 1:
+        for t in tasks:
+            label, run = _run_task(t)
+            runs[label] = run
+            if progress:
+                progress(len(trace))
+    else:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(workers, len(tasks))) as pool:
+            for label, run in pool.imap_unordered(_run_task, tasks):
+                runs[label] = run
+                if progress:
+                    progress(len(trace))
+    return {s.label: runs[s.label] for s in specs}
+
+
+def mean_edp_js(run: SimRun) -> float:
+    return sum(r.edp_js for r in run.records) / len(run.records) if run.records else float("inf")
+
+
+def policy_result(run: SimRun, requests_total: int) -> PolicyResult:
+    return PolicyResult.from_records(
+        run.records, requests_total=requests_total, energy_j=run.energy_j, arm_switches=run.arm_switches,
+        arms=dict(zip(run.arm_labels, run.pulls)),
+    )
+
+
+#: A policy has settled once, in every later window of this many decisions, at least
+#: SETTLE_SHARE of them chose its final arm (the arm chosen most in the last window).
+SETTLE_WINDOW = 50
+SETTLE_SHARE = 0.8
+
+
+def settled_after(run: SimRun) -> int | None:
+    """Requests finished before the policy settled on its final arm (None: it never did).
+
+    Thompson sampling keeps an occasional exploratory pull, so "settled" allows them: from
+    the settling decision on, every window of :data:`SETTLE_WINDOW` decisions gives at least
+    :data:`SETTLE_SHARE` of its pulls to the final arm.
+    """
+    arms = [a for _, a in run.decisions]
+    if not arms:
+        return None
+    tail = arms[-SETTLE_WINDOW:]
+    final = max(set(tail), key=tail.count)
+    hits = [1 if a == final else 0 for a in arms]
+    w = min(SETTLE_WINDOW, len(arms))
+    # scan windows from the end; the settle point is the start of the earliest window of
+    # an unbroken run of good windows reaching the end
+    settle_index = None
+    acc = sum(hits[len(arms) - w:])
+    for start in range(len(arms) - w, -1, -1):
+        if start < len(arms) - w:
+            acc += hits[start] - hits[start + w]
+        if acc < SETTLE_SHARE * w:
+            break
+        settle_index = start
+    if settle_index is None:
+        return None
+    t_settle = run.decisions[settle_index][0]
+    return sum(1 for r in run.records if r.finish_s <= t_settle)
+
+
+def final_arm(run: SimRun) -> str | None:
+    tail = [a for _, a in run.decisions[-SETTLE_WINDOW:]]
+    return run.arm_labels[max(set(tail), key=tail.count)] if tail else None
+
+
+@dataclass
+class BenchOutput:
+    """The JSON result plus the raw runs the plots need."""
+
+    result: BenchResult
+    runs: dict[str, SimRun]
+    static_runs: dict[str, SimRun]
+    arms: ArmSet
+
+
+def bench(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, workers: int = 2,
+          progress: Callable[[int], None] | None = None, trace_label: str | None = None) -> BenchOutput:
+    """Run every spec on ``trace`` (statics for ``oracle`` included) and build the result."""
+    arms = arm_set(setup)
+    want_oracle = any(s.policy == ORACLE for s in specs)
+    to_run = [s for s in specs if s.policy != ORACLE]
+    statics = static_specs(arms) if want_oracle else []
+    runs = run_many(setup, to_run, trace, workers=workers, progress=progress) if to_run else {}
+    static_runs = run_static_sweep(setup, statics, trace, workers=workers, progress=progress) if statics else {}
+    details: dict[str, dict[str, Any]] = {}
+    policies: dict[str, PolicyResult] = {}
+    n = len(trace)
+    for spec in specs:
+        if spec.policy == ORACLE:
+            best = min(static_runs, key=lambda k: mean_edp_js(static_runs[k]))
+            run = static_runs[best]
+            runs[ORACLE] = run
+            details[ORACLE] = {
+                "arm": run.arm_labels[max(range(len(run.pulls)), key=lambda i: run.pulls[i])],
+                "how": f"best of {len(static_runs)} static arms by mean EDP on this trace (hindsight)",
+                "mean_edp_js_by_arm": {k.split(":", 1)[1].replace(":", "/"): mean_edp_js(r)
+                                       for k, r in static_runs.items()},
+            }
+        run = runs[spec.label]
+        policies[spec.label] = policy_result(run, n)
+        details.setdefault(spec.label, {}).update({
+            "total_edp_js": sum(r.edp_js for r in run.records),
+            "sim_duration_s": run.end_s,
+            "iterations": run.iterations,
+            "settled_after_requests": settled_after(run),
+            "final_arm": final_arm(run),
+        })
+    cfg = setup.config
+    result = BenchResult(
+        trace=trace_label or trace.name, device=cfg.device_profile, model=cfg.model_profile, requests=n,
+        emulated=True, policies=policies, mode="sim",
+        notes=list(trace.notes) + [
+            "simulated: discrete-event model of vLLM continuous batching "
+            f"(max_num_seqs {setup.engine.max_num_seqs}, max_num_batched_tokens {setup.engine.max_num_batched_tokens}, "
+            "chunked prefill, FCFS, no preemption) on the emulated device; every energy figure is emulated",
+            f"seed {cfg.seed}, epoch_iterations {cfg.epoch_iterations}, contextual {cfg.contextual}, cost {cfg.cost}",
+        ],
+        details=details,
+    )
+    return BenchOutput(result=result, runs=runs, static_runs=static_runs, arms=arms)

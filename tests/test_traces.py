@@ -1,0 +1,156 @@
+"""Trace loaders (each format, malformed rows with line numbers), transforms, to-vllm output."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from camel_vllm.traces import TraceFormatError, alpaca_like, detect_format, load_trace, write_timed_trace
+from camel_vllm.traces import transforms
+from camel_vllm.traces.timed_trace import VLLM_CHUNK_HASH_SIZE
+
+AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n" \
+        "2023-11-16 18:15:46.6805900,374,44\n" \
+        "2023-11-16 18:15:50.9951690,396,109\n" \
+        "2023-11-16 18:15:48.5000000,10,0\n"
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_azure_offsets_sorted_and_fraction_read(tmp_path):
+    tr = load_trace(_write(tmp_path, "a.csv", AZURE))
+    assert [r.arrival_s for r in tr.requests] == pytest.approx([0.0, 1.81941, 4.3145790])
+    assert [(r.prompt_tokens, r.output_tokens) for r in tr.requests] == [(374, 44), (10, 1), (396, 109)]
+
+
+@pytest.mark.parametrize("row,expect", [
+    ("2023-11-16 18:15:50,abc,4", "a.csv:3: ContextTokens='abc' is not an integer"),
+    ("2023-11-16 18:15:50,3", "a.csv:3: expected 3 fields, got 2"),
+    ("16/11/2023,3,4", "a.csv:3: TIMESTAMP='16/11/2023' is not"),
+    ("2023-11-16 18:15:50,5,-2", "a.csv:3: GeneratedTokens=-2 must be >= 0"),
+])
+def test_azure_malformed_row_names_file_and_line(tmp_path, row, expect):
+    text = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.1,374,44\n" + row + "\n"
+    path = _write(tmp_path, "a.csv", text)
+    with pytest.raises(TraceFormatError) as err:
+        load_trace(path)
+    assert expect in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mooncake_ms_and_hash_ids(tmp_path):
+    text = '{"timestamp": 0, "input_length": 600, "output_length": 20, "hash_ids": [1, 2]}\n' \
+           '{"timestamp": 2500, "input_length": 30, "output_length": 5, "hash_ids": [3]}\n'
+    tr = load_trace(_write(tmp_path, "mooncake_trace.jsonl", text))
+    assert detect_format(tr.source) == "mooncake"
+    assert tr.requests[1].arrival_s == pytest.approx(2.5)
+    assert tr.requests[0].hash_ids == (1, 2)
+
+
+def test_jsonl_malformed(tmp_path):
+    text = '{"timestamp": 0, "input_length": 6, "output_length": 2}\n\n{"timestamp": 1, "input_length": 6}\n'
+    with pytest.raises(TraceFormatError, match=r"t.jsonl:3: missing key 'output_length'"):
+        load_trace(_write(tmp_path, "t.jsonl", text))
+    with pytest.raises(TraceFormatError, match=r"u.jsonl:1: not valid JSON"):
+        load_trace(_write(tmp_path, "u.jsonl", "{oops\n"))
+
+
+def test_burstgpt(tmp_path):
+    text = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n" \
+           "5,ChatGPT,472,18,490,Conversation log\n" \
+           "7.5,GPT-4,1087,0,1087,API log\n"
+    tr = load_trace(_write(tmp_path, "b.csv", text))
+    assert [r.arrival_s for r in tr.requests] == [0.0, 2.5]
+    assert tr.requests[1].output_tokens == 1
+    bad = text + "9,GPT-4,x,3,3,API log\n"
+    with pytest.raises(TraceFormatError, match=r"b.csv:4: Request tokens='x' is not an integer"):
+        load_trace(_write(tmp_path, "b.csv", bad))
+
+
+def test_unknown_format_is_one_line(tmp_path):
+    with pytest.raises(TraceFormatError, match="x.txt:1: unknown trace format"):
+        load_trace(_write(tmp_path, "x.txt", "hello\n"))
+
+
+def test_timed_trace_round_trip_matches_vllm_expansion(tmp_path):
+    src = load_trace(_write(tmp_path, "a.csv", AZURE))
+    out = str(tmp_path / "t.jsonl")
+    assert write_timed_trace(src, out) == 3
+    rows = [json.loads(line) for line in open(out)]
+    assert rows[0]["timestamp"] == 0.0
+    for row, req in zip(rows, src.requests):
+        # vLLM expands each id to 16 tokens and stops at input_length: enough ids, never too few
+        assert len(row["hash_ids"]) * VLLM_CHUNK_HASH_SIZE >= row["input_length"] == req.prompt_tokens
+        assert row["output_length"] == req.output_tokens
+    all_ids = [h for row in rows for h in row["hash_ids"]]
+    assert len(all_ids) == len(set(all_ids))
+    back = load_trace(out, "timed_trace")
+    assert [(r.prompt_tokens, r.output_tokens) for r in back.requests] == \
+           [(r.prompt_tokens, r.output_tokens) for r in src.requests]
+    assert [r.arrival_s for r in back.requests] == pytest.approx([r.arrival_s for r in src.requests], abs=1e-6)
+
+
+def test_target_rps_keeps_burstiness():
+    tr = alpaca_like(300, rate_per_s=3.0, seed=3, poisson=True)
+    gaps = [b.arrival_s - a.arrival_s for a, b in zip(tr.requests, tr.requests[1:])]
+    out = transforms.target_rps(tr, 0.5)
+    gaps2 = [b.arrival_s - a.arrival_s for a, b in zip(out.requests, out.requests[1:])]
+    assert transforms.mean_rate_per_s(out.requests) == pytest.approx(0.5)
+    cv = statistics.pstdev(gaps) / statistics.mean(gaps)
+    assert statistics.pstdev(gaps2) / statistics.mean(gaps2) == pytest.approx(cv)
+    assert "0.5 req/s" in out.notes[-1]
+
+
+def test_window_first_and_clip():
+    tr = alpaca_like(100, rate_per_s=1.0, seed=0)
+    w = transforms.window(tr, 10.0, 20.0)
+    assert len(w) == 10 and w.requests[0].arrival_s == 0.0 and w.requests[0].request_id == "10"
+    assert len(transforms.first(tr, 7)) == 7
+    with pytest.raises(ValueError, match="holds no request"):
+        transforms.window(tr, 500.0, 600.0)
+    c = transforms.clip_tokens(tr, max_context_tokens=50, max_output_tokens=30)
+    assert all(r.output_tokens <= 30 and r.prompt_tokens + r.output_tokens <= 50 for r in c.requests)
+
+
+def test_alpaca_like_is_seeded_and_short():
+    a, b, c = alpaca_like(200, seed=1), alpaca_like(200, seed=1), alpaca_like(200, seed=2)
+    assert a.requests == b.requests and a.requests != c.requests
+    prompts = sorted(r.prompt_tokens for r in a.requests)
+    assert 20 <= prompts[len(prompts) // 2] <= 100
+    assert max(r.output_tokens for r in a.requests) <= 70
+
+
+def test_shipped_excerpt_loads():
+    from importlib.resources import files
+
+    path = str(files("camel_vllm") / "data" / "traces" / "azure_conv_first2000.csv")
+    tr = load_trace(path, requests=500, target_rps=1.0)
+    assert len(tr) == 500 and tr.duration_s == pytest.approx(499.0)
+
+
+def test_skip_drops_the_first_requests():
+    tr = alpaca_like(10, rate_per_s=1.0, seed=0)
+    rest = transforms.skip(tr, 4)
+    assert [r.request_id for r in rest.requests] == [str(i) for i in range(4, 10)]
+    assert rest.requests[0].arrival_s == 0.0
+    with pytest.raises(ValueError, match="cannot skip 10"):
+        transforms.skip(tr, 10)
+
+
+def test_trace_to_vllm_cli(tmp_path, capsys):
+    from camel_vllm.cli import main as cli_main
+
+    src = _write(tmp_path, "a.csv", AZURE)
+    out = tmp_path / "o.jsonl"
+    assert cli_main(["trace", "to-vllm", src, str(out), "--requests", "2"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and rows[1]["timestamp"] == pytest.approx(1.81941)
+    assert "wrote 2 requests" in capsys.readouterr().out
+    bad = _write(tmp_path, "b.csv", AZURE + "2023-11-16 18:15:50,1\n")
+    assert cli_main(["trace", "to-vllm", bad, str(out)]) == 2
+    assert "b.csv:5: expected 3 fields, got 2" in capsys.readouterr().err
