@@ -91,3 +91,14 @@ def test_static_sweep_reuse_is_exact():
         got = sweep[spec.label]
         assert (got.records, got.energy_j, got.pulls, got.decisions) == \
                (direct.records, direct.energy_j, direct.pulls, direct.decisions), spec.label
+
+
+def test_request_log_gets_one_file_per_policy(tmp_path):
+    trace = alpaca_like(30, rate_per_s=2.0, seed=3)
+    base = CamelConfig.from_mapping({**SMALL, "request_log": str(tmp_path / "requests.jsonl")})
+    setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b", base=base)
+    bench(setup, parse_policies("default,static:612:4"), trace, workers=1)
+    for label in ("default", "static_612_4"):
+        lines = [json.loads(x) for x in (tmp_path / f"requests.{label}.jsonl").read_text().splitlines()]
+        finished = [x for x in lines if "request_id" in x]
+        assert {x["request_id"] for x in finished} == {r.request_id for r in trace.requests}

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -76,12 +78,20 @@ class SimSetup:
         base = base or CamelConfig()
         config = base.replace(
             device="emulated", device_profile=device_profile, model_profile=model_profile, seed=seed,
-            emulation_time="absolute", metrics_port=None, state_path=None, request_log=None,
+            emulation_time="absolute", metrics_port=None, state_path=None,
         )
         return cls(config=config, engine=engine)
 
     def config_for(self, spec: PolicySpec) -> CamelConfig:
-        return self.config.replace(policy=spec.policy, policy_params=dict(spec.policy_params))
+        """The policy's config; a ``request_log`` gets one file per policy (``log.camel.jsonl``)."""
+        request_log = self.config.request_log
+        if request_log is not None:
+            stem, ext = os.path.splitext(request_log)
+            safe_label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.label)
+            request_log = f"{stem}.{safe_label}{ext or '.jsonl'}"
+        return self.config.replace(
+            policy=spec.policy, policy_params=dict(spec.policy_params), request_log=request_log
+        )
 
 
 def _device(config: CamelConfig, clock: VirtualClock):
