@@ -1,0 +1,231 @@
+"""The ``vllm.general_plugins`` entry point: adds ``--scheduler NAME`` to vLLM's engine flags.
+
+vLLM runs general plugins in every process (API server, engine core, workers) before it
+builds its argument parser (``AsyncEngineArgs.add_cli_args`` calls ``load_general_plugins``
+first). :func:`register` wraps ``EngineArgs.add_cli_args`` so the parser it builds also has
+
+- ``--scheduler NAME``: an exact option (today ``--scheduler`` alone is an ambiguous prefix
+  of ``--scheduler-cls`` and ``--scheduler-reserve-full-isl``) that writes ``scheduler_cls``
+  through :mod:`camel_vllm.vllm_plugin.registry` (``camel``, ``default``, or a class path);
+- a check, right after parsing, of the ``camel`` section of ``--additional-config`` when the
+  chosen scheduler is camel-vllm's: a bad value (including a frequency the device lacks,
+  read from the device, and a batch size above an explicit ``--max-num-seqs``) prints one
+  line naming key and value and exits with status 2 before any engine starts. The engine
+  core checks again (the ``--scheduler-cls`` route from Python, ``--max-num-seqs`` left to
+  vLLM's default).
+
+When camel-vllm's scheduler is chosen, the API server also gives the engine core a window
+to exit on SIGTERM (:func:`give_engine_core_shutdown_grace`): vLLM 0.32 otherwise kills it
+at once with the default ``--shutdown-timeout 0`` and the device stays as the controller
+left it. On a vLLM carrying ``patches/`` the names are registered in its registry instead.
+
+``EngineArgs.add_cli_args`` and ``get_engine_process_shutdown_timeout`` are private vLLM
+code; tests/test_vllm_plugin.py pins both wraps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+from typing import Any, Callable
+
+from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.vllm_plugin.registry import SCHEDULERS, UnknownSchedulerError, is_camel, resolve_scheduler
+
+logger = logging.getLogger("vllm.camel")
+
+#: Marks the wrapped ``add_cli_args`` so that :func:`register` runs once per process.
+_WRAPPED_MARK = "_camel_vllm_wrapped"
+
+#: Exit status for a bad flag or config (argparse uses 2 for usage errors).
+CONFIG_ERROR_EXIT = 2
+
+
+class SchedulerAction(argparse.Action):
+    """``--scheduler NAME``: resolve the name and store it in ``scheduler_cls``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        try:
+            setattr(namespace, "scheduler_cls", resolve_scheduler(str(values)))
+        except UnknownSchedulerError as err:
+            fail(str(err))
+
+
+def fail(line: str) -> None:
+    """Print one line to stderr and exit with :data:`CONFIG_ERROR_EXIT`."""
+    print(line, file=sys.stderr, flush=True)
+    raise SystemExit(CONFIG_ERROR_EXIT)
+
+
+def add_scheduler_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scheduler`` next to vLLM's ``--scheduler-cls`` (idempotent per parser)."""
+    if any("--scheduler" in action.option_strings for action in parser._actions):
+        return
+    parser.add_argument(
+        "--scheduler",
+        action=SchedulerAction,
+        metavar="NAME",
+        help="Scheduler by name: 'camel' (camel-vllm's energy-aware scheduler), 'default' "
+        "(vLLM's own), or a dotted class path. Sets --scheduler-cls. [camel-vllm]",
+    )
+
+
+def check_camel_args(args: argparse.Namespace) -> None:
+    """Validate the camel config in parsed engine args; exit with one line if it is bad."""
+    if not is_camel(_chosen_scheduler(args)):
+        return
+    try:
+        config = CamelConfig.from_additional_config(_additional_config(getattr(args, "additional_config", None)))
+        validate_for_engine(config, getattr(args, "max_num_seqs", None))
+    except ConfigError as err:
+        fail(str(err))
+    give_engine_core_shutdown_grace()
+
+
+#: Seconds vLLM's process manager waits, after SIGTERM, for the engine core to exit before
+#: it kills it, when ``--shutdown-timeout`` is 0 (the default). The engine core exits as
+#: soon as its teardown is done (restoring the device, saving learned state), so this is
+#: an upper bound, not a delay. vLLM gives ROCm 15 s for the same reason
+#: (``ROCM_ENGINE_PROCESS_SHUTDOWN_TIMEOUT_S``, vllm/v1/engine/utils.py); 0.33 adds
+#: ``VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS``, which is respected when set.
+ENGINE_SHUTDOWN_GRACE_S = 10.0
+
+
+def give_engine_core_shutdown_grace(grace_s: float = ENGINE_SHUTDOWN_GRACE_S) -> bool:
+    """Make this (API server) process give the engine core ``grace_s`` to exit on SIGTERM.
+
+    With ``--shutdown-timeout 0`` vLLM 0.32 sends SIGTERM and SIGKILL back to back, so the
+    engine core never reaches ``Scheduler.shutdown()`` and the GPU clock stays pinned.
+    Requests are still aborted at once (abort mode is kept); only the kill waits.
+    Wraps ``vllm.v1.engine.utils.get_engine_process_shutdown_timeout`` (private: tested by
+    tests/test_vllm_plugin.py and end to end by tests/test_vllm_sigterm.py). Idempotent.
+    """
+    try:
+        import vllm.v1.engine.utils as engine_utils
+    except ImportError:  # pragma: no cover - a vLLM without it
+        return False
+    original = getattr(engine_utils, "get_engine_process_shutdown_timeout", None)
+    if original is None or getattr(original, _WRAPPED_MARK, False):
+        return False
+
+    @functools.wraps(original)
+    def get_engine_process_shutdown_timeout(request_timeout, process_timeout):  # type: ignore[no-untyped-def]
+        timeout = original(request_timeout, process_timeout)
+        if request_timeout == 0 and timeout == 0:
+            return grace_s
+        return timeout
+
+    setattr(get_engine_process_shutdown_timeout, _WRAPPED_MARK, True)
+    engine_utils.get_engine_process_shutdown_timeout = get_engine_process_shutdown_timeout
+    return True
+
+
+def _chosen_scheduler(args: argparse.Namespace) -> Any:
+    """``scheduler_cls``, or on a vLLM with the patch of ``patches/``, ``--scheduler``'s value."""
+    chosen = getattr(args, "scheduler_cls", None)
+    name = getattr(args, "scheduler", None)
+    if chosen is None and isinstance(name, str):
+        try:
+            chosen = resolve_scheduler(name)
+        except UnknownSchedulerError:
+            return None  # vLLM's own registry reports it
+    return chosen
+
+
+def _additional_config(value: Any) -> Any:
+    if isinstance(value, str):  # parsed lazily by some vLLM versions
+        import json
+
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ConfigError("--additional-config", value, "not valid JSON") from None
+    return value or {}
+
+
+def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
+    """Every check possible before the engine starts. Raises :class:`ConfigError`.
+
+    Batch sizes against ``max_num_seqs`` when it was given (otherwise vLLM picks it later
+    and the engine core checks); frequencies against the device, opened here only to read
+    what it offers and closed again (nothing is written).
+    """
+    from camel_vllm.devices import make_device
+    from camel_vllm.devices.base import DeviceError
+    from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+
+    if max_num_seqs is not None:
+        resolve_batch_sizes(config, EngineLimits(max_num_seqs=int(max_num_seqs)))
+    try:
+        device = make_device(config)
+    except DeviceError as err:
+        raise ConfigError("device", config.device, str(err)) from None
+    try:
+        resolve_frequencies_hz(config, device)
+    finally:
+        device.close()
+
+
+def _wrap_parse(parser: argparse.ArgumentParser) -> None:
+    """Check camel's config each time this parser parses (a serve subparser parses once)."""
+    original: Callable[..., Any] = parser.parse_known_args
+
+    @functools.wraps(original)
+    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        namespace, rest = original(args, namespace)
+        check_camel_args(namespace)
+        return namespace, rest
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+def wrap_add_cli_args(engine_args_cls: type) -> bool:
+    """Wrap ``engine_args_cls.add_cli_args``. Returns False if it was already wrapped."""
+    original = engine_args_cls.__dict__["add_cli_args"].__func__
+    if getattr(original, _WRAPPED_MARK, False):
+        return False
+
+    @functools.wraps(original)
+    def add_cli_args(parser, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parser = original(parser, *args, **kwargs)
+        add_scheduler_option(parser)
+        _wrap_parse(parser)
+        return parser
+
+    setattr(add_cli_args, _WRAPPED_MARK, True)
+    engine_args_cls.add_cli_args = staticmethod(add_cli_args)
+    return True
+
+
+def configure_logging() -> logging.Logger:
+    """``vllm.camel`` through vLLM's logger set-up (handlers live on the ``vllm`` logger)."""
+    try:
+        from vllm.logger import init_logger
+
+        return init_logger("vllm.camel")
+    except ImportError:  # pragma: no cover - vLLM absent: plain logging
+        return logger
+
+
+def register() -> None:
+    """Entry point: wrap the argument parser once per process. Safe to call repeatedly."""
+    configure_logging()
+    from vllm.engine.arg_utils import EngineArgs
+
+    if wrap_add_cli_args(EngineArgs):
+        logger.debug("camel: added --scheduler to vLLM's engine arguments")
+    register_names()
+
+
+def register_names() -> None:
+    """On a vLLM carrying ``patches/`` (first-class ``--scheduler``), register our names."""
+    try:
+        from vllm.v1.core.sched.registry import register_scheduler
+    except ImportError:  # stock vLLM: the wrapped parser resolves names itself
+        return
+    for name, qualname in SCHEDULERS.items():
+        if name != "default":
+            register_scheduler(name, qualname)

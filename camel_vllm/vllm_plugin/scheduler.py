@@ -1,0 +1,319 @@
+"""``CamelScheduler``: vLLM's scheduler with camel-vllm's controller between iterations.
+
+A thin adapter: it turns vLLM's scheduler events into the controller's plain events
+(:mod:`camel_vllm.controller`) and applies the arm the controller returns.
+
+- ``add_request`` -> ``controller.request_arrived``;
+- ``schedule``: snapshot (running, waiting, waiting prompt tokens) -> ``begin_iteration`` ->
+  the arm's batch cap becomes vLLM's admission cap ``max_num_active_reqs`` (never above
+  its start-up value, so never above ``--max-num-seqs``; lowering it never preempts:
+  running requests drain) -> vLLM schedules;
+- ``update_from_output``: the iteration's tokens per request (prefill chunks, decode
+  steps, decode context) -> ``end_iteration``; the emulator's modelled slowdown is slept
+  here, inside the step, so clients see it; finished requests -> ``request_finished``;
+- ``finish_requests`` (aborts from outside) -> ``request_aborted``;
+- ``shutdown`` (normal exit; SIGTERM, which vLLM's engine core turns into ``SystemExit``
+  and ``EngineCore.shutdown`` -> ``scheduler.shutdown``; engine errors take the same
+  ``finally``) -> ``controller.close()``, which saves state and restores the device;
+  ``atexit`` backstops. SIGTERM/SIGINT also restore the device at once from a handler
+  chained before vLLM's, and the plugin makes the API server wait for the engine core
+  instead of killing it right away (:func:`camel_vllm.vllm_plugin.plugin.give_engine_core_shutdown_grace`).
+
+``CamelScheduler(...)`` returns a ``CamelAsyncScheduler`` (on vLLM's ``AsyncScheduler``) when
+``vllm_config.scheduler_config.async_scheduling`` is on (the GPU default), so
+``--scheduler-cls camel_vllm.CamelScheduler`` fits both step loops.
+
+Times given to the controller are ``time.time()``: vLLM stamps ``Request.arrival_time``
+with it in the API server. The emulated device's own clock is ``time.monotonic``.
+
+Set ``CAMEL_VLLM_ITERATION_LOG=PATH`` to write one JSON line per iteration (running
+requests before and after scheduling, requests admitted, the batch cap in force, the
+controller's wall and thread-CPU time in ns, tokens): the integration tests check admission
+against it and ``benchmarks/overhead.py`` replays it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from typing import IO, Any
+
+from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.output import SchedulerOutput
+from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.request import Request, RequestStatus
+
+from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.controller import Controller
+from camel_vllm.factory import EngineLimits, build_controller
+from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork
+
+logger = logging.getLogger("vllm.camel")
+
+#: Environment variable naming the per-iteration debug log (JSON lines); unset: off.
+ITERATION_LOG_ENV = "CAMEL_VLLM_ITERATION_LOG"
+
+#: Statuses of requests that ended without a usable outcome (nothing to learn from).
+_NOT_LEARNED = frozenset({RequestStatus.FINISHED_ABORTED, RequestStatus.FINISHED_ERROR})
+
+
+def data_parallel_rank(vllm_config: Any) -> int:
+    """This engine core's DP rank.
+
+    vLLM 0.32 resets ``data_parallel_rank`` to 0 (and the size to 1) in each engine core of a
+    non-MoE model (``ParallelConfig.reconfigure_for_independent_dp_rank``); the original
+    rank survives as ``data_parallel_index``, set in ``run_engine_core``.
+    """
+    parallel = vllm_config.parallel_config
+    index = getattr(parallel, "data_parallel_index", None)
+    if isinstance(index, int):
+        return index
+    return int(getattr(parallel, "data_parallel_rank", 0) or 0)
+
+
+def camel_config_for(vllm_config: Any) -> CamelConfig:
+    """The camel config from ``additional_config``; metrics port ``metrics_port + DP rank``."""
+    config = CamelConfig.from_additional_config(vllm_config.additional_config)
+    rank = data_parallel_rank(vllm_config)
+    if config.metrics_port and rank > 0:
+        config = config.replace(metrics_port=config.metrics_port + rank)
+    return config
+
+
+class _CamelMixin:
+    """The adapter proper; mixed in before vLLM's ``Scheduler`` or ``AsyncScheduler``."""
+
+    controller: Controller
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self._camel_max_active = int(self.max_num_active_reqs)  # type: ignore[attr-defined]
+        # One entry per schedule() not yet matched by update_from_output() (FIFO: vLLM's
+        # batch queue keeps the order): the work, and the debug-log row (or None).
+        self._camel_pending: deque[tuple[IterationWork, dict[str, Any] | None]] = deque()
+        self._camel_first_token_s: dict[str, float] = {}
+        self._camel_iteration = 0
+        self._camel_log: IO[str] | None = None
+        self._camel_stopped = False
+        self.controller = self._camel_build_controller()
+        atexit.register(self.controller.close)
+        self._camel_chain_signals()
+        log_path = os.environ.get(ITERATION_LOG_ENV)
+        if log_path:
+            self._camel_log = open(log_path, "a", encoding="utf-8", buffering=1)
+        logger.info(
+            "camel: scheduler ready (%s, %d arms, device %s, max_num_active_reqs %d)",
+            type(self).__name__, len(self.controller.arms), self.controller.device.info().name,
+            self._camel_max_active,
+        )
+
+    def _camel_build_controller(self) -> Controller:
+        vllm_config = self.vllm_config  # type: ignore[attr-defined]
+        try:
+            config = camel_config_for(vllm_config)
+            limits = EngineLimits(max_num_seqs=int(vllm_config.scheduler_config.max_num_seqs))
+            return build_controller(config, limits, clock=time.monotonic)
+        except ConfigError as err:
+            # One clear line (stderr, so it shows even with vLLM's logging off); vLLM then
+            # reports that the engine core failed to start.
+            print(str(err), file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    def _camel_chain_signals(self) -> None:
+        """Restore the device as soon as SIGTERM/SIGINT arrives, then run vLLM's handler.
+
+        On SIGTERM vLLM's API server kills the engine core after ``--shutdown-timeout``
+        seconds, 0 by default, so ``shutdown()`` may never run; the restore (a few sysfs or
+        NVML writes) is done first, in the signal handler, and the controller stops touching
+        the device. The engine core's handlers are set before the scheduler is built
+        (``run_engine_core``), so they are the ones chained.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+
+            def handler(num: int, frame: Any, previous: Any = previous) -> None:
+                self._camel_stop()
+                if callable(previous):
+                    previous(num, frame)
+                elif previous == signal.SIG_DFL:
+                    signal.signal(num, signal.SIG_DFL)
+                    os.kill(os.getpid(), num)
+
+            signal.signal(signum, handler)
+
+    def _camel_stop(self) -> None:
+        """Stop applying arms and put the device back now (idempotent, signal-safe enough)."""
+        if self._camel_stopped:
+            return
+        self._camel_stopped = True
+        try:
+            self.controller.device.restore()
+        except Exception:  # noqa: BLE001 - reported; close() at shutdown tries again
+            logger.exception("camel: restoring the device on signal failed")
+
+    # ------------------------------------------------------------------ events
+    def add_request(self, request: Request) -> None:
+        is_new = request.request_id not in self.requests  # type: ignore[attr-defined]
+        super().add_request(request)  # type: ignore[misc]
+        if is_new:
+            self.controller.request_arrived(request.request_id, request.arrival_time, request.num_prompt_tokens)
+
+    def schedule(self, *args: Any, **kwargs: Any) -> SchedulerOutput:
+        if self._camel_stopped:
+            return super().schedule(*args, **kwargs)  # type: ignore[misc]
+        waiting = self.waiting  # type: ignore[attr-defined]
+        running_before = len(self.running)  # type: ignore[attr-defined]
+        logging_on = self._camel_log is not None
+        c0 = time.thread_time_ns() if logging_on else 0
+        t0 = time.perf_counter_ns()
+        snapshot = EngineSnapshot(
+            now_s=time.time(),
+            num_running=running_before,
+            num_waiting=len(waiting),
+            waiting_prompt_tokens=sum(r.num_prompt_tokens for r in waiting),
+        )
+        arm = self.controller.begin_iteration(snapshot)
+        cap = min(arm.max_batch, self._camel_max_active)
+        self.max_num_active_reqs = cap
+        controller_ns = time.perf_counter_ns() - t0
+        controller_cpu_ns = time.thread_time_ns() - c0 if logging_on else 0
+        output = super().schedule(*args, **kwargs)  # type: ignore[misc]
+        work = self._camel_work(output)
+        row = None
+        if self._camel_log is not None:
+            row = {
+                "iteration": self._camel_iteration,
+                "running_before": running_before,
+                "waiting": snapshot.num_waiting,
+                "waiting_prompt_tokens": snapshot.waiting_prompt_tokens,
+                "running_after": len(self.running),  # type: ignore[attr-defined]
+                "admitted": len(output.scheduled_new_reqs),
+                "batch_cap": cap,
+                "arm": arm.label,
+                "prefill_tokens": work.num_prefill_tokens,
+                "decode_tokens": work.num_decode_tokens,
+                "context_tokens": work.context_tokens,
+                "begin_ns": controller_ns,
+                "begin_cpu_ns": controller_cpu_ns,
+                "scheduled_at": time.perf_counter(),
+            }
+        self._camel_pending.append((work, row))
+        self._camel_iteration += 1
+        return output
+
+    def _camel_work(self, output: SchedulerOutput) -> IterationWork:
+        """Tokens per request, split into prefill and decode (after vLLM's bookkeeping)."""
+        requests = self.requests  # type: ignore[attr-defined]
+        prefill = decode = context = 0
+        scheduled = output.num_scheduled_tokens
+        for request_id, tokens in scheduled.items():
+            request = requests.get(request_id)
+            if request is None:
+                continue
+            computed_before = request.num_computed_tokens - tokens
+            if computed_before < request.num_prompt_tokens:
+                prefill += tokens
+            else:
+                decode += tokens
+                context += computed_before
+        return IterationWork(
+            tokens_by_request=dict(scheduled),
+            num_prefill_tokens=prefill,
+            num_decode_tokens=decode,
+            context_tokens=context,
+        )
+
+    def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any) -> Any:
+        if self._camel_stopped:
+            return super().update_from_output(scheduler_output, model_runner_output)  # type: ignore[misc]
+        work, row = self._camel_pending.popleft() if self._camel_pending else (IterationWork({}, 0, 0), None)
+        if row is not None:  # model time of this step (sync engine: schedule -> update)
+            row["forward_s"] = time.perf_counter() - row.pop("scheduled_at")
+        requests = self.requests  # type: ignore[attr-defined]
+        scheduled = [requests[r] for r in scheduler_output.num_scheduled_tokens if r in requests]
+        outputs = super().update_from_output(scheduler_output, model_runner_output)  # type: ignore[misc]
+        c0 = time.thread_time_ns() if row is not None else 0
+        t0 = time.perf_counter_ns()
+        extra_s = self.controller.end_iteration(time.time(), work)
+        controller_ns = time.perf_counter_ns() - t0
+        controller_cpu_ns = time.thread_time_ns() - c0 if row is not None else 0
+        if extra_s > 0.0:
+            time.sleep(extra_s)
+        now_s = time.time()
+        c1 = time.thread_time_ns() if row is not None else 0
+        t1 = time.perf_counter_ns()
+        first_token_s = self._camel_first_token_s
+        finished: list[str] = []
+        for request in scheduled:
+            request_id = request.request_id
+            if request_id not in first_token_s and request.num_output_tokens > 0:
+                first_token_s[request_id] = now_s
+            if request.is_finished():
+                self._camel_finished(request, now_s)
+                finished.append(request_id)
+        controller_ns += time.perf_counter_ns() - t1
+        if row is not None and self._camel_log is not None:
+            row["end_ns"] = controller_ns
+            row["end_cpu_ns"] = controller_cpu_ns + time.thread_time_ns() - c1
+            row["extra_s"] = extra_s
+            row["tokens"] = work.tokens_by_request
+            row["finished"] = finished
+            self._camel_log.write(json.dumps(row) + "\n")
+        return outputs
+
+    def _camel_finished(self, request: Request, now_s: float) -> None:
+        first_token_s = self._camel_first_token_s.pop(request.request_id, None)
+        if request.status in _NOT_LEARNED:
+            self.controller.request_aborted(request.request_id)
+            return
+        self.controller.request_finished(
+            FinishedRequest(
+                request_id=request.request_id,
+                arrival_s=request.arrival_time,
+                finish_s=now_s,
+                prompt_tokens=request.num_prompt_tokens,
+                output_tokens=request.num_output_tokens,
+                first_token_s=first_token_s,
+            )
+        )
+
+    def finish_requests(self, request_ids: Any, finished_status: RequestStatus) -> list[Request]:
+        finished = super().finish_requests(request_ids, finished_status)  # type: ignore[misc]
+        for request in finished:
+            self._camel_first_token_s.pop(request.request_id, None)
+            self.controller.request_aborted(request.request_id)
+        return finished
+
+    def shutdown(self) -> None:
+        self._camel_stopped = True
+        try:
+            super().shutdown()  # type: ignore[misc]
+        finally:
+            self.controller.close()
+            if self._camel_log is not None:
+                self._camel_log.close()
+                self._camel_log = None
+
+
+class CamelScheduler(_CamelMixin, Scheduler):
+    """``--scheduler-cls camel_vllm.CamelScheduler``: sync or async by the engine's config."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "CamelScheduler":
+        if cls is CamelScheduler:
+            vllm_config = kwargs.get("vllm_config", args[0] if args else None)
+            if vllm_config is not None and vllm_config.scheduler_config.async_scheduling:
+                cls = CamelAsyncScheduler
+        return super().__new__(cls)
+
+
+class CamelAsyncScheduler(CamelScheduler, AsyncScheduler):
+    """The same adapter on vLLM's ``AsyncScheduler`` (the next step overlaps the current one)."""

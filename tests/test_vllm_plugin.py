@@ -1,0 +1,144 @@
+"""The general plugin against vLLM's real argument parser (private code: pinned here).
+
+These tests build vLLM's own ``vllm serve`` parser (``make_arg_parser``) after
+``camel_vllm.register()`` and parse real command lines; no engine is started.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+import camel_vllm
+from camel_vllm.vllm_plugin import plugin
+from camel_vllm.vllm_plugin.registry import UnknownSchedulerError, is_camel, resolve_scheduler
+
+
+@pytest.fixture(scope="module")
+def parser():
+    camel_vllm.register()
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    return make_arg_parser(FlexibleArgumentParser())
+
+
+def _camel(**section):
+    return ["--additional-config", json.dumps({"camel": section})]
+
+
+def test_register_is_idempotent():
+    from vllm.engine.arg_utils import EngineArgs
+
+    camel_vllm.register()
+    wrapped = EngineArgs.add_cli_args
+    camel_vllm.register()
+    assert EngineArgs.add_cli_args is wrapped
+    assert getattr(wrapped, plugin._WRAPPED_MARK)
+    assert plugin.wrap_add_cli_args(EngineArgs) is False
+
+
+def test_scheduler_camel_sets_scheduler_cls(parser):
+    args = parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none")])
+    assert args.scheduler_cls == "camel_vllm.CamelScheduler"
+
+
+def test_scheduler_default_keeps_vllm_scheduler(parser):
+    args = parser.parse_args(["--model", "m", "--scheduler", "default"])
+    assert args.scheduler_cls is None
+
+
+def test_scheduler_cls_still_works_and_is_checked(parser, capsys):
+    args = parser.parse_args(["--model", "m", "--scheduler-cls", "camel_vllm.CamelScheduler", *_camel(device="none")])
+    assert args.scheduler_cls == "camel_vllm.CamelScheduler"
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--model", "m", "--scheduler-cls", "camel_vllm.CamelScheduler", *_camel(alpha=1.5)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == "camel config: alpha=1.5: must be a number in [0, 1]"
+
+
+def test_unknown_scheduler_name_is_one_line(parser, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--model", "m", "--scheduler", "fastest"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["--scheduler=fastest: unknown scheduler (known: camel, default, or a dotted class path)"]
+
+
+@pytest.mark.parametrize(
+    "extra, section, key, value",
+    [
+        ([], {"devise": "emulated"}, "devise", '"emulated"'),
+        ([], {"device": "emulated", "frequencies_mhz": [612, 700]}, "frequencies_mhz", "[612, 700]"),
+        (["--max-num-seqs", "8"], {"device": "none", "batch_sizes": [4, 16]}, "batch_sizes", "[4, 16]"),
+        ([], {"device": "none", "alpha": -0.1}, "alpha", "-0.1"),
+        ([], {"device": "none", "state_path": "/nonexistent-dir/state.json"}, "state_path", '"/nonexistent-dir/state.json"'),
+    ],
+)
+def test_bad_config_exits_with_one_line(parser, capsys, extra, section, key, value):
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--model", "m", "--scheduler", "camel", *extra, *_camel(**section)])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"camel config: {key}={value}: "), lines[0]
+
+
+def test_config_not_checked_for_other_schedulers(parser):
+    args = parser.parse_args(["--model", "m", "--scheduler", "default", *_camel(alpha=7)])
+    assert args.scheduler_cls is None
+
+
+def test_registry():
+    assert resolve_scheduler("camel") == "camel_vllm.CamelScheduler"
+    assert resolve_scheduler("default") is None
+    assert resolve_scheduler("my.pkg.Sched") == "my.pkg.Sched"
+    with pytest.raises(UnknownSchedulerError):
+        resolve_scheduler("nope")
+    assert is_camel("camel_vllm.CamelScheduler") and not is_camel(None) and not is_camel("vllm.x.Y")
+
+
+def test_scheduler_class_follows_async_scheduling():
+    from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    from camel_vllm.vllm_plugin.scheduler import CamelAsyncScheduler, CamelScheduler, _CamelMixin
+
+    assert camel_vllm.CamelScheduler is CamelScheduler
+    assert CamelAsyncScheduler.__mro__[:5] == (
+        CamelAsyncScheduler, CamelScheduler, _CamelMixin, AsyncScheduler, Scheduler,
+    )
+
+    def config(async_scheduling):
+        return SimpleNamespace(scheduler_config=SimpleNamespace(async_scheduling=async_scheduling))
+
+    # __new__ only picks the class (no __init__ here: that needs a whole engine).
+    assert type(CamelScheduler.__new__(CamelScheduler, vllm_config=config(True))) is CamelAsyncScheduler
+    assert type(CamelScheduler.__new__(CamelScheduler, vllm_config=config(False))) is CamelScheduler
+    assert type(CamelScheduler.__new__(CamelScheduler, config(None))) is CamelScheduler
+
+
+def test_engine_core_gets_a_shutdown_window():
+    import vllm.v1.engine.utils as engine_utils
+
+    plugin.give_engine_core_shutdown_grace()
+    assert plugin.give_engine_core_shutdown_grace() is False  # already wrapped
+    grace = engine_utils.get_engine_process_shutdown_timeout
+    assert grace(0, 0) == plugin.ENGINE_SHUTDOWN_GRACE_S  # default --shutdown-timeout 0
+    assert grace(30, 30) == 30  # an explicit drain timeout is kept
+    assert grace(30, 0) == 0  # an outer manager's spent budget is kept
+
+
+def test_metrics_port_follows_data_parallel_rank():
+    from camel_vllm.vllm_plugin.scheduler import camel_config_for
+
+    def vllm_config(index, rank=0):
+        parallel = SimpleNamespace(data_parallel_index=index, data_parallel_rank=rank, data_parallel_size=1)
+        return SimpleNamespace(parallel_config=parallel,
+                               additional_config={"camel": {"device": "none", "metrics_port": 9400}})
+
+    assert camel_config_for(vllm_config(0)).metrics_port == 9400
+    # vLLM resets data_parallel_rank to 0 in independent DP engine cores; the index survives.
+    assert camel_config_for(vllm_config(3, rank=0)).metrics_port == 9403
