@@ -57,7 +57,14 @@ class CamelConfig:
     ``batch_sizes`` is ``"auto"`` (Camel's 4, 8, ..., 28 clipped to ``--max-num-seqs``,
     plus ``--max-num-seqs`` itself when smaller than 28) or a list.
     ``epoch_iterations`` / ``epoch_s``: an arm is held until either bound is reached
-    (``epoch_s`` 0 disables the time bound).
+    (``epoch_s`` 0 disables the time bound). Default 64 iterations: about 2.5 s on the
+    emulated Orin at the Azure conversation trace's load (~40 ms per iteration), a quarter
+    of a typical conversation request's latency, so a request's cost is credited to ~4 arms
+    instead of ~15 with 16 iterations (tuning study in docs/policies.md: multi-seed, lower
+    mean EDP on the conversation and code traces and in Camel's experiment).
+    ``cost``: ``edp`` is log EDP with request size removed as a control variate
+    (:class:`camel_vllm.cost.SizeAdjustedLogEDPCost`); ``make_cost("edp-raw")`` is the
+    plain log EDP.
     ``switch_cost``: added to the sampled cost of every arm whose frequency differs from the
     one in force, in the policy's cost units (0 disables).
     """
@@ -72,7 +79,7 @@ class CamelConfig:
     cost: str = "edp"
     alpha: float = 0.5
     contextual: bool = True
-    epoch_iterations: int = 16
+    epoch_iterations: int = 64
     epoch_s: float = 0.0
     switch_cost: float = 0.0
     slo: SLOConfig | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -292,3 +293,43 @@ def test_slo_policy_wraps_camel_or_runs_frequency_only() -> None:
     assert explicit.inner is None
     with pytest.raises(ConfigError, match="policy_params.k"):
         make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"k": 3}), orin_arms(), num_contexts=6)
+
+
+def test_queue_guard_leaves_out_caps_below_the_demand() -> None:
+    from camel_vllm.types import EngineSnapshot
+
+    arms = small_arms(3, 3)  # caps 4, 8, 12; arm index = freq_index * 3 + batch_index
+    means = np.array([1.0, 1.5, 1.6] * 3)  # cap 4 looks cheapest (its queueing is not credited)
+    camel, ts = build("camel", arms, seed=5), build("ts", arms, seed=5)
+    for policy in (camel, ts):
+        for a in range(len(arms)):
+            for _ in range(20):
+                policy.observe(a, Context(), float(means[a]))
+        policy.observe_snapshot(EngineSnapshot(now_s=1.0, num_running=6, num_waiting=3))
+    picks = [camel.select(Context(), list(range(len(arms))), None) for _ in range(50)]
+    assert all(arms[p].max_batch == 12 for p in picks)  # 9 requests in the engine: cap >= 9
+    # Demand above every cap: only the largest caps stay.
+    camel.observe_snapshot(EngineSnapshot(now_s=2.0, num_running=20, num_waiting=10))
+    assert all(arms[camel.select(Context(), [0, 1, 4, 3], None)].max_batch == 8 for _ in range(20))
+    # Camel's non-contextual bandit (ts) ignores the engine state.
+    assert sum(arms[ts.select(Context(), list(range(len(arms))), None)].max_batch == 4 for _ in range(50)) > 40
+    camel.observe_snapshot(EngineSnapshot(now_s=3.0, num_running=0, num_waiting=0))
+    assert sum(arms[camel.select(Context(), list(range(len(arms))), None)].max_batch == 4 for _ in range(50)) > 40
+
+
+def test_low_load_additive_cap_applies_only_to_the_lowest_load_bucket() -> None:
+    arms = small_arms(3, 3)
+    policy = build("camel", arms, seed=1)
+    low, high = Context(id=0, features=(0.0, 0.0)), Context(id=4, features=(2.0, 0.0))
+    for context in (low, high):
+        policy.observe(0, context, 1.0)
+    assert policy._additive_cap(0) == policy._additive_cap(4) == 8.0  # default: off
+    strong = build("camel", arms, seed=1)
+    strong.params = dataclasses.replace(strong.params, additive_kappa_low_load=200.0)
+    for context in (low, high):
+        strong.observe(0, context, 1.0)
+    assert strong._additive_cap(0) == 200.0 and strong._additive_cap(4) == 8.0
+    flat = build("camel", arms, seed=1, policy_params={"additive_kappa": 0.0})
+    flat.params = dataclasses.replace(flat.params, additive_kappa_low_load=200.0)
+    flat.observe(0, low, 1.0)
+    assert flat._additive_cap(0) == 0.0  # the additive model stays off when disabled
