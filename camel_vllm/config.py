@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 DEVICE_KINDS = ("auto", "jetson", "nvml", "jtop", "emulated", "none")
 POLICY_NAMES = ("camel", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo")
-COST_NAMES = ("edp", "weighted")
+COST_NAMES = ("edp", "edp-raw", "weighted")
 SLO_METRICS = ("ttft", "tpot", "e2e")
 EMULATION_TIME_MODES = ("relative", "absolute")
 

@@ -37,7 +37,7 @@ def test_defaults_and_additional_config():
         ({"devise": "jetson"}, 'camel config: devise="jetson": unknown key'),
         ({"device": "tpu"}, 'camel config: device="tpu": must be one of auto, jetson, nvml, jtop, emulated, none'),
         ({"policy": "best"}, 'camel config: policy="best": must be one of'),
-        ({"cost": "money"}, 'camel config: cost="money": must be one of edp, weighted'),
+        ({"cost": "money"}, 'camel config: cost="money": must be one of edp, edp-raw, weighted'),
         ({"alpha": 1.5}, "camel config: alpha=1.5: must be a number in [0, 1]"),
         ({"alpha": -0.01}, "camel config: alpha=-0.01: must be a number in [0, 1]"),
         ({"alpha": True}, "camel config: alpha=true: must be a number in [0, 1]"),

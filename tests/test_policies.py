@@ -333,3 +333,15 @@ def test_low_load_additive_cap_applies_only_to_the_lowest_load_bucket() -> None:
     flat.params = dataclasses.replace(flat.params, additive_kappa_low_load=200.0)
     flat.observe(0, low, 1.0)
     assert flat._additive_cap(0) == 0.0  # the additive model stays off when disabled
+
+
+def test_queue_guard_and_low_load_prior_are_policy_params() -> None:
+    on = make_policy(CamelConfig(policy="camel"), orin_arms(), num_contexts=6)
+    off = make_policy(
+        CamelConfig(policy="camel", policy_params={"queue_guard": False, "additive_kappa_low_load": 50.0}),
+        orin_arms(), num_contexts=6,
+    )
+    assert on.params.queue_guard is True and on.params.additive_kappa_low_load == 0.0
+    assert off.params.queue_guard is False and off.params.additive_kappa_low_load == 50.0
+    with pytest.raises(ConfigError, match="policy_params.queue_guard"):
+        make_policy(CamelConfig(policy="camel", policy_params={"queue_guard": "yes"}), orin_arms(), num_contexts=6)
