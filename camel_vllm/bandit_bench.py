@@ -2,8 +2,7 @@
 
 Environments are built from the emulated AGX Orin 32GB profile: each (frequency, batch cap)
 arm's mean cost (log of a request's EDP in J*s) is computed from the roofline performance and
-power model of :mod:`camel_vllm.devices.profiles` (H3's model; a small local model with the
-same shapes stands in if that module cannot be loaded) for a steady-state continuous-batching
+power model of :mod:`camel_vllm.devices.profiles` for a steady-state continuous-batching
 server under a given load; each request's cost is that mean plus Gaussian noise of
 ``noise_std`` (log units). All figures are emulated.
 
@@ -106,29 +105,10 @@ def orin_arms(num_arms: int = 49) -> ArmSet:
 
 
 def _performance_model() -> tuple[Callable[[IterationWork, float], float], Callable[[IterationWork, float], float], str]:
-    """(iteration_time_s, iteration_power_w, source) of the emulated Orin 32GB + Llama-3.2-1B."""
-    try:
-        from camel_vllm.devices.profiles import PerformanceModel, load_device_profile, load_model_profile
+    from camel_vllm.devices.profiles import PerformanceModel, load_device_profile, load_model_profile
 
-        model = PerformanceModel(load_device_profile("orin-agx-32gb"), load_model_profile("llama-3.2-1b"))
-        return model.iteration_time_s, model.iteration_power_w, "camel_vllm.devices.profiles (orin-agx-32gb, llama-3.2-1b)"
-    except Exception:  # the profiles module is another helper's; keep the bench usable without it
-        return _local_time_s, _local_power_w, "bandit_bench local roofline (orin-agx-32gb shapes)"
-
-
-def _local_time_s(work: IterationWork, freq_hz: float) -> float:
-    """Stand-in roofline: decode ~flat above ~714 MHz, prefill ~1/f (hardware.md shapes)."""
-    f = freq_hz / 930.75e6
-    memory_s = 0.021 * math.hypot(1.0, 0.6 / f) / math.hypot(1.0, 0.6)
-    compute_s = 2.47e9 * work.num_tokens / (5.3e12 * 0.5 * f)
-    return max(memory_s, compute_s) + 0.5e-3
-
-
-def _local_power_w(work: IterationWork, freq_hz: float) -> float:
-    """Stand-in power: ~5 W static to ~40 W at 930.75 MHz full load (hardware.md, Orin 32GB)."""
-    f = freq_hz / 930.75e6
-    util = 1.0 if work.num_prefill_tokens > work.num_decode_tokens else 0.45
-    return 5.0 + 35.0 * f * (0.6 + 0.4 * f) ** 2 * util
+    model = PerformanceModel(load_device_profile("orin-agx-32gb"), load_model_profile("llama-3.2-1b"))
+    return model.iteration_time_s, model.iteration_power_w, "camel_vllm.devices.profiles (orin-agx-32gb, llama-3.2-1b)"
 
 
 def level_mean_costs(level: LoadLevel, arms: ArmSet, time_fn: Callable, power_fn: Callable) -> tuple[np.ndarray, float]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from tests.vllm_server import read_iteration_log, send_all, start_server, trace_requests
 

@@ -1,4 +1,4 @@
-"""Fake Jetson AGX Orin sysfs trees for tests (ours and other helpers').
+"""Fake Jetson AGX Orin sysfs trees, for the device tests and the real-engine SIGTERM test.
 
 :func:`build_fake_orin_tree` lays out, under a temporary ``root``, what a JetPack 5 or 6
 board shows (../shared/reference/hardware.md): the GPU devfreq node found through
