@@ -178,14 +178,22 @@ class Controller:
         self.context_model.request_arrived(now_s, prompt_tokens)
         self._traces.setdefault(request_id, _RequestTrace())
 
-    def begin_iteration(self, snapshot: EngineSnapshot) -> Arm:
-        """Start an engine step; decide a new arm if the epoch is over. Returns the arm."""
-        now_s = snapshot.now_s
-        if (
+    def decision_due(self, now_s: float) -> bool:
+        """Whether the next :meth:`begin_iteration` at ``now_s`` ends the epoch and decides.
+
+        Only a decision reads the snapshot's queue contents, so an adapter may fill
+        ``waiting_prompt_tokens`` (a sum over the waiting queue) only when this is true.
+        """
+        return (
             self.current_index is None
             or self._epoch_iterations_left <= 0
             or (self.epoch_s > 0.0 and now_s - self._epoch_start_s >= self.epoch_s)
-        ):
+        )
+
+    def begin_iteration(self, snapshot: EngineSnapshot) -> Arm:
+        """Start an engine step; decide a new arm if the epoch is over. Returns the arm."""
+        now_s = snapshot.now_s
+        if self.decision_due(now_s):
             self._decide(snapshot)
         self._epoch_iterations_left -= 1
         if not self._in_flight:

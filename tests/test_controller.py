@@ -150,6 +150,21 @@ def test_epoch_time_bound_ends_an_epoch_early():
     assert controller.decisions == 2 and controller.current_index == 1
 
 
+def test_decision_due_predicts_exactly_the_deciding_iterations():
+    controller, _, _ = make(script=[0, 1, 0, 1], epoch_iterations=3, epoch_s=10.0)
+    times = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 20.0, 21.0]
+    due, decided = [], []
+    for now_s in times:
+        due.append(controller.decision_due(now_s))
+        before = controller.decisions
+        controller.begin_iteration(snap(now_s))
+        controller.end_iteration(now_s + 0.5, work({}))
+        decided.append(controller.decisions > before)
+    assert due == decided
+    # first iteration, after 3 iterations, and at 20 s when the 10 s bound ends the epoch early
+    assert decided == [True, False, False, True, False, False, True, False]
+
+
 def test_energy_split_by_tokens_and_edp():
     controller, policy, device = make(script=[0])
     controller.request_arrived("a", 0.0, 3)

@@ -175,11 +175,15 @@ class _CamelMixin:
         logging_on = self._camel_log is not None
         c0 = time.thread_time_ns() if logging_on else 0
         t0 = time.perf_counter_ns()
+        now_s = time.time()
+        # The prompt mix is read only at decisions (one iteration per epoch): skip the sum over
+        # the waiting queue otherwise (kept when the iteration log records it).
+        prompt_mix_needed = logging_on or self.controller.decision_due(now_s)
         snapshot = EngineSnapshot(
-            now_s=time.time(),
+            now_s=now_s,
             num_running=running_before,
             num_waiting=len(waiting),
-            waiting_prompt_tokens=sum(r.num_prompt_tokens for r in waiting),
+            waiting_prompt_tokens=sum(r.num_prompt_tokens for r in waiting) if prompt_mix_needed else 0,
         )
         arm = self.controller.begin_iteration(snapshot)
         cap = min(arm.max_batch, self._camel_max_active)
