@@ -26,6 +26,8 @@ power, so a measured profile replaces the published one without code changes.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -91,11 +93,12 @@ class DeviceProfile:
     calibration: tuple[CalibrationRow, ...] = ()
     path: str | None = None
 
-    @property
+    @functools.cached_property
     def max_frequency_hz(self) -> float:
+        """Highest step (Hz); cached: the roofline reads it several times per iteration."""
         return max(self.frequencies_hz)
 
-    @property
+    @functools.cached_property
     def min_frequency_hz(self) -> float:
         return min(self.frequencies_hz)
 
