@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from camel_vllm.sim.bench import BenchOutput
@@ -55,6 +55,11 @@ def plot_edp_over_time(out: "BenchOutput", path: str) -> str:
     ax.set_ylabel(f"request EDP, J*s (rolling mean of {ROLLING_REQUESTS}; emulated)")
     ax.set_title(f"EDP over time: {out.result.trace}")
     ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: str) -> str:
+    """Lay out, write the PNG and free the figure; returns ``path``."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -81,10 +86,7 @@ def plot_arm_choices(out: "BenchOutput", path: str) -> str:
     axes[0][0].set_yticklabels(labels, fontsize=5)
     axes[0][0].set_ylabel("arm (MHz/batch)")
     fig.suptitle("arm choices over time (decisions per bin)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_regret(out: "BenchOutput", path: str) -> str:
@@ -109,10 +111,7 @@ def plot_regret(out: "BenchOutput", path: str) -> str:
     ax.set_xlabel("request (arrival order)")
     ax.set_ylabel("cumulative EDP regret vs oracle, J*s (emulated)")
     ax.set_title("cumulative regret against the best static arm")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_energy_latency(out: "BenchOutput", path: str) -> str:
@@ -135,10 +134,7 @@ def plot_energy_latency(out: "BenchOutput", path: str) -> str:
     ax.set_ylabel("device energy per request, idle included (J, emulated)")
     ax.set_title("energy vs latency: every arm (gray) and each policy")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write_plots(out: "BenchOutput", folder: str) -> list[str]:
