@@ -319,20 +319,53 @@ def test_queue_guard_leaves_out_caps_below_the_demand() -> None:
 
 def test_low_load_additive_cap_applies_only_to_the_lowest_load_bucket() -> None:
     arms = small_arms(3, 3)
-    policy = build("camel", arms, seed=1)
     low, high = Context(id=0, features=(0.0, 0.0)), Context(id=4, features=(2.0, 0.0))
-    for context in (low, high):
-        policy.observe(0, context, 1.0)
-    assert policy._additive_cap(0) == policy._additive_cap(4) == 8.0  # default: off
     strong = build("camel", arms, seed=1)
-    strong.params = dataclasses.replace(strong.params, additive_kappa_low_load=200.0)
     for context in (low, high):
         strong.observe(0, context, 1.0)
     assert strong._additive_cap(0) == 200.0 and strong._additive_cap(4) == 8.0
+    off = build("camel", arms, seed=1, policy_params={"additive_kappa_low_load": 0.0})
+    for context in (low, high):
+        off.observe(0, context, 1.0)
+    assert off._additive_cap(0) == off._additive_cap(4) == 8.0
     flat = build("camel", arms, seed=1, policy_params={"additive_kappa": 0.0})
-    flat.params = dataclasses.replace(flat.params, additive_kappa_low_load=200.0)
     flat.observe(0, low, 1.0)
     assert flat._additive_cap(0) == 0.0  # the additive model stays off when disabled
+
+
+def test_change_detection_forgets_a_context_whose_costs_shift() -> None:
+    arms = small_arms(3, 3)
+    low = np.linspace(1.0, 2.0, len(arms))  # arm 0 best
+    shifted = low[::-1] + 1.0  # everything dearer, arm 0 now the worst
+    policy = build("camel", arms, seed=1)
+    context = Context(id=0, features=(0.0, 0.0))
+    play(policy, low, 400, noise=0.1, seed=2, context=context)
+    assert policy.changes_detected == 0
+    assert policy.stats.n[0].sum() == 400
+    chosen = play(policy, shifted, 300, noise=0.1, seed=3, context=context)
+    assert policy.changes_detected >= 1
+    assert policy.stats.n[0].sum() < 300  # the old level's statistics were dropped
+    assert np.mean(np.asarray(chosen[-100:]) == len(arms) - 1) > 0.9
+    # Without the detector the strong low-load prior holds the stale optimum longer.
+    stale = build("camel", arms, seed=1, policy_params={"change_threshold": 0.0})
+    play(stale, low, 400, noise=0.1, seed=2, context=context)
+    chosen_stale = play(stale, shifted, 300, noise=0.1, seed=3, context=context)
+    assert stale.changes_detected == 0
+    regret = lambda picks: float(np.sum(shifted[picks] - shifted.min()))  # noqa: E731
+    assert regret(chosen) < regret(chosen_stale)
+
+
+def test_change_detection_stays_quiet_on_stationary_noise() -> None:
+    arms = small_arms(3, 3)
+    means = np.linspace(1.0, 2.0, len(arms))
+    policy = build("camel", arms, seed=4)
+    # Heavy-tailed noise (Student-t, 3 dof) around fixed means: single outliers are clipped.
+    rng = np.random.default_rng(5)
+    context = Context(id=0, features=(0.0, 0.0))
+    for _ in range(5000):
+        arm = policy.select(context, list(range(len(arms))), None)
+        policy.observe(arm, context, float(means[arm] + 0.2 * rng.standard_t(3)))
+    assert policy.changes_detected == 0
 
 
 def test_queue_guard_and_low_load_prior_are_policy_params() -> None:
@@ -341,7 +374,10 @@ def test_queue_guard_and_low_load_prior_are_policy_params() -> None:
         CamelConfig(policy="camel", policy_params={"queue_guard": False, "additive_kappa_low_load": 50.0}),
         orin_arms(), num_contexts=6,
     )
-    assert on.params.queue_guard is True and on.params.additive_kappa_low_load == 0.0
+    assert on.params.queue_guard is True and on.params.additive_kappa_low_load == 200.0
+    assert on.params.change_threshold == 10.0 and on.params.change_drift == 1.5
+    ts = make_policy(CamelConfig(policy="ts"), orin_arms(), num_contexts=6)
+    assert ts.params.change_threshold == 0.0  # Camel's paper bandit stays as published
     assert off.params.queue_guard is False and off.params.additive_kappa_low_load == 50.0
     with pytest.raises(ConfigError, match="policy_params.queue_guard"):
         make_policy(CamelConfig(policy="camel", policy_params={"queue_guard": "yes"}), orin_arms(), num_contexts=6)

@@ -49,6 +49,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
         "additive_kappa": ThompsonParams.additive_kappa, "neighbour_kappa": ThompsonParams.neighbour_kappa,
         "adaptive_prior": ThompsonParams.adaptive_prior, "slo_min_evidence": ThompsonParams.slo_min_evidence,
         "queue_guard": ThompsonParams.queue_guard, "additive_kappa_low_load": ThompsonParams.additive_kappa_low_load,
+        "change_threshold": ThompsonParams.change_threshold, "change_drift": ThompsonParams.change_drift,
     },
     "default": {},
     "static": {"arm": None},
@@ -58,8 +59,8 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "zeus-ts": {"window": ZEUS_WINDOW, "num_explorations": ZEUS_NUM_EXPLORATIONS},
     "oracle": {},
 }
-#: ``ts`` is Camel's paper bandit: flat prior, no grid neighbours, no contexts.
-_PARAMS["ts"] = {**_PARAMS["camel"], "additive_kappa": 0.0, "neighbour_kappa": 0.0}
+#: ``ts`` is Camel's paper bandit: flat prior, no grid neighbours, no contexts, no change detection.
+_PARAMS["ts"] = {**_PARAMS["camel"], "additive_kappa": 0.0, "neighbour_kappa": 0.0, "change_threshold": 0.0}
 
 
 def make_policy(
@@ -98,6 +99,8 @@ def make_policy(
                 slo_min_evidence=_number(params, "slo_min_evidence", non_negative=True),
                 queue_guard=_flag(params, "queue_guard"),
                 additive_kappa_low_load=_number(params, "additive_kappa_low_load", non_negative=True),
+                change_threshold=_number(params, "change_threshold", non_negative=True),
+                change_drift=_number(params, "change_drift", non_negative=True),
             ),
             switch_cost=config.switch_cost,
             slo=config.slo,

@@ -26,6 +26,13 @@ additivity and the model steps aside. (``neighbour_kappa`` offers a local altern
 mean of grid neighbours.) With both at 0 and one context this is Camel's per-arm Gaussian
 Thompson sampling (the ``ts`` policy).
 
+Change detection (``change_threshold``). A context's costs can shift under it (the load
+inside one load bucket moves, the workload changes): a two-sided CUSUM per context watches
+the standardised residuals of its observations and, on an alarm, the context forgets its
+statistics and relearns from its prior (Cao et al., AISTATS 2019). This is what makes the
+strong low-load structural prior (``additive_kappa_low_load``) safe: without it that prior
+holds a stale optimum after a shift.
+
 Data-adaptive base prior (``adaptive_prior``). Costs arrive on an unknown scale (log J*s,
 or Camel's normalised cost), so the base prior's mean is the mean of every cost seen so
 far and its noise scale beta0 = (alpha0 + 1) * pooled within-cell variance (so the prior's
@@ -77,13 +84,25 @@ class ThompsonParams:
     ``additive_kappa_low_load``: a larger cap on the additive model's weight in contexts of
     the lowest load bucket (``Context.features[0] == 0``) of the contextual policy, where
     the batch cap rarely binds and the cost surface is close to additive; used only when
-    ``additive_kappa`` > 0 (see :meth:`ThompsonPolicy._additive_cap`). Default 0 (off):
-    200 meets the conversation-trace target but regresses the bandit benchmark's ``shift``
-    (docs/policies.md, tuning study). Not a ``policy_params`` key yet.
+    ``additive_kappa`` > 0 (see :meth:`ThompsonPolicy._additive_cap`). Default 200 (tuning
+    study, docs/policies.md); safe only with change detection on, because a strong prior
+    fitted on an old load level would otherwise hold a stale optimum.
     ``queue_guard``: in the contextual policy, leave out arms whose batch cap is below the
     requests in the engine (running + waiting) at the decision, while an available arm's
     cap covers them (see :meth:`ThompsonPolicy._queue_allowed`). Not a ``policy_params``
     key yet (camel_vllm/policies/__init__.py would have to list it).
+    ``change_threshold``: the alarm level h of a two-sided CUSUM (Page 1954) per context on
+    standardised cost residuals (each observation against its cell's mean, in units of the
+    pooled noise); 0 disables. On an alarm the context's statistics are forgotten and it
+    learns afresh from its prior (the other contexts, the base prior): the monitored-bandit
+    rule of Cao et al. (AISTATS 2019, "Nearly optimal adaptive procedure with change
+    detection for piecewise-stationary bandit"). ``change_drift``: the CUSUM's allowance k
+    (noise units per observation): only residuals beyond k count, so the detector reacts to
+    level shifts larger than k noise units. Defaults h = 10, k = 1.5 (tuning study,
+    docs/policies.md): Gaussian residuals essentially never alarm (each observation adds
+    z - 1.5 > 0 with probability 7%), a shift of four noise units is caught in about four
+    observations, and the heavy-tailed, autocorrelated costs of the Azure traces raised no
+    alarm in the simulator (emulated).
     """
 
     prior: NIGPrior = NIGPrior()
@@ -93,11 +112,20 @@ class ThompsonParams:
     adaptive_prior: bool = True
     slo_min_evidence: float = 3.0
     queue_guard: bool = True
-    additive_kappa_low_load: float = 0.0
+    additive_kappa_low_load: float = 200.0
+    change_threshold: float = 10.0
+    change_drift: float = 1.5
 
 
 #: Sharing strength before any arm has been seen in both a context and the others.
 INITIAL_SHARE_STRENGTH = 2.0
+#: Standardised residuals are clipped to +-this before they enter the change detector, so
+#: one heavy-tailed cost (a request that waited behind a burst) cannot raise an alarm alone:
+#: an alarm at h = 10 needs at least 3 consecutive extreme residuals.
+CHANGE_RESIDUAL_CLIP = 4.0
+#: A cell's residuals enter the change detector once it holds this many observations
+#: (before that its own mean is too uncertain to be contradicted).
+CHANGE_MIN_CELL_N = 3.0
 #: Weight of the additive grid model before its fit has residual degrees of freedom.
 INITIAL_ADDITIVE_WEIGHT = 0.2
 #: Backfitting sweeps of the additive model (it is a prior: an approximate fit will do).
@@ -159,6 +187,8 @@ class ThompsonPolicy:
         self._post_cache: dict[int, NIGParams] = {}
         self._prior_cache: dict[int, tuple[int, int, tuple[Any, Any, Any, Any]]] = {}
         self._observations = 0
+        self._cusum = np.zeros((shape[0], 2))  # per context row: (upward, downward) CUSUM
+        self.changes_detected = 0
         self._rebuild_totals()
         if slo is not None:
             import scipy.stats  # noqa: F401  (import now, not inside the first select)
@@ -189,6 +219,8 @@ class ThompsonPolicy:
         row, weight = self._row(context), float(weight)
         if not weight > 0.0:
             return
+        if self.params.change_threshold > 0.0 and self._change_detected(row, arm_index, float(cost), weight):
+            self._forget_row(row)
         dof_before = max(float(self.stats.n[row, arm_index]) - 1.0, 0.0)
         self._m2_cells += self.stats.update((row, arm_index), float(cost), weight)
         self._dof += max(float(self.stats.n[row, arm_index]) - 1.0, 0.0) - dof_before
@@ -288,10 +320,42 @@ class ThompsonPolicy:
         if c >= self.stats.shape[0]:
             self.stats.grow((c + 1, self.num_arms))
             self.latency.grow((c + 1, self.num_arms))
+            self._cusum = np.vstack([self._cusum, np.zeros((c + 1 - self._cusum.shape[0], 2))])
             self._post_cache.clear()
             self._prior_cache.clear()
             self._slo_cache.clear()
         return c
+
+    def _change_detected(self, row: int, arm_index: int, cost: float, weight: float) -> bool:
+        """Feed one observation to context ``row``'s CUSUM; True on an alarm.
+
+        The residual is the cost against its cell's mean, standardised by the pooled noise
+        (within-cell spread over all cells) and the mean's own uncertainty: z = (x - xbar) /
+        (sigma sqrt(1 + 1/n)), clipped to +-CHANGE_RESIDUAL_CLIP. Both one-sided sums move
+        by ``weight`` (z - k) and alarm above h (``change_drift`` k, ``change_threshold`` h).
+        """
+        n = float(self.stats.n[row, arm_index])
+        if n < CHANGE_MIN_CELL_N or self._dof < 1.0 or self._m2_cells <= 0.0:
+            return False
+        sigma = math.sqrt(self._m2_cells / self._dof * (1.0 + 1.0 / n))
+        z = (cost - float(self.stats.xbar[row, arm_index])) / sigma
+        z = min(CHANGE_RESIDUAL_CLIP, max(-CHANGE_RESIDUAL_CLIP, z))
+        k = self.params.change_drift
+        sums = self._cusum[row]
+        sums[0] = max(0.0, sums[0] + weight * (z - k))
+        sums[1] = max(0.0, sums[1] + weight * (-z - k))
+        return bool(sums.max() > self.params.change_threshold)
+
+    def _forget_row(self, row: int) -> None:
+        """Drop context ``row``'s statistics after a detected change (its prior remains)."""
+        logger.info("camel: the costs of context %d changed (CUSUM alarm); relearning it", row)
+        for stats in (self.stats, self.latency):
+            stats.n[row] = 0.0
+            stats.xbar[row] = 0.0
+            stats.m2[row] = 0.0
+        self._cusum[row] = 0.0
+        self.changes_detected += 1
+        self._rebuild_totals()
 
     def _rebuild_totals(self) -> None:
         """Recompute the running totals kept beside the per-cell statistics (after a load)."""
