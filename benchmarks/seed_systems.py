@@ -3,9 +3,11 @@
 Sections (``--sections fit,plan,slo,slo-metrics,warm``; default all), every figure EMULATED:
 
 - ``fit``: Wilkins-style energy/runtime models fitted from request logs of static arms,
-  per device profile (orin-agx-32gb, orin-agx-64gb); R^2 on held-out requests. Two
-  regimes: offline batch (all requests queued at t=0: the engine saturated, Wilkins et al.'s
-  setting) and online (the Azure conversation trace at a light rate).
+  per device profile (orin-agx-32gb, orin-agx-64gb); R^2 on held-out requests, from tokens
+  alone (Wilkins' form) and with the concurrency term (the logged ``iteration_shares``),
+  per arm and per mean_batch band. Two regimes: offline batch (all requests queued at t=0:
+  the engine saturated, Wilkins et al.'s setting) and online (the Azure conversation trace
+  at a light rate).
 - ``plan``: the exact MILP assignment of Azure requests to the two devices vs round-robin and
   random, zeta in 0, 0.25, 0.5, 0.75, 1 (min share 0.1).
 - ``slo``: ``default`` vs ``camel`` vs ``slo`` (throttLL'eM-style, pure) vs ``slo+camel`` at
@@ -41,7 +43,7 @@ from camel_vllm.config import CamelConfig, SLOConfig
 from camel_vllm.context import ContextModel
 from camel_vllm.controller import Controller
 from camel_vllm.cost import make_cost
-from camel_vllm.energy_model import EnergyModel, fit_energy_model, priors_from_energy_model
+from camel_vllm.energy_model import BAND_EDGES, EnergyModel, fit_energy_model, priors_from_energy_model
 from camel_vllm.factory import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.planning import DeviceModel, plan
 from camel_vllm.policies.slo import SLOPolicy
@@ -131,7 +133,8 @@ def section_fit(args: argparse.Namespace, out: dict[str, Any]) -> None:
     trace = load_trace(args.trace, requests=n)
     online = load_trace(args.trace, requests=n, target_rps=args.light_rps)
     engine = EngineConfig()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    bands: list[dict[str, Any]] = []
     for device in DEVICES:
         cfg = setup_config(device, seed=args.seed)
         arms = arms_of(cfg, engine)
@@ -162,8 +165,40 @@ def section_fit(args: argparse.Namespace, out: dict[str, Any]) -> None:
             for label, fit in model.arms.items():
                 rows.append({"device": device, "regime": regime, "arm": label, "runtime": runtime,
                              "test_requests": fit.test_requests, "r2_energy": fit.r2_energy,
-                             "r2_runtime": fit.r2_runtime})
-    out["fit"] = {"requests_per_arm": n, "rows": rows}
+                             "r2_runtime": fit.r2_runtime, "r2_energy_tokens_only": fit.r2_energy_tokens_only,
+                             "r2_runtime_tokens_only": fit.r2_runtime_tokens_only,
+                             "typical_batch": fit.typical_batch, "energy_iteration_j": fit.energy_iteration_j,
+                             "concurrency_term": model.concurrency})
+            bands += [{"device": device, "regime": regime, **b} for b in model.bands]
+    print_fit_summary(rows, bands)
+    out["fit"] = {"requests_per_arm": n, "emulated": True, "band_edges": list(BAND_EDGES), "rows": rows,
+                  "bands": bands}
+
+
+def print_fit_summary(rows: list[dict[str, Any]], bands: list[dict[str, Any]]) -> None:
+    """The docs table: held-out R^2 per arm, tokens only (Wilkins) and with the concurrency term."""
+    def r2(v: float | None) -> str:
+        return "  n/a" if v is None else f"{v:.4f}"
+
+    by = {(r["device"], r["arm"], r["regime"].split()[0]): r for r in rows}
+    print("\n== fit summary (EMULATED), held-out R^2: tokens only (Wilkins form) | with concurrency term m ==")
+    print(f"{'device':>14} {'arm':>10} | {'off e tok':>9} {'off e +m':>8} {'off dec tok':>11} {'off dec +m':>10} | "
+          f"{'on e tok':>8} "
+          f"{'on e +m':>8} {'on lat tok':>10} {'on lat +m':>9} {'batch':>5}")
+    for (device, arm, regime), off in by.items():
+        if regime != "offline":
+            continue
+        on = by.get((device, arm, "online"), {})
+        print(f"{device:>14} {arm:>10} | {r2(off['r2_energy_tokens_only']):>9} {r2(off['r2_energy']):>8} "
+              f"{r2(off['r2_runtime_tokens_only']):>11} {r2(off['r2_runtime']):>10} | "
+              f"{r2(on.get('r2_energy_tokens_only')):>8} {r2(on.get('r2_energy')):>8} "
+              f"{r2(on.get('r2_runtime_tokens_only')):>10} {r2(on.get('r2_runtime')):>9} "
+              f"{on.get('typical_batch') or 0:5.2f}")
+    print("held-out R^2 (with m) per mean_batch band, online regime: energy / latency (requests)")
+    for band in bands:
+        if band["regime"].startswith("online"):
+            print(f"{band['device']:>14} {band['arm']:>10} {band['band']:>5}: {r2(band['r2_energy'])} / "
+                  f"{r2(band['r2_runtime'])} ({band['test_requests']})")
 
 
 # ------------------------------------------------------------------------ plan

@@ -15,7 +15,11 @@ Rotation by size, like :class:`logging.handlers.RotatingFileHandler`: when the f
 Record fields (units in names): ``request_id``, ``arrival_s``, ``first_token_s``,
 ``finish_s``, ``latency_s``, ``ttft_s``, ``prompt_tokens``, ``output_tokens``, ``arms``
 (arm label -> share of the request's scheduled tokens, summed over contexts),
-``contexts`` (context id -> share), ``energy_j``, ``edp_js``, ``cost``, ``emulated``,
+``contexts`` (context id -> share), ``energy_j``, ``edp_js``, ``cost``,
+``iteration_shares`` (sum over the iterations that served the request of its share of each
+iteration's tokens: the concurrency term of :mod:`camel_vllm.energy_model`), ``mean_batch``
+(``output_tokens / iteration_shares``: about the harmonic mean of the requests in its decode
+steps), both absent from logs older than the fields, ``emulated``,
 ``device`` (kind), ``device_profile``, ``model_profile``. Times are on the adapter's clock
 (vLLM: ``time.time()``; simulator: virtual seconds).
 """
@@ -188,6 +192,8 @@ class RequestLog:
             "energy_j": outcome.energy_j,
             "edp_js": outcome.edp_js,
             "cost": outcome.cost,
+            "iteration_shares": None if outcome.iteration_shares is None else round(outcome.iteration_shares, 6),
+            "mean_batch": None if (mb := outcome.mean_batch) is None else round(mb, 4),
             **self._static,
         }
 

@@ -120,6 +120,10 @@ class RequestOutcome:
     ``arm_shares`` maps each (context, arm index) that served the request to the share of
     its scheduled tokens served there (shares sum to 1); the cost is credited to each with
     that weight. ``edp_js`` = ``energy_j`` x ``latency_s``; ``cost`` is on the policy's scale.
+    ``iteration_shares`` is the sum over the iterations that served the request of its share
+    of each iteration's tokens (1.0 = one whole iteration): how many iterations' worth of
+    energy it was charged, which depends on how many requests shared them (``None`` when the
+    producer does not track it).
     """
 
     request: FinishedRequest
@@ -127,7 +131,16 @@ class RequestOutcome:
     edp_js: float
     cost: float
     arm_shares: Mapping[tuple[Context, int], float] = field(default_factory=dict)
+    iteration_shares: float | None = None
 
     @property
     def latency_s(self) -> float:
         return self.request.latency_s
+
+    @property
+    def mean_batch(self) -> float | None:
+        """Output tokens per whole iteration paid: about the harmonic mean of the number of
+        requests in its decode steps (``None`` without ``iteration_shares`` or output)."""
+        if not self.iteration_shares or self.request.output_tokens <= 0:
+            return None
+        return self.request.output_tokens / self.iteration_shares

@@ -16,11 +16,12 @@ INFO = DeviceInfo(kind="emulated", name="emulated orin", energy_source="emulated
                   extra={"model_profile": "llama-3.2-1b"})
 
 
-def outcome(i: int, shares=None) -> RequestOutcome:
+def outcome(i: int, shares=None, iteration_shares=8.0) -> RequestOutcome:
     req = FinishedRequest(request_id=f"r{i}", arrival_s=1.0, finish_s=3.5, prompt_tokens=100,
                           output_tokens=20, first_token_s=1.5)
     return RequestOutcome(request=req, energy_j=2.0, edp_js=5.0, cost=1.6,
-                          arm_shares=shares if shares is not None else {(Context(0), 1): 1.0})
+                          arm_shares=shares if shares is not None else {(Context(0), 1): 1.0},
+                          iteration_shares=iteration_shares)
 
 
 def test_record_fields_and_labels(tmp_path):
@@ -37,6 +38,7 @@ def test_record_fields_and_labels(tmp_path):
     assert rec["energy_j"] == 2.0 and rec["edp_js"] == 5.0
     assert rec["emulated"] is True and rec["device_profile"] == "orin-agx-32gb"
     assert rec["model_profile"] == "llama-3.2-1b"
+    assert rec["iteration_shares"] == 8.0 and rec["mean_batch"] == 2.5  # 20 output tokens / 8 shares
     last = json.loads(open(path).read().splitlines()[-1])
     assert last == {"type": "summary", "written": 1, "dropped": 0, "rotations": 0, "write_errors": 0}
 
@@ -45,8 +47,11 @@ def test_without_labels_arms_are_indexed(tmp_path):
     path = str(tmp_path / "req.jsonl")
     log = RequestLog(path, device_info=INFO)
     log.on_outcome(outcome(0))
+    log.on_outcome(outcome(1, iteration_shares=None))  # a producer that does not track shares
     log.close()
-    assert next(read_request_log(path))["arms"] == {"arm1": 1.0}
+    first, second = read_request_log(path)
+    assert first["arms"] == {"arm1": 1.0}
+    assert second["iteration_shares"] is None and second["mean_batch"] is None
 
 
 def test_rotation_keeps_n_files_and_reads_in_order(tmp_path):
@@ -128,6 +133,10 @@ def test_simulated_run_logs_every_request_with_arm_labels(tmp_path):
     assert len(records) == len(run.records) == 12
     assert all(r["arms"] == {"612/8": 1.0} for r in records)
     assert all(r["emulated"] and r["device_profile"] == "orin-agx-32gb" for r in records)
+    # every request paid at least its prefill iteration's share, at most one share per token
+    assert all(0.5 < r["iteration_shares"] <= r["prompt_tokens"] + r["output_tokens"] for r in records)
+    assert all(r["mean_batch"] == pytest.approx(r["output_tokens"] / r["iteration_shares"], rel=1e-3)
+               for r in records)
     by_id = {r.request_id: r for r in run.records}
     for rec in records:
         assert rec["energy_j"] == pytest.approx(by_id[rec["request_id"]].energy_j)

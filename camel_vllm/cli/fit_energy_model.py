@@ -1,8 +1,10 @@
 """Fit per-arm energy and runtime models (Wilkins et al.) to a request log.
 
 Prints e(tin, tout) = a0*tin + a1*tout + a2*tin*tout (J) and r(tin, tout) likewise (s) per
-arm, with R^2 on a held-out split, and optionally writes the model as JSON for
-``camel-vllm plan`` and for warm-starting the bandit.
+arm, plus a concurrency term a3*m when the log records ``iteration_shares`` (m), with R^2
+on a held-out split per arm and per mean_batch band, and optionally writes the model as
+JSON for ``camel-vllm plan`` and for warm-starting the bandit. Logs without the field (older
+ones) get the plain Wilkins form per arm, and the output says so.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camel_vllm.energy_model import RUNTIME_TARGETS, EnergyModel, WorkloadFit, fit_energy_model, group_by_profile
+from camel_vllm.energy_model import (
+    BAND_EDGES,
+    MIN_BAND_REQUESTS,
+    RUNTIME_TARGETS,
+    EnergyModel,
+    WorkloadFit,
+    fit_energy_model,
+    group_by_profile,
+)
 from camel_vllm.reqlog import read_request_log
 
 
@@ -24,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shrinkage", type=float, default=0.0,
                         help="pull each arm toward the pooled fit with this many pseudo-requests (default 0: "
                              "plain least squares; use ~20 on exploring, mixed-arm logs)")
+    parser.add_argument("--no-concurrency", action="store_true",
+                        help="fit the plain Wilkins form even when the log records iteration_shares")
     parser.add_argument("--runtime", default="latency_s", choices=RUNTIME_TARGETS,
                         help="what the runtime model predicts: latency_s (default), ttft_s, or decode_s "
                              "(finish - first token: use on saturated/offline logs)")
@@ -45,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model = fit_energy_model(records, test_fraction=args.test_fraction, seed=args.seed,
-                                 runtime_target=args.runtime, shrinkage=args.shrinkage)
+                                 runtime_target=args.runtime, shrinkage=args.shrinkage,
+                                 concurrency=not args.no_concurrency)
     except ValueError as err:
         print(f"camel-vllm fit-energy-model: {args.log}: {err}", file=sys.stderr)
         return 2
@@ -57,31 +70,53 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _r2(value: float | None) -> str:
-    return "   n/a" if value is None else f"{value:6.3f}"
+    return "    n/a" if value is None else f"{value:7.4f}"
+
+
+def _num(value: float | None, width: int = 10) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.3e}"
 
 
 def _row(label: str, fit: WorkloadFit) -> str:
     a, b = fit.energy_coef, fit.runtime_coef
+    batch = "     -" if fit.typical_batch is None else f"{fit.typical_batch:6.2f}"
     return (f"{label:>12} {fit.train_weight:8.1f} {fit.test_requests:6d} {_r2(fit.r2_energy)} {_r2(fit.r2_runtime)}"
-            f"  {a[0]:10.3e} {a[1]:10.3e} {a[2]:10.3e}  {b[0]:10.3e} {b[1]:10.3e} {b[2]:10.3e}")
+            f" {_r2(fit.r2_energy_tokens_only)} {_r2(fit.r2_runtime_tokens_only)} {batch}"
+            f"  {a[0]:10.3e} {a[1]:10.3e} {a[2]:10.3e} {_num(fit.energy_iteration_j)}"
+            f"  {b[0]:10.3e} {b[1]:10.3e} {b[2]:10.3e} {_num(fit.runtime_iteration_s)}")
 
 
 def format_model(model: EnergyModel) -> str:
     """The table ``fit-energy-model`` prints."""
     tag = " (EMULATED energy)" if model.emulated else ""
+    if model.concurrency:
+        form = ("e = a0*tin + a1*tout + a2*tin*tout + a3*m [J], r likewise with b [s]; m = iteration shares "
+                "(logged); a0-a2/b0-b2 shown at the log's concurrency (a + a3*c, m ~ c.[tin, tout, tin*tout])")
+    else:
+        form = "e(tin,tout) = a0*tin + a1*tout + a2*tin*tout [J];  r(tin,tout) = b0*tin + b1*tout + b2*tin*tout [s]"
     lines = [
         f"energy model: device={model.device} profile={model.device_profile} model={model.model_profile}{tag}",
         f"requests: train {model.train_requests}, held-out {model.test_requests} "
         f"(test fraction {model.test_fraction}, seed {model.seed}); served by several arms: {model.mixed_requests}",
         f"held-out R^2: energy {_r2(model.r2_energy).strip()}, runtime ({model.runtime_target}) "
-        f"{_r2(model.r2_runtime).strip()}",
-        "e(tin,tout) = a0*tin + a1*tout + a2*tin*tout [J];  r(tin,tout) = b0*tin + b1*tout + b2*tin*tout [s]",
-        f"{'arm':>12} {'train':>8} {'test':>6} {'R2 e':>6} {'R2 r':>6}  {'a0':>10} {'a1':>10} {'a2':>10}"
-        f"  {'b0':>10} {'b1':>10} {'b2':>10}",
+        f"{_r2(model.r2_runtime).strip()}; concurrency term: {'yes' if model.concurrency else 'no'}",
+        *model.notes,
+        form,
+        ("R2 e/r: held-out, m as logged; tok: from tokens alone at the log's concurrency; batch: median mean_batch"
+         if model.concurrency else "R2 e/r: held-out (tokens only; tok repeats them)"),
+        f"{'arm':>12} {'train':>8} {'test':>6} {'R2 e':>7} {'R2 r':>7} {'tok e':>7} {'tok r':>7} {'batch':>6}"
+        f"  {'a0':>10} {'a1':>10} {'a2':>10} {'a3 J/it':>10}  {'b0':>10} {'b1':>10} {'b2':>10} {'b3 s/it':>10}",
     ]
     for label in sorted(model.arms, key=_arm_sort_key):
         lines.append(_row(label, model.arms[label]))
     lines.append(_row("pooled", model.pooled))
+    if model.bands:
+        lines.append("held-out R^2 per arm and mean_batch band (fixed edges " + ", ".join(
+            f"{e:g}" for e in BAND_EDGES) + f"; n/a below {MIN_BAND_REQUESTS} requests):")
+        lines.append(f"{'arm':>12} {'band':>6} {'test':>6} {'R2 e':>7} {'R2 r':>7}")
+        for band in sorted(model.bands, key=lambda b: (_arm_sort_key(b["arm"]), b["lo"])):
+            lines.append(f"{band['arm']:>12} {band['band']:>6} {band['test_requests']:6d} "
+                         f"{_r2(band['r2_energy'])} {_r2(band['r2_runtime'])}")
     return "\n".join(lines)
 
 
