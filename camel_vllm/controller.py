@@ -30,8 +30,10 @@ served wholly under one arm gives that arm one full observation.
 Optional policy hooks: a policy that needs more than costs (the SLO-aware ones) may define
 ``observe_snapshot(snapshot)`` (called before each ``select``),
 ``observe_iteration(arm_index, work, duration_s)`` (after each iteration; ``duration_s``
-includes the emulated stretch) and ``observe_outcome(outcome)`` (after each finished
-request). The controller looks them up once, so policies without them cost nothing.
+includes the emulated stretch), ``observe_outcome(outcome)`` (after each finished
+request) and ``maintain()`` (at the start of every iteration that does not decide: work a
+policy can do ahead of its next ``select``, so a decision iteration stays short). The
+controller looks them up once, so policies without them cost nothing.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class _RequestTrace:
 
     energy_j: float = 0.0
     tokens_by_slot: dict[int, int] = field(default_factory=dict)  # slot: see Controller._slot
+    iteration_shares: float = 0.0  # sum over iterations of tokens / iteration's tokens
 
 
 class Controller:
@@ -156,6 +159,7 @@ class Controller:
         self._observe_snapshot = getattr(policy, "observe_snapshot", None)
         self._observe_iteration = getattr(policy, "observe_iteration", None)
         self._observe_outcome = getattr(policy, "observe_outcome", None)
+        self._maintain = getattr(policy, "maintain", None)
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
 
@@ -195,6 +199,8 @@ class Controller:
         now_s = snapshot.now_s
         if self.decision_due(now_s):
             self._decide(snapshot)
+        elif self._maintain is not None:  # the policy's housekeeping, off the decision path
+            self._maintain()
         self._epoch_iterations_left -= 1
         if not self._in_flight:
             self._energy_mark_j = self.device.energy_j()
@@ -220,11 +226,13 @@ class Controller:
             return extra_s
         per_token_j = delta_j / total_tokens
         traces = self._traces
+        inv_tokens = 1.0 / total_tokens
         for request_id, tokens in work.tokens_by_request.items():
             trace = traces.get(request_id)
             if trace is None:
                 trace = traces[request_id] = _RequestTrace()
             trace.energy_j += per_token_j * tokens
+            trace.iteration_shares += tokens * inv_tokens
             by_slot = trace.tokens_by_slot
             by_slot[slot] = by_slot.get(slot, 0) + tokens
         self.energy_attributed_j += delta_j
@@ -250,6 +258,7 @@ class Controller:
             edp_js=trace.energy_j * latency_s,
             cost=cost,
             arm_shares=shares,
+            iteration_shares=trace.iteration_shares,
         )
         if self._observe_outcome is not None:
             self._observe_outcome(outcome)

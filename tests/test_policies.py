@@ -381,3 +381,27 @@ def test_queue_guard_and_low_load_prior_are_policy_params() -> None:
     assert off.params.queue_guard is False and off.params.additive_kappa_low_load == 50.0
     with pytest.raises(ConfigError, match="policy_params.queue_guard"):
         make_policy(CamelConfig(policy="camel", policy_params={"queue_guard": "yes"}), orin_arms(), num_contexts=6)
+
+
+def test_maintain_moves_prior_rebuilds_off_the_decision() -> None:
+    arms = small_arms(3, 3)
+    means = np.linspace(1.0, 2.0, len(arms))
+    policy = build("camel", arms, seed=2)
+    context = Context(id=0, features=(0.0, 0.0))
+    play(policy, means, 30, noise=0.1, seed=3, context=context)
+    policy.maintain()
+    built_at = policy._prior_cache[0][0]
+    for arm in (0, 1, 2):
+        policy.observe(arm, context, 1.5)
+    policy.select(context, list(range(len(arms))), None)
+    assert policy._prior_cache[0][0] == built_at  # the decision used the prior as maintained
+    policy.maintain()
+    assert policy._prior_cache[0][0] == policy._observations  # rebuilt between decisions
+    # Rebuilt through maintain() or inside select(), the prior is the same.
+    fresh = build("camel", arms, seed=2)
+    play(fresh, means, 30, noise=0.1, seed=3, context=context)
+    for arm in (0, 1, 2):
+        fresh.observe(arm, context, 1.5)
+    fresh.select(context, list(range(len(arms))), None)
+    for mine, theirs in zip(policy._prior_cache[0][2], fresh._prior_cache[0][2]):
+        np.testing.assert_allclose(mine, theirs)

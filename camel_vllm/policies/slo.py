@@ -296,6 +296,12 @@ class SLOPolicy:
         span = max(self._arrivals_s) - min(self._arrivals_s)
         return (len(self._arrivals_s) - 1) / span if span > 0 else 0.0
 
+    def maintain(self) -> None:
+        """Between decisions: the inner policy's housekeeping (see ThompsonPolicy.maintain)."""
+        maintain = getattr(self.inner, "maintain", None)
+        if maintain is not None:
+            maintain()
+
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
         if self.inner is not None:
             self.inner.observe(arm_index, context, cost, weight)
