@@ -31,8 +31,9 @@ Optional policy hooks: a policy that needs more than costs (the SLO-aware ones) 
 ``observe_snapshot(snapshot)`` (called before each ``select``),
 ``observe_iteration(arm_index, work, duration_s)`` (after each iteration; ``duration_s``
 includes the emulated stretch), ``observe_outcome(outcome)`` (after each finished
-request) and ``maintain()`` (at the start of every iteration that does not decide: work a
-policy can do ahead of its next ``select``, so a decision iteration stays short). The
+request) and ``maintain()`` (at the start of the last MAINTAIN_LEAD_ITERATIONS iterations
+before a decision, or of every iteration with time-bounded epochs: work a policy can do
+ahead of its next ``select``, so a decision iteration stays short). The
 controller looks them up once, so policies without them cost nothing.
 """
 
@@ -63,6 +64,12 @@ logger = logging.getLogger("vllm.camel")
 #: to its own steps (e.g. 930750000 Hz), NVML to the supported-clock table: within 1% is
 #: the same step, beyond it the device is capping us (nvpmodel, thermal).
 FREQ_MATCH_REL_TOL = 0.01
+
+#: Iterations before a decision on which the policy's ``maintain()`` hook runs: enough for
+#: camel to refresh the priors of a few contexts (one per call), late enough in the epoch
+#: that the refresh sees almost all of its observations, few enough to stay off most
+#: iterations (each refresh is ~100-150 us of numpy on 49 arms).
+MAINTAIN_LEAD_ITERATIONS = 4
 
 
 @dataclass(frozen=True)
@@ -199,7 +206,9 @@ class Controller:
         now_s = snapshot.now_s
         if self.decision_due(now_s):
             self._decide(snapshot)
-        elif self._maintain is not None:  # the policy's housekeeping, off the decision path
+        elif self._maintain is not None and (
+            self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0
+        ):  # the policy's housekeeping, just ahead of the decision
             self._maintain()
         self._epoch_iterations_left -= 1
         if not self._in_flight:

@@ -433,12 +433,12 @@ class ThompsonPolicy:
         return mean_p, kappa_p, alpha_p, beta_p
 
     def maintain(self) -> None:
-        """Rebuild at most one stale context prior; called by the controller on iterations
-        that do not decide.
+        """Rebuild at most one stale context prior; called by the controller on the few
+        iterations before a decision (``MAINTAIN_LEAD_ITERATIONS``).
 
         A prior rebuild (sharing across contexts and the additive grid fit) is most of a
-        decision's cost (~100-150 us of numpy on 49 arms); done here, spread over the
-        iterations of an epoch, a decision is one posterior update and one draw. The context
+        decision's cost (~100-150 us of numpy on 49 arms); done here, one context per
+        iteration, a decision is one posterior update and one draw. The context
         decided last is refreshed first. Once called, ``select`` no longer rebuilds stale
         priors itself (only a context's first prior).
         """
