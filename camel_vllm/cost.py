@@ -29,7 +29,7 @@ request seen so far, so the two terms are on comparable scales without a calibra
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -73,9 +73,15 @@ class LogEDPCost:
 class SizeAdjustedLogEDPCost:
     """Log EDP minus the fitted effect of request size (a control variate, module docstring).
 
-    Keeps the running sums of an ordinary least-squares fit of log EDP on [1, x] (x =
-    :func:`size_features`), pooled over all requests and arms: 3 x 3 normal equations,
-    solved per request (microseconds). ``cost = log EDP - slopes . (x - mean x)``.
+    Keeps the running sums of a ridge least-squares fit of log EDP on [1, x] (x =
+    :func:`size_features`), pooled over all requests and arms: the 3 x 3 normal equations
+    A c = t with A = sum r r' + diag(0, ridge, ridge), t = sum r y, r = [1, x]. Each request
+    adds to 9 sums (O(d^2), d = 3) and the slopes are solved in closed form (the adjugate of
+    the symmetric A: 6 cofactors), once per new request, in plain floats: ~3 us a request,
+    where ``numpy.linalg.solve`` on 3 x 3 arrays cost ~25 us (its fixed per-call overhead),
+    the largest piece of the controller's work for a finishing request
+    (benchmarks/overhead.py). Same results as ``numpy.linalg.solve`` up to float rounding
+    (tests/test_cost.py). ``cost = log EDP - slopes . (x - mean x)``.
     """
 
     name = "edp"
@@ -83,9 +89,11 @@ class SizeAdjustedLogEDPCost:
     def __init__(self, *, min_requests: int = SIZE_FIT_MIN_REQUESTS, ridge: float = SIZE_FIT_RIDGE) -> None:
         self.min_requests = int(min_requests)
         self.ridge = float(ridge)
-        self._xtx = np.zeros((3, 3))
-        self._xty = np.zeros(3)
         self._n = 0
+        # sum r r' (upper triangle, r = [1, x1, x2]; the [0, 0] entry is n) and sum r y.
+        self._s1 = self._s2 = self._s11 = self._s12 = self._s22 = 0.0
+        self._t0 = self._t1 = self._t2 = 0.0
+        self._slopes: tuple[float, float] | None = (0.0, 0.0)  # None: stale, re-solve
 
     @property
     def requests_seen(self) -> int:
@@ -93,36 +101,65 @@ class SizeAdjustedLogEDPCost:
 
     def slopes(self) -> np.ndarray:
         """Fitted [prompt, output] slopes of log EDP (zeros before ``min_requests``)."""
-        if self._n < self.min_requests:
-            return np.zeros(2)
-        a = self._xtx + np.diag([0.0, self.ridge, self.ridge])
-        try:
-            coef = np.linalg.solve(a, self._xty)
-        except np.linalg.LinAlgError:
-            return np.zeros(2)
-        return coef[1:]
+        return np.array(self._current_slopes())
 
     def feature_mean(self) -> np.ndarray:
-        if self._n == 0:
-            return np.zeros(2)
-        return self._xtx[0, 1:] / self._n
+        return np.array(self._feature_mean())
 
-    def adjust(self, value: float, features: np.ndarray) -> float:
+    def adjust(self, value: float, features: Sequence[float]) -> float:
         """``value`` (a log EDP) with the size effect removed, at the current fit."""
-        return value - float(self.slopes().dot(features - self.feature_mean()))
+        b1, b2 = self._current_slopes()
+        m1, m2 = self._feature_mean()
+        return value - (b1 * (float(features[0]) - m1) + b2 * (float(features[1]) - m2))
 
-    def update(self, value: float, features: np.ndarray) -> None:
-        row = np.concatenate(([1.0], features))
-        self._xtx += np.outer(row, row)
-        self._xty += row * value
+    def update(self, value: float, features: Sequence[float]) -> None:
+        x1, x2 = float(features[0]), float(features[1])
         self._n += 1
+        self._s1 += x1
+        self._s2 += x2
+        self._s11 += x1 * x1
+        self._s12 += x1 * x2
+        self._s22 += x2 * x2
+        self._t0 += value
+        self._t1 += x1 * value
+        self._t2 += x2 * value
+        self._slopes = None
 
     def __call__(self, energy_j: float, latency_s: float, request: FinishedRequest) -> float:
         value = log_edp(energy_j, latency_s)
-        features = size_features(request)
+        features = (math.log1p(max(0, request.prompt_tokens)), math.log1p(max(0, request.output_tokens)))
         cost = self.adjust(value, features)
         self.update(value, features)
         return cost
+
+    # ------------------------------------------------------------------ internals
+    def _feature_mean(self) -> tuple[float, float]:
+        if self._n == 0:
+            return 0.0, 0.0
+        return self._s1 / self._n, self._s2 / self._n
+
+    def _current_slopes(self) -> tuple[float, float]:
+        if self._n < self.min_requests:
+            return 0.0, 0.0
+        if self._slopes is None:
+            self._slopes = self._solve_slopes()
+        return self._slopes
+
+    def _solve_slopes(self) -> tuple[float, float]:
+        """Slopes of A c = t by the adjugate of the symmetric 3 x 3 A; zeros if A is singular."""
+        a, b, c = float(self._n), self._s1, self._s2
+        d, e, f = self._s11 + self.ridge, self._s12, self._s22 + self.ridge
+        c00 = d * f - e * e
+        c01 = c * e - b * f
+        c02 = b * e - d * c
+        det = a * c00 + b * c01 + c * c02
+        if det == 0.0 or not math.isfinite(det):
+            return 0.0, 0.0
+        c11 = a * f - c * c
+        c12 = b * c - a * e
+        c22 = a * d - b * b
+        t0, t1, t2 = self._t0, self._t1, self._t2
+        return (c01 * t0 + c11 * t1 + c12 * t2) / det, (c02 * t0 + c12 * t1 + c22 * t2) / det
 
 
 class WeightedCost:

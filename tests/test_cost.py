@@ -84,3 +84,41 @@ def test_make_cost_names() -> None:
     assert make_cost("edp-raw")(2.0, 3.0, _request(0, 1, 1)) == pytest.approx(math.log(6.0))
     with pytest.raises(ValueError, match="unknown cost 'joules'"):
         make_cost("joules")
+
+
+class _NumpySizeFit:
+    """The first implementation of the fit (3 x 3 arrays, ``numpy.linalg.solve`` per request):
+    the reference the closed-form one must match up to float rounding."""
+
+    def __init__(self, min_requests: int, ridge: float) -> None:
+        self.min_requests, self.ridge = min_requests, ridge
+        self.xtx, self.xty, self.n = np.zeros((3, 3)), np.zeros(3), 0
+
+    def __call__(self, value: float, features: np.ndarray) -> float:
+        slopes = np.zeros(2)
+        if self.n >= self.min_requests:
+            a = self.xtx + np.diag([0.0, self.ridge, self.ridge])
+            try:
+                slopes = np.linalg.solve(a, self.xty)[1:]
+            except np.linalg.LinAlgError:
+                pass
+        mean = self.xtx[0, 1:] / self.n if self.n else np.zeros(2)
+        cost = value - float(slopes.dot(features - mean))
+        row = np.concatenate(([1.0], features))
+        self.xtx += np.outer(row, row)
+        self.xty += row * value
+        self.n += 1
+        return cost
+
+
+@pytest.mark.parametrize("min_requests, ridge", [(20, 1.0), (1, 1.0), (5, 0.0)])
+def test_closed_form_fit_matches_numpy_solve(min_requests: int, ridge: float) -> None:
+    _, rows = _synthetic(seed=2, n=3000)
+    rows.insert(0, (0, _request(-1, 7, 7), 3.0))  # a repeated size first
+    rows.insert(0, (0, _request(-2, 7, 7), 2.0))
+    fast = SizeAdjustedLogEDPCost(min_requests=min_requests, ridge=ridge)
+    reference = _NumpySizeFit(min_requests, ridge)
+    for _, req, edp in rows:
+        expected = reference(math.log(edp), np.array([math.log1p(req.prompt_tokens), math.log1p(req.output_tokens)]))
+        assert fast(edp, 1.0, req) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(fast.feature_mean(), reference.xtx[0, 1:] / reference.n, rtol=1e-12)
