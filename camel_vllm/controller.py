@@ -27,6 +27,14 @@ tokens served under each (context, arm) epoch key; when the request finishes its
 credited to every key with weight = that key's share of the request's tokens. A request
 served wholly under one arm gives that arm one full observation.
 
+Learning off the finishing iteration (``observe_budget`` > 0, what :func:`camel_vllm.factory.
+build_controller` sets): a finished request's cost is computed at once, but its credits are
+queued and handed to ``policy.observe`` at most ``observe_budget`` per iteration, at the start
+of the following iterations (all of them at :meth:`Controller.close`). An iteration where
+twenty requests finish together then costs twenty cost evaluations, not forty posterior
+updates; a decision may miss the last few iterations' credits (delayed feedback, which
+Thompson sampling tolerates). ``observe_budget`` 0 credits at once.
+
 Optional policy hooks: a policy that needs more than costs (the SLO-aware ones) may define
 ``observe_snapshot(snapshot)`` (called before each ``select``),
 ``observe_iteration(arm_index, work, duration_s)`` (after each iteration; ``duration_s``
@@ -66,10 +74,10 @@ logger = logging.getLogger("vllm.camel")
 FREQ_MATCH_REL_TOL = 0.01
 
 #: Iterations before a decision on which the policy's ``maintain()`` hook runs: enough for
-#: camel to refresh the priors of a few contexts (one per call), late enough in the epoch
+#: camel to refresh the priors of two contexts (two calls each) and draw, late enough in the epoch
 #: that the refresh sees almost all of its observations, few enough to stay off most
 #: iterations (each refresh is ~100-150 us of numpy on 49 arms).
-MAINTAIN_LEAD_ITERATIONS = 4
+MAINTAIN_LEAD_ITERATIONS = 6
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,7 @@ class Controller:
         listeners: Sequence[ControllerListener] = (),
         state_store: StateStore | None = None,
         state_save_every: int = 50,
+        observe_budget: int = 0,
     ) -> None:
         if epoch_iterations < 1:
             raise ValueError("epoch_iterations must be >= 1")
@@ -143,6 +152,7 @@ class Controller:
         self.listeners = list(listeners)
         self.state_store = state_store
         self.state_save_every = max(1, state_save_every)
+        self.observe_budget = max(0, int(observe_budget))
 
         self.decisions = 0
         self.frequency_switches = 0
@@ -162,6 +172,8 @@ class Controller:
         self._slot = 0
         self._energy_mark_j = 0.0
         self._traces: dict[str, _RequestTrace] = {}
+        # Credits waiting for the policy when observe_budget > 0: (arm, context, cost, weight).
+        self._pending: deque[tuple[int, Context, float, float]] = deque()
         self._closed = False
         self._observe_snapshot = getattr(policy, "observe_snapshot", None)
         self._observe_iteration = getattr(policy, "observe_iteration", None)
@@ -204,6 +216,8 @@ class Controller:
     def begin_iteration(self, snapshot: EngineSnapshot) -> Arm:
         """Start an engine step; decide a new arm if the epoch is over. Returns the arm."""
         now_s = snapshot.now_s
+        if self._pending:
+            self._credit_pending(self.observe_budget)
         if self.decision_due(now_s):
             self._decide(snapshot)
         elif self._maintain is not None and (
@@ -259,8 +273,11 @@ class Controller:
         cost = self.cost(trace.energy_j, latency_s, request)
         served = sum(trace.tokens_by_slot.values())
         shares = {self._key_of[slot]: tokens / served for slot, tokens in trace.tokens_by_slot.items()}
-        for (context, arm_index), share in shares.items():
-            self.policy.observe(arm_index, context, cost, share)
+        if self.observe_budget > 0:
+            self._pending.extend((arm_index, context, cost, share) for (context, arm_index), share in shares.items())
+        else:
+            for (context, arm_index), share in shares.items():
+                self.policy.observe(arm_index, context, cost, share)
         outcome = RequestOutcome(
             request=request,
             energy_j=trace.energy_j,
@@ -290,6 +307,7 @@ class Controller:
         # Listeners close first so their last device reading (energy, clock) sees the device
         # still open; each is guarded so a broken one cannot keep the device unrestored.
         try:
+            self._credit_pending(None)
             if self.state_store is not None:
                 self._save_state()
             for listener in self.listeners:
@@ -335,6 +353,14 @@ class Controller:
         )
         for listener in self.listeners:
             listener.on_decision(decision)
+
+    def _credit_pending(self, limit: int | None) -> None:
+        """Hand up to ``limit`` waiting credits (all if None) to the policy, oldest first."""
+        pending, observe = self._pending, self.policy.observe
+        count = len(pending) if limit is None else min(limit, len(pending))
+        for _ in range(count):
+            arm_index, context, cost, weight = pending.popleft()
+            observe(arm_index, context, cost, weight)
 
     def _slot_for(self, key: tuple[Context, int]) -> int:
         slot = self._slot_of.get(key)

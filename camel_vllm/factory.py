@@ -23,6 +23,10 @@ logger = logging.getLogger("vllm.camel")
 #: Two frequencies closer than this (Hz) are the same step: devfreq lists 930750000 where
 #: users write 930.75 MHz, and float MHz -> Hz conversion is inexact.
 FREQ_MATCH_ABS_HZ = 0.5e6
+#: Policy credits handed over per engine iteration (Controller ``observe_budget``): ~11 us
+#: each for camel (benchmarks/overhead.py), so at most ~45 us of learning per step, far
+#: above the mean rate (a request gives ~2 credits; even at 1 req/s a step finishes < 0.1).
+OBSERVE_BUDGET_PER_ITERATION = 4
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ def build_controller(
             listeners=listeners,
             state_store=state_store,
             state_save_every=config.state_save_every,
+            observe_budget=OBSERVE_BUDGET_PER_ITERATION,
         )
         if with_metrics and config.metrics_port is not None:
             from camel_vllm.metrics import MetricsExporter

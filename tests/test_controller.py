@@ -198,6 +198,27 @@ def test_request_over_two_arms_credits_each_by_token_share():
     assert len({o[2] for o in policy.observed}) == 1  # one cost, two weights
 
 
+def test_observe_budget_hands_credits_over_in_later_iterations():
+    controller, policy, device = make(script=[1, 3, 1, 3, 1, 3], epoch_iterations=1, observe_budget=1)
+    controller.request_arrived("r", 0.0, 3)
+    controller.begin_iteration(snap(0.0))
+    controller.end_iteration(0.1, work({"r": 3}, prefill=3))  # arm 1: 3 tokens
+    controller.begin_iteration(snap(0.1))
+    controller.end_iteration(0.2, work({"r": 1}))  # arm 3: 1 token
+    outcome = controller.request_finished(finished("r"))
+    assert outcome is not None and policy.observed == []  # queued, not lost
+    controller.begin_iteration(snap(0.2))  # one credit per iteration
+    assert [(o[0], o[3]) for o in policy.observed] == [(1, pytest.approx(0.75))]
+    controller.end_iteration(0.3, work({}))
+    controller.request_arrived("s", 0.3, 1)
+    controller.begin_iteration(snap(0.3))
+    controller.end_iteration(0.4, work({"s": 1}))
+    controller.request_finished(finished("s", 0.3, 0.4))
+    assert len(policy.observed) == 2
+    controller.close()  # the rest is credited before the state is saved
+    assert sorted((o[0], round(o[3], 2)) for o in policy.observed) == [(1, 0.75), (3, 0.25), (3, 1.0)]
+
+
 def test_idle_energy_is_not_attributed():
     controller, policy, device = make(script=[0])
     controller.request_arrived("r", 0.0, 1)

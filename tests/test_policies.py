@@ -383,20 +383,29 @@ def test_queue_guard_and_low_load_prior_are_policy_params() -> None:
         make_policy(CamelConfig(policy="camel", policy_params={"queue_guard": "yes"}), orin_arms(), num_contexts=6)
 
 
-def test_maintain_moves_prior_rebuilds_off_the_decision() -> None:
+def test_maintain_moves_prior_rebuilds_and_the_draw_off_the_decision() -> None:
     arms = small_arms(3, 3)
     means = np.linspace(1.0, 2.0, len(arms))
     policy = build("camel", arms, seed=2)
     context = Context(id=0, features=(0.0, 0.0))
     play(policy, means, 30, noise=0.1, seed=3, context=context)
-    policy.maintain()
+    for _ in range(3):  # from now on the controller's hook drives the refreshes
+        policy.maintain()
+    policy.select(context, list(range(len(arms))), None)
     built_at = policy._prior_cache[0][0]
     for arm in (0, 1, 2):
         policy.observe(arm, context, 1.5)
     policy.select(context, list(range(len(arms))), None)
-    assert policy._prior_cache[0][0] == built_at  # the decision used the prior as maintained
-    policy.maintain()
-    assert policy._prior_cache[0][0] == policy._observations  # rebuilt between decisions
+    assert policy._prior_cache[0][0] == built_at  # the decision took the prior as maintained
+    policy.maintain()  # first half: the shared prior
+    assert policy._half_built is not None and policy._prior_cache[0][0] == built_at
+    policy.maintain()  # second half: the additive grid fit, installed
+    assert policy._half_built is None and policy._prior_cache[0][0] == policy._observations
+    policy.maintain()  # nothing stale: the draw for the context decided last
+    assert policy._predraw is not None and policy._predraw[0] == 0
+    draws = policy._predraw[1].copy()
+    chosen = policy.select(context, list(range(len(arms))), None)
+    assert chosen == int(np.argmin(draws)) and policy._predraw is None
     # Rebuilt through maintain() or inside select(), the prior is the same.
     fresh = build("camel", arms, seed=2)
     play(fresh, means, 30, noise=0.1, seed=3, context=context)
@@ -405,3 +414,17 @@ def test_maintain_moves_prior_rebuilds_off_the_decision() -> None:
     fresh.select(context, list(range(len(arms))), None)
     for mine, theirs in zip(policy._prior_cache[0][2], fresh._prior_cache[0][2]):
         np.testing.assert_allclose(mine, theirs)
+
+
+def test_maintain_refreshes_a_context_at_most_once_between_decisions() -> None:
+    arms = small_arms(3, 3)
+    policy = build("camel", arms, seed=2)
+    context = Context(id=0, features=(0.0, 0.0))
+    play(policy, np.linspace(1.0, 2.0, len(arms)), 20, noise=0.1, seed=3, context=context)
+    policy.select(context, list(range(len(arms))), None)
+    for _ in range(3):
+        policy.observe(0, context, 1.0)
+        policy.observe(1, context, 1.0)
+        policy.maintain()
+        policy.maintain()
+    assert policy._prior_cache[0][0] < policy._observations  # stale again, but not rebuilt twice

@@ -190,6 +190,9 @@ class ThompsonPolicy:
         self._maintained = False  # maintain() drives prior refreshes (see there)
         self._maintained_at = -1  # self._observations when maintain() last found nothing stale
         self._last_row = 0
+        self._predraw: tuple[int, np.ndarray] | None = None  # (row, draws) from maintain()
+        self._half_built: tuple[int, int, int, tuple[Any, Any, Any, Any]] | None = None
+        self._refreshed: set[int] = set()  # rows maintain() refreshed since the last select
         self._cusum = np.zeros((shape[0], 2))  # per context row: (upward, downward) CUSUM
         self.changes_detected = 0
         self._rebuild_totals()
@@ -202,7 +205,12 @@ class ThompsonPolicy:
         if idx.size == 0:
             raise ValueError("select() needs at least one available arm")
         c = self._last_row = self._row(context)
-        draws = self.posterior_for(c).sample_means(self.rng)
+        self._refreshed.clear()
+        predraw, self._predraw = self._predraw, None
+        if predraw is not None and predraw[0] == c:
+            draws = predraw[1]  # drawn by maintain() a few iterations ago, for this context
+        else:
+            draws = self.posterior_for(c).sample_means(self.rng)
         if self.switch_cost > 0.0 and current is not None:
             draws = draws + self.switch_cost * (self._freq_key != self._freq_key[current])
         if self._queue_guard:
@@ -310,6 +318,7 @@ class ThompsonPolicy:
             raise ValueError(f"set_prior_means strength must be > 0, got {strength}")
         self._warm_mean = values
         self._warm_kappa = np.where(np.isnan(values), 0.0, float(strength))
+        self._predraw = None
         self._post_cache.clear()
         self._prior_cache.clear()
 
@@ -372,6 +381,8 @@ class ThompsonPolicy:
         self._m2_cells = float(m2.sum())
         self._dof = float(np.maximum(n - 1.0, 0.0).sum())
         self._rows_with_data = [int(r) for r in np.flatnonzero(n.sum(axis=1) > 0.0)]
+        self._predraw = None
+        self._half_built = None
         self._post_cache.clear()
         self._prior_cache.clear()
         self._slo_cache.clear()
@@ -437,24 +448,48 @@ class ThompsonPolicy:
         iterations before a decision (``MAINTAIN_LEAD_ITERATIONS``).
 
         A prior rebuild (sharing across contexts and the additive grid fit) is most of a
-        decision's cost (~100-150 us of numpy on 49 arms); done here, one context per
-        iteration, a decision is one posterior update and one draw. The context
+        decision's cost (~100-300 us of numpy on 49 arms). Done here, in two halves on two
+        calls (shared prior, then the additive grid fit), each context at most once between
+        two decisions, and once nothing is stale, the Thompson draw for the context decided
+        last is made
+        here too: if the next decision is in that context it plays that draw (a posterior at
+        most a few iterations old: delayed feedback), so a decision is an argmin. The context
         decided last is refreshed first. Once called, ``select`` no longer rebuilds stale
         priors itself (only a context's first prior).
         """
         self._maintained = True
-        if self._observations == self._maintained_at:
+        if self._half_built is not None:  # second half of a rebuild: the additive grid fit
+            row, observations, tried, (mean_p, kappa_p, alpha_p, beta_p) = self._half_built
+            self._half_built = None
+            n_c, xbar_c = self.stats.n[row], self.stats.xbar[row]
+            mean_p, kappa_p = self._with_additive(mean_p, kappa_p, n_c, xbar_c, self._additive_cap(row))
+            self._install_prior(row, observations, tried, (mean_p, kappa_p, alpha_p, beta_p))
             return
-        rows = [self._last_row] + [r for r in self._rows_with_data if r != self._last_row]
-        for row in rows:
-            cached = self._prior_cache.get(row)
-            if cached is not None and self._prior_stale(row, cached):
-                self._prior_cache[row] = (
-                    self._observations, int(np.count_nonzero(self.stats.n[row])), self._build_prior(row)
-                )
-                self._post_cache.pop(row, None)
+        if self._observations != self._maintained_at:
+            rows = [self._last_row] + [r for r in self._rows_with_data if r != self._last_row]
+            for row in rows:
+                cached = self._prior_cache.get(row)
+                if cached is None or row in self._refreshed or not self._prior_stale(row, cached):
+                    continue
+                self._refreshed.add(row)
+                observations, tried = self._observations, int(np.count_nonzero(self.stats.n[row]))
+                n_c, xbar_c, m2_c = self.stats.n[row], self.stats.xbar[row], self.stats.m2[row]
+                prior = self._context_prior(row, n_c, xbar_c, m2_c)
+                mean_p, kappa_p = self._with_neighbours(prior[0], prior[1], n_c, xbar_c)
+                prior = (mean_p, kappa_p, prior[2], prior[3])
+                if self._additive_cap(row) > 0.0:
+                    self._half_built = (row, observations, tried, prior)
+                else:
+                    self._install_prior(row, observations, tried, prior)
                 return
-        self._maintained_at = self._observations
+            self._maintained_at = self._observations
+        if self._predraw is None and self._last_row in self._prior_cache:
+            row = self._last_row
+            self._predraw = (row, self.posterior_for(row).sample_means(self.rng))
+
+    def _install_prior(self, row: int, observations: int, tried: int, prior: tuple[Any, Any, Any, Any]) -> None:
+        self._prior_cache[row] = (observations, tried, prior)
+        self._post_cache.pop(row, None)
 
     def _context_prior(self, row: int, n_c: np.ndarray, xbar_c: np.ndarray, m2_c: np.ndarray) -> tuple[Any, Any, Any, Any]:
         """The prior of every arm in context ``row``: the base prior, or (contextual) the
