@@ -289,7 +289,15 @@ class FreeDevice:
 
 
 def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 0) -> dict[str, Any]:
-    """Replay recorded iterations through a 49-arm ``camel``-policy controller; time each one."""
+    """Replay recorded iterations through a 49-arm ``camel``-policy controller; time each one.
+
+    The heap is frozen for the garbage collector first (``gc.freeze()``), as vLLM's engine core
+    does after start-up (``vllm.utils.gc_utils.freeze_gc_heap``): otherwise a collection of
+    this benchmark's own heap (vLLM imported, results, HTTP clients), which the engine core
+    never sees, can land inside a timed iteration.
+    """
+    import gc
+
     from camel_vllm.config import CamelConfig
     from camel_vllm.factory import EngineLimits, build_controller
     from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork
@@ -313,6 +321,8 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
     decision_timings: list[int] = []
     perf = time.perf_counter_ns
     cpu = time.thread_time_ns
+    gc.collect()
+    gc.freeze()
     try:
         for row in rows:
             now = clock[0]
@@ -344,6 +354,7 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
             if controller.decisions != decisions:
                 decision_timings.append(elapsed)
     finally:
+        gc.unfreeze()
         controller.close()
     return {
         "device": device_kind,
@@ -356,6 +367,38 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
         "decisions": controller.decisions,
         "updates": controller.updates,
     }
+
+
+#: Replays of the iteration log per device: the figures reported are those of the replay
+#: with the median p99. On this shared VM one replay's p99 ranged 145-325 us on the same log
+#: (2026-11-21); the median of five is stable to ~10%.
+REPLAY_REPEATS = 5
+
+
+def replay_repeated(rows: list[dict[str, Any]], device_kind: str) -> dict[str, Any]:
+    """:func:`replay_controller` REPLAY_REPEATS times (fresh controller, same seed); the run
+    with the median wall p99, plus every run's p99."""
+    results = [replay_controller(rows, device_kind) for _ in range(REPLAY_REPEATS)]
+    results.sort(key=lambda r: r["per_iteration"]["p99_us"])
+    median = dict(results[len(results) // 2])
+    median["replays"] = REPLAY_REPEATS
+    median["p99_us_all_replays"] = [r["per_iteration"]["p99_us"] for r in results]
+    return median
+
+
+def replay_in_fresh_interpreter(iteration_log: Path) -> list[dict[str, Any]]:
+    """:func:`replay_controller` for both devices in a new Python process.
+
+    This process has imported vLLM and torch for the in-process scheduler measurement and
+    has just driven four servers; timed there, the same replay measured 1.5-1.8 x the p99
+    of a fresh interpreter (232-279 us vs 145-153 us on one log, 2026-11-21), noise that
+    belongs to the benchmark, not to the controller. The engine-realistic figure is the
+    in-engine one (the iteration log's ``begin_ns``/``end_ns``)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--replay-log", str(iteration_log)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------- scheduler CPU, in process
@@ -500,7 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--in-process-passes", type=int, default=20,
                         help="passes per scheduler of the in-process scheduler CPU comparison (default 20)")
     parser.add_argument("--json", dest="json_path", help="write the results here")
+    parser.add_argument("--replay-log", metavar="ITERATIONS.jsonl",
+                        help="only replay this iteration log (CAMEL_VLLM_ITERATION_LOG) through the 49-arm "
+                        "controller and print the timings as JSON")
     args = parser.parse_args(argv)
+    if args.replay_log:
+        rows = read_iteration_log(args.replay_log)
+        print(json.dumps([replay_repeated(rows, "free"), replay_repeated(rows, "emulated")]))
+        return 0
 
     if not os.path.isdir(args.model):
         print(f"overhead: --model {args.model}: no such folder (camel-vllm make-tiny-model {args.model})")
@@ -548,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **summary_us([row["begin_ns"] + row["end_ns"] for row in device_rows]),
             "thread_cpu": summary_us([row["begin_cpu_ns"] + row["end_cpu_ns"] for row in device_rows]),
         }
-    replays = [replay_controller(rows, "free"), replay_controller(rows, "emulated")] if rows else []
+    replays = replay_in_fresh_interpreter(next(s.iteration_log for s in specs if s.iteration_log)) if rows else []
     # A step of the served model: its forward time (the iteration log's ``forward_s``) plus
     # stock vLLM's own scheduler CPU; camel's in-process addition is set against it.
     forward_ms = statistics.median(row["forward_s"] for row in rows) * 1e3 if rows else float("nan")
@@ -610,7 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu_ = replay["per_iteration_cpu"]
         print(f"controller replay, camel policy, 49 arms, {label}: wall p50 {per['p50_us']:.1f} us, "
               f"p99 {per['p99_us']:.1f} us; thread CPU p50 {cpu_['p50_us']:.1f} us, p99 {cpu_['p99_us']:.1f} us; "
-              f"decision iterations p50 {replay['decision_iterations']['p50_us']:.1f} us")
+              f"decision iterations p50 {replay['decision_iterations']['p50_us']:.1f} us "
+              f"(median-p99 replay of {replay['replays']}; p99 of each: "
+              f"{', '.join(f'{v:.0f}' for v in replay['p99_us_all_replays'])} us)")
     if args.json_path:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json_path, "w", encoding="utf-8") as fh:

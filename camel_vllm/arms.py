@@ -30,6 +30,8 @@ class ArmSet:
         if not self.available:
             self.available = [True] * len(self.arms)
         self._index = {arm: i for i, arm in enumerate(self.arms)}
+        # The arms never change (only their availability): computed once, read per decision.
+        self._frequencies_hz = tuple(sorted({a.freq_hz for a in self.arms}, key=lambda f: -1.0 if f is None else f))
 
     @classmethod
     def product(cls, freqs_hz: Sequence[float | None], batch_sizes: Iterable[int]) -> "ArmSet":
@@ -49,7 +51,7 @@ class ArmSet:
 
     @property
     def frequencies_hz(self) -> tuple[float | None, ...]:
-        return tuple(sorted({a.freq_hz for a in self.arms}, key=lambda f: -1.0 if f is None else f))
+        return self._frequencies_hz
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
