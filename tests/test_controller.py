@@ -184,14 +184,19 @@ def test_energy_split_by_tokens_and_edp():
     assert [(o[0], o[3]) for o in policy.observed] == [(0, 1.0), (0, 1.0)]
 
 
-def test_request_over_two_arms_credits_each_by_token_share():
-    controller, policy, device = make(script=[1, 3], epoch_iterations=1)
+def serve_over_two_epochs(controller):
+    """Request "r": 3 prefill tokens in the first epoch, 1 decode token in the second."""
     controller.request_arrived("r", 0.0, 3)
     controller.begin_iteration(snap(0.0))
-    controller.end_iteration(0.1, work({"r": 3}, prefill=3))  # arm 1: 3 tokens
+    controller.end_iteration(0.1, work({"r": 3}, prefill=3))
     controller.begin_iteration(snap(0.1))
-    controller.end_iteration(0.2, work({"r": 1}))  # arm 3: 1 token
-    outcome = controller.request_finished(finished("r"))
+    controller.end_iteration(0.2, work({"r": 1}))
+    return controller.request_finished(finished("r"))
+
+
+def test_request_over_two_arms_credits_each_by_token_share():
+    controller, policy, device = make(script=[1, 3], epoch_iterations=1)
+    outcome = serve_over_two_epochs(controller)
     shares = {arm: share for (_, arm), share in outcome.arm_shares.items()}
     assert shares == {1: pytest.approx(0.75), 3: pytest.approx(0.25)}
     assert sorted((o[0], o[3]) for o in policy.observed) == [(1, pytest.approx(0.75)), (3, pytest.approx(0.25))]
@@ -200,12 +205,7 @@ def test_request_over_two_arms_credits_each_by_token_share():
 
 def test_observe_budget_hands_credits_over_in_later_iterations():
     controller, policy, device = make(script=[1, 3, 1, 3, 1, 3], epoch_iterations=1, observe_budget=1)
-    controller.request_arrived("r", 0.0, 3)
-    controller.begin_iteration(snap(0.0))
-    controller.end_iteration(0.1, work({"r": 3}, prefill=3))  # arm 1: 3 tokens
-    controller.begin_iteration(snap(0.1))
-    controller.end_iteration(0.2, work({"r": 1}))  # arm 3: 1 token
-    outcome = controller.request_finished(finished("r"))
+    outcome = serve_over_two_epochs(controller)
     assert outcome is not None and policy.observed == []  # queued, not lost
     controller.begin_iteration(snap(0.2))  # one credit per iteration
     assert [(o[0], o[3]) for o in policy.observed] == [(1, pytest.approx(0.75))]
