@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -40,12 +39,14 @@ import urllib.request
 from importlib.resources import files
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from camel_vllm.replay import failures, replay, to_policy_result
 from camel_vllm.sim.results import BenchResult, PolicyResult, format_table, reduction_pct
 from camel_vllm.traces import load_trace
+from tests.vllm_server import free_port, machine_lock  # noqa: E402  (the launchers' one machine-wide vLLM lock)
 
 REPO = Path(__file__).resolve().parent.parent
-LOCK_PATH = "/tmp/camel-vllm.lock"
 #: Engine start-up on 2 cores with --enforce-eager takes 25-35 s (tests/vllm_server.py); margin for load.
 STARTUP_TIMEOUT_S = 300.0
 ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -53,31 +54,15 @@ MAX_MODEL_LEN = 2048
 DEFAULT_TRACE = str(files("camel_vllm") / "data" / "traces" / "azure_conv_first2000.csv")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def machine_lock():
-    with open(LOCK_PATH, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 @contextlib.contextmanager
 def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int):
     """A vLLM server (camel scheduler when ``camel`` is given); yields (url, metrics_url)."""
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "camel_vllm", "serve", model, "--enforce-eager", "--max-model-len",
             str(MAX_MODEL_LEN), "--max-num-seqs", str(max_num_seqs), "--host", "127.0.0.1", "--port", str(port)]
     metrics_url = None
     if camel is not None:
-        mport = _free_port()
+        mport = free_port()
         camel = {**camel, "metrics_port": mport}
         args += ["--scheduler", "camel", "--additional-config", json.dumps({"camel": camel})]
         metrics_url = f"http://127.0.0.1:{mport}/metrics"

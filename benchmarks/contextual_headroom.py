@@ -1,0 +1,176 @@
+"""How much could a contextual policy win over the best static arm on a trace? (emulated)
+
+Issue 6 asks contextual camel to beat the best static arm on the Azure code trace. This
+script measures what there is to win, with hindsight: it runs every static arm (the
+``oracle`` sweep of ``camel-vllm bench sim``) and a family of hand-made contextual rules,
+
+    arm LOW while at most K requests are in the engine (running + waiting) at a decision,
+    the best static arm otherwise,
+
+for every LOW arm, every K in ``--demand`` and every epoch length in ``--epochs`` (iterations
+an arm is held), on the same requests and the same emulated device as ``bench sim``. The best
+rule against the best static arm is the headroom a policy keyed on the engine's demand could
+reach if it knew the answer in advance; a learning policy pays for exploration on top. All
+energy, and so all EDP, is emulated (calibrated roofline and power model of the board).
+
+    python benchmarks/contextual_headroom.py --trace camel_vllm/data/traces/azure_code_first2000.csv \
+        --target-rps 0.2 --json benchmarks/results/headroom_code.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
+from camel_vllm.context import ContextModel
+from camel_vllm.controller import Controller
+from camel_vllm.cost import make_cost
+from camel_vllm.devices.profiles import load_model_profile
+from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.sim.bench import (
+    PolicySpec, SimSetup, _device, arm_set, mean_edp_js, run_static_sweep, static_specs,
+)
+from camel_vllm.sim.engine import SimEngine, VirtualClock
+from camel_vllm.traces import Trace
+from camel_vllm.types import Context, EngineSnapshot
+
+
+@dataclass
+class DemandRulePolicy:
+    """Arm ``low`` while at most ``max_demand`` requests are in the engine, else ``high``.
+
+    A fixed rule: it learns nothing (``observe`` is a no-op), it only reads the engine's
+    demand from the snapshot the controller shows it before each decision.
+    """
+
+    low: int
+    high: int
+    max_demand: int
+    name: str = "demand-rule"
+    _demand: int = field(default=0, repr=False)
+
+    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
+        self._demand = snapshot.num_running + snapshot.num_waiting
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        return self.low if self._demand <= self.max_demand else self.high
+
+    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
+        return None
+
+    def estimates(self) -> list[ArmEstimate]:
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RuleRun:
+    low: str
+    high: str
+    max_demand: int
+    epoch_iterations: int
+    mean_edp_js: float
+    low_share: float  # fraction of decisions that chose the low arm
+
+
+def run_rule(setup: SimSetup, trace: Trace, low: int, high: int, max_demand: int, epoch_iterations: int) -> RuleRun:
+    """One rule on the trace, on a fresh emulated device (same noise seed as every run)."""
+    config = setup.config_for(PolicySpec("rule", "default", {})).replace(epoch_iterations=epoch_iterations)
+    arms = arm_set(setup)
+    clock = VirtualClock()
+    policy = DemandRulePolicy(low=low, high=high, max_demand=max_demand)
+    controller = Controller(
+        arms=arms, policy=policy, device=_device(config, clock), cost=make_cost(config.cost, config.alpha),
+        context_model=ContextModel(contextual=False, max_batch=max(arms.batch_sizes)),
+        epoch_iterations=epoch_iterations,
+    )
+    try:
+        run = SimEngine(controller, clock, trace.requests, setup.engine).run()
+    finally:
+        controller.close()
+    low_decisions = sum(1 for _, arm in run.decisions if arm == low)
+    return RuleRun(
+        low=arms[low].label, high=arms[high].label, max_demand=max_demand, epoch_iterations=epoch_iterations,
+        mean_edp_js=mean_edp_js(run), low_share=low_decisions / max(1, len(run.decisions)),
+    )
+
+
+def _rule_task(task: tuple[SimSetup, Trace, int, int, int, int]) -> RuleRun:
+    return run_rule(*task)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_trace_arguments(parser)
+    parser.add_argument("--device", default="orin-agx-32gb", help="emulated device profile")
+    parser.add_argument("--model", default="llama-3.2-1b", help="model profile")
+    parser.add_argument("--seed", type=int, default=0, help="emulator noise seed")
+    parser.add_argument("--demand", default="1,2", help="K values: requests in the engine for the low arm")
+    parser.add_argument("--epochs", default="4,16,64", help="epoch lengths (iterations) to try")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", default=None, help="write every run here")
+    args = parser.parse_args(argv)
+    try:
+        demands = [int(k) for k in args.demand.split(",")]
+        epochs = [int(e) for e in args.epochs.split(",")]
+    except ValueError as err:
+        print(f"contextual_headroom: --demand and --epochs take comma-separated integers ({err})", file=sys.stderr)
+        return 2
+    if args.requests is None:
+        args.requests = 2000
+    trace = trace_from_args(args, max_context_tokens=load_model_profile(args.model).max_context_tokens)
+    setup = SimSetup.make(device_profile=args.device, model_profile=args.model, seed=args.seed)
+    arms = arm_set(setup)
+    t0 = time.monotonic()
+    statics = run_static_sweep(setup, static_specs(arms), trace, workers=args.workers)
+    static_edp = {run.arm_labels[max(range(len(run.pulls)), key=run.pulls.__getitem__)]: mean_edp_js(run)
+                  for run in statics.values()}
+    best_label = min(static_edp, key=static_edp.__getitem__)
+    best = arms.arms.index(next(a for a in arms.arms if a.label == best_label))
+    tasks = [(setup, trace, low, best, k, e) for e in epochs for k in demands for low in range(len(arms)) if low != best]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(max(1, args.workers)) as pool:
+        rules = pool.map(_rule_task, tasks)
+    elapsed_s = time.monotonic() - t0
+    rules.sort(key=lambda r: r.mean_edp_js)
+    best_static = static_edp[best_label]
+    print(f"trace {args.trace} ({len(trace)} requests, target {args.target_rps} req/s), device {args.device} "
+          f"(EMULATED), model {args.model}, seed {args.seed}; {len(statics)} static + {len(rules)} rule runs "
+          f"in {elapsed_s:.0f} s")
+    print(f"best static arm {best_label}: mean EDP {best_static:.1f} J*s (emulated)")
+    print("| rule (low arm while demand <= K, else best static) | epoch iters | low share | mean EDP J*s | vs best static |")
+    print("|---|---|---|---|---|")
+    for r in rules[:8]:
+        print(f"| {r.low} while <= {r.max_demand}, else {r.high} | {r.epoch_iterations} | {r.low_share:.0%} | "
+              f"{r.mean_edp_js:.1f} | {100 * (r.mean_edp_js / best_static - 1):+.1f}% |")
+    for e in epochs:
+        best_e = min((r for r in rules if r.epoch_iterations == e), key=lambda r: r.mean_edp_js)
+        print(f"best rule at {e} iterations per epoch: {best_e.mean_edp_js:.1f} "
+              f"({100 * (best_e.mean_edp_js / best_static - 1):+.1f}% vs best static)")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        out = {
+            "trace": args.trace, "target_rps": args.target_rps, "requests": len(trace), "device": args.device,
+            "model": args.model, "seed": args.seed, "emulated": True, "best_static": {"arm": best_label,
+            "mean_edp_js": best_static}, "static_mean_edp_js": static_edp,
+            "rules": [r.__dict__ for r in rules],
+        }
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(out, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

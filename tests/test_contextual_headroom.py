@@ -1,0 +1,78 @@
+"""benchmarks/contextual_headroom.py: the demand rule and its harness (emulated device, simulator)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from camel_vllm.sim.bench import PolicySpec, SimSetup, arm_set, mean_edp_js, run_one
+from camel_vllm.traces import Trace, TraceRequest
+from camel_vllm.types import Context, EngineSnapshot
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _headroom():
+    spec = importlib.util.spec_from_file_location("contextual_headroom", REPO / "benchmarks" / "contextual_headroom.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (and pickling into worker processes) look it up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bursty_trace() -> Trace:
+    """Quiet single requests, then a burst of long prompts: both branches of a rule fire."""
+    times = [0.0, 5.0, 10.0] + [15.0 + 0.05 * i for i in range(12)] + [40.0, 45.0]
+    requests = tuple(TraceRequest(request_id=f"r{i}", arrival_s=t, prompt_tokens=1500 if 15.0 <= t < 40.0 else 200,
+                                  output_tokens=24) for i, t in enumerate(times))
+    return Trace(name="bursty", requests=requests, source="test")
+
+
+def test_demand_rule_switches_at_the_threshold():
+    rule = _headroom().DemandRulePolicy(low=3, high=7, max_demand=2)
+    choices = []
+    for running, waiting in [(1, 0), (2, 0), (2, 1), (0, 5), (1, 1)]:
+        rule.observe_snapshot(EngineSnapshot(now_s=0.0, num_running=running, num_waiting=waiting))
+        choices.append(rule.select(Context(), list(range(10)), None))
+    assert choices == [3, 3, 7, 7, 3]
+
+
+def test_rule_that_never_switches_reproduces_the_static_run():
+    """With K above any demand the rule is the static low arm: same requests, same EDP."""
+    module = _headroom()
+    setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b", seed=3)
+    trace = _bursty_trace()
+    arms = arm_set(setup)
+    low = next(i for i, a in enumerate(arms.arms) if a.label == "612/8")
+    high = next(i for i, a in enumerate(arms.arms) if a.label == "930.75/28")
+    static = run_one(setup, PolicySpec("s", "static", {"arm": [612, 8]}), trace)
+    always_low = module.run_rule(setup, trace, low, high, max_demand=10**6, epoch_iterations=64)
+    assert always_low.low_share == 1.0
+    assert always_low.mean_edp_js == mean_edp_js(static)
+    never_low = module.run_rule(setup, trace, low, high, max_demand=-1, epoch_iterations=64)
+    assert never_low.low_share == 0.0
+    assert never_low.mean_edp_js != always_low.mean_edp_js
+
+
+def test_script_reports_best_static_and_rules(tmp_path, capsys):
+    trace_path = tmp_path / "t.csv"
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for r in _bursty_trace().requests:
+        rows.append(f"2023-11-16 18:{int(r.arrival_s // 60):02d}:{r.arrival_s % 60:010.7f},{r.prompt_tokens},{r.output_tokens}")
+    trace_path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "h.json"
+    rc = _headroom().main(["--trace", str(trace_path), "--epochs", "16", "--demand", "1", "--workers", "1",
+                           "--json", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["emulated"] is True
+    statics = result["static_mean_edp_js"]
+    assert len(statics) == 49
+    assert result["best_static"]["mean_edp_js"] == min(statics.values())
+    assert len(result["rules"]) == 48  # every other arm as the low arm
+    assert all(r["high"] == result["best_static"]["arm"] for r in result["rules"])
+    edps = [r["mean_edp_js"] for r in result["rules"]]
+    assert edps == sorted(edps)
+    assert "EMULATED" in capsys.readouterr().out
