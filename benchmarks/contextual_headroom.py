@@ -25,15 +25,17 @@ import multiprocessing
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
 
 from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
 from camel_vllm.context import ContextModel
 from camel_vllm.controller import Controller
 from camel_vllm.cost import make_cost
 from camel_vllm.devices.profiles import load_model_profile
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.baselines import EmpiricalPolicy
 from camel_vllm.sim.bench import (
     PolicySpec, SimSetup, _device, arm_set, mean_edp_js, run_static_sweep, static_specs,
 )
@@ -42,37 +44,25 @@ from camel_vllm.traces import Trace
 from camel_vllm.types import Context, EngineSnapshot
 
 
-@dataclass
-class DemandRulePolicy:
+class DemandRulePolicy(EmpiricalPolicy):
     """Arm ``low`` while at most ``max_demand`` requests are in the engine, else ``high``.
 
-    A fixed rule: it learns nothing (``observe`` is a no-op), it only reads the engine's
-    demand from the snapshot the controller shows it before each decision.
+    A fixed rule: it reads the engine's demand from the snapshot the controller shows it before
+    each decision; the costs it is given only feed the per-arm means it reports.
     """
 
-    low: int
-    high: int
-    max_demand: int
-    name: str = "demand-rule"
-    _demand: int = field(default=0, repr=False)
+    name = "demand-rule"
+
+    def __init__(self, num_arms: int, *, low: int, high: int, max_demand: int) -> None:
+        super().__init__(num_arms, np.random.default_rng(0))
+        self.low, self.high, self.max_demand = low, high, max_demand
+        self._demand = 0
 
     def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
         self._demand = snapshot.num_running + snapshot.num_waiting
 
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
         return self.low if self._demand <= self.max_demand else self.high
-
-    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
-        return None
-
-    def estimates(self) -> list[ArmEstimate]:
-        return []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -90,7 +80,7 @@ def run_rule(setup: SimSetup, trace: Trace, low: int, high: int, max_demand: int
     config = setup.config_for(PolicySpec("rule", "default", {})).replace(epoch_iterations=epoch_iterations)
     arms = arm_set(setup)
     clock = VirtualClock()
-    policy = DemandRulePolicy(low=low, high=high, max_demand=max_demand)
+    policy = DemandRulePolicy(len(arms), low=low, high=high, max_demand=max_demand)
     controller = Controller(
         arms=arms, policy=policy, device=_device(config, clock), cost=make_cost(config.cost, config.alpha),
         context_model=ContextModel(contextual=False, max_batch=max(arms.batch_sizes)),

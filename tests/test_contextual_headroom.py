@@ -31,7 +31,7 @@ def _bursty_trace() -> Trace:
 
 
 def test_demand_rule_switches_at_the_threshold():
-    rule = _headroom().DemandRulePolicy(low=3, high=7, max_demand=2)
+    rule = _headroom().DemandRulePolicy(10, low=3, high=7, max_demand=2)
     choices = []
     for running, waiting in [(1, 0), (2, 0), (2, 1), (0, 5), (1, 1)]:
         rule.observe_snapshot(EngineSnapshot(now_s=0.0, num_running=running, num_waiting=waiting))
