@@ -13,11 +13,15 @@ scheduler and the emulated AGX Orin device, and replays the same trace against e
    learning). ``--warm-start 0`` starts camel cold;
 3. optionally (``--stock``) truly stock vLLM (its default scheduler): latency only.
 
-Energy is EMULATED: the engine really runs the tiny model on this CPU and the emulator
-stretches each iteration to the chosen clock's modelled time and books modelled power
-(``emulation_time: relative``). Servers run under the machine lock /tmp/camel-vllm.lock and
-are stopped on exit. With few requests camel is still exploring its 49 arms; the simulator
-(``camel-vllm bench sim``) shows where it converges.
+Energy and step time are EMULATED: the engine really runs the tiny model on this CPU, and by
+default (``--emulation-time absolute``) the scheduler waits out each step's modelled time for
+``--model-profile`` (Llama-3.2-1B) on the emulated board at the chosen clock, and the emulator
+books modelled power. The live runs then stand for that model on that board, and the same
+requests are also run through the simulator (same warm state, same device seed) and printed
+beside them: a check that the simulator's figures are what the engine does. ``relative``
+stretches the tiny model's real step time by the modelled slowdown instead (the product's
+default under vLLM; its figures are not comparable with the simulator's). Servers run under
+the machine lock /tmp/camel-vllm.lock and are stopped on exit.
 
     python benchmarks/live_compare.py --requests 40
 """
@@ -28,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,11 +120,28 @@ def warm_start(args, state_path: str) -> str:
             f"#{args.requests} to #{args.requests + len(train) - 1}, not the replayed ones)")
 
 
+def simulate_same_requests(args, trace, state_path: str | None) -> dict[str, dict[str, float]]:
+    """The replayed requests through the simulator: default, and camel from the same warm state."""
+    import dataclasses
+
+    from camel_vllm.sim.bench import PolicySpec, SimSetup, mean_edp_js, run_one
+
+    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed)
+    out: dict[str, dict[str, float]] = {}
+    for name, state in (("default", None), ("camel", state_path)):
+        run_setup = dataclasses.replace(setup, config=setup.config.replace(state_path=state)) if state else setup
+        run = run_one(run_setup, PolicySpec(name, name), trace)
+        latencies = [r.latency_s for r in run.records]
+        out[name] = {"energy_j": run.energy_j, "mean_latency_s": sum(latencies) / max(1, len(latencies)),
+                     "mean_edp_js": mean_edp_js(run)}
+    return out
+
+
 def run_compare(args) -> BenchResult:
     trace = load_trace(args.trace, requests=args.requests, target_rps=args.target_rps,
                        max_context_tokens=MAX_MODEL_LEN - 16, max_output_tokens=args.max_output)
     base = {"device": "emulated", "device_profile": args.device, "model_profile": args.model_profile,
-            "seed": args.seed}
+            "seed": args.seed, "emulation_time": args.emulation_time}
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="camel-live-")
     os.makedirs(log_dir, exist_ok=True)
     camel_cfg = {**base, "policy": "camel"}
@@ -131,6 +153,10 @@ def run_compare(args) -> BenchResult:
         warm_note = warm_start(args, state_path)
         camel_cfg["state_path"] = state_path
         print(f"[camel] {warm_note}", flush=True)
+    sim_state = None
+    if args.emulation_time == "absolute" and args.warm_start > 0:
+        sim_state = os.path.join(log_dir, "camel-state.sim.json")  # the live run updates state_path
+        shutil.copyfile(camel_cfg["state_path"], sim_state)
     runs: list[tuple[str, dict | None]] = [("default", {**base, "policy": "default"}), ("camel", camel_cfg)]
     if args.stock:
         runs.append(("stock-vllm", None))
@@ -148,13 +174,16 @@ def run_compare(args) -> BenchResult:
                              "camel_config": camel}
             print(f"[{name}] {policies[name].requests_completed}/{len(trace)} completed in {run.wall_s:.1f} s",
                   flush=True)
+    if args.emulation_time == "absolute":
+        details["simulator"] = simulate_same_requests(args, trace, sim_state)
+    time_note = ("absolute time: each step waits out the modelled step of the model profile on the board"
+                 if args.emulation_time == "absolute" else "relative time: real step time stretched to the chosen clock")
     return BenchResult(
         trace=trace.name, device=f"emulated {args.device}", model=f"{args.model} (modelled as {args.model_profile})",
         requests=len(trace), emulated=True, policies=policies, mode="replay",
         notes=list(trace.notes) + [
-            "live vLLM (CPU) on the tiny model; energy EMULATED (relative time: real step time stretched to "
-            "the chosen clock, modelled power); 'default' = camel scheduler with policy default (930.75 MHz, "
-            "largest batch); stock-vllm (if run) has no energy meter",
+            f"live vLLM (CPU) on the tiny model; energy EMULATED ({time_note}; modelled power); 'default' = "
+            "camel scheduler with policy default (930.75 MHz, largest batch); stock-vllm (if run) has no energy meter",
             warm_note,
             f"server logs in {log_dir}",
         ],
@@ -177,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="orin-agx-32gb")
     parser.add_argument("--max-num-seqs", type=int, default=28)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--emulation-time", choices=("relative", "absolute"), default="absolute",
+                        help="emulated step time: the real step stretched to the clock (relative), or the "
+                             "modelled step of --model-profile on the board, waited out (absolute)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per-request timeout")
     parser.add_argument("--warm-start", type=int, default=1000,
                         help="simulated requests camel learns from before the live run (0: cold)")
@@ -198,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
           f"energy {_change(c.energy_j, d.energy_j)}, mean latency {_change(c.mean_latency_s, d.mean_latency_s)} "
           f"({c.mean_latency_s:.3f} s vs {d.mean_latency_s:.3f} s), "
           f"mean EDP {_change(c.mean_edp_js, d.mean_edp_js)} ({c.mean_edp_js:.4g} vs {d.mean_edp_js:.4g} J*s)")
+    sim = result.details.get("simulator")
+    if sim:
+        sd, sc = sim["default"], sim["camel"]
+        print(f"simulator on the same requests (EMULATED): default {sd['energy_j']:.1f} J, {sd['mean_latency_s']:.3f} s, "
+              f"EDP {sd['mean_edp_js']:.4g} J*s; camel {sc['energy_j']:.1f} J, {sc['mean_latency_s']:.3f} s, "
+              f"EDP {sc['mean_edp_js']:.4g} J*s ({_change(sc['mean_edp_js'], sd['mean_edp_js'])} vs default)")
     incomplete = {k: p.requests_total - p.requests_completed for k, p in result.policies.items()
                   if p.requests_completed < p.requests_total}
     if incomplete:

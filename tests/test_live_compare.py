@@ -40,4 +40,10 @@ def test_live_compare_completes_every_request(tmp_path, capsys):
         assert data["details"][name]["energy_source"] == "emulated"
     assert data["policies"]["default"]["arms"] and set(data["policies"]["default"]["arms"]) == {"930.75/28"}
     assert "camel vs default (EMULATED energy" in printed
+    # Absolute emulated time (the demo's default): the same requests also went through the simulator.
+    sim = data["details"]["simulator"]
+    assert set(sim) == {"default", "camel"}
+    assert all(sim[k]["energy_j"] > 0 and sim[k]["mean_edp_js"] > 0 for k in sim)
+    assert "simulator on the same requests (EMULATED)" in printed
+    assert any("absolute time" in n for n in data["notes"])
     assert any("warm-started from 200 simulated requests" in n for n in data["notes"])
