@@ -9,12 +9,13 @@ script measures what there is to win, with hindsight: it runs every static arm (
 
 for every LOW arm, every K in ``--demand`` and every epoch length in ``--epochs`` (iterations
 an arm is held), on the same requests and the same emulated device as ``bench sim``. The best
-rule against the best static arm is the headroom a policy keyed on the engine's demand could
-reach if it knew the answer in advance; a learning policy pays for exploration on top. All
-energy, and so all EDP, is emulated (calibrated roofline and power model of the board).
+rule against the best static arm is what a policy keyed on the engine's demand can win at
+least, had it known the answer in advance (one family of rules: not a bound on every contextual
+policy); a learning policy pays for exploration on top. All energy, and so all EDP, is emulated
+(calibrated roofline and power model of the board).
 
     python benchmarks/contextual_headroom.py --trace camel_vllm/data/traces/azure_code_first2000.csv \
-        --target-rps 0.2 --json benchmarks/results/headroom_code.json
+        --target-rps 0.2 --json benchmarks/results/headroom/azure_code_02rps.json
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class RuleRun:
     max_demand: int
     epoch_iterations: int
     mean_edp_js: float
-    low_share: float  # fraction of decisions that chose the low arm
+    low_share: float  # fraction of decisions (not of time) that chose the low arm
 
 
 def run_rule(setup: SimSetup, trace: Trace, low: int, high: int, max_demand: int, epoch_iterations: int) -> RuleRun:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="emulator noise seed")
     parser.add_argument("--demand", default="1,2", help="K values: requests in the engine for the low arm")
     parser.add_argument("--epochs", default="4,16,64", help="epoch lengths (iterations) to try")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="simulator processes in parallel")
     parser.add_argument("--json", default=None, help="write every run here")
     args = parser.parse_args(argv)
     try:

@@ -47,6 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from camel_vllm.replay import failures, replay, to_policy_result
+from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.sim.results import BenchResult, PolicyResult, format_table, reduction_pct
 from camel_vllm.traces import load_trace
 from tests.vllm_server import free_port, machine_lock  # noqa: E402  (the launchers' one machine-wide vLLM lock)
@@ -113,7 +114,8 @@ def warm_start(args, state_path: str) -> str:
     full = load_trace(args.trace, target_rps=args.target_rps, max_context_tokens=MAX_MODEL_LEN - 16,
                       max_output_tokens=args.max_output)
     train = transforms.first(transforms.skip(full, args.requests), args.warm_start)
-    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed)
+    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed,
+                          engine=EngineConfig(max_num_seqs=args.max_num_seqs))
     setup = dataclasses.replace(setup, config=setup.config.replace(state_path=state_path))
     run = run_one(setup, PolicySpec("camel", "camel"), train)
     return (f"camel warm-started from {len(run.records)} simulated requests (trace requests "
@@ -126,7 +128,8 @@ def simulate_same_requests(args, trace, state_path: str | None) -> dict[str, dic
 
     from camel_vllm.sim.bench import PolicySpec, SimSetup, mean_edp_js, run_one
 
-    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed)
+    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed,
+                          engine=EngineConfig(max_num_seqs=args.max_num_seqs))
     out: dict[str, dict[str, float]] = {}
     for name, state in (("default", None), ("camel", state_path)):
         run_setup = dataclasses.replace(setup, config=setup.config.replace(state_path=state)) if state else setup

@@ -54,6 +54,10 @@ def test_rule_that_never_switches_reproduces_the_static_run():
     never_low = module.run_rule(setup, trace, low, high, max_demand=-1, epoch_iterations=64)
     assert never_low.low_share == 0.0
     assert never_low.mean_edp_js != always_low.mean_edp_js
+    # A real threshold: quiet decisions take the low arm, the burst's take the high one.
+    mixed = module.run_rule(setup, trace, low, high, max_demand=1, epoch_iterations=4)
+    assert 0.0 < mixed.low_share < 1.0
+    assert mixed.mean_edp_js not in (always_low.mean_edp_js, never_low.mean_edp_js)
 
 
 def test_script_reports_best_static_and_rules(tmp_path, capsys):
@@ -73,6 +77,4 @@ def test_script_reports_best_static_and_rules(tmp_path, capsys):
     assert result["best_static"]["mean_edp_js"] == min(statics.values())
     assert len(result["rules"]) == 48  # every other arm as the low arm
     assert all(r["high"] == result["best_static"]["arm"] for r in result["rules"])
-    edps = [r["mean_edp_js"] for r in result["rules"]]
-    assert edps == sorted(edps)
     assert "EMULATED" in capsys.readouterr().out
