@@ -52,8 +52,8 @@ def _scheduler(cls: type, model_dir: Path, additional_config: dict, *, async_sch
                structured_output_manager=StructuredOutputManager(vllm_config))
 
 
-def _serve(scheduler: Scheduler) -> list[dict[str, int]]:
-    """Add every request, step until all finish; returns the tokens scheduled per step."""
+def _add_requests(scheduler: Scheduler) -> None:
+    """Every request of REQUESTS, all arriving now."""
     now_s = time.time()
     for i, (prompt, output) in enumerate(REQUESTS):
         scheduler.add_request(Request(
@@ -61,15 +61,26 @@ def _serve(scheduler: Scheduler) -> list[dict[str, int]]:
             sampling_params=SamplingParams(max_tokens=output, ignore_eos=True), pooling_params=None,
             arrival_time=now_s,
         ))
+
+
+def _model_output(ids: list[str], sampled: set[str]) -> ModelRunnerOutput:
+    """What the model runner hands back for a step: token 7 for each request in ``sampled``."""
+    return ModelRunnerOutput(
+        req_ids=ids, req_id_to_index={r: k for k, r in enumerate(ids)},
+        sampled_token_ids=[[7] if r in sampled else [] for r in ids],
+        logprobs=None, prompt_logprobs_dict={}, pooler_output=[],
+    )
+
+
+def _serve(scheduler: Scheduler) -> list[dict[str, int]]:
+    """Add every request, step until all finish; returns the tokens scheduled per step."""
+    _add_requests(scheduler)
     steps: list[dict[str, int]] = []
     while scheduler.has_unfinished_requests():
         output = scheduler.schedule()
         ids = list(output.num_scheduled_tokens)
         steps.append(dict(output.num_scheduled_tokens))
-        scheduler.update_from_output(output, ModelRunnerOutput(
-            req_ids=ids, req_id_to_index={r: k for k, r in enumerate(ids)}, sampled_token_ids=[[7] for _ in ids],
-            logprobs=None, prompt_logprobs_dict={}, pooler_output=[],
-        ))
+        scheduler.update_from_output(output, _model_output(ids, sampled=set(ids)))
         assert len(steps) < 1000, "requests never finished"
     return steps
 
@@ -113,13 +124,7 @@ def _serve_async(scheduler: Scheduler, queue_size: int = 2) -> list[dict[str, in
     samples a token in a step once its prompt is fully scheduled (a partial prefill chunk
     samples nothing), which the output reports when its step completes.
     """
-    now_s = time.time()
-    for i, (prompt, output) in enumerate(REQUESTS):
-        scheduler.add_request(Request(
-            request_id=f"req-{i}", prompt_token_ids=list(range(4, 4 + prompt)),
-            sampling_params=SamplingParams(max_tokens=output, ignore_eos=True), pooling_params=None,
-            arrival_time=now_s,
-        ))
+    _add_requests(scheduler)
     in_flight: deque = deque()
     steps: list[dict[str, int]] = []
     while scheduler.has_requests() or in_flight:
@@ -133,11 +138,7 @@ def _serve_async(scheduler: Scheduler, queue_size: int = 2) -> list[dict[str, in
                 continue
         output, sampled = in_flight.pop()
         ids = list(output.num_scheduled_tokens)
-        scheduler.update_from_output(output, ModelRunnerOutput(
-            req_ids=ids, req_id_to_index={r: k for k, r in enumerate(ids)},
-            sampled_token_ids=[[7] if r in sampled else [] for r in ids],
-            logprobs=None, prompt_logprobs_dict={}, pooler_output=[],
-        ))
+        scheduler.update_from_output(output, _model_output(ids, sampled))
         assert len(steps) < 2000, "requests never finished"
     return steps
 
