@@ -1,9 +1,10 @@
 """A bad camel config stops ``vllm serve`` before anything is served, with one clear line.
 
 Checks the API server can make (pure config, a frequency the emulated device lacks, a batch
-size above an explicit ``--max-num-seqs``) exit while parsing; a batch size above vLLM's
-*default* ``--max-num-seqs`` is only known in the engine core, which prints the same kind
-of line and exits, after which vLLM reports the failed start.
+size above an explicit ``--max-num-seqs`` or above any default vLLM could pick) exit while
+parsing; a batch size above vLLM's *default in force* but within that bound is only known in
+the engine core, which prints the same kind of line and exits, after which vLLM reports the
+failed start.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def _camel(**section):
          "camel config: frequencies_mhz=[612, 700]: 700 MHz is not offered by device 'emulated'"),
         (["--max-num-seqs", "8"], {"device": "emulated", "batch_sizes": [4, 12]},
          "camel config: batch_sizes=[4, 12]: 12 is above --max-num-seqs 8"),
+        ([], {"device": "emulated", "batch_sizes": [4, 4096]},
+         "camel config: batch_sizes=[4, 4096]: 4096 is above vLLM's default --max-num-seqs (at most "),
     ],
 )
 def test_bad_config_stops_api_server(tiny_model_dir, tmp_path, extra, section, line):
@@ -52,12 +55,14 @@ def test_bad_config_stops_api_server(tiny_model_dir, tmp_path, extra, section, l
 
 
 def test_bad_batch_size_stops_engine_core(tiny_model_dir, tmp_path):
-    # No --max-num-seqs: vLLM's default is resolved in the engine, so the engine core checks.
+    # No --max-num-seqs: vLLM resolves its default (128 on CPU for a server) in the engine. 200 is
+    # within the largest default any usage context could get (256 on CPU), so the API server lets
+    # it through and the engine core checks it against the value in force.
     code, log = _run_bad(
         tiny_model_dir, tmp_path,
-        ["--scheduler-cls", "camel_vllm.CamelScheduler", *_camel(device="emulated", batch_sizes=[4, 4096])],
+        ["--scheduler-cls", "camel_vllm.CamelScheduler", *_camel(device="emulated", batch_sizes=[4, 200])],
         launcher="api-server",
     )
     assert code != 0
-    assert "camel config: batch_sizes=[4, 4096]: 4096 is above --max-num-seqs" in log
+    assert "camel config: batch_sizes=[4, 200]: 200 is above --max-num-seqs 128" in log
     assert not any(marker in log for marker in ("Application startup complete", "Uvicorn running"))

@@ -73,6 +73,7 @@ def test_unknown_scheduler_name_is_one_line(parser, capsys):
         ([], {"devise": "emulated"}, "devise", '"emulated"'),
         ([], {"device": "emulated", "frequencies_mhz": [612, 700]}, "frequencies_mhz", "[612, 700]"),
         (["--max-num-seqs", "8"], {"device": "none", "batch_sizes": [4, 16]}, "batch_sizes", "[4, 16]"),
+        ([], {"device": "none", "batch_sizes": [4, 4096]}, "batch_sizes", "[4, 4096]"),  # above any default
         ([], {"device": "none", "alpha": -0.1}, "alpha", "-0.1"),
         ([], {"device": "none", "state_path": "/nonexistent-dir/state.json"}, "state_path", '"/nonexistent-dir/state.json"'),
     ],
@@ -84,6 +85,29 @@ def test_bad_config_exits_with_one_line(parser, capsys, extra, section, key, val
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"camel config: {key}={value}: "), lines[0]
+
+
+def test_batch_size_within_vllm_defaults_is_left_to_the_engine(parser):
+    """Without --max-num-seqs, a size no default can rule out passes the parse-time check."""
+    bound = plugin.largest_default_max_num_seqs(parser.parse_args(["--model", "m"]))
+    assert bound is not None and bound >= 128  # SchedulerConfig.DEFAULT_MAX_NUM_SEQS
+    args = parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, bound])])
+    assert args.scheduler_cls == "camel_vllm.CamelScheduler"
+
+
+def test_largest_default_max_num_seqs_follows_vllm():
+    """The bound is vLLM's own largest default: scaled by parallel size, doubled for throughput."""
+    from vllm.config import SchedulerConfig
+    from vllm.engine.arg_utils import EngineArgs
+
+    def bound(tp: int, mode: str) -> int | None:
+        return plugin.largest_default_max_num_seqs(
+            SimpleNamespace(pipeline_parallel_size=1, tensor_parallel_size=tp, performance_mode=mode))
+
+    for tp in (1, 2):
+        expected = max([*EngineArgs.get_batch_defaults(tp)[1].values(), SchedulerConfig.DEFAULT_MAX_NUM_SEQS])
+        assert bound(tp, "balanced") == expected
+        assert bound(tp, "throughput") == 2 * expected
 
 
 def test_config_not_checked_for_other_schedulers(parser):

@@ -10,9 +10,11 @@ first). :func:`register` wraps ``EngineArgs.add_cli_args`` so the parser it buil
 - a check, right after parsing, of the ``camel`` section of ``--additional-config`` when the
   chosen scheduler is camel-vllm's: a bad value (including a frequency the device lacks,
   read from the device, and a batch size above an explicit ``--max-num-seqs``) prints one
-  line naming key and value and exits with status 2 before any engine starts. The engine
-  core checks again (the ``--scheduler-cls`` route from Python, ``--max-num-seqs`` left to
-  vLLM's default).
+  line naming key and value and exits with status 2 before any engine starts; without
+  ``--max-num-seqs``, a batch size above the largest default vLLM could pick is caught here
+  too (:func:`largest_default_max_num_seqs`). The engine core checks again against the value
+  vLLM resolved (the ``--scheduler-cls`` route from Python, a size between the default in force
+  and that bound).
 
 When camel-vllm's scheduler is chosen, the API server also gives the engine core a window
 to exit on SIGTERM (:func:`give_engine_core_shutdown_grace`): vLLM 0.32 otherwise kills it
@@ -79,7 +81,10 @@ def check_camel_args(args: argparse.Namespace) -> None:
         return
     try:
         config = CamelConfig.from_additional_config(_additional_config(getattr(args, "additional_config", None)))
-        validate_for_engine(config, getattr(args, "max_num_seqs", None))
+        max_num_seqs = getattr(args, "max_num_seqs", None)
+        if max_num_seqs is None and config.batch_sizes != "auto":
+            check_against_vllm_default(config, largest_default_max_num_seqs(args))
+        validate_for_engine(config, max_num_seqs)
     except ConfigError as err:
         fail(str(err))
     give_engine_core_shutdown_grace()
@@ -144,6 +149,47 @@ def _additional_config(value: Any) -> Any:
         except ValueError:
             raise ConfigError("--additional-config", value, "not valid JSON") from None
     return value or {}
+
+
+def largest_default_max_num_seqs(args: argparse.Namespace) -> int | None:
+    """The largest ``--max-num-seqs`` vLLM may pick when none is given; None if unknown.
+
+    vLLM resolves it after parsing (``EngineArgs._set_default_max_num_seqs_and_batched_tokens_args``)
+    from ``EngineArgs.get_batch_defaults``: per usage context and device memory (on CPU 128 for
+    ``vllm serve``, 256 for the ``LLM`` class; 256 or 1024 on GPUs), times 2 in ``throughput``
+    performance mode, else ``SchedulerConfig.DEFAULT_MAX_NUM_SEQS``. The usage context is not
+    known while parsing, so this is the largest of them: a batch size above it is above whatever
+    vLLM picks; one between the default in force and this bound is left to the engine core's
+    check. Any failure (another vLLM's internals) gives None: no check here.
+    """
+    try:
+        from vllm.config import SchedulerConfig
+        from vllm.engine.arg_utils import EngineArgs
+
+        world_size = int(getattr(args, "pipeline_parallel_size", 1) or 1) * int(
+            getattr(args, "tensor_parallel_size", 1) or 1
+        )
+        _, by_context = EngineArgs.get_batch_defaults(world_size)
+        largest = max([int(v) for v in by_context.values()] + [int(SchedulerConfig.DEFAULT_MAX_NUM_SEQS)])
+    except Exception:  # noqa: BLE001 - a guess that fails must not stop vLLM; the engine core checks
+        logger.debug("camel: vLLM's default --max-num-seqs unknown at parse time", exc_info=True)
+        return None
+    if str(getattr(args, "performance_mode", "")) == "throughput":
+        largest *= 2
+    return largest
+
+
+def check_against_vllm_default(config: CamelConfig, largest_default: int | None) -> None:
+    """Explicit batch sizes above any default vLLM could pick: one line now, not an engine failure."""
+    if largest_default is None or config.batch_sizes == "auto":
+        return
+    too_large = [int(b) for b in config.batch_sizes if int(b) > largest_default]
+    if too_large:
+        raise ConfigError(
+            "batch_sizes", list(config.batch_sizes),
+            f"{too_large[0]} is above vLLM's default --max-num-seqs (at most {largest_default} here); "
+            "pass a larger --max-num-seqs",
+        )
 
 
 def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
