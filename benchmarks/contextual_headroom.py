@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     static_edp = {run.arm_labels[max(range(len(run.pulls)), key=run.pulls.__getitem__)]: mean_edp_js(run)
                   for run in statics.values()}
     best_label = min(static_edp, key=static_edp.__getitem__)
-    best = arms.arms.index(next(a for a in arms.arms if a.label == best_label))
+    best = [a.label for a in arms.arms].index(best_label)
     tasks = [(setup, trace, low, best, k, e) for e in epochs for k in demands for low in range(len(arms)) if low != best]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(max(1, args.workers)) as pool:

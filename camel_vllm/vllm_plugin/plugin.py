@@ -180,8 +180,9 @@ def largest_default_max_num_seqs(args: argparse.Namespace) -> int | None:
 
 
 def check_against_vllm_default(config: CamelConfig, largest_default: int | None) -> None:
-    """Explicit batch sizes above any default vLLM could pick: one line now, not an engine failure."""
-    if largest_default is None or config.batch_sizes == "auto":
+    """Explicit batch sizes (not ``auto``) above any default vLLM could pick: one line now, not an
+    engine failure."""
+    if largest_default is None:
         return
     too_large = [int(b) for b in config.batch_sizes if int(b) > largest_default]
     if too_large:
