@@ -1,20 +1,23 @@
-"""A bad camel config stops ``vllm serve`` before anything is served, with one clear line.
+"""A bad camel config stops vLLM before anything is served, with one clear line.
 
-Checks the API server can make (pure config, a frequency the emulated device lacks, a batch
-size above an explicit ``--max-num-seqs`` or above any default vLLM could pick) exit while
-parsing; a batch size above vLLM's *default in force* but within that bound is only known in
-the engine core, which prints the same kind of line and exits, after which vLLM reports the
-failed start.
+``vllm serve`` checks everything while parsing (pure config, a frequency the emulated device
+lacks, a batch size above an explicit ``--max-num-seqs`` or above the default the server will
+pick) and exits. Python's ``LLM`` class parses nothing, so there the engine core checks the
+batch sizes against the value vLLM resolved, prints the same kind of line and exits, after
+which vLLM reports the failed start.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 
 import pytest
 
-from tests.vllm_server import start_server
+from tests.vllm_server import BASE_ENV, machine_lock, start_server
 
 STARTUP_MARKERS = ("Application startup complete", "Uvicorn running", "Starting vLLM server")
 
@@ -40,8 +43,9 @@ def _camel(**section):
          "camel config: frequencies_mhz=[612, 700]: 700 MHz is not offered by device 'emulated'"),
         (["--max-num-seqs", "8"], {"device": "emulated", "batch_sizes": [4, 12]},
          "camel config: batch_sizes=[4, 12]: 12 is above --max-num-seqs 8"),
-        ([], {"device": "emulated", "batch_sizes": [4, 4096]},
-         "camel config: batch_sizes=[4, 4096]: 4096 is above vLLM's default --max-num-seqs (at most "),
+        # No --max-num-seqs: vllm serve on CPU defaults to 128 (EngineArgs.get_batch_defaults).
+        ([], {"device": "emulated", "batch_sizes": [4, 200]},
+         "camel config: batch_sizes=[4, 200]: 200 is above vLLM's default --max-num-seqs (128 for vllm serve here)"),
     ],
 )
 def test_bad_config_stops_api_server(tiny_model_dir, tmp_path, extra, section, line):
@@ -54,15 +58,23 @@ def test_bad_config_stops_api_server(tiny_model_dir, tmp_path, extra, section, l
     assert not any(marker in log for marker in STARTUP_MARKERS)
 
 
+LLM_CLASS_SCRIPT = """
+import sys
+from vllm import LLM
+LLM(model=sys.argv[1], enforce_eager=True, max_model_len=2048, scheduler_cls="camel_vllm.CamelScheduler",
+    additional_config={"camel": {"device": "emulated", "batch_sizes": [4, 300]}})
+"""
+
+
 def test_bad_batch_size_stops_engine_core(tiny_model_dir, tmp_path):
-    # No --max-num-seqs: vLLM resolves its default (128 on CPU for a server) in the engine. 200 is
-    # within the largest default any usage context could get (256 on CPU), so the API server lets
-    # it through and the engine core checks it against the value in force.
-    code, log = _run_bad(
-        tiny_model_dir, tmp_path,
-        ["--scheduler-cls", "camel_vllm.CamelScheduler", *_camel(device="emulated", batch_sizes=[4, 200])],
-        launcher="api-server",
-    )
-    assert code != 0
-    assert "camel config: batch_sizes=[4, 200]: 200 is above --max-num-seqs 128" in log
-    assert not any(marker in log for marker in ("Application startup complete", "Uvicorn running"))
+    # The LLM class resolves --max-num-seqs to 256 on CPU in the engine; nothing was parsed, so
+    # the engine core is the first to see 300 and stops with the line before serving anything.
+    with machine_lock():
+        done = subprocess.run(
+            [sys.executable, "-c", LLM_CLASS_SCRIPT, str(tiny_model_dir)], capture_output=True, text=True,
+            env={**os.environ, **BASE_ENV}, timeout=600, cwd=str(tmp_path),
+        )
+    log = done.stdout + done.stderr
+    assert done.returncode != 0
+    lines = [line for line in log.splitlines() if line.startswith("camel config: ")]
+    assert lines == ["camel config: batch_sizes=[4, 300]: 300 is above --max-num-seqs 256"], log[-3000:]

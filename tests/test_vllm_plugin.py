@@ -87,27 +87,46 @@ def test_bad_config_exits_with_one_line(parser, capsys, extra, section, key, val
     assert lines[0].startswith(f"camel config: {key}={value}: "), lines[0]
 
 
-def test_batch_size_within_vllm_defaults_is_left_to_the_engine(parser):
-    """Without --max-num-seqs, a size no default can rule out passes the parse-time check."""
-    bound = plugin.largest_default_max_num_seqs(parser.parse_args(["--model", "m"]))
-    assert bound is not None and bound >= 128  # SchedulerConfig.DEFAULT_MAX_NUM_SEQS
-    args = parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, bound])])
+def test_batch_size_above_serve_default_exits_at_parse_time(parser, capsys):
+    """The serve parser knows vLLM's default exactly: the OpenAI server's usage context."""
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.usage.usage_lib import UsageContext
+
+    default = plugin.default_max_num_seqs(parser.parse_args(["--model", "m"]))
+    assert default is not None and default.exact
+    assert default.value == EngineArgs.get_batch_defaults(1)[1][UsageContext.OPENAI_API_SERVER]
+    args = parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, default.value])])
+    assert args.scheduler_cls == "camel_vllm.CamelScheduler"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, default.value + 1])])
+    assert capsys.readouterr().err.strip() == (
+        f"camel config: batch_sizes=[4, {default.value + 1}]: {default.value + 1} is above vLLM's default "
+        f"--max-num-seqs ({default.value} for vllm serve here); pass a larger --max-num-seqs")
+    # ... and --max-num-seqs lifts it.
+    args = parser.parse_args(["--model", "m", "--scheduler", "camel", "--max-num-seqs", str(default.value + 1),
+                              *_camel(device="none", batch_sizes=[4, default.value + 1])])
     assert args.scheduler_cls == "camel_vllm.CamelScheduler"
 
 
-def test_largest_default_max_num_seqs_follows_vllm():
-    """The bound is vLLM's own largest default: scaled by parallel size, doubled for throughput."""
+def test_default_max_num_seqs_follows_vllm():
+    """Exact for the OpenAI server's args, else the largest of any usage context; scaled by
+    parallel size, doubled in throughput mode, as vLLM does."""
     from vllm.config import SchedulerConfig
     from vllm.engine.arg_utils import EngineArgs
+    from vllm.usage.usage_lib import UsageContext
 
-    def bound(tp: int, mode: str) -> int | None:
-        return plugin.largest_default_max_num_seqs(
-            SimpleNamespace(pipeline_parallel_size=1, tensor_parallel_size=tp, performance_mode=mode))
+    def default(tp: int, mode: str, **server_args):
+        return plugin.default_max_num_seqs(
+            SimpleNamespace(pipeline_parallel_size=1, tensor_parallel_size=tp, performance_mode=mode, **server_args))
 
     for tp in (1, 2):
-        expected = max([*EngineArgs.get_batch_defaults(tp)[1].values(), SchedulerConfig.DEFAULT_MAX_NUM_SEQS])
-        assert bound(tp, "balanced") == expected
-        assert bound(tp, "throughput") == 2 * expected
+        by_context = EngineArgs.get_batch_defaults(tp)[1]
+        largest = max([*by_context.values(), SchedulerConfig.DEFAULT_MAX_NUM_SEQS])
+        assert default(tp, "balanced") == plugin.DefaultMaxNumSeqs(largest, exact=False)
+        assert default(tp, "throughput") == plugin.DefaultMaxNumSeqs(2 * largest, exact=False)
+        serve = by_context[UsageContext.OPENAI_API_SERVER]
+        assert default(tp, "balanced", api_server_count=None) == plugin.DefaultMaxNumSeqs(serve, exact=True)
+        assert default(tp, "throughput", api_server_count=1) == plugin.DefaultMaxNumSeqs(2 * serve, exact=True)
 
 
 def test_config_not_checked_for_other_schedulers(parser):

@@ -11,10 +11,11 @@ first). :func:`register` wraps ``EngineArgs.add_cli_args`` so the parser it buil
   chosen scheduler is camel-vllm's: a bad value (including a frequency the device lacks,
   read from the device, and a batch size above an explicit ``--max-num-seqs``) prints one
   line naming key and value and exits with status 2 before any engine starts; without
-  ``--max-num-seqs``, a batch size above the largest default vLLM could pick is caught here
-  too (:func:`largest_default_max_num_seqs`). The engine core checks again against the value
-  vLLM resolved (the ``--scheduler-cls`` route from Python, a size between the default in force
-  and that bound).
+  ``--max-num-seqs``, a batch size above the default vLLM will pick is caught here too
+  (:func:`default_max_num_seqs`: exact for the OpenAI server, ``vllm serve``; the largest
+  default of any usage context for other entry points). The engine core checks again against
+  the value vLLM resolved (the ``scheduler_cls`` route from Python's ``LLM`` class, which parses
+  nothing).
 
 When camel-vllm's scheduler is chosen, the API server also gives the engine core a window
 to exit on SIGTERM (:func:`give_engine_core_shutdown_grace`): vLLM 0.32 otherwise kills it
@@ -31,6 +32,7 @@ import argparse
 import functools
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from camel_vllm.config import CamelConfig, ConfigError
@@ -83,7 +85,7 @@ def check_camel_args(args: argparse.Namespace) -> None:
         config = CamelConfig.from_additional_config(_additional_config(getattr(args, "additional_config", None)))
         max_num_seqs = getattr(args, "max_num_seqs", None)
         if max_num_seqs is None and config.batch_sizes != "auto":
-            check_against_vllm_default(config, largest_default_max_num_seqs(args))
+            check_against_vllm_default(config, default_max_num_seqs(args))
         validate_for_engine(config, max_num_seqs)
     except ConfigError as err:
         fail(str(err))
@@ -151,44 +153,70 @@ def _additional_config(value: Any) -> Any:
     return value or {}
 
 
-def largest_default_max_num_seqs(args: argparse.Namespace) -> int | None:
-    """The largest ``--max-num-seqs`` vLLM may pick when none is given; None if unknown.
+#: Frontend flags only the OpenAI server's parser has (``make_arg_parser`` in
+#: vllm/entrypoints/launchers/cli_args.py, used by ``vllm serve`` and the api_server module):
+#: args that carry it are resolved with ``UsageContext.OPENAI_API_SERVER``.
+OPENAI_SERVER_ONLY_ARG = "api_server_count"
+
+
+@dataclass(frozen=True)
+class DefaultMaxNumSeqs:
+    """vLLM's default ``--max-num-seqs`` as far as it is known while parsing.
+
+    ``exact`` when the usage context is known (the OpenAI server); otherwise ``value`` is the
+    largest default any usage context could get.
+    """
+
+    value: int
+    exact: bool
+
+    def describe(self) -> str:
+        return f"{self.value} for vllm serve here" if self.exact else f"at most {self.value} here"
+
+
+def default_max_num_seqs(args: argparse.Namespace) -> DefaultMaxNumSeqs | None:
+    """The ``--max-num-seqs`` vLLM will pick when none is given; None if unknown.
 
     vLLM resolves it after parsing (``EngineArgs._set_default_max_num_seqs_and_batched_tokens_args``)
     from ``EngineArgs.get_batch_defaults``: per usage context and device memory (on CPU 128 for
     ``vllm serve``, 256 for the ``LLM`` class; 256 or 1024 on GPUs), times 2 in ``throughput``
-    performance mode, else ``SchedulerConfig.DEFAULT_MAX_NUM_SEQS``. The usage context is not
-    known while parsing, so this is the largest of them: a batch size above it is above whatever
-    vLLM picks; one between the default in force and this bound is left to the engine core's
-    check. Any failure (another vLLM's internals) gives None: no check here.
+    performance mode, ``SchedulerConfig.DEFAULT_MAX_NUM_SEQS`` for a context it does not list.
+    Args from the OpenAI server's parser (:data:`OPENAI_SERVER_ONLY_ARG`) are resolved with
+    ``UsageContext.OPENAI_API_SERVER``, so the value is exact; for other parsers it is the
+    largest over all contexts. Any failure (another vLLM's internals) gives None: no check here.
     """
     try:
         from vllm.config import SchedulerConfig
         from vllm.engine.arg_utils import EngineArgs
+        from vllm.usage.usage_lib import UsageContext
 
         world_size = int(getattr(args, "pipeline_parallel_size", 1) or 1) * int(
             getattr(args, "tensor_parallel_size", 1) or 1
         )
         _, by_context = EngineArgs.get_batch_defaults(world_size)
-        largest = max([int(v) for v in by_context.values()] + [int(SchedulerConfig.DEFAULT_MAX_NUM_SEQS)])
+        fallback = int(SchedulerConfig.DEFAULT_MAX_NUM_SEQS)
+        if hasattr(args, OPENAI_SERVER_ONLY_ARG):
+            default = DefaultMaxNumSeqs(int(by_context.get(UsageContext.OPENAI_API_SERVER, fallback)), exact=True)
+        else:
+            default = DefaultMaxNumSeqs(max([int(v) for v in by_context.values()] + [fallback]), exact=False)
     except Exception:  # noqa: BLE001 - a guess that fails must not stop vLLM; the engine core checks
         logger.debug("camel: vLLM's default --max-num-seqs unknown at parse time", exc_info=True)
         return None
     if str(getattr(args, "performance_mode", "")) == "throughput":
-        largest *= 2
-    return largest
+        default = DefaultMaxNumSeqs(default.value * 2, default.exact)
+    return default
 
 
-def check_against_vllm_default(config: CamelConfig, largest_default: int | None) -> None:
-    """Explicit batch sizes (not ``auto``) above any default vLLM could pick: one line now, not an
-    engine failure."""
-    if largest_default is None:
+def check_against_vllm_default(config: CamelConfig, default: DefaultMaxNumSeqs | None) -> None:
+    """Explicit batch sizes (not ``auto``) above the default vLLM will pick: one line now, not
+    an engine failure."""
+    if default is None:
         return
-    too_large = [int(b) for b in config.batch_sizes if int(b) > largest_default]
+    too_large = [int(b) for b in config.batch_sizes if int(b) > default.value]
     if too_large:
         raise ConfigError(
             "batch_sizes", list(config.batch_sizes),
-            f"{too_large[0]} is above vLLM's default --max-num-seqs (at most {largest_default} here); "
+            f"{too_large[0]} is above vLLM's default --max-num-seqs ({default.describe()}); "
             "pass a larger --max-num-seqs",
         )
 
