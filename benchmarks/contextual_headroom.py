@@ -38,7 +38,7 @@ from camel_vllm.cost import make_cost
 from camel_vllm.devices.profiles import load_model_profile
 from camel_vllm.policies.baselines import EmpiricalPolicy
 from camel_vllm.sim.bench import (
-    PolicySpec, SimSetup, _device, arm_set, mean_edp_js, run_static_sweep, static_specs,
+    PolicySpec, SimSetup, emulated_device, arm_set, mean_edp_js, run_static_sweep, static_specs,
 )
 from camel_vllm.sim.engine import SimEngine, VirtualClock
 from camel_vllm.traces import Trace
@@ -83,7 +83,7 @@ def run_rule(setup: SimSetup, trace: Trace, low: int, high: int, max_demand: int
     clock = VirtualClock()
     policy = DemandRulePolicy(len(arms), low=low, high=high, max_demand=max_demand)
     controller = Controller(
-        arms=arms, policy=policy, device=_device(config, clock), cost=make_cost(config.cost, config.alpha),
+        arms=arms, policy=policy, device=emulated_device(config, clock), cost=make_cost(config.cost, config.alpha),
         context_model=ContextModel(contextual=False, max_batch=max(arms.batch_sizes)),
         epoch_iterations=epoch_iterations,
     )

@@ -48,7 +48,7 @@ from camel_vllm.factory import EngineLimits, build_controller, resolve_batch_siz
 from camel_vllm.planning import DeviceModel, plan
 from camel_vllm.policies.slo import SLOPolicy
 from camel_vllm.reqlog import RequestLog, read_request_log
-from camel_vllm.sim.bench import SimSetup, _device
+from camel_vllm.sim.bench import SimSetup, emulated_device
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.traces import load_trace
 from camel_vllm.traces.base import Trace, TraceRequest
@@ -73,7 +73,7 @@ def setup_config(device: str, *, seed: int = 0, **changes: Any) -> CamelConfig:
 
 
 def arms_of(config: CamelConfig, engine: EngineConfig) -> ArmSet:
-    device = _device(config, VirtualClock())
+    device = emulated_device(config, VirtualClock())
     return ArmSet.product(resolve_frequencies_hz(config, device),
                           resolve_batch_sizes(config, EngineLimits(engine.max_num_seqs)))
 
@@ -84,7 +84,7 @@ def simulate(config: CamelConfig, trace: Trace | Sequence[TraceRequest], *, engi
     """One run on a fresh emulated device; ``pure_slo`` = the SLO policy with no inner policy."""
     requests = trace.requests if isinstance(trace, Trace) else list(trace)
     clock = VirtualClock()
-    device = _device(config, clock)
+    device = emulated_device(config, clock)
     if pure_slo:
         arms = arms_of(config, engine)
         ctx = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))

@@ -114,14 +114,14 @@ def test_simulated_run_logs_every_request_with_arm_labels(tmp_path):
     """End to end: the simulator drives the real controller; the log matches its outcomes."""
     from camel_vllm.config import CamelConfig
     from camel_vllm.factory import EngineLimits, build_controller
-    from camel_vllm.sim.bench import SimSetup, _device
+    from camel_vllm.sim.bench import SimSetup, emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
     from camel_vllm.traces.base import TraceRequest
 
     config = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b",
                            base=CamelConfig(policy="static", policy_params={"arm": [612, 8]})).config
     clock = VirtualClock()
-    device = _device(config, clock)
+    device = emulated_device(config, clock)
     controller = build_controller(config, EngineLimits(28), device=device, clock=clock, with_metrics=False)
     path = str(tmp_path / "req.jsonl")
     log = RequestLog(path, device_info=device.info(), arm_labels=[a.label for a in controller.arms.arms])

@@ -16,13 +16,16 @@ import multiprocessing
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from camel_vllm.arms import ArmSet
 from camel_vllm.config import CamelConfig, ConfigError
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.sim.results import BenchResult, PolicyResult
 from camel_vllm.traces.base import Trace
+
+if TYPE_CHECKING:
+    from camel_vllm.devices.emulated import EmulatedDevice
 
 logger = logging.getLogger("vllm.camel")
 
@@ -94,7 +97,12 @@ class SimSetup:
         )
 
 
-def _device(config: CamelConfig, clock: VirtualClock):
+def emulated_device(config: CamelConfig, clock: VirtualClock) -> EmulatedDevice:
+    """The simulator's device: ``config``'s device and model profiles on virtual time.
+
+    ``time_mode="absolute"``: a step advances ``clock`` by its modelled duration. Seeded with
+    ``config.seed`` (the power sensor's noise), so every policy in a run sees the same device.
+    """
     from camel_vllm.devices.emulated import EmulatedDevice
     from camel_vllm.devices.profiles import load_device_profile, load_model_profile
 
@@ -106,7 +114,7 @@ def arm_set(setup: SimSetup) -> ArmSet:
     """The arms every policy chooses from (resolved exactly as build_controller does)."""
     from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 
-    device = _device(setup.config, VirtualClock())
+    device = emulated_device(setup.config, VirtualClock())
     limits = EngineLimits(setup.engine.max_num_seqs)
     return ArmSet.product(resolve_frequencies_hz(setup.config, device), resolve_batch_sizes(setup.config, limits))
 
@@ -118,7 +126,7 @@ def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
 
     config = setup.config_for(spec)
     clock = VirtualClock()
-    controller = build_controller(config, EngineLimits(setup.engine.max_num_seqs), device=_device(config, clock),
+    controller = build_controller(config, EngineLimits(setup.engine.max_num_seqs), device=emulated_device(config, clock),
                                   clock=clock, with_metrics=False)
     try:
         return SimEngine(controller, clock, trace.requests, setup.engine, on_finish=on_finish).run()
