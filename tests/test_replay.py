@@ -60,8 +60,8 @@ class FakeServer:
         return resp
 
 
-async def _serve_and_replay(trace, **kw):
-    fake = FakeServer()
+async def _start(fake: FakeServer) -> tuple[web.AppRunner, int]:
+    """Serve ``fake`` on a free local port; returns the runner (to clean up) and the port."""
     app = web.Application()
     app.router.add_get("/v1/models", fake.models)
     app.router.add_get("/metrics", fake.metrics)
@@ -70,7 +70,12 @@ async def _serve_and_replay(trace, **kw):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+async def _serve_and_replay(trace, **kw):
+    fake = FakeServer()
+    runner, port = await _start(fake)
     try:
         run = await replay_async(trace, f"http://127.0.0.1:{port}", metrics_url=f"http://127.0.0.1:{port}/metrics", **kw)
     finally:
@@ -139,15 +144,7 @@ def test_bench_replay_cli_writes_the_shared_json(tmp_path):
     state = {}
 
     async def start():
-        app = web.Application()
-        app.router.add_get("/v1/models", fake.models)
-        app.router.add_get("/metrics", fake.metrics)
-        app.router.add_post("/v1/completions", fake.completions)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        state["runner"], state["port"] = runner, site._server.sockets[0].getsockname()[1]
+        state["runner"], state["port"] = await _start(fake)
         ready.set()
 
     thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
