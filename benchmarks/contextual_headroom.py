@@ -98,6 +98,32 @@ def run_rule(setup: SimSetup, trace: Trace, low: int, high: int, max_demand: int
     )
 
 
+@dataclass(frozen=True)
+class EdpSpread:
+    """How noisy one run's mean EDP is as an estimate, and how few requests decide it.
+
+    ``stderr_js`` is the standard error of the mean over requests taken as independent (a
+    learner that compares arms sees no less noise than this); ``top_share`` is the share of the
+    run's summed EDP carried by its ``top_count`` largest requests (the top 1%).
+    """
+
+    requests: int
+    mean_edp_js: float
+    cv: float
+    stderr_js: float
+    top_count: int
+    top_share: float
+
+    @classmethod
+    def of(cls, edp_js: Sequence[float], top_fraction: float = 0.01) -> "EdpSpread":
+        x = np.asarray(edp_js, dtype=float)
+        mean, sd = float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
+        top_count = max(1, int(round(top_fraction * x.size)))
+        top = np.sort(x)[::-1][:top_count]
+        return cls(requests=int(x.size), mean_edp_js=mean, cv=sd / mean, stderr_js=sd / np.sqrt(x.size),
+                   top_count=top_count, top_share=float(top.sum() / x.sum()))
+
+
 def _rule_task(task: tuple[SimSetup, Trace, int, int, int, int]) -> RuleRun:
     return run_rule(*task)
 
@@ -126,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     arms = arm_set(setup)
     t0 = time.monotonic()
     statics = run_static_sweep(setup, static_specs(arms), trace, workers=args.workers)
-    static_edp = {run.arm_labels[max(range(len(run.pulls)), key=run.pulls.__getitem__)]: mean_edp_js(run)
-                  for run in statics.values()}
+    static_runs = {run.arm_labels[max(range(len(run.pulls)), key=run.pulls.__getitem__)]: run
+                   for run in statics.values()}
+    static_edp = {label: mean_edp_js(run) for label, run in static_runs.items()}
     best_label = min(static_edp, key=static_edp.__getitem__)
+    best_run = static_runs[best_label]
     best = [a.label for a in arms.arms].index(best_label)
     tasks = [(setup, trace, low, best, k, e) for e in epochs for k in demands for low in range(len(arms)) if low != best]
     ctx = multiprocessing.get_context("fork")
@@ -141,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
           f"(EMULATED), model {args.model}, seed {args.seed}; {len(statics)} static + {len(rules)} rule runs "
           f"in {elapsed_s:.0f} s")
     print(f"best static arm {best_label}: mean EDP {best_static:.1f} J*s (emulated)")
+    spread = EdpSpread.of([r.edp_js for r in best_run.records])
+    within = sorted(label for label, edp in static_edp.items() if edp - best_static <= spread.stderr_js)
+    print(f"its per-request EDP: coefficient of variation {spread.cv:.2f}, standard error of the mean "
+          f"{spread.stderr_js:.1f} J*s ({spread.stderr_js / best_static:.1%}); the top 1% of requests "
+          f"({spread.top_count}) carry {spread.top_share:.1%} of the summed EDP; {len(within)} static arms are "
+          f"within one standard error of it: {', '.join(within)}")
     print("| rule (low arm while demand <= K, else best static) | epoch iters | low share | mean EDP J*s | vs best static |")
     print("|---|---|---|---|---|")
     for r in rules[:8]:
@@ -155,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         out = {
             "trace": args.trace, "target_rps": args.target_rps, "requests": len(trace), "device": args.device,
             "model": args.model, "seed": args.seed, "emulated": True, "best_static": {"arm": best_label,
-            "mean_edp_js": best_static}, "static_mean_edp_js": static_edp,
+            "mean_edp_js": best_static, "edp_spread": spread.__dict__, "within_one_stderr": within},
+            "static_mean_edp_js": static_edp,
             "rules": [r.__dict__ for r in rules],
         }
         with open(args.json, "w", encoding="utf-8") as fh:

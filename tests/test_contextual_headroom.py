@@ -78,3 +78,11 @@ def test_script_reports_best_static_and_rules(tmp_path, capsys):
     assert len(result["rules"]) == 48  # every other arm as the low arm
     assert all(r["high"] == result["best_static"]["arm"] for r in result["rules"])
     assert "EMULATED" in capsys.readouterr().out
+
+
+def test_edp_spread_states_noise_and_concentration():
+    spread = _headroom().EdpSpread.of([1.0] * 99 + [101.0])
+    assert spread.requests == 100 and spread.mean_edp_js == 2.0
+    assert spread.top_count == 1 and spread.top_share == 101.0 / 200.0
+    sd = (99 * 1.0**2 + 99.0**2) ** 0.5 / 99**0.5  # sample sd around the mean 2
+    assert abs(spread.cv - sd / 2.0) < 1e-12 and abs(spread.stderr_js - sd / 10.0) < 1e-12
