@@ -3,7 +3,8 @@
     python benchmarks/markdown_table.py benchmarks/results/sim/azure_conv.json
 
 Columns: requests completed, energy (J), mean / p99 latency (s), mean TTFT (s), mean EDP
-(J*s) and its change against ``default``, total EDP over the run (J*s, from ``details`` when
+(J*s) and its change against ``default`` (with its paired batch-means standard error where
+the run recorded one, ``details[NAME]["edp_vs_default"]``), total EDP over the run (J*s, from ``details`` when
 present), arm switches. The header says whether the energy figures are emulated.
 """
 
@@ -30,6 +31,9 @@ def table(result: dict[str, Any]) -> str:
     for name, p in policies.items():
         edp = p["mean_edp_js"]
         change = "" if not base or name == "default" else f"{100.0 * (edp / base - 1.0):+.1f}%"
+        paired = details.get(name, {}).get("edp_vs_default")
+        if change and paired:
+            change = change[:-1] + f" ± {paired['stderr_pct']:.1f}%"
         total = details.get(name, {}).get("total_edp_js")
         oracle_arm = details.get(name, {}).get("arm") if name == "oracle" else None
         shown = f"oracle ({oracle_arm})" if oracle_arm else name

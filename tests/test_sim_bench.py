@@ -9,6 +9,7 @@ import pytest
 from camel_vllm.cli import main as cli_main
 from camel_vllm.config import CamelConfig, ConfigError
 from camel_vllm.sim.bench import SimSetup, bench, mean_edp_js, parse_policies
+from camel_vllm.sim.results import format_table
 from camel_vllm.traces import alpaca_like
 
 SMALL = {"frequencies_mhz": [306, 612, 930.75], "batch_sizes": [4, 16], "epoch_iterations": 8}
@@ -32,6 +33,14 @@ def test_policies_run_on_the_same_requests_and_oracle_is_best_static():
     assert out.result.policies["default"].arms == {"930.75/16": out.result.policies["default"].arms["930.75/16"]}
     assert out.result.policies["static:612:4"].arms.keys() == {"612/4"}
     assert out.result.emulated is True
+    # Each policy against default, request by request: the paired change is the change of the means.
+    assert "edp_vs_default" not in out.result.details["default"]
+    for name in ("camel", "grid", "static:612:4", "oracle"):
+        paired = out.result.details[name]["edp_vs_default"]
+        change = 100 * (out.result.policies[name].mean_edp_js / out.result.policies["default"].mean_edp_js - 1)
+        assert paired["requests"] == 80 and paired["batches"] == 20
+        assert paired["diff_pct"] == pytest.approx(change) and paired["stderr_pct"] > 0
+    assert f"{change:+.1f}±{paired['stderr_pct']:.1f}%" in format_table(out.result)
 
 
 def test_seeded_runs_repeat_and_seeds_differ():

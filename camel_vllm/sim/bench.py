@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from camel_vllm.arms import ArmSet
 from camel_vllm.config import CamelConfig, ConfigError
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
+from camel_vllm.sim.paired import paired_edp_difference
 from camel_vllm.sim.results import BenchResult, PolicyResult
 from camel_vllm.traces.base import Trace
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vllm.camel")
 
 ORACLE = "oracle"
+#: The policy every other one is compared with, request by request (:mod:`camel_vllm.sim.paired`).
+BASELINE = "default"
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,12 @@ def bench(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, workers
             "settled_after_requests": settled_after(run),
             "final_arm": final_arm(run),
         })
+    if BASELINE in runs:
+        for spec in specs:
+            if spec.label != BASELINE:
+                paired = paired_edp_difference(runs[spec.label].records, runs[BASELINE].records, BASELINE)
+                if paired is not None:
+                    details[spec.label][f"edp_vs_{BASELINE}"] = dataclasses.asdict(paired)
     cfg = setup.config
     result = BenchResult(
         trace=trace_label or trace.name, device=cfg.device_profile, model=cfg.model_profile, requests=n,
