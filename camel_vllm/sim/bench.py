@@ -104,7 +104,7 @@ def emulated_device(config: CamelConfig, clock: VirtualClock) -> EmulatedDevice:
     """The simulator's device: ``config``'s device and model profiles on virtual time.
 
     ``time_mode="absolute"``: a step advances ``clock`` by its modelled duration. Seeded with
-    ``config.seed`` (the power sensor's noise), so every policy in a run sees the same device.
+    ``config.seed`` (the modelled power's noise), so every policy in a run sees the same device.
     """
     from camel_vllm.devices.emulated import EmulatedDevice
     from camel_vllm.devices.profiles import load_device_profile, load_model_profile
