@@ -118,6 +118,8 @@ class EdpSpread:
     def of(cls, edp_js: Sequence[float], top_fraction: float = 0.01) -> "EdpSpread":
         x = np.asarray(edp_js, dtype=float)
         mean, sd = float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
+        if mean <= 0.0:
+            raise ValueError("EdpSpread needs a positive mean EDP")
         top_count = max(1, int(round(top_fraction * x.size)))
         top = np.sort(x)[::-1][:top_count]
         return cls(requests=int(x.size), mean_edp_js=mean, cv=sd / mean, stderr_js=sd / np.sqrt(x.size),
@@ -170,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
           f"in {elapsed_s:.0f} s")
     print(f"best static arm {best_label}: mean EDP {best_static:.1f} J*s (emulated)")
     spread = EdpSpread.of([r.edp_js for r in best_run.records])
-    within = sorted(label for label, edp in static_edp.items() if edp - best_static <= spread.stderr_js)
+    within = sorted(label for label, edp in static_edp.items()
+                    if label != best_label and edp - best_static <= spread.stderr_js)
     print(f"its per-request EDP: coefficient of variation {spread.cv:.2f}, standard error of the mean "
           f"{spread.stderr_js:.1f} J*s ({spread.stderr_js / best_static:.1%}); the top 1% of requests "
-          f"({spread.top_count}) carry {spread.top_share:.1%} of the summed EDP; {len(within)} static arms are "
-          f"within one standard error of it: {', '.join(within)}")
+          f"({spread.top_count}) carry {spread.top_share:.1%} of the summed EDP; {len(within)} other static arms "
+          f"are within one standard error of it: {', '.join(within)}")
     print("| rule (low arm while demand <= K, else best static) | epoch iters | low share | mean EDP J*s | vs best static |")
     print("|---|---|---|---|---|")
     for r in rules[:8]:

@@ -32,8 +32,8 @@ def table(result: dict[str, Any]) -> str:
         edp = p["mean_edp_js"]
         change = "" if not base or name == "default" else f"{100.0 * (edp / base - 1.0):+.1f}%"
         paired = details.get(name, {}).get("edp_vs_default")
-        if change and paired:
-            change = change[:-1] + f" ± {paired['stderr_pct']:.1f}%"
+        if change and paired:  # the paired change and its error, on the requests both completed
+            change = f"{paired['diff_pct']:+.1f} ± {paired['stderr_pct']:.1f}%"
         total = details.get(name, {}).get("total_edp_js")
         oracle_arm = details.get(name, {}).get("arm") if name == "oracle" else None
         shown = f"oracle ({oracle_arm})" if oracle_arm else name

@@ -48,3 +48,16 @@ def test_pairs_by_request_id_in_arrival_order_and_skips_unfinished():
 def test_too_few_pairs_give_none():
     assert paired_edp_difference(_records([1.0]), _records([1.0]), "default") is None
     assert paired_edp_difference(_records([1.0, 2.0]), _records([1.0, 2.0], ok=[False, False]), "default") is None
+
+
+def test_unmeasured_energy_and_zero_baseline_give_no_error_bars():
+    nan = float("nan")
+    paired = paired_edp_difference(_records([11.0, nan, 13.0]), _records([10.0, 10.0, 10.0]), "default")
+    assert paired.requests == 2 and paired.diff_pct == pytest.approx(20.0)  # r1 has no EDP under the policy
+    assert paired_edp_difference(_records([1.0, 2.0]), _records([0.0, 0.0]), "default") is None
+
+
+def test_fewer_requests_than_batches_makes_one_batch_each():
+    paired = paired_edp_difference(_records([11.0, 13.0, 12.0]), _records([10.0] * 3), "default", batches=20)
+    assert paired.batches == 3
+    assert paired.stderr_pct == pytest.approx(10.0 * 1.0 / 3**0.5)  # sd of (1, 3, 2) is 1

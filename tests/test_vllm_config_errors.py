@@ -45,7 +45,7 @@ def _camel(**section):
          "camel config: batch_sizes=[4, 12]: 12 is above --max-num-seqs 8"),
         # No --max-num-seqs: vllm serve on CPU defaults to 128 (EngineArgs.get_batch_defaults).
         ([], {"device": "emulated", "batch_sizes": [4, 200]},
-         "camel config: batch_sizes=[4, 200]: 200 is above vLLM's default --max-num-seqs (128 for vllm serve here)"),
+         "camel config: batch_sizes=[4, 200]: 200 is above vLLM's default --max-num-seqs (at most 128 for vllm serve here)"),
     ],
 )
 def test_bad_config_stops_api_server(tiny_model_dir, tmp_path, extra, section, line):

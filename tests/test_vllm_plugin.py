@@ -88,12 +88,12 @@ def test_bad_config_exits_with_one_line(parser, capsys, extra, section, key, val
 
 
 def test_batch_size_above_serve_default_exits_at_parse_time(parser, capsys):
-    """The serve parser knows vLLM's default exactly: the OpenAI server's usage context."""
+    """The serve parser bounds vLLM's default by the OpenAI server's usage context."""
     from vllm.engine.arg_utils import EngineArgs
     from vllm.usage.usage_lib import UsageContext
 
     default = plugin.default_max_num_seqs(parser.parse_args(["--model", "m"]))
-    assert default is not None and default.exact
+    assert default is not None and default.openai_server
     assert default.value == EngineArgs.get_batch_defaults(1)[1][UsageContext.OPENAI_API_SERVER]
     args = parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, default.value])])
     assert args.scheduler_cls == "camel_vllm.CamelScheduler"
@@ -101,11 +101,24 @@ def test_batch_size_above_serve_default_exits_at_parse_time(parser, capsys):
         parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, default.value + 1])])
     assert capsys.readouterr().err.strip() == (
         f"camel config: batch_sizes=[4, {default.value + 1}]: {default.value + 1} is above vLLM's default "
-        f"--max-num-seqs ({default.value} for vllm serve here); pass a larger --max-num-seqs")
+        f"--max-num-seqs (at most {default.value} for vllm serve here); pass a larger --max-num-seqs")
     # ... and --max-num-seqs lifts it.
     args = parser.parse_args(["--model", "m", "--scheduler", "camel", "--max-num-seqs", str(default.value + 1),
                               *_camel(device="none", batch_sizes=[4, default.value + 1])])
     assert args.scheduler_cls == "camel_vllm.CamelScheduler"
+
+
+def test_parsers_of_other_entry_points_get_the_largest_default():
+    """run-batch (UsageContext.OPENAI_BATCH_RUNNER) has no --api-server-count: no serve bound."""
+    from vllm.config import SchedulerConfig
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.entrypoints.launchers.run_batch import make_arg_parser as run_batch_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = run_batch_parser(FlexibleArgumentParser())
+    args = parser.parse_args(["-i", "in.jsonl", "-o", "out.jsonl", "--model", "m"])
+    largest = max([*EngineArgs.get_batch_defaults(1)[1].values(), SchedulerConfig.DEFAULT_MAX_NUM_SEQS])
+    assert plugin.default_max_num_seqs(args) == plugin.DefaultMaxNumSeqs(largest, openai_server=False)
 
 
 def test_default_max_num_seqs_follows_vllm():
@@ -122,11 +135,11 @@ def test_default_max_num_seqs_follows_vllm():
     for tp in (1, 2):
         by_context = EngineArgs.get_batch_defaults(tp)[1]
         largest = max([*by_context.values(), SchedulerConfig.DEFAULT_MAX_NUM_SEQS])
-        assert default(tp, "balanced") == plugin.DefaultMaxNumSeqs(largest, exact=False)
-        assert default(tp, "throughput") == plugin.DefaultMaxNumSeqs(2 * largest, exact=False)
+        assert default(tp, "balanced") == plugin.DefaultMaxNumSeqs(largest, openai_server=False)
+        assert default(tp, "throughput") == plugin.DefaultMaxNumSeqs(2 * largest, openai_server=False)
         serve = by_context[UsageContext.OPENAI_API_SERVER]
-        assert default(tp, "balanced", api_server_count=None) == plugin.DefaultMaxNumSeqs(serve, exact=True)
-        assert default(tp, "throughput", api_server_count=1) == plugin.DefaultMaxNumSeqs(2 * serve, exact=True)
+        assert default(tp, "balanced", api_server_count=None) == plugin.DefaultMaxNumSeqs(serve, openai_server=True)
+        assert default(tp, "throughput", api_server_count=1) == plugin.DefaultMaxNumSeqs(2 * serve, openai_server=True)
 
 
 def test_config_not_checked_for_other_schedulers(parser):

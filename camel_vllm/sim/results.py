@@ -148,7 +148,8 @@ def format_table(result: BenchResult, *, baseline: str | None = "default") -> st
 
     "vs BASELINE" is the mean-EDP change against the baseline policy; where the run paired
     the requests (``details[NAME]["edp_vs_BASELINE"]``, :mod:`camel_vllm.sim.paired`) it is
-    followed by the batch-means standard error, e.g. ``-20.9±1.3%``.
+    the paired change (on the requests both completed) with its batch-means standard error,
+    e.g. ``-20.9±1.2%``.
     """
     tag = " (emulated)" if result.emulated else ""
     head = f"{'policy':<16}{'done':>9}{'energy_J':>12}{'mean_lat_s':>11}{'p99_lat_s':>10}{'ttft_s':>8}" \
@@ -158,8 +159,8 @@ def format_table(result: BenchResult, *, baseline: str | None = "default") -> st
     for name, p in result.policies.items():
         vs = f"{-reduction_pct(p.mean_edp_js, base.mean_edp_js):+.1f}%" if base and name != baseline else ""
         paired = result.details.get(name, {}).get(f"edp_vs_{baseline}")
-        if vs and paired:
-            vs = vs[:-1] + f"±{paired['stderr_pct']:.1f}%"
+        if vs and paired:  # the paired change and its error, on the requests both completed
+            vs = f"{paired['diff_pct']:+.1f}±{paired['stderr_pct']:.1f}%"
         lines.append(
             f"{name:<16}{p.requests_completed:>4}/{p.requests_total:<4}{p.energy_j:>12.1f}{p.mean_latency_s:>11.3f}"
             f"{p.p99_latency_s:>10.3f}{p.mean_ttft_s:>8.3f}{p.mean_edp_js:>13.3f}{vs:>14}{p.arm_switches:>9}"

@@ -12,7 +12,7 @@ first). :func:`register` wraps ``EngineArgs.add_cli_args`` so the parser it buil
   read from the device, and a batch size above an explicit ``--max-num-seqs``) prints one
   line naming key and value and exits with status 2 before any engine starts; without
   ``--max-num-seqs``, a batch size above the default vLLM will pick is caught here too
-  (:func:`default_max_num_seqs`: exact for the OpenAI server, ``vllm serve``; the largest
+  (:func:`default_max_num_seqs`: the OpenAI server's, ``vllm serve``'s, default; the largest
   default of any usage context for other entry points). The engine core checks again against
   the value vLLM resolved (the ``scheduler_cls`` route from Python's ``LLM`` class, which parses
   nothing).
@@ -161,17 +161,19 @@ OPENAI_SERVER_ONLY_ARG = "api_server_count"
 
 @dataclass(frozen=True)
 class DefaultMaxNumSeqs:
-    """vLLM's default ``--max-num-seqs`` as far as it is known while parsing.
+    """An upper bound on the ``--max-num-seqs`` vLLM will pick, as known while parsing.
 
-    ``exact`` when the usage context is known (the OpenAI server); otherwise ``value`` is the
-    largest default any usage context could get.
+    ``openai_server``: the args are the OpenAI server's, so ``value`` is that usage context's
+    default; otherwise it is the largest default any usage context could get. vLLM may still
+    lower it (to ``--max-num-batched-tokens`` when that is smaller, or for a model that needs
+    fewer sequences); the engine core checks the value in force.
     """
 
     value: int
-    exact: bool
+    openai_server: bool
 
     def describe(self) -> str:
-        return f"{self.value} for vllm serve here" if self.exact else f"at most {self.value} here"
+        return f"at most {self.value} for vllm serve here" if self.openai_server else f"at most {self.value} here"
 
 
 def default_max_num_seqs(args: argparse.Namespace) -> DefaultMaxNumSeqs | None:
@@ -182,7 +184,7 @@ def default_max_num_seqs(args: argparse.Namespace) -> DefaultMaxNumSeqs | None:
     ``vllm serve``, 256 for the ``LLM`` class; 256 or 1024 on GPUs), times 2 in ``throughput``
     performance mode, ``SchedulerConfig.DEFAULT_MAX_NUM_SEQS`` for a context it does not list.
     Args from the OpenAI server's parser (:data:`OPENAI_SERVER_ONLY_ARG`) are resolved with
-    ``UsageContext.OPENAI_API_SERVER``, so the value is exact; for other parsers it is the
+    ``UsageContext.OPENAI_API_SERVER``, so the bound is that context's default; for other parsers it is the
     largest over all contexts. Any failure (another vLLM's internals) gives None: no check here.
     """
     try:
@@ -196,14 +198,14 @@ def default_max_num_seqs(args: argparse.Namespace) -> DefaultMaxNumSeqs | None:
         _, by_context = EngineArgs.get_batch_defaults(world_size)
         fallback = int(SchedulerConfig.DEFAULT_MAX_NUM_SEQS)
         if hasattr(args, OPENAI_SERVER_ONLY_ARG):
-            default = DefaultMaxNumSeqs(int(by_context.get(UsageContext.OPENAI_API_SERVER, fallback)), exact=True)
+            default = DefaultMaxNumSeqs(int(by_context.get(UsageContext.OPENAI_API_SERVER, fallback)), openai_server=True)
         else:
-            default = DefaultMaxNumSeqs(max([int(v) for v in by_context.values()] + [fallback]), exact=False)
+            default = DefaultMaxNumSeqs(max([int(v) for v in by_context.values()] + [fallback]), openai_server=False)
     except Exception:  # noqa: BLE001 - a guess that fails must not stop vLLM; the engine core checks
         logger.debug("camel: vLLM's default --max-num-seqs unknown at parse time", exc_info=True)
         return None
     if str(getattr(args, "performance_mode", "")) == "throughput":
-        default = DefaultMaxNumSeqs(default.value * 2, default.exact)
+        default = DefaultMaxNumSeqs(default.value * 2, default.openai_server)
     return default
 
 
