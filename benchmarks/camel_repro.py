@@ -30,6 +30,11 @@ POLICIES = "default,grid,ts,camel,oracle"
 PAPER_RANGE = "12.4% to 29.9%"
 
 
+def _stderr_pct(details: dict) -> float:
+    """The paired batch-means standard error of the change against default (camel_vllm.sim.paired)."""
+    return float(details["edp_vs_default"]["stderr_pct"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -55,25 +60,27 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("grid", "ts", "camel"):
             d = out.result.details[name]
             rows.append((model, name, p[name].mean_edp_js, p[name].energy_j, p[name].mean_latency_s,
-                         reduction_pct(p[name].mean_edp_js, p["default"].mean_edp_js),
+                         reduction_pct(p[name].mean_edp_js, p["default"].mean_edp_js), _stderr_pct(d),
                          reduction_pct(p[name].mean_edp_js, p["grid"].mean_edp_js),
                          d["settled_after_requests"], d["final_arm"]))
         rows.append((model, "oracle", p["oracle"].mean_edp_js, p["oracle"].energy_j, p["oracle"].mean_latency_s,
                      reduction_pct(p["oracle"].mean_edp_js, p["default"].mean_edp_js),
+                     _stderr_pct(out.result.details["oracle"]),
                      reduction_pct(p["oracle"].mean_edp_js, p["grid"].mean_edp_js), 0,
                      out.result.details["oracle"]["arm"]))
         rows.append((model, "default", p["default"].mean_edp_js, p["default"].energy_j, p["default"].mean_latency_s,
-                     0.0, reduction_pct(p["default"].mean_edp_js, p["grid"].mean_edp_js), 0, "930.75/28"))
+                     0.0, 0.0, reduction_pct(p["default"].mean_edp_js, p["grid"].mean_edp_js), 0, "930.75/28"))
     print(f"Camel's experiment, emulated {args.device}, {args.requests} Alpaca-like requests at 1 req/s, "
           f"<= 70 output tokens (paper: {PAPER_RANGE} lower EDP than default). ALL FIGURES EMULATED.")
     print(f"{'model':<14}{'policy':<9}{'mean_EDP_Js':>12}{'energy_J':>11}{'mean_lat_s':>11}"
-          f"{'vs_default':>11}{'vs_grid':>9}{'settled_after':>14}  final_arm")
-    for model, name, edp, e, lat, vd, vg, settled, arm in rows:
+          f"{'lower_than_default':>20}{'vs_grid':>9}{'settled_after':>14}  final_arm")
+    for model, name, edp, e, lat, vd, se, vg, settled, arm in rows:
         s = "never" if settled is None else str(settled)
-        print(f"{model:<14}{name:<9}{edp:>12.3f}{e:>11.0f}{lat:>11.3f}{vd:>10.1f}%{vg:>8.1f}%{s:>14}  {arm}")
+        print(f"{model:<14}{name:<9}{edp:>12.3f}{e:>11.0f}{lat:>11.3f}{f'{vd:.1f}% +- {se:.1f}':>20}{vg:>8.1f}%"
+              f"{s:>14}  {arm}")
     with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump([dict(zip(("model", "policy", "mean_edp_js", "energy_j", "mean_latency_s", "reduction_vs_default_pct",
-                             "reduction_vs_grid_pct", "settled_after_requests", "final_arm"), r)) for r in rows],
+                             "reduction_vs_default_stderr_pct", "reduction_vs_grid_pct", "settled_after_requests", "final_arm"), r)) for r in rows],
                   fh, indent=2)
     return 0
 
