@@ -1,0 +1,31 @@
+"""benchmarks/camel_repro.py on a short trace: the summary agrees with the per-model results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_summary_rows_come_from_the_model_results(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("camel_repro", REPO / "benchmarks" / "camel_repro.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--requests", "60", "--models", "llama-3.2-1b", "--workers", "1", "--out", str(tmp_path)]) == 0
+    assert "ALL FIGURES EMULATED" in capsys.readouterr().out
+    result = json.loads((tmp_path / "llama-3.2-1b.json").read_text())
+    assert result["emulated"] is True
+    rows = {r["policy"]: r for r in json.loads((tmp_path / "summary.json").read_text())}
+    assert set(rows) == {"default", "grid", "ts", "camel", "oracle"}
+    default_edp = result["policies"]["default"]["mean_edp_js"]
+    for name in ("grid", "ts", "camel", "oracle"):
+        row, paired = rows[name], result["details"][name]["edp_vs_default"]
+        assert row["mean_edp_js"] == result["policies"][name]["mean_edp_js"]
+        assert row["reduction_vs_default_pct"] == pytest.approx(100 * (1 - row["mean_edp_js"] / default_edp))
+        assert row["reduction_vs_default_pct"] == pytest.approx(-paired["diff_pct"])
+        assert row["reduction_vs_default_stderr_pct"] == paired["stderr_pct"] > 0
+    assert rows["oracle"]["final_arm"] == result["details"]["oracle"]["arm"]
