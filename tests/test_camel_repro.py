@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
+from tests.bench_scripts import load_benchmark
 
 def test_summary_rows_come_from_the_model_results(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("camel_repro", REPO / "benchmarks" / "camel_repro.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("camel_repro")
     assert module.main(["--requests", "60", "--models", "llama-3.2-1b", "--workers", "1", "--out", str(tmp_path)]) == 0
     assert "ALL FIGURES EMULATED" in capsys.readouterr().out
     result = json.loads((tmp_path / "llama-3.2-1b.json").read_text())

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 from camel_vllm.sim.bench import PolicySpec, SimSetup, arm_set, mean_edp_js, run_one
 from camel_vllm.traces import Trace, TraceRequest
 from camel_vllm.types import Context, EngineSnapshot
-
-REPO = Path(__file__).resolve().parent.parent
-
+from tests.bench_scripts import load_benchmark
 
 def _headroom():
-    spec = importlib.util.spec_from_file_location("contextual_headroom", REPO / "benchmarks" / "contextual_headroom.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses (and pickling into worker processes) look it up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("contextual_headroom")
 
 
 def _bursty_trace() -> Trace:

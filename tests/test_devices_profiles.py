@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,15 +14,13 @@ from camel_vllm.devices.profiles import (
 )
 from camel_vllm.devices.sampler import sample_period_s
 from camel_vllm.types import IterationWork
+from tests.bench_scripts import load_benchmark
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def profile_device():
-    spec = importlib.util.spec_from_file_location("profile_device", REPO / "benchmarks" / "profile_device.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("profile_device")
 
 
 def test_shipped_profiles() -> None:

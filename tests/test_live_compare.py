@@ -6,21 +6,18 @@ live_compare), so it takes about a minute or two on the 2-core machine.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from tests.bench_scripts import load_benchmark
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "models" / "tiny"
 
 
 def _live_compare():
-    spec = importlib.util.spec_from_file_location("live_compare", REPO / "benchmarks" / "live_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("live_compare")
 
 
 def test_live_compare_completes_every_request(tmp_path, capsys):

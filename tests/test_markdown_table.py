@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-
+from tests.bench_scripts import load_benchmark
 
 def _table_module():
-    spec = importlib.util.spec_from_file_location("markdown_table", REPO / "benchmarks" / "markdown_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("markdown_table")
 
 
 def _policy(edp_js: float) -> dict:
