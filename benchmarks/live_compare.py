@@ -33,14 +33,9 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from importlib.resources import files
 from pathlib import Path
 
@@ -50,58 +45,42 @@ from camel_vllm.replay import failures, replay, to_policy_result
 from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.sim.results import BenchResult, PolicyResult, format_table, reduction_pct
 from camel_vllm.traces import load_trace
-from tests.vllm_server import free_port, machine_lock  # noqa: E402  (the launchers' one machine-wide vLLM lock)
+from tests.vllm_server import (  # noqa: E402  (the launchers' lock, health check and SIGTERM stop)
+    BASE_ARGS, BASE_ENV, Server, free_port, launch_command, machine_lock, stop, wait_healthy,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-#: Engine start-up on 2 cores with --enforce-eager takes 25-35 s (tests/vllm_server.py); margin for load.
-STARTUP_TIMEOUT_S = 300.0
-ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
-MAX_MODEL_LEN = 2048
+#: The servers' context length (``--max-model-len`` in the launcher's BASE_ARGS).
+MAX_MODEL_LEN = int(BASE_ARGS[BASE_ARGS.index("--max-model-len") + 1])
 DEFAULT_TRACE = str(files("camel_vllm") / "data" / "traces" / "azure_conv_first2000.csv")
 
 
 @contextlib.contextmanager
 def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int):
-    """A vLLM server (camel scheduler when ``camel`` is given); yields (url, metrics_url)."""
+    """A vLLM server (camel scheduler when ``camel`` is given); yields (url, metrics_url).
+
+    Launched, health-checked and stopped (SIGTERM, then SIGKILL if it hangs) with the test
+    launcher's pieces; the caller holds the machine lock.
+    """
     port = free_port()
-    args = [sys.executable, "-m", "camel_vllm", "serve", model, "--enforce-eager", "--max-model-len",
-            str(MAX_MODEL_LEN), "--max-num-seqs", str(max_num_seqs), "--host", "127.0.0.1", "--port", str(port)]
+    extra = ["--max-num-seqs", str(max_num_seqs)]
     metrics_url = None
     if camel is not None:
         mport = free_port()
-        camel = {**camel, "metrics_port": mport}
-        args += ["--scheduler", "camel", "--additional-config", json.dumps({"camel": camel})]
+        extra += ["--scheduler", "camel", "--additional-config", json.dumps({"camel": {**camel, "metrics_port": mport}})]
         metrics_url = f"http://127.0.0.1:{mport}/metrics"
     os.makedirs(log_dir, exist_ok=True)
-    log_path = os.path.join(log_dir, f"server-{port}.log")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV},
-                                cwd=str(REPO), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    log_path = Path(log_dir) / f"server-{port}.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(launch_command("camel-vllm", model, extra, port), stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, **BASE_ENV}, cwd=str(REPO),
+                                start_new_session=True)
+    running = Server(url=f"http://127.0.0.1:{port}", port=port, log_path=log_path, process=proc)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}; log: {log_path}\n"
-                                   + Path(log_path).read_text(errors="replace")[-3000:])
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, socket.timeout):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not healthy after {STARTUP_TIMEOUT_S:.0f} s; log: {log_path}")
-            time.sleep(0.5)
-        yield url, metrics_url
+        wait_healthy(running)
+        yield running.url, metrics_url
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)
 
 
 def warm_start(args, state_path: str) -> str:

@@ -16,10 +16,9 @@ policy's early exploration makes its first batches differ, which widens the erro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
-
-import math
 
 import numpy as np
 
@@ -57,17 +56,17 @@ def paired_edp_difference(
                     for r in records if _has_edp(r) and r.request_id in base), key=lambda p: p[0])
     if len(pairs) < 2:
         return None
-    edp = np.array([p[1] for p in pairs])
     base_edp = np.array([p[2] for p in pairs])
     base_mean = float(base_edp.mean())
     if base_mean == 0.0:
         return None
-    groups = np.array_split(edp - base_edp, min(batches, len(pairs)))
+    diffs = np.array([p[1] for p in pairs]) - base_edp
+    groups = np.array_split(diffs, min(batches, len(pairs)))
     group_means = np.array([g.mean() for g in groups])
     stderr = float(group_means.std(ddof=1) / np.sqrt(len(groups)))
     return PairedDifference(
         baseline=baseline, requests=len(pairs), batches=len(groups),
-        diff_pct=100.0 * float((edp - base_edp).mean()) / base_mean, stderr_pct=100.0 * stderr / base_mean,
+        diff_pct=100.0 * float(diffs.mean()) / base_mean, stderr_pct=100.0 * stderr / base_mean,
     )
 
 
