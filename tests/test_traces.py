@@ -133,6 +133,21 @@ def test_shipped_excerpt_loads():
     assert len(tr) == 500 and tr.duration_s == pytest.approx(499.0)
 
 
+def test_shipped_code_excerpts_split_the_whole_trace():
+    """azure_code_first2000 + azure_code_after2000 = the published code trace (8,819 rows), in order."""
+    import csv
+    from importlib.resources import files
+
+    folder = files("camel_vllm") / "data" / "traces"
+    first, after = (load_trace(str(folder / f"azure_code_{part}.csv")) for part in ("first2000", "after2000"))
+    assert (len(first), len(after)) == (2000, 6819)
+    stamps = []
+    for part in ("first2000", "after2000"):
+        with open(str(folder / f"azure_code_{part}.csv"), newline="") as fh:
+            stamps.append([row["TIMESTAMP"] for row in csv.DictReader(fh)])
+    assert stamps[0][-1] <= stamps[1][0]  # the second file starts where the first ends
+
+
 def test_skip_drops_the_first_requests():
     tr = alpaca_like(10, rate_per_s=1.0, seed=0)
     rest = transforms.skip(tr, 4)
