@@ -20,6 +20,13 @@ def _setup(seed: int = 0) -> SimSetup:
                          base=CamelConfig.from_mapping(SMALL))
 
 
+def _mooncake_trace(path, n: int) -> str:
+    """A Mooncake JSONL trace of ``n`` short requests, two a second; returns its path."""
+    path.write_text("".join(json.dumps({"timestamp": i * 0.5, "input_length": 40 + i, "output_length": 10,
+                                        "hash_ids": []}) + "\n" for i in range(n)))
+    return str(path)
+
+
 def test_policies_run_on_the_same_requests_and_oracle_is_best_static():
     trace = alpaca_like(80, rate_per_s=2.0, seed=1)
     out = bench(_setup(), parse_policies("default,camel,grid,static:612:4,oracle"), trace, workers=1)
@@ -61,13 +68,11 @@ def test_parse_policies_rejects_bad_names():
 
 
 def test_cli_writes_schema_and_plots(tmp_path):
-    trace = tmp_path / "t.jsonl"
-    trace.write_text("".join(json.dumps({"timestamp": i * 0.5, "input_length": 40 + i, "output_length": 10,
-                                         "hash_ids": []}) + "\n" for i in range(30)))
+    trace = _mooncake_trace(tmp_path / "t.jsonl", 30)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("frequencies_mhz: [306, 930.75]\nbatch_sizes: [4, 8]\n")
     out = tmp_path / "r.json"
-    rc = cli_main(["bench", "sim", "--trace", str(trace), "--policies", "default,ts,oracle", "--config", str(cfg),
+    rc = cli_main(["bench", "sim", "--trace", trace, "--policies", "default,ts,oracle", "--config", str(cfg),
                    "--workers", "1", "--json", str(out), "--plot", str(tmp_path / "plots")])
     assert rc == 0
     data = json.loads(out.read_text())
@@ -111,3 +116,34 @@ def test_request_log_gets_one_file_per_policy(tmp_path):
         lines = [json.loads(x) for x in (tmp_path / f"requests.{label}.jsonl").read_text().splitlines()]
         finished = [x for x in lines if "request_id" in x]
         assert {x["request_id"] for x in finished} == {r.request_id for r in trace.requests}
+
+
+def test_state_dir_carries_learning_from_one_run_to_the_next(tmp_path):
+    trace = _mooncake_trace(tmp_path / "t.jsonl", 30)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("frequencies_mhz: [306, 930.75]\nbatch_sizes: [4, 8]\nepoch_iterations: 8\n")
+    state_dir = tmp_path / "state"  # made by the first run
+    learned = []
+    for run in range(2):
+        out = tmp_path / f"r{run}.json"
+        rc = cli_main(["bench", "sim", "--trace", trace, "--policies", "default,camel,epsilon", "--config", str(cfg),
+                       "--workers", "1", "--json", str(out), "--state-dir", str(state_dir)])
+        assert rc == 0
+        notes = json.loads(out.read_text())["notes"]
+        start = "started cold; saved its state to" if run == 0 else "started from the learned state in"
+        for name in ("camel", "epsilon"):
+            assert f"{name}: {start} {state_dir / (name + '.json')}" in notes
+        assert sorted(p.name for p in state_dir.iterdir()) == ["camel.json", "epsilon.json"]  # default learns nothing
+        saved = json.loads((state_dir / "camel.json").read_text())["policy_state"]
+        learned.append(sum(map(sum, saved["stats"]["n"])))
+    # every finished request is credited once: the second run adds its 30 to the first run's
+    assert learned == pytest.approx([30.0, 60.0])
+
+
+def test_state_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
+    trace = _mooncake_trace(tmp_path / "t.jsonl", 5)
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    assert cli_main(["bench", "sim", "--trace", trace, "--state-dir", str(taken), "--json", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f'camel-vllm bench sim: camel config: state-dir="{taken}": cannot make this folder (File exists)'

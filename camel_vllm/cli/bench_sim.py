@@ -9,6 +9,7 @@ figure is emulated.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -30,8 +31,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", type=int, default=DEFAULT_MAX_NUM_BATCHED_TOKENS,
                         help="engine token budget per step")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulation processes (default 2)")
+    parser.add_argument("--state-dir", default=None,
+                        help="learning policies start from STATE_DIR/NAME.json if it exists and save what they "
+                             "learned there (persistent learning across runs; default: start cold, save nothing)")
     parser.add_argument("--json", required=True, help="write the result JSON here")
     parser.add_argument("--plot", default=None, help="write PNG plots into this folder")
+
+
+def _state_dir(path: str | None) -> str | None:
+    """``--state-dir``, made if missing; a path that cannot be a folder is a ConfigError."""
+    if path is None:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("state-dir", path, f"cannot make this folder ({err.strerror})") from None
+    return path
+
+
+def _state_notes(setup, specs) -> list[str]:
+    """One note per learning policy: the state file it starts from, or that it starts cold."""
+    notes = []
+    for spec in specs:
+        path = setup.config_for(spec).state_path
+        if path is not None:
+            start = "started from the learned state in" if os.path.exists(path) else "started cold; saved its state to"
+            notes.append(f"{spec.label}: {start} {path}")
+    return notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
         model = load_model_profile(args.model)
         trace = trace_from_args(args, max_context_tokens=model.max_context_tokens)
         setup = SimSetup.make(device_profile=args.device, model_profile=args.model, seed=args.seed, base=base,
-                              engine=EngineConfig(args.max_num_seqs, args.max_num_batched_tokens))
+                              engine=EngineConfig(args.max_num_seqs, args.max_num_batched_tokens),
+                              state_dir=_state_dir(args.state_dir))
         n_arms = len(arm_set(setup))
     except (ConfigError, TraceFormatError, ValueError) as err:
         print(f"camel-vllm bench sim: {err}", file=sys.stderr)
         return 2
+    state_notes = _state_notes(setup, specs)
     runs = len([s for s in specs if s.policy != ORACLE]) + (n_arms if any(s.policy == ORACLE for s in specs) else 0)
     t0 = time.perf_counter()
     with tqdm(total=runs * len(trace), desc="simulating", unit="req") as bar:
@@ -59,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     wall_s = time.perf_counter() - t0
     out.result.notes.append(f"{runs} simulated runs of {len(trace)} requests in {wall_s:.1f} s wall "
                             f"({args.workers} worker processes)")
+    out.result.notes.extend(state_notes)
     out.result.write(args.json)
     print(format_table(out.result))
     if ORACLE in out.result.details:

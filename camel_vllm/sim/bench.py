@@ -71,32 +71,48 @@ def parse_policies(text: str) -> list[PolicySpec]:
     return specs
 
 
+#: Policies that learn nothing, so have no state to carry from one run to the next.
+STATELESS_POLICIES = frozenset({"default", "static", ORACLE})
+
+
 @dataclass(frozen=True)
 class SimSetup:
-    """What every run shares: the base camel config and the engine limits."""
+    """What every run shares: the base camel config, the engine limits and where learned state lives.
+
+    ``state_dir``: each learning policy starts from ``STATE_DIR/LABEL.json`` when it exists and
+    writes what it learned there (the plugin's ``state_path``, atomic saves), so running ``bench
+    sim`` on one trace and then on another replays camel's persistent learning. ``None``: every
+    run starts cold and writes nothing.
+    """
 
     config: CamelConfig
     engine: EngineConfig = EngineConfig()
+    state_dir: str | None = None
 
     @classmethod
     def make(cls, *, device_profile: str, model_profile: str, seed: int = 0, base: CamelConfig | None = None,
-             engine: EngineConfig = EngineConfig()) -> "SimSetup":
+             engine: EngineConfig = EngineConfig(), state_dir: str | None = None) -> "SimSetup":
         base = base or CamelConfig()
         config = base.replace(
             device="emulated", device_profile=device_profile, model_profile=model_profile, seed=seed,
             emulation_time="absolute", metrics_port=None, state_path=None,
         )
-        return cls(config=config, engine=engine)
+        return cls(config=config, engine=engine, state_dir=state_dir)
 
     def config_for(self, spec: PolicySpec) -> CamelConfig:
-        """The policy's config; a ``request_log`` gets one file per policy (``log.camel.jsonl``)."""
+        """The policy's config: a ``request_log`` gets one file per policy (``log.camel.jsonl``),
+        and with a ``state_dir`` a learning policy gets its own state file (``STATE_DIR/camel.json``)."""
+        safe_label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.label)
         request_log = self.config.request_log
         if request_log is not None:
             stem, ext = os.path.splitext(request_log)
-            safe_label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.label)
             request_log = f"{stem}.{safe_label}{ext or '.jsonl'}"
+        state_path = None
+        if self.state_dir is not None and spec.policy not in STATELESS_POLICIES:
+            state_path = os.path.join(self.state_dir, f"{safe_label}.json")
         return self.config.replace(
-            policy=spec.policy, policy_params=dict(spec.policy_params), request_log=request_log
+            policy=spec.policy, policy_params=dict(spec.policy_params), request_log=request_log,
+            state_path=state_path,
         )
 
 
