@@ -76,6 +76,8 @@ class PolicyStateStore:
             "device_name": device_info.name,
         }
         self.saves = 0
+        #: What the last :meth:`load_into` did, in one line (None: not called yet).
+        self.load_outcome: str | None = None
 
     # ------------------------------------------------------------------- save
     def save(self, policy: Policy) -> None:
@@ -112,6 +114,7 @@ class PolicyStateStore:
         there is no file, or the file was moved aside as corrupt or foreign."""
         if not os.path.exists(self.path):
             logger.info("camel: no learned state at %s; starting fresh", self.path)
+            self.load_outcome = f"started cold (no learned state at {self.path} yet)"
             return False
         try:
             state, meta = self._read()
@@ -123,15 +126,18 @@ class PolicyStateStore:
             moved = self._move_aside(err.kind)
             logger.warning("camel: learned state %s is %s (%s); moved to %s, learning starts fresh",
                            self.path, err.kind, err.reason, moved)
+            self.load_outcome = f"started cold: the learned state in {self.path} is {err.kind} ({err.reason}), moved to {moved}"
             return False
         except OSError as err:
             logger.warning("camel: cannot read learned state %s (%s); learning starts fresh", self.path, err)
+            self.load_outcome = f"started cold: cannot read the learned state in {self.path} ({err})"
             return False
         if meta.get("device_name") != self.meta["device_name"]:
             logger.info("camel: warm-starting from state learned on %s (same kind %s, profile %s)",
                         meta.get("device_name"), self.meta["device_kind"], self.meta["device_profile"])
         else:
             logger.info("camel: loaded learned state from %s", self.path)
+        self.load_outcome = f"started from the learned state in {self.path}"
         return True
 
     def _read(self) -> tuple[dict[str, Any], dict[str, Any]]:

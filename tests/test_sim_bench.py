@@ -130,9 +130,10 @@ def test_state_dir_carries_learning_from_one_run_to_the_next(tmp_path):
                        "--workers", "1", "--json", str(out), "--state-dir", str(state_dir)])
         assert rc == 0
         notes = json.loads(out.read_text())["notes"]
-        start = "started cold; saved its state to" if run == 0 else "started from the learned state in"
         for name in ("camel", "epsilon"):
-            assert f"{name}: {start} {state_dir / (name + '.json')}" in notes
+            path = state_dir / f"{name}.json"
+            assert (f"{name}: started cold (no learned state at {path} yet)" if run == 0
+                    else f"{name}: started from the learned state in {path}") in notes
         assert sorted(p.name for p in state_dir.iterdir()) == ["camel.json", "epsilon.json"]  # default learns nothing
         saved = json.loads((state_dir / "camel.json").read_text())["policy_state"]
         learned.append(sum(map(sum, saved["stats"]["n"])))
@@ -147,3 +148,19 @@ def test_state_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
     assert cli_main(["bench", "sim", "--trace", trace, "--state-dir", str(taken), "--json", str(tmp_path / "o.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f'camel-vllm bench sim: camel config: state-dir="{taken}": cannot make this folder (File exists)'
+
+
+def test_state_dir_with_state_learned_on_other_arms_says_it_started_cold(tmp_path):
+    trace = _mooncake_trace(tmp_path / "t.jsonl", 10)
+    state_dir = tmp_path / "state"
+    for run, freqs in enumerate(("[306, 930.75]", "[306, 612, 930.75]")):
+        cfg = tmp_path / f"c{run}.yaml"
+        cfg.write_text(f"frequencies_mhz: {freqs}\nbatch_sizes: [4, 8]\n")
+        out = tmp_path / f"r{run}.json"
+        assert cli_main(["bench", "sim", "--trace", trace, "--policies", "camel", "--config", str(cfg), "--workers", "1",
+                         "--json", str(out), "--state-dir", str(state_dir)]) == 0
+    [note] = [n for n in json.loads(out.read_text())["notes"] if n.startswith("camel: ")]
+    assert note.startswith(f"camel: started cold: the learned state in {state_dir / 'camel.json'} is foreign "
+                           "(arms is '4 arms', this run has '6 arms (or different labels)'), moved to ")
+    # the first run's state is kept aside, and this run's learning is saved in its place
+    assert len(list(state_dir.glob("camel.json.foreign-*"))) == 1 and (state_dir / "camel.json").exists()

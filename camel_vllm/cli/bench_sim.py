@@ -49,17 +49,6 @@ def _state_dir(path: str | None) -> str | None:
     return path
 
 
-def _state_notes(setup, specs) -> list[str]:
-    """One note per learning policy: the state file it starts from, or that it starts cold."""
-    notes = []
-    for spec in specs:
-        path = setup.config_for(spec).state_path
-        if path is not None:
-            start = "started from the learned state in" if os.path.exists(path) else "started cold; saved its state to"
-            notes.append(f"{spec.label}: {start} {path}")
-    return notes
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -79,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, TraceFormatError, ValueError) as err:
         print(f"camel-vllm bench sim: {err}", file=sys.stderr)
         return 2
-    state_notes = _state_notes(setup, specs)
     runs = len([s for s in specs if s.policy != ORACLE]) + (n_arms if any(s.policy == ORACLE for s in specs) else 0)
     t0 = time.perf_counter()
     with tqdm(total=runs * len(trace), desc="simulating", unit="req") as bar:
@@ -87,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
     wall_s = time.perf_counter() - t0
     out.result.notes.append(f"{runs} simulated runs of {len(trace)} requests in {wall_s:.1f} s wall "
                             f"({args.workers} worker processes)")
-    out.result.notes.extend(state_notes)
     out.result.write(args.json)
     print(format_table(out.result))
+    for spec in specs:
+        run = out.runs.get(spec.label)
+        if run is not None and run.state_note:
+            print(f"{spec.label}: {run.state_note}")
     if ORACLE in out.result.details:
         print(f"oracle arm: {out.result.details[ORACLE]['arm']}  (emulated; {wall_s:.1f} s for {runs} runs)")
     if args.plot:

@@ -107,7 +107,7 @@ class SimSetup:
         if request_log is not None:
             stem, ext = os.path.splitext(request_log)
             request_log = f"{stem}.{safe_label}{ext or '.jsonl'}"
-        state_path = None
+        state_path = self.config.state_path
         if self.state_dir is not None and spec.policy not in STATELESS_POLICIES:
             state_path = os.path.join(self.state_dir, f"{safe_label}.json")
         return self.config.replace(
@@ -147,10 +147,12 @@ def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
     clock = VirtualClock()
     controller = build_controller(config, EngineLimits(setup.engine.max_num_seqs), device=emulated_device(config, clock),
                                   clock=clock, with_metrics=False)
+    state_note = getattr(controller.state_store, "load_outcome", None)
     try:
-        return SimEngine(controller, clock, trace.requests, setup.engine, on_finish=on_finish).run()
+        run = SimEngine(controller, clock, trace.requests, setup.engine, on_finish=on_finish).run()
     finally:
         controller.close()
+    return dataclasses.replace(run, state_note=state_note) if state_note else run
 
 
 def _run_task(task: tuple[SimSetup, PolicySpec, Trace]) -> tuple[str, SimRun]:
@@ -350,7 +352,7 @@ def bench(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, workers
             f"(max_num_seqs {setup.engine.max_num_seqs}, max_num_batched_tokens {setup.engine.max_num_batched_tokens}, "
             "chunked prefill, FCFS, no preemption) on the emulated device; every energy figure is emulated",
             f"seed {cfg.seed}, epoch_iterations {cfg.epoch_iterations}, contextual {cfg.contextual}, cost {cfg.cost}",
-        ],
+        ] + [f"{spec.label}: {runs[spec.label].state_note}" for spec in to_run if runs[spec.label].state_note],
         details=details,
     )
     return BenchOutput(result=result, runs=runs, static_runs=static_runs, arms=arms)

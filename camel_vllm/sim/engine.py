@@ -92,6 +92,8 @@ class SimRun:
     max_running_over_cap: int = 0
     max_running: int = 0
     energy_samples: list[tuple[float, float]] = field(default_factory=list)
+    #: How the policy's learned state was loaded (``PolicyStateStore.load_outcome``); None: no state file.
+    state_note: str | None = None
 
     @property
     def arm_switches(self) -> int:
