@@ -20,8 +20,8 @@ def _setup(seed: int = 0) -> SimSetup:
                          base=CamelConfig.from_mapping(SMALL))
 
 
-def _mooncake_trace(path, n: int) -> str:
-    """A Mooncake JSONL trace of ``n`` short requests, two a second; returns its path."""
+def _timed_trace(path, n: int) -> str:
+    """A vLLM timed_trace JSONL file of ``n`` short requests, two a second; returns its path."""
     path.write_text("".join(json.dumps({"timestamp": i * 0.5, "input_length": 40 + i, "output_length": 10,
                                         "hash_ids": []}) + "\n" for i in range(n)))
     return str(path)
@@ -68,7 +68,7 @@ def test_parse_policies_rejects_bad_names():
 
 
 def test_cli_writes_schema_and_plots(tmp_path):
-    trace = _mooncake_trace(tmp_path / "t.jsonl", 30)
+    trace = _timed_trace(tmp_path / "t.jsonl", 30)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("frequencies_mhz: [306, 930.75]\nbatch_sizes: [4, 8]\n")
     out = tmp_path / "r.json"
@@ -119,7 +119,7 @@ def test_request_log_gets_one_file_per_policy(tmp_path):
 
 
 def test_state_dir_carries_learning_from_one_run_to_the_next(tmp_path):
-    trace = _mooncake_trace(tmp_path / "t.jsonl", 30)
+    trace = _timed_trace(tmp_path / "t.jsonl", 30)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("frequencies_mhz: [306, 930.75]\nbatch_sizes: [4, 8]\nepoch_iterations: 8\n")
     state_dir = tmp_path / "state"  # made by the first run
@@ -142,7 +142,7 @@ def test_state_dir_carries_learning_from_one_run_to_the_next(tmp_path):
 
 
 def test_state_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
-    trace = _mooncake_trace(tmp_path / "t.jsonl", 5)
+    trace = _timed_trace(tmp_path / "t.jsonl", 5)
     taken = tmp_path / "a-file"
     taken.write_text("")
     assert cli_main(["bench", "sim", "--trace", trace, "--state-dir", str(taken), "--json", str(tmp_path / "o.json")]) == 2
@@ -151,7 +151,7 @@ def test_state_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
 
 
 def test_state_dir_with_state_learned_on_other_arms_says_it_started_cold(tmp_path):
-    trace = _mooncake_trace(tmp_path / "t.jsonl", 10)
+    trace = _timed_trace(tmp_path / "t.jsonl", 10)
     state_dir = tmp_path / "state"
     for run, freqs in enumerate(("[306, 930.75]", "[306, 612, 930.75]")):
         cfg = tmp_path / f"c{run}.yaml"
