@@ -109,6 +109,9 @@ class ControllerListener(Protocol):
 class StateStore(Protocol):
     """Where the policy's learned state lives between runs (see :mod:`camel_vllm.state`)."""
 
+    #: What loading the state at start-up did, in one line (None: not loaded).
+    load_outcome: str | None
+
     def save(self, policy: Policy) -> None: ...
 
 

@@ -147,7 +147,7 @@ def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
     clock = VirtualClock()
     controller = build_controller(config, EngineLimits(setup.engine.max_num_seqs), device=emulated_device(config, clock),
                                   clock=clock, with_metrics=False)
-    state_note = getattr(controller.state_store, "load_outcome", None)
+    state_note = controller.state_store.load_outcome if controller.state_store is not None else None
     try:
         run = SimEngine(controller, clock, trace.requests, setup.engine, on_finish=on_finish).run()
     finally:
