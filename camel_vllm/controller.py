@@ -37,8 +37,9 @@ Thompson sampling tolerates). ``observe_budget`` 0 credits at once.
 
 Optional policy hooks: a policy that needs more than costs (the SLO-aware ones) may define
 ``observe_snapshot(snapshot)`` (called before each ``select``),
-``observe_iteration(arm_index, work, duration_s)`` (after each iteration; ``duration_s``
-includes the emulated stretch), ``observe_outcome(outcome)`` (after each finished
+``observe_iteration(arm_index, work, duration_s, energy_j)`` (after each iteration;
+``duration_s`` includes the emulated stretch; ``energy_j`` is the device energy counted since
+the previous mark, ``None`` when the sensor measured nothing for it), ``observe_outcome(outcome)`` (after each finished
 request) and ``maintain()`` (at the start of the last MAINTAIN_LEAD_ITERATIONS iterations
 before a decision, or of every iteration with time-bounded epochs: work a policy can do
 ahead of its next ``select``, so a decision iteration stays short). The
@@ -243,11 +244,11 @@ class Controller:
             begin_s, slot = now_s, self._slot_for((self.current_context, self.current_index or 0))
         elapsed_s = max(0.0, now_s - begin_s)
         extra_s = self.device.iteration_done(work, elapsed_s)
-        if self._observe_iteration is not None:
-            self._observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s)
         energy_now_j = self.device.energy_j()
         delta_j = max(0.0, energy_now_j - self._energy_mark_j)
         self._energy_mark_j = energy_now_j
+        if self._observe_iteration is not None:
+            self._observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s, delta_j)
         total_tokens = work.num_tokens or sum(work.tokens_by_request.values())
         if total_tokens <= 0:
             return extra_s

@@ -146,7 +146,8 @@ class SLOPolicy:
     def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
         self._snapshot = snapshot
 
-    def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float) -> None:
+    def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
+                          energy_j: float | None = None) -> None:
         """Learn the iteration time; count decode steps and service time per request."""
         self._iteration += 1
         load = IterationLoad(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
