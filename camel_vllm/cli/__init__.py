@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     (None, "fit-energy-model"): "camel_vllm.cli.fit_energy_model",
     (None, "plan"): "camel_vllm.cli.plan",
     ("bench", "sim"): "camel_vllm.cli.bench_sim",
+    ("bench", "matrix"): "camel_vllm.cli.bench_matrix",
     ("bench", "bandit"): "camel_vllm.cli.bench_bandit",
     ("bench", "replay"): "camel_vllm.cli.bench_replay",
     ("trace", "to-vllm"): "camel_vllm.cli.trace_to_vllm",

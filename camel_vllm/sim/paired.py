@@ -72,3 +72,37 @@ def paired_edp_difference(
 
 def _has_edp(record: RequestRecord) -> bool:
     return record.ok and not math.isnan(record.energy_j)
+
+
+def pooled_paired_difference(
+    pairs: Sequence[tuple[Sequence[RequestRecord], Sequence[RequestRecord]]], baseline: str,
+    batches: int = DEFAULT_BATCHES,
+) -> PairedDifference | None:
+    """:func:`paired_edp_difference` pooled over several runs (seeds): each run's requests are
+    paired with its baseline's and cut into ``batches`` batch means; the change is the mean
+    per-request difference over every run against the baseline's mean EDP over every run,
+    and its standard error that of all the batch means together. None when no run pairs."""
+    diffs_all: list[np.ndarray] = []
+    base_all: list[np.ndarray] = []
+    group_means: list[float] = []
+    for records, baseline_records in pairs:
+        base = {r.request_id: r for r in baseline_records if _has_edp(r)}
+        rows = sorted(((base[r.request_id].arrival_s, r.edp_js, base[r.request_id].edp_js)
+                       for r in records if _has_edp(r) and r.request_id in base), key=lambda p: p[0])
+        if len(rows) < 2:
+            continue
+        diffs = np.array([p[1] - p[2] for p in rows])
+        diffs_all.append(diffs)
+        base_all.append(np.array([p[2] for p in rows]))
+        group_means.extend(float(g.mean()) for g in np.array_split(diffs, min(batches, len(rows))))
+    if not diffs_all or len(group_means) < 2:
+        return None
+    base_mean = float(np.concatenate(base_all).mean())
+    if base_mean == 0.0:
+        return None
+    diffs = np.concatenate(diffs_all)
+    stderr = float(np.std(group_means, ddof=1) / np.sqrt(len(group_means)))
+    return PairedDifference(
+        baseline=baseline, requests=int(diffs.size), batches=len(group_means),
+        diff_pct=100.0 * float(diffs.mean()) / base_mean, stderr_pct=100.0 * stderr / base_mean,
+    )
