@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 DEVICE_KINDS = ("auto", "jetson", "nvml", "jtop", "emulated", "none")
-POLICY_NAMES = ("camel", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo")
+POLICY_NAMES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo")
 COST_NAMES = ("edp", "edp-raw", "weighted")
 SLO_METRICS = ("ttft", "tpot", "e2e")
 EMULATION_TIME_MODES = ("relative", "absolute")

@@ -35,7 +35,8 @@ twenty requests finish together then costs twenty cost evaluations, not forty po
 updates; a decision may miss the last few iterations' credits (delayed feedback, which
 Thompson sampling tolerates). ``observe_budget`` 0 credits at once.
 
-Optional policy hooks: a policy that needs more than costs (the SLO-aware ones) may define
+Optional policy hooks: a policy that needs more than costs (the model-based and SLO-aware
+ones) may define ``observe_arrival(now_s, prompt_tokens)`` (each arrival),
 ``observe_snapshot(snapshot)`` (called before each ``select``),
 ``observe_iteration(arm_index, work, duration_s, energy_j)`` (after each iteration;
 ``duration_s`` includes the emulated stretch; ``energy_j`` is the device energy counted since
@@ -123,6 +124,7 @@ class _RequestTrace:
     energy_j: float = 0.0
     tokens_by_slot: dict[int, int] = field(default_factory=dict)  # slot: see Controller._slot
     iteration_shares: float = 0.0  # sum over iterations of tokens / iteration's tokens
+    first_s: float | None = None  # begin of the first iteration that served it
 
 
 class Controller:
@@ -180,6 +182,7 @@ class Controller:
         # Credits waiting for the policy when observe_budget > 0: (arm, context, cost, weight).
         self._pending: deque[tuple[int, Context, float, float]] = deque()
         self._closed = False
+        self._observe_arrival = getattr(policy, "observe_arrival", None)
         self._observe_snapshot = getattr(policy, "observe_snapshot", None)
         self._observe_iteration = getattr(policy, "observe_iteration", None)
         self._observe_outcome = getattr(policy, "observe_outcome", None)
@@ -204,6 +207,8 @@ class Controller:
     # ---------------------------------------------------------------- events
     def request_arrived(self, request_id: str, now_s: float, prompt_tokens: int) -> None:
         self.context_model.request_arrived(now_s, prompt_tokens)
+        if self._observe_arrival is not None:
+            self._observe_arrival(now_s, prompt_tokens)
         self._traces.setdefault(request_id, _RequestTrace())
 
     def decision_due(self, now_s: float) -> bool:
@@ -259,6 +264,8 @@ class Controller:
             trace = traces.get(request_id)
             if trace is None:
                 trace = traces[request_id] = _RequestTrace()
+            if trace.first_s is None:
+                trace.first_s = begin_s
             trace.energy_j += per_token_j * tokens
             trace.iteration_shares += tokens * inv_tokens
             by_slot = trace.tokens_by_slot
@@ -290,6 +297,7 @@ class Controller:
             cost=cost,
             arm_shares=shares,
             iteration_shares=trace.iteration_shares,
+            first_scheduled_s=trace.first_s,
         )
         if self._observe_outcome is not None:
             self._observe_outcome(outcome)

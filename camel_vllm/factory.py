@@ -38,6 +38,9 @@ class EngineLimits:
     """
 
     max_num_seqs: int
+    #: vLLM's ``--max-num-batched-tokens``: tokens one step may schedule (None: not known; the
+    #: model-based policy then takes the largest prefill chunk it has seen).
+    max_num_batched_tokens: int | None = None
 
 
 def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
@@ -107,7 +110,8 @@ def build_controller(
     try:
         arms = ArmSet.product(resolve_frequencies_hz(config, device), resolve_batch_sizes(config, limits))
         context_model = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
-        policy = make_policy(config, arms, num_contexts=context_model.num_contexts, true_mean_costs=true_mean_costs)
+        policy = make_policy(config, arms, num_contexts=context_model.num_contexts, true_mean_costs=true_mean_costs,
+                             token_budget=limits.max_num_batched_tokens)
         listeners: list[ControllerListener] = list(extra_listeners)
         state_store = None
         if config.state_path:

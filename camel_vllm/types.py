@@ -132,6 +132,11 @@ class RequestOutcome:
     cost: float
     arm_shares: Mapping[tuple[Context, int], float] = field(default_factory=dict)
     iteration_shares: float | None = None
+    #: When the engine first scheduled the request (adapter clock; None: not tracked), so
+    #: ``first_scheduled_s - arrival_s`` is its wait in the queue and the rest its service.
+    first_scheduled_s: float | None = None
+    #: False when part of the request ran while the energy sensor measured nothing.
+    energy_measured: bool = True
 
     @property
     def latency_s(self) -> float:

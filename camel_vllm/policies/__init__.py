@@ -34,6 +34,7 @@ from camel_vllm.policies.baselines import (
     UCBPolicy,
 )
 from camel_vllm.policies.nig import NIGPrior
+from camel_vllm.policies.model_based import ModelBasedPolicy, ModelParams
 from camel_vllm.policies.thompson import ThompsonParams, ThompsonPolicy
 from camel_vllm.policies.zeus_ts import ZEUS_NUM_EXPLORATIONS, ZEUS_WINDOW, ZeusTSPolicy
 
@@ -43,7 +44,8 @@ __all__ = ["ArmEstimate", "Policy", "make_policy", "ThompsonPolicy", "ZeusTSPoli
 STATIC_FREQ_TOL_MHZ = 0.5
 
 _PARAMS: dict[str, dict[str, Any]] = {
-    "camel": {
+    "camel": {"warmup_iterations": ModelParams.warmup_iterations, "board_prior": "none"},
+    "camel-ts": {
         "prior_mean": NIGPrior.mean, "prior_kappa": NIGPrior.kappa, "prior_alpha": NIGPrior.alpha,
         "prior_beta": NIGPrior.beta, "share_strength": ThompsonParams.share_strength,
         "additive_kappa": ThompsonParams.additive_kappa, "neighbour_kappa": ThompsonParams.neighbour_kappa,
@@ -60,7 +62,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "oracle": {},
 }
 #: ``ts`` is Camel's paper bandit: flat prior, no grid neighbours, no contexts, no change detection.
-_PARAMS["ts"] = {**_PARAMS["camel"], "additive_kappa": 0.0, "neighbour_kappa": 0.0, "change_threshold": 0.0}
+_PARAMS["ts"] = {**_PARAMS["camel-ts"], "additive_kappa": 0.0, "neighbour_kappa": 0.0, "change_threshold": 0.0}
 
 
 def make_policy(
@@ -69,19 +71,24 @@ def make_policy(
     *,
     num_contexts: int,
     true_mean_costs: Sequence[Any] | None = None,
+    token_budget: int | None = None,
 ) -> Policy:
-    """Build the policy ``config.policy`` names over ``arms``."""
+    """Build the policy ``config.policy`` names over ``arms``.
+
+    ``token_budget`` is the engine's ``--max-num-batched-tokens`` when known (``camel``)."""
     name = config.policy
     rng = np.random.default_rng(config.seed)
     if name == "slo":
         return _make_slo(config, arms, num_contexts, true_mean_costs)
     params = _params(name, config.policy_params)
-    if name in ("camel", "ts"):
+    if name == "camel":
+        return _make_model_based(config, arms, params, rng, token_budget)
+    if name in ("camel-ts", "ts"):
         return ThompsonPolicy(
             name=name,
             num_arms=len(arms),
             num_contexts=num_contexts,
-            contextual=name == "camel" and config.contextual,
+            contextual=name == "camel-ts" and config.contextual,
             rng=rng,
             arm_freqs_hz=[a.freq_hz for a in arms.arms],
             arm_batches=[a.max_batch for a in arms.arms],
@@ -132,6 +139,26 @@ def make_policy(
         except ValueError as err:
             raise ConfigError("policy", name, str(err)) from None
     raise ConfigError("policy", name, "unknown policy")
+
+
+def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, Any], rng: np.random.Generator,
+                      token_budget: int | None) -> Policy:
+    """``camel``: the model-based policy, optionally started from the emulator profile's board."""
+    policy = ModelBasedPolicy(
+        arms, rng, epoch_iterations=config.epoch_iterations, cost=config.cost, alpha=config.alpha,
+        switch_cost=config.switch_cost, slo=config.slo, token_budget=token_budget,
+        params=ModelParams(warmup_iterations=_integer(params, "warmup_iterations", minimum=0)),
+    )
+    prior = params["board_prior"]
+    if prior == "profile":
+        from camel_vllm.devices.profiles import PerformanceModel, load_device_profile, load_model_profile
+        from camel_vllm.policies.model_based.board import profile_prior
+
+        model = PerformanceModel(load_device_profile(config.device_profile), load_model_profile(config.model_profile))
+        policy.board.set_prior(*profile_prior(model, [a.freq_hz for a in arms.arms]))
+    elif prior != "none":
+        raise ConfigError("policy_params.board_prior", prior, 'must be "none" or "profile"')
+    return policy
 
 
 def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_costs: Any) -> Policy:

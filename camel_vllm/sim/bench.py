@@ -145,7 +145,8 @@ def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
 
     config = setup.config_for(spec)
     clock = VirtualClock()
-    controller = build_controller(config, EngineLimits(setup.engine.max_num_seqs), device=emulated_device(config, clock),
+    limits = EngineLimits(setup.engine.max_num_seqs, setup.engine.max_num_batched_tokens)
+    controller = build_controller(config, limits, device=emulated_device(config, clock),
                                   clock=clock, with_metrics=False)
     state_note = controller.state_store.load_outcome if controller.state_store is not None else None
     try:

@@ -123,7 +123,9 @@ class _CamelMixin:
         vllm_config = self.vllm_config  # type: ignore[attr-defined]
         try:
             config = camel_config_for(vllm_config)
-            limits = EngineLimits(max_num_seqs=int(vllm_config.scheduler_config.max_num_seqs))
+            scheduler_config = vllm_config.scheduler_config
+            limits = EngineLimits(max_num_seqs=int(scheduler_config.max_num_seqs),
+                                  max_num_batched_tokens=int(scheduler_config.max_num_batched_tokens))
             return build_controller(config, limits, clock=time.monotonic)
         except ConfigError as err:
             # One clear line (stderr, so it shows even with vLLM's logging off); vLLM then

@@ -1,0 +1,419 @@
+"""What camel learns of the board: iteration time and energy as functions of clock and work.
+
+Every engine iteration reports its duration (s) and energy (J) at a known clock ``f`` and a
+known amount of work: ``T`` tokens (prefill chunk tokens plus one per decoding request),
+``D`` decoding requests and ``C`` context tokens read by attention. Two Bayesian linear
+regressions (:class:`~camel_vllm.policies.model_based.blr.BayesLinReg`) learn, from those
+many, low-noise observations that carry no queue history::
+
+    time(f, work)   = sum_j w_j(work) * (a_j + b_j (s - 1) + c_j (s - 1)^2),   s = f_max / f
+    energy(f, work) = sum_j w_j(work) * (d_j + e_j (s - 1) + g_j (1 - r) + h_j (1 - r)^2),  r = f / f_max
+
+with work terms ``w = [1, min(T, 32), T in 32..128, max(0, T - 128), C]`` (scaled to O(1)):
+a fixed cost per step and a piecewise-linear cost of tokens. The frequency bases are
+roofline-shaped: a memory-bound part that does not depend on the clock
+(``a``), a compute-bound part that grows with cycles / f (``b``), and the curvature of the
+effective bandwidth (``c``); energy is static power x time plus dynamic energy growing
+with V(f)^2 (``g``, ``h``). The token segments carry the roofline's ridge: a short prefill
+chunk rides on the weight reads a decode step pays anyway, a long one is compute bound;
+segments (not hinges) keep the terms apart, so each slope is learned from its own steps. Fitted on the emulated AGX Orin (Llama-3.2-1B, Qwen-2.5-3B; docs/policies.md) the
+forms leave ~1 % error on decode steps and ~5 % on mixed prefill steps.
+
+Rows are scaled by 1/y (relative errors: a 20 ms decode step and a 1 s prefill weigh
+alike). Cold, the prior says nothing about magnitudes, and about the clock it says what the
+roofline does: with ``a`` learned at one clock, half of the time scales with 1/f
+(``b ~ N(a/2, (a/4)^2)``) and energy falls with the clock (``g ~ N(-d/2, (d/4)^2)``). The prior is rebuilt from
+the current fit whenever the posterior is refreshed, so data at other clocks soon
+outweighs it. ``forget`` gives an effective memory of 1 / (1 - factor) iterations.
+
+A board may behave unlike either form at some clock. Each clock's new iterations are
+checked against the model as it stood (log of measured over predicted, exponentially
+weighted over ~2,000 iterations), and the mean misfit multiplies that clock's coefficients
+(:meth:`BoardModel.clock_corrections`): outcomes at the iteration level, free of queueing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from camel_vllm.policies.model_based.blr import BayesLinReg
+from camel_vllm.types import IterationWork
+
+#: Work-term scales: tokens per iteration (prefill chunks are up to a few thousand) and
+#: context tokens read (up to ~1e5).
+TOKEN_SCALE = 1000.0
+CONTEXT_SCALE = 10_000.0
+#: Knots of the piecewise-linear cost of tokens per iteration: up to 32 tokens (decode
+#: batches), 32-128, above 128 (prefill chunks). The roofline's ridge of 1-3B models on
+#: Orin-class GPUs lies between them: weights read once per step vs 2 x params FLOPs per token.
+SEGMENT_TOKENS = (32.0, 128.0)
+NUM_WORK_TERMS = 5
+TIME_BASIS = 3
+ENERGY_BASIS = 4
+#: Cold prior on the clock dependence (fractions of the coefficient at the top clock): half
+#: of the time scales with 1/f (memory- and compute-bound halves), and energy falls with the
+#: clock to half at zero clock (power falls faster than time grows: E(r) / E(1) = 1 - (1 - r) / 2,
+#: e.g. 0.66 at a third of the top clock; the emulated Orin gives 0.64).
+TIME_SLOPE_MEAN = 0.5
+TIME_SLOPE_SD = 0.25
+TIME_CURVE_SD = 0.1
+ENERGY_MEANS = (0.0, -0.5, 0.0)
+ENERGY_SDS = (0.1, 0.25, 0.25)
+#: Pessimism of the time model a decision uses (posterior standard deviations).
+TIME_PESSIMISM = 2.0
+#: Energy a draw may give a clock, at least, as a share of the top clock's: the static power
+#: alone (~13 % of the GPU rail under load on AGX Orin: 5.2 W quiet of 40.4 W, hw.md) over
+#: a step at least as long as the top clock's.
+ENERGY_FLOOR_SHARE = 0.1
+#: Largest factor a draw or the pessimism may apply to a clock's mean.
+DRAW_MAX = 3.0
+#: The reference step for the pessimism and the floor: 8 requests decoding 1,000 tokens each.
+REFERENCE_DECODES = 8.0
+REFERENCE_CONTEXT = 1000.0
+#: Prior sd of the top-clock coefficients, in multiples of the largest observed target.
+LEVEL_SD = 10.0
+#: Forgetting per iteration: an effective memory of 10,000 iterations (minutes of serving).
+FORGET_PER_ITERATION = 0.9999
+#: Observations buffered before they are folded into the regressions (one matrix product).
+FOLD_EVERY = 32
+#: Per-clock residual tracking: memory (iterations), trust threshold and bound.
+RESIDUAL_DECAY = 1.0 - 1.0 / 2000.0
+RESIDUAL_SHRINK = 50.0
+CLOCK_FACTOR_MAX = 2.0
+
+
+def work_terms(prefill_tokens: float, decode_requests: float, context_tokens: float) -> list[float]:
+    """The five work terms of one iteration (see the module docstring)."""
+    tokens = prefill_tokens + decode_requests
+    lo, hi = SEGMENT_TOKENS
+    return [
+        1.0,
+        min(tokens, lo) / TOKEN_SCALE,
+        min(max(tokens - lo, 0.0), hi - lo) / TOKEN_SCALE,
+        max(tokens - hi, 0.0) / TOKEN_SCALE,
+        context_tokens / CONTEXT_SCALE,
+    ]
+
+
+def time_basis(freq_hz: np.ndarray, max_freq_hz: float) -> np.ndarray:
+    """(n, 3) clock basis of the time model: [1, s - 1, (s - 1)^2]."""
+    s1 = max_freq_hz / np.asarray(freq_hz, dtype=float) - 1.0
+    return np.stack([np.ones_like(s1), s1, s1 * s1], axis=-1)
+
+
+def energy_basis(freq_hz: np.ndarray, max_freq_hz: float) -> np.ndarray:
+    """(n, 4) clock basis of the energy model: [1, s - 1, 1 - r, (1 - r)^2]."""
+    r = np.asarray(freq_hz, dtype=float) / max_freq_hz
+    return np.stack([np.ones_like(r), 1.0 / r - 1.0, 1.0 - r, (1.0 - r) ** 2], axis=-1)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What :meth:`BoardModel.prepare` solved for the decisions until the next fold."""
+
+    mean: "ClockCoefficients"
+    slow_time: np.ndarray
+    x_energy: np.ndarray
+    inv_mean_energy: np.ndarray
+    low: np.ndarray
+
+
+@dataclass(frozen=True)
+class ClockCoefficients:
+    """Per-clock coefficients of the work terms, one row per frequency in ``freqs_hz``.
+
+    ``time_s[i, j]`` is seconds per unit of work term j at ``freqs_hz[i]``; ``energy_j`` the
+    same in joules.
+    """
+
+    freqs_hz: np.ndarray
+    time_s: np.ndarray
+    energy_j: np.ndarray
+
+
+class BoardModel:
+    """Online time and energy models of one board (see the module docstring)."""
+
+    def __init__(self, freqs_hz: Sequence[float | None], *, forget_per_iteration: float = FORGET_PER_ITERATION) -> None:
+        known = [float(f) for f in freqs_hz if f is not None]
+        self.max_freq_hz = max(known) if known else 1.0
+        self.forget_per_iteration = float(forget_per_iteration)
+        self.time = BayesLinReg(NUM_WORK_TERMS * TIME_BASIS)
+        self.energy = BayesLinReg(NUM_WORK_TERMS * ENERGY_BASIS)
+        self.iterations = 0
+        self.energy_iterations = 0
+        self.frequencies_seen: set[float] = set()
+        self._buffer: list[tuple[float, list[float], float, float | None]] = []
+        self._time_scale = 0.0
+        self._energy_scale = 0.0
+        self._prior_from_profile = False
+        self._prior_stale = False
+        self._prepared: _Prepared | None = None
+        self._clock_list = np.array(sorted({float(f) for f in freqs_hz if f is not None} or {self.max_freq_hz}))
+        self._resid_sum = np.zeros((2, len(self._clock_list)))
+        self._resid_weight = np.zeros((2, len(self._clock_list)))
+
+    # ------------------------------------------------------------------ data
+    def observe(self, freq_hz: float | None, work: IterationWork, duration_s: float, energy_j: float | None) -> None:
+        """Record one iteration (cheap: buffered, folded every FOLD_EVERY iterations)."""
+        if not duration_s > 0.0 or duration_s != duration_s:
+            return
+        f = self.max_freq_hz if freq_hz is None else float(freq_hz)
+        terms = work_terms(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
+        if energy_j is not None and not energy_j > 0.0:
+            energy_j = None  # a sensor that read nothing teaches nothing
+        self._buffer.append((f, terms, duration_s, energy_j))
+        if len(self._buffer) >= FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Fold the buffered iterations into the regressions (one product per model)."""
+        if not self._buffer:
+            return
+        rows = self._buffer
+        self._buffer = []
+        freqs = np.array([r[0] for r in rows])
+        terms = np.array([r[1] for r in rows])
+        dur = np.array([r[2] for r in rows])
+        x_t = _design(terms, time_basis(freqs, self.max_freq_hz))
+        has_e = np.array([r[3] is not None for r in rows])
+        en = np.array([r[3] for r in rows if r[3] is not None], dtype=float)
+        x_e = _design(terms[has_e], energy_basis(freqs[has_e], self.max_freq_hz)) if has_e.any() else None
+        self._track_residuals(freqs, x_t, dur, x_e, en, has_e)
+        decay = self.forget_per_iteration ** len(rows)
+        self.time.forget(decay)
+        self.energy.forget(decay)
+        self.time.add(x_t / dur[:, None], np.ones_like(dur))
+        self._time_scale = max(self._time_scale, float(dur.max()))
+        if x_e is not None:
+            self.energy.add(x_e / en[:, None], np.ones_like(en))
+            self._energy_scale = max(self._energy_scale, float(en.max()))
+            self.energy_iterations += int(has_e.sum())
+        self.iterations += len(rows)
+        self.frequencies_seen.update(float(f) for f in np.unique(freqs))
+        self._prior_stale = True
+        self._prepared = None
+
+    def _track_residuals(self, freqs: np.ndarray, x_t: np.ndarray, dur: np.ndarray, x_e: np.ndarray | None,
+                         en: np.ndarray, has_e: np.ndarray) -> None:
+        """Per-clock log(measured / predicted) of new iterations against the model as it was
+        (a predictive check; skipped until the model has been solved once)."""
+        clock = np.searchsorted(self._clock_list, freqs)
+        n = len(self._clock_list)
+        for k, (reg, x, y, idx) in enumerate(((self.time, x_t, dur, clock),
+                                              (self.energy, x_e, en, clock[has_e] if x_e is not None else None))):
+            cached = reg.cached_mean
+            if cached is None or x is None or idx is None:
+                continue
+            pred = x @ cached
+            ok = pred > 0.0
+            r = np.log(y[ok] / pred[ok])
+            counts = np.bincount(idx[ok], minlength=n)
+            self._resid_sum[k] = self._resid_sum[k] * RESIDUAL_DECAY ** counts + np.bincount(idx[ok], r, minlength=n)
+            self._resid_weight[k] = self._resid_weight[k] * RESIDUAL_DECAY ** counts + counts
+
+    def clock_corrections(self) -> np.ndarray:
+        """(2, clocks) multiplicative corrections of time and energy per clock (ascending):
+        the model family's misfit at that clock, as measured on its iterations, bounded to
+        [1 / CLOCK_FACTOR_MAX, CLOCK_FACTOR_MAX] and trusted after ~RESIDUAL_SHRINK iterations."""
+        log_f = self._resid_sum / (self._resid_weight + RESIDUAL_SHRINK)
+        return np.exp(np.clip(log_f, -np.log(CLOCK_FACTOR_MAX), np.log(CLOCK_FACTOR_MAX)))
+
+    def refresh_prior(self) -> None:
+        """Rebuild the cold prior around the current fit (module docstring); a profile-built
+        prior (:meth:`set_prior`) is kept as it is. Called lazily, before coefficients are read."""
+        self._prior_stale = False
+        if self._prior_from_profile:
+            return
+        self.time.set_prior(*_relative_prior(self.time, TIME_BASIS, self._time_scale,
+                                             (TIME_SLOPE_MEAN, 0.0), (TIME_SLOPE_SD, TIME_CURVE_SD)))
+        if self._energy_scale > 0.0:
+            self.energy.set_prior(*_relative_prior(self.energy, ENERGY_BASIS, self._energy_scale,
+                                                   ENERGY_MEANS, ENERGY_SDS))
+
+    def set_prior(self, time_mean: np.ndarray, time_var: np.ndarray, energy_mean: np.ndarray,
+                  energy_var: np.ndarray) -> None:
+        """Start from a prior built elsewhere (a measured profile, another board's state)."""
+        self.time.set_prior(time_mean, time_var)
+        self.energy.set_prior(energy_mean, energy_var)
+        self._prior_from_profile = True
+        self._prepared = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether both models have data (energy may lag when the sensor is slow)."""
+        return self.time.weight > 0.0 and self.energy.weight > 0.0
+
+    # ------------------------------------------------------------- coefficients
+    def coefficients(self, freqs_hz: np.ndarray, rng: np.random.Generator | None = None, *,
+                     corrected: bool = True) -> ClockCoefficients:
+        """Per-clock coefficients at the posterior mean, or at one posterior draw (``rng``),
+        times the per-clock corrections unless ``corrected`` is False."""
+        freqs_hz = np.asarray(freqs_hz, dtype=float)
+        if self._prior_stale:
+            self.refresh_prior()
+        theta_t = self.time.mean if rng is None else self.time.sample(rng)
+        theta_e = self.energy.mean if rng is None else self.energy.sample(rng)
+        t = time_basis(freqs_hz, self.max_freq_hz) @ theta_t.reshape(NUM_WORK_TERMS, TIME_BASIS).T
+        e = energy_basis(freqs_hz, self.max_freq_hz) @ theta_e.reshape(NUM_WORK_TERMS, ENERGY_BASIS).T
+        if corrected:
+            factors = self.clock_corrections()[:, np.clip(np.searchsorted(self._clock_list, freqs_hz), 0,
+                                                          len(self._clock_list) - 1)]
+            t = t * factors[0][:, None]
+            e = e * factors[1][:, None]
+        return ClockCoefficients(freqs_hz, t, e)
+
+    def prepare(self) -> None:
+        """Solve what the next decisions read, so that a decision itself only draws: the
+        prior, both posteriors, the mean coefficients at the board's clocks, each clock's
+        time pessimism and energy floor (see :meth:`explore`)."""
+        if self._prior_stale:
+            self.refresh_prior()
+        clocks = self._clock_list
+        mean = self.coefficients(clocks)
+        ref = np.tile(np.array(work_terms(0.0, REFERENCE_DECODES, REFERENCE_DECODES * REFERENCE_CONTEXT)),
+                      (len(clocks), 1))
+        x_t = _design(ref, time_basis(clocks, self.max_freq_hz))
+        mean_t = np.maximum(x_t @ self.time.mean, 1e-12)
+        sd_t = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", x_t, self.time.covariance(), x_t), 0.0))
+        slow = np.minimum(1.0 + TIME_PESSIMISM * sd_t / mean_t, DRAW_MAX)
+        x_e = _design(ref, energy_basis(clocks, self.max_freq_hz))
+        mean_e = np.maximum(x_e @ self.energy.mean, 1e-12)
+        low = np.minimum(ENERGY_FLOOR_SHARE * float(mean_e[-1]) / mean_e, 1.0)
+        self.energy.sample(np.random.default_rng(0))  # factor the posterior now, not in a decision
+        self._prepared = _Prepared(mean, mean.time_s * slow[:, None], x_e, 1.0 / mean_e, low)
+
+    def mean_coefficients(self) -> ClockCoefficients:
+        """Posterior-mean coefficients (corrected) at the board's clocks, ascending."""
+        if self._prepared is None:
+            self.prepare()
+        assert self._prepared is not None
+        return self._prepared.mean
+
+    def explore(self, rng: np.random.Generator) -> ClockCoefficients:
+        """The coefficients one decision plays with, at the board's clocks: the posterior
+        mean's, scaled per clock.
+
+        Energy by a Thompson draw (clocks whose energy is uncertain get tried): the ratio of
+        one posterior draw to the mean on a reference step (REFERENCE_DECODES requests
+        decoding), kept within [ENERGY_FLOOR_SHARE of the top clock's energy, DRAW_MAX x the
+        mean] (a draw that made energy vanish would make any queue look free). Time
+        pessimistically: the mean plus TIME_PESSIMISM posterior standard deviations on the
+        reference step (at most DRAW_MAX x), so a clock whose speed is unknown is taken to be
+        slow and is tried where there is slack, never under a load only the fastest arms carry.
+        """
+        if self._prepared is None:
+            self.prepare()
+        prep = self._prepared
+        assert prep is not None
+        ratio = np.minimum(np.maximum(prep.x_energy @ self.energy.sample(rng) * prep.inv_mean_energy, prep.low),
+                           DRAW_MAX)
+        return ClockCoefficients(prep.mean.freqs_hz, prep.slow_time, prep.mean.energy_j * ratio[:, None])
+
+    def predict(self, freq_hz: float, work: IterationWork) -> tuple[float, float]:
+        """(time_s, energy_j) of one iteration at the posterior mean."""
+        coef = self.coefficients(np.array([freq_hz]))
+        terms = np.array(work_terms(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens))
+        return float(coef.time_s[0] @ terms), float(coef.energy_j[0] @ terms)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        self.fold()
+        return {
+            "max_freq_hz": self.max_freq_hz,
+            "time": self.time.state_dict(),
+            "energy": self.energy.state_dict(),
+            "iterations": self.iterations,
+            "energy_iterations": self.energy_iterations,
+            "time_scale": self._time_scale,
+            "energy_scale": self._energy_scale,
+            "frequencies_seen": sorted(self.frequencies_seen),
+            "residual_sum": self._resid_sum.tolist(),
+            "residual_weight": self._resid_weight.tolist(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if abs(float(state["max_freq_hz"]) - self.max_freq_hz) > 0.5e6:
+            raise ValueError(f"board state is for a top clock of {state['max_freq_hz']} Hz, not {self.max_freq_hz}")
+        self.time.load_state_dict(state["time"])
+        self.energy.load_state_dict(state["energy"])
+        self.iterations = int(state.get("iterations", 0))
+        self.energy_iterations = int(state.get("energy_iterations", 0))
+        self._time_scale = float(state.get("time_scale", 0.0))
+        self._energy_scale = float(state.get("energy_scale", 0.0))
+        self.frequencies_seen = {float(f) for f in state.get("frequencies_seen", [])}
+        resid_sum = np.asarray(state.get("residual_sum", np.zeros_like(self._resid_sum)), dtype=float)
+        resid_weight = np.asarray(state.get("residual_weight", np.zeros_like(self._resid_weight)), dtype=float)
+        if resid_sum.shape != self._resid_sum.shape or resid_weight.shape != self._resid_weight.shape:
+            raise ValueError("board state: residuals are for another set of clocks")
+        self._resid_sum, self._resid_weight = resid_sum, resid_weight
+        self._prior_stale = True
+        self._prepared = None
+
+
+def _design(terms: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Rows of work terms (k, 6) times clock basis (k, B) -> design matrix (k, 6 * B)."""
+    return (terms[:, :, None] * basis[:, None, :]).reshape(terms.shape[0], -1)
+
+
+def _relative_prior(model: BayesLinReg, num_basis: int, scale: float, slope_means: Sequence[float],
+                    slope_sds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Prior: top-clock coefficients broad (LEVEL_SD x the data's scale); the clock terms of
+    work term j centred at ``slope_means`` x its top-clock coefficient, sd ``slope_sds`` x it."""
+    level_sd = LEVEL_SD * max(scale, 1e-6)
+    mean = np.zeros((NUM_WORK_TERMS, num_basis))
+    sd = np.full((NUM_WORK_TERMS, num_basis), level_sd)
+    if model.weight > 0.0:
+        # The top-clock level per work term from a fit under a flat prior on the clock terms.
+        flat = np.full(model.dim, level_sd**2)
+        model.set_prior(np.zeros(model.dim), flat)
+        level = model.mean.reshape(NUM_WORK_TERMS, num_basis)[:, 0]
+        floor = 1e-3 * level_sd
+        for k in range(1, num_basis):
+            mean[:, k] = slope_means[k - 1] * level
+            sd[:, k] = slope_sds[k - 1] * np.abs(level) + floor
+    else:
+        sd[:, 1:] = level_sd
+    return mean.reshape(-1), (sd**2).reshape(-1)
+
+
+#: A profile-built prior is worth this many iterations of the board's own data.
+PROFILE_PRIOR_ITERATIONS = 64.0
+
+
+def profile_prior(model: Any, freqs_hz: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(time mean, time var, energy mean, energy var) fitted to a profile's modelled iterations.
+
+    ``model`` answers ``iteration_time_s(work, f)`` and ``iteration_power_w(work, f)`` (a
+    :class:`~camel_vllm.devices.profiles.PerformanceModel`: the published roofline, or the
+    calibration table ``benchmarks/profile_device.py`` measured on the board). Decode steps of
+    1-64 requests and prefill chunks of 16-2048 tokens at every clock are fitted like real
+    iterations; the fit's covariance is widened so the prior weighs PROFILE_PRIOR_ITERATIONS.
+    """
+    clocks = sorted({float(f) for f in freqs_hz if f is not None}) or [1.0]
+    board = BoardModel(clocks)
+    rows = 0
+    for f in clocks:
+        for n in (1, 2, 4, 8, 16, 28, 64):
+            for ctx in (256, 2048):
+                work = IterationWork({f"r{i}": 1 for i in range(n)}, 0, n, n * ctx)
+                board.observe(f, work, model.iteration_time_s(work, f),
+                              model.iteration_power_w(work, f) * model.iteration_time_s(work, f))
+                rows += 1
+        for chunk in (16, 64, 256, 1024, 2048):
+            for n in (0, 8):
+                tokens = {"p": chunk, **{f"r{i}": 1 for i in range(n)}}
+                work = IterationWork(tokens, chunk, n, n * 1024)
+                t = model.iteration_time_s(work, f)
+                board.observe(f, work, t, model.iteration_power_w(work, f) * t)
+                rows += 1
+    board.fold()
+    board.refresh_prior()
+    widen = rows / PROFILE_PRIOR_ITERATIONS
+    out = []
+    for reg in (board.time, board.energy):
+        out.extend([reg.mean.copy(), np.diag(reg.covariance()) * widen])
+    return out[0], out[1], out[2], out[3]

@@ -1,0 +1,104 @@
+"""Outcomes keep the projections honest: corrections learned from finished requests.
+
+A finished request's measured energy and service time (first scheduled to finish) are set
+against what the projection in force said for its tokens under the arms that served it, and
+its measured wait (arrival to first scheduled) against the projected wait. The log-ratios
+are exponentially weighted over the last ~``MEMORY`` requests and pooled over arms: the
+board model already learns how each clock differs from the others from every iteration
+(and :class:`~camel_vllm.policies.model_based.board.BoardModel` corrects a clock whose
+iterations its model misses), so what remains for outcomes is how requests meet the board
+(prefill chunks holding up decodes, attribution in mixed steps, queueing) and that is
+shared by the arms. Per-arm outcome corrections were tried and dropped: an arm played when
+the queue is long meets longer services for reasons that are not the arm's (carry-over),
+so they turned the ranking of arms upside down at high load (docs/policies.md).
+
+Energy and service factors are bounded to ``[1 / MAX_FACTOR, MAX_FACTOR]`` and trusted in
+proportion to their evidence (``SHRINK`` pseudo-requests at no correction). The wait factor
+only ever raises projected waits (at most ``WAIT_MAX``): a queue model that underestimates
+waiting is corrected, one that overestimates it errs towards the faster arms, which is the
+safe side.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+#: Requests the corrections remember (exponential weighting).
+MEMORY = 500
+#: Pseudo-requests at "no correction" that the evidence must outweigh.
+SHRINK = 20.0
+#: Largest energy or service correction either way (a factor).
+MAX_FACTOR = 2.0
+#: Largest wait correction (waits are only ever raised).
+WAIT_MAX = 4.0
+
+
+class OutcomeCorrection:
+    """Pooled energy, service-time and wait corrections from finished requests."""
+
+    def __init__(self) -> None:
+        self._sum = [0.0, 0.0]  # weighted log-ratio sums: energy, service
+        self._abs = [0.0, 0.0]
+        self._weight = [0.0, 0.0]
+        self._wait_measured_s = 0.0
+        self._wait_projected_s = 0.0
+        self._wait_weight = 0.0
+        self.requests = 0
+
+    def observe(self, measured: tuple[float | None, float | None], projected: tuple[float, float]) -> None:
+        """One request: ``measured`` and ``projected`` (energy J, service s). A measurement
+        that is None or not positive is skipped (a sensor that read nothing teaches nothing)."""
+        decay = 1.0 - 1.0 / MEMORY
+        self.requests += 1
+        for k in range(2):
+            self._sum[k] *= decay
+            self._abs[k] *= decay
+            self._weight[k] *= decay
+            value, guess = measured[k], projected[k]
+            if value is None or not value > 0.0 or not guess > 0.0:
+                continue
+            r = math.log(value / guess)
+            self._sum[k] += r
+            self._abs[k] += abs(r)
+            self._weight[k] += 1.0
+
+    def observe_wait(self, measured_s: float, projected_s: float) -> None:
+        decay = 1.0 - 1.0 / MEMORY
+        self._wait_measured_s = decay * self._wait_measured_s + max(0.0, measured_s)
+        self._wait_projected_s = decay * self._wait_projected_s + max(0.0, projected_s)
+        self._wait_weight = decay * self._wait_weight + 1.0
+
+    def factors(self) -> tuple[float, float]:
+        """(energy, service) multiplicative corrections, 1.0 without evidence."""
+        out = []
+        for k in range(2):
+            log_f = self._sum[k] / (self._weight[k] + SHRINK)
+            out.append(math.exp(min(math.log(MAX_FACTOR), max(-math.log(MAX_FACTOR), log_f))))
+        return out[0], out[1]
+
+    def wait_factor(self, floor_s: float) -> float:
+        """Measured over projected mean wait, at least 1 and at most WAIT_MAX (``floor_s``
+        added to both keeps a ratio of tiny waits sane)."""
+        if self._wait_weight <= 0:
+            return 1.0
+        ratio = (self._wait_measured_s + floor_s * self._wait_weight) / (
+            self._wait_projected_s + floor_s * self._wait_weight)
+        return float(min(WAIT_MAX, max(1.0, ratio)))
+
+    def mean_abs_error(self) -> tuple[float, float]:
+        """Recent mean |log(measured / projected)| of energy and service time (0 without data)."""
+        return tuple(self._abs[k] / self._weight[k] if self._weight[k] > 0 else 0.0 for k in range(2))  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"sum": list(self._sum), "abs": list(self._abs), "weight": list(self._weight),
+                "wait": [self._wait_measured_s, self._wait_projected_s, self._wait_weight], "requests": self.requests}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        values = [list(map(float, state[k])) for k in ("sum", "abs", "weight")]
+        if any(len(v) != 2 or not all(math.isfinite(x) for x in v) for v in values):
+            raise ValueError("correction state: sum, abs and weight must be two finite numbers each")
+        self._sum, self._abs, self._weight = values
+        self._wait_measured_s, self._wait_projected_s, self._wait_weight = (float(v) for v in state["wait"])
+        self.requests = int(state.get("requests", 0))

@@ -1,0 +1,263 @@
+"""``camel``: model-based Thompson sampling over (clock, batch cap) arms.
+
+Each decision draws the board's time and energy models from their posteriors
+(:mod:`~camel_vllm.policies.model_based.board`), projects what every available arm would do
+to the requests running, waiting and expected to arrive (:mod:`~camel_vllm.policies.
+model_based.projection`), corrects the projection by what finished requests have shown
+(:mod:`~camel_vllm.policies.model_based.correction`) and plays the arm with the lowest
+projected cost under the draw. Arms are tried where the models are unsure, not on a
+schedule; a model that has seen one clock extrapolates to the others with the roofline's
+shape and is never allowed to project a lower clock faster than the highest.
+
+Until the board model has ``WARMUP_ITERATIONS`` iterations and ``MIN_FINISHED`` requests have
+shown their sizes, the policy plays the default arm (highest clock, largest cap: vLLM left
+alone). Costs handed to :meth:`observe` are not used:
+the policy learns from iterations (``observe_iteration``) and finished requests
+(``observe_outcome``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from camel_vllm.arms import ArmSet
+from camel_vllm.config import SLOConfig
+from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.model_based.board import BoardModel
+from camel_vllm.policies.model_based.correction import OutcomeCorrection
+from camel_vllm.policies.model_based.projection import ArmGeometry, Projection, QueueState, project
+from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
+from camel_vllm.types import Context, EngineSnapshot, IterationWork, RequestOutcome
+
+logger = logging.getLogger("vllm.camel")
+
+#: Iterations the board model sees (at the default arm) before the policy leaves it: two
+#: folds of the regressions.
+WARMUP_ITERATIONS = 64
+#: Added to measured and projected mean waits before their ratio (s): about a decode step,
+#: so waits of a few steps do not swing the wait correction.
+WAIT_FLOOR_S = 0.05
+#: Memory of the per-arm spread between a posterior draw and the mean (for metrics).
+SPREAD_MEMORY = 20.0
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Settings of the ``camel`` policy (``policy_params`` keys of the same names).
+
+    ``warmup_iterations``: iterations at the default arm before the first model-based choice.
+    """
+
+    warmup_iterations: int = WARMUP_ITERATIONS
+
+
+class ModelBasedPolicy:
+    """The ``camel`` policy; see the module docstring."""
+
+    name = "camel"
+
+    def __init__(
+        self,
+        arms: ArmSet,
+        rng: np.random.Generator,
+        *,
+        epoch_iterations: int,
+        cost: str = "edp",
+        alpha: float = 0.5,
+        switch_cost: float = 0.0,
+        slo: SLOConfig | None = None,
+        token_budget: int | None = None,
+        params: ModelParams = ModelParams(),
+    ) -> None:
+        self.arms = arms
+        self.rng = rng
+        self.epoch_iterations = max(1, int(epoch_iterations))
+        self.cost_name = cost
+        self.alpha = float(alpha)
+        self.switch_cost = float(switch_cost)
+        self.slo = slo
+        self.params = params
+        top = max((a.freq_hz for a in arms.arms if a.freq_hz is not None), default=None)
+        self._arm_freq = np.array([top if a.freq_hz is None else a.freq_hz for a in arms.arms] if top else
+                                  [1.0] * len(arms), dtype=float)
+        self._clocks, self._clock_of_arm = np.unique(self._arm_freq, return_inverse=True)
+        self._top_clock = int(np.argmax(self._clocks))
+        self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
+        self._geometry = ArmGeometry.of(self._caps)
+        self._chores: list[Callable[[], None]] = []
+        self.board = BoardModel([a.freq_hz for a in arms.arms])
+        self.workload = WorkloadEstimator(token_budget)
+        self.correction = OutcomeCorrection()
+        self._snapshot: EngineSnapshot | None = None
+        self._last_now_s = 0.0
+        self.decisions = 0
+        self.pulls = np.zeros(len(arms))
+        #: The posterior-mean projection in force and the (energy, service, wait) factors it used.
+        self._in_force: tuple[Projection, float, float, float] | None = None
+        self._in_force_index: int | None = None
+        self._cost_mean = np.full(len(arms), np.nan)
+        self._spread2 = np.zeros(len(arms))
+        self._energy_ref_j = 0.0
+        self._latency_ref_s = 0.0
+        self._finished = 0
+
+    # ------------------------------------------------------------------ hooks
+    def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
+        self.workload.observe_arrival(now_s, prompt_tokens)
+        self._last_now_s = max(self._last_now_s, now_s)
+
+    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
+        self._snapshot = snapshot
+        self._last_now_s = max(self._last_now_s, snapshot.now_s)
+
+    def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
+                          energy_j: float | None = None) -> None:
+        self.board.observe(self.arms[arm_index].freq_hz, work, duration_s, energy_j)
+        if work.num_prefill_tokens:
+            self.workload.observe_chunk(work.num_prefill_tokens)
+
+    def observe_outcome(self, outcome: RequestOutcome) -> None:
+        request = outcome.request
+        self.workload.observe_finished(request.prompt_tokens, request.output_tokens)
+        self._finished += 1
+        a = 1.0 / min(self._finished, 500)
+        self._energy_ref_j += a * (outcome.energy_j - self._energy_ref_j)
+        self._latency_ref_s += a * (request.latency_s - self._latency_ref_s)
+        in_force = self._in_force
+        first_s = outcome.first_scheduled_s
+        if in_force is None or first_s is None:
+            return
+        proj, energy_scale, service_scale, wait_scale = in_force
+        p, l = float(request.prompt_tokens), float(request.output_tokens)
+        e_proj = s_proj = 0.0
+        for (_, arm), share in outcome.arm_shares.items():
+            e_proj += share * (proj.energy_prompt_j[arm] * p + proj.energy_output_j[arm] * l)
+            s_proj += share * (proj.service_fixed_s[arm] + proj.service_prompt_s[arm] * p
+                               + proj.service_output_s[arm] * l)
+        # Against the model alone: the corrections in force are taken back out.
+        energy = outcome.energy_j if outcome.energy_measured else None
+        self.correction.observe((energy, max(0.0, request.finish_s - first_s)),
+                                (e_proj / energy_scale, s_proj / service_scale))
+        if self._in_force_index is not None:
+            self.correction.observe_wait(max(0.0, first_s - request.arrival_s),
+                                         float(proj.wait_s[self._in_force_index]) / wait_scale)
+
+    def maintain(self) -> None:
+        """Between decisions (the controller calls this on the last iterations of an epoch):
+        one piece of the next decision's work per call, so no iteration pays for all of it.
+        First the board model takes its buffered iterations and re-solves; then the
+        posterior-mean projection (for metrics and the outcome corrections) is made."""
+        if self._chores:
+            self._chores.pop(0)()
+
+    def _refresh_model(self) -> None:
+        self.board.fold()
+        if self._model_ready():
+            self.board.prepare()
+
+    def _refresh_mean(self) -> None:
+        if self._model_ready():
+            factors = self._factors()
+            proj = self._project(self.board.mean_coefficients(), factors)
+            self._in_force = (proj, *factors)
+            self._cost_mean = self._cost(proj)
+
+    # ----------------------------------------------------------------- policy
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        idx = np.asarray(available, dtype=np.intp)
+        if idx.size == 0:
+            raise ValueError("select() needs at least one available arm")
+        self.decisions += 1
+        for chore in self._chores:  # what maintain() did not get to (or no maintain at all)
+            chore()
+        self._chores = [self._refresh_model, self._refresh_mean]
+        if not self._model_ready():
+            choice = self._default(idx)
+        else:
+            if self._in_force is None:
+                self._refresh_mean()
+            draw = self._project(self.board.explore(self.rng), self._factors())
+            scored = self._cost(draw)
+            self._spread2 += ((scored - self._cost_mean) ** 2 - self._spread2) / SPREAD_MEMORY
+            if self.switch_cost > 0.0 and current is not None:
+                scored = scored * np.exp(self.switch_cost * (self._arm_freq != self._arm_freq[current]))
+            allowed = self._slo_allowed(self._in_force[0], idx) if self.slo is not None else idx
+            choice = int(allowed[np.argmin(scored[allowed])])
+        self._in_force_index = choice
+        self.pulls[choice] += 1
+        return choice
+
+    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
+        """Request-level costs are not used (outcomes arrive through ``observe_outcome``)."""
+        return None
+
+    def estimates(self) -> list[ArmEstimate]:
+        """Projected cost per arm at the posterior mean (last decision) and its draw spread."""
+        mean, spread2, pulls = self._cost_mean, self._spread2, self.pulls
+        return [ArmEstimate(a, None, float(pulls[a]), float(mean[a]), float(math.sqrt(spread2[a])))
+                for a in range(len(self.arms)) if not math.isnan(mean[a])]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "model-based", "num_arms": len(self.arms), "board": self.board.state_dict(),
+                "workload": self.workload.state_dict(), "correction": self.correction.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("kind") != "model-based":
+            raise ValueError(f"state kind {state.get('kind')!r} is not model-based")
+        if int(state["num_arms"]) != len(self.arms):
+            raise ValueError(f"state has {state['num_arms']} arms, policy has {len(self.arms)}")
+        self.board.load_state_dict(state["board"])
+        self.workload.load_state_dict(state["workload"])
+        self.correction.load_state_dict(state["correction"])
+
+    # --------------------------------------------------------------- internals
+    def _model_ready(self) -> bool:
+        return (self.board.iterations >= self.params.warmup_iterations and self.board.ready
+                and self.workload.finished >= MIN_FINISHED)
+
+    def _factors(self) -> tuple[float, float, float]:
+        """The outcome corrections in force: (energy, service, wait) factors."""
+        energy, service = self.correction.factors()
+        return energy, service, self.correction.wait_factor(floor_s=WAIT_FLOOR_S)
+
+    def _project(self, coef: Any, factors: tuple[float, float, float]) -> Projection:
+        snap = self._snapshot
+        queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
+        rows = self._clock_of_arm
+        return project(
+            self._geometry, coef.time_s[rows], coef.energy_j[rows], coef.time_s[self._top_clock],
+            self.workload.view(self._last_now_s), queue, self.epoch_iterations,
+            energy_scale=factors[0], service_scale=factors[1], wait_scale=factors[2],
+        )
+
+    def _cost(self, proj: Projection) -> np.ndarray:
+        """The configured cost per arm: mean EDP, or Camel's weighted energy and latency."""
+        if self.cost_name == "weighted":
+            e_ref = self._energy_ref_j if self._energy_ref_j > 0 else float(np.median(proj.energy_j))
+            l_ref = self._latency_ref_s if self._latency_ref_s > 0 else float(np.median(proj.latency_s))
+            return self.alpha * proj.energy_j / e_ref + (1.0 - self.alpha) * proj.latency_s / l_ref
+        return proj.edp_js
+
+    def _slo_allowed(self, proj: Projection, idx: np.ndarray) -> np.ndarray:
+        """Available arms whose projected SLO metric (posterior mean, mean request) meets the
+        threshold (never none)."""
+        assert self.slo is not None
+        metric = self.slo.metric
+        if metric == "tpot":
+            value = proj.service_output_s
+        elif metric == "ttft":
+            value = proj.wait_s + proj.service_fixed_s + proj.service_output_s + proj.service_prompt_s * proj.mean_prompt
+        else:
+            value = proj.latency_s
+        ok = value[idx] <= self.slo.threshold_s
+        if ok.any():
+            return idx[ok]
+        return idx[[int(np.argmin(value[idx]))]]
+
+    def _default(self, idx: np.ndarray) -> int:
+        return int(max(idx, key=lambda i: (self._arm_freq[i], self._caps[i])))

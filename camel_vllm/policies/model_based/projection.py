@@ -1,0 +1,235 @@
+"""What each arm would do to the requests: projected energy, latency and EDP per request.
+
+For every arm (clock ``f``, batch cap ``B``), from the board's per-clock coefficients
+(:mod:`~camel_vllm.policies.model_based.board`) and the load (:mod:`~camel_vllm.policies.
+model_based.workload`), all arms at once as numpy vectors:
+
+*Capacity.* At a full batch of ``B`` the arm serves ``mu`` requests/s, where the prefill of
+those requests stretches every step: ``mu E[S(mu)] = B``, a quadratic in ``mu`` solved in
+closed form. Requests flow through at ``min(lambda, mu)``.
+
+*Steady state.* ``N_s`` requests run on average (Little's law, ``N_s = lambda E[S]``, in
+closed form); a running request shares its decode steps with ``1 + Poisson(N_s)``
+requests, at most ``B``. A decode step takes ``t_d(N)``; other requests' prefill chunks
+stretch it to ``t = t_d / (1 - rho_p)``, ``rho_p = lambda E[P] g_t`` (``g_t``: seconds per
+prefill token, the secant at the mean chunk). A request's service time is its prefill
+(``chunks x t_d + P g_t``) plus ``L - 1`` decode steps. Waiting for a free slot under the cap
+is the G/G/B queue of Sakasegawa's approximation (Sakasegawa 1977; Whitt 1993, "Approximations
+for the GI/G/m queue") at full batch: ``Wq = E[S]/B x rho^(sqrt(2(B+1)) - 1) / (1 - rho) x
+(ca2 + cs2) / 2``. Energy is attributed as the controller does, by tokens: a prefill token
+pays the marginal prefill energy plus its share of the step's fixed energy, a decode token
+``e_d(N) / N`` (``E[1/N] = (1 - e^-m) / m`` for ``N = 1 + Poisson(m)``), nearly nothing in
+steps that carry someone's prefill. So energy ``E = a1 P + a2 L`` and latency ``Lat = b0 +
+b1 P + b2 L`` are linear in a request's tokens, and the mean EDP is exact in the moments
+``E[x x']``, ``x = (1, P, L)``: large requests weigh as much as they do in the mean.
+
+*The queue in view.* ``Q0`` requests wait now (beyond the cap). Each arm is judged as if
+held (a policy that would choose it again at the next decision does hold it): over a
+horizon ``H`` (one epoch plus the time the fastest arm needs to clear ``Q0``) it drains them
+at ``mu - lambda`` or grows them at ``lambda - mu``; what is left at ``H`` is drained by the
+fastest arm. The queue-seconds this costs, ``QS`` (fluid approximation, Newell 1982), add
+``E[E] x QS`` to the EDP of the ``M`` requests present or arriving within ``H``. An arm
+that cannot keep up is priced by the queue it grows, never excluded by a threshold; under
+sustained overload the fastest arms win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from camel_vllm.policies.model_based.board import CONTEXT_SCALE, SEGMENT_TOKENS, TOKEN_SCALE
+from camel_vllm.policies.model_based.workload import LoadView
+
+#: Utilisation at which an arm's steady-state wait is capped (the fluid queue term prices
+#: what lies beyond).
+RHO_CAP = 0.98
+#: The fastest arm's drain rate is at least this share of its capacity, so an overload that
+#: no arm can absorb still ranks arms by the queue they grow instead of dividing by zero.
+MIN_DRAIN_SHARE = 0.05
+#: Smallest time or energy coefficient a projection uses (s, J): a fresh model's draw can
+#: be negative where it has no data.
+FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The engine at the decision: requests running and waiting."""
+
+    num_running: int
+    num_waiting: int
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Per-arm projections (arrays over arms). Units: J, s, J*s.
+
+    A request of ``P`` prompt and ``L`` output tokens is projected to use ``energy_prompt_j P +
+    energy_output_j L`` joules and ``service_fixed_s + service_prompt_s P + service_output_s L``
+    seconds of service once scheduled, after a mean wait of ``wait_s`` (steady state plus the
+    current backlog's share).
+    """
+
+    edp_js: np.ndarray
+    wait_s: np.ndarray
+    capacity_per_s: np.ndarray
+    running: np.ndarray
+    energy_prompt_j: np.ndarray
+    energy_output_j: np.ndarray
+    service_fixed_s: np.ndarray
+    service_prompt_s: np.ndarray
+    service_output_s: np.ndarray
+    mean_prompt: float
+    mean_output: float
+
+    @property
+    def energy_j(self) -> np.ndarray:
+        """Mean energy per request (J)."""
+        return self.energy_prompt_j * self.mean_prompt + self.energy_output_j * self.mean_output
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        """Mean latency per request, wait included (s)."""
+        return (self.wait_s + self.service_fixed_s + self.service_prompt_s * self.mean_prompt
+                + self.service_output_s * self.mean_output)
+
+
+@dataclass(frozen=True)
+class ArmGeometry:
+    """What a projection needs of the arms' batch caps, computed once per arm set."""
+
+    caps: np.ndarray  # (A,) batch caps
+    span: np.ndarray  # max(cap - 1, 1): the secant's run
+    inv_caps: np.ndarray
+    wait_exponent: np.ndarray  # sqrt(2 (cap + 1)) - 1 (Sakasegawa)
+    full_tokens: np.ndarray  # (A, 3) a full batch's decode tokens per token segment
+
+    @classmethod
+    def of(cls, caps: np.ndarray) -> "ArmGeometry":
+        caps = np.asarray(caps, dtype=float)
+        return cls(caps, np.maximum(caps - 1.0, 1.0), 1.0 / caps, np.sqrt(2.0 * (caps + 1.0)) - 1.0,
+                   _segments(caps))
+
+
+def _segments(tokens: np.ndarray) -> np.ndarray:
+    """(A, 3) tokens of a step in each token segment (board.SEGMENT_TOKENS), over TOKEN_SCALE."""
+    lo, hi = SEGMENT_TOKENS
+    out = np.empty((tokens.size, 3))
+    out[:, 0] = np.minimum(tokens, lo)
+    out[:, 1] = np.minimum(np.maximum(tokens - lo, 0.0), hi - lo)
+    out[:, 2] = np.maximum(tokens - hi, 0.0)
+    return out / TOKEN_SCALE
+
+
+def project(
+    arms: ArmGeometry,
+    time_coef: np.ndarray,
+    energy_coef: np.ndarray,
+    top_time_coef: np.ndarray,
+    load: LoadView,
+    queue: QueueState,
+    epoch_iterations: int,
+    *,
+    energy_scale: float = 1.0,
+    service_scale: float = 1.0,
+    wait_scale: float = 1.0,
+) -> Projection:
+    """Project every arm (rows of the coefficient arrays, (A, 5); ``arms`` their caps).
+
+    ``top_time_coef`` (5,) is the time model at the highest clock: no arm's time coefficient
+    is taken below it (the roofline's physics: a lower clock does the same work no faster;
+    a fresh model's draw can say otherwise where it has no data). ``energy_scale``,
+    ``service_scale`` and ``wait_scale`` are the outcome corrections (:mod:`~camel_vllm.
+    policies.model_based.correction`), 1 without evidence.
+
+    A step's time (and energy) is linear in the number decoding ``n`` between one and a full
+    batch (the secant: the token segments make it convex, so this errs slow), which makes the
+    occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
+    decision projects 49 arms in ~80 vector operations.
+    """
+    caps = arms.caps
+    lam = load.rate_per_s
+    m = load.moments
+    mean_p, mean_l = float(m[0, 1]), max(1.0, float(m[0, 2]))
+    var_p, var_l = max(0.0, float(m[1, 1]) - mean_p**2), max(0.0, float(m[2, 2]) - mean_l**2)
+    chunk, chunks = load.mean_chunk_tokens, load.mean_chunks
+    ctx = load.decode_context_tokens / CONTEXT_SCALE
+    time_coef = np.maximum(time_coef, top_time_coef)
+    one = np.array([1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx])
+    t1, e1 = time_coef @ one, energy_coef @ one
+    # A full batch's step, and the same with a prefill chunk: per arm, coef . work.
+    ctx_full = caps * ctx
+    seg_full, seg_chunk = arms.full_tokens, _segments(caps + chunk)
+    t_full = time_coef[:, 0] + time_coef[:, 4] * ctx_full + np.einsum("ij,ij->i", time_coef[:, 1:4], seg_full)
+    e_full = energy_coef[:, 0] + energy_coef[:, 4] * ctx_full + np.einsum("ij,ij->i", energy_coef[:, 1:4], seg_full)
+    seg_extra = seg_chunk - seg_full
+    g_t = np.maximum(np.einsum("ij,ij->i", time_coef[:, 1:4], seg_extra), FLOOR * chunk) / chunk
+    g_e = np.maximum(np.einsum("ij,ij->i", energy_coef[:, 1:4], seg_extra), 0.0) / chunk
+    t1 = np.maximum(t1, FLOOR)
+    t_full = np.maximum(t_full, t1)
+    beta_t = (t_full - t1) / arms.span
+    e1 = np.maximum(e1, FLOOR)
+    beta_e = np.maximum(e_full - e1, 0.0) / arms.span
+
+    # Capacity at a full batch: A0 c mu^2 - (A0 + K + B c) mu + B = 0 (smaller root), with
+    # S(mu) = A0 + K / (1 - mu c): A0 the prefill, K the decode steps, c the prefill share.
+    c = mean_p * g_t
+    a0 = (chunks * t_full + c) * service_scale
+    k_dec = (mean_l - 1.0) * service_scale * t_full
+    lin = a0 + k_dec + caps * c
+    capacity = 2.0 * caps / (lin + np.sqrt(np.maximum(lin * lin - 4.0 * caps * a0 * c, 0.0)))
+    flow = np.minimum(capacity * RHO_CAP, lam)  # what gets through
+
+    # Mean number running besides a request: N = flow S(N), S(N) = A + B' N (closed form).
+    stretch = 1.0 / (1.0 - np.minimum(flow * c, RHO_CAP))  # others' prefill in its steps
+    steps = (mean_l - 1.0) * stretch + chunks
+    grow = flow * service_scale * steps * beta_t
+    running = flow * service_scale * (steps * t1 + c) / np.maximum(1.0 - grow, 1e-9)
+    running = np.minimum(np.maximum(running + (grow >= 1.0) * caps, 0.0), caps - 1.0)
+    t_d = t1 + beta_t * running
+    t_bar = t_d * stretch
+
+    # Energy per token, attributed by tokens as the controller does.
+    n = running + 1.0
+    e_d = e1 + beta_e * running
+    e_fixed = np.maximum(e1 - beta_e, 0.0)
+    inv_n = np.maximum(-np.expm1(-running) / np.maximum(running, 1e-9), arms.inv_caps)
+    share = np.minimum(flow * chunks * t_bar, 1.0)  # of a request's steps that carry a prefill
+    a_prompt = (g_e + e_d / chunk) * energy_scale
+    a_output = ((1.0 - share) * (e_fixed * inv_n + beta_e) + share * e_d / (chunk + n)) * energy_scale
+
+    # Service (no queue): prefill chunks, prompt tokens, then L - 1 decode steps.
+    b_fixed = (chunks * t_d - t_bar) * service_scale
+    b_prompt = g_t * service_scale
+    b_output = t_bar * service_scale
+
+    # Waiting for a slot under the cap: G/G/B at a full batch (Sakasegawa).
+    rho = np.minimum(lam / capacity, RHO_CAP)
+    service_full = caps / capacity
+    cs2 = ((k_dec * (1.0 / max(mean_l - 1.0, 1.0))) ** 2 * var_l + (g_t * service_scale) ** 2 * var_p) / service_full**2
+    wq = service_full * arms.inv_caps * rho**arms.wait_exponent / (1.0 - rho) * (load.ca2 + cs2) * 0.5
+
+    # The current backlog under the arm held over H, the rest drained by the fastest arm.
+    q0 = np.maximum(queue.num_running - caps, 0.0) + float(queue.num_waiting)
+    fastest = float(capacity.max())
+    best_drain = max(fastest - lam, MIN_DRAIN_SHARE * fastest)
+    horizon = epoch_iterations * float(t_bar.min()) + float(q0.max()) / best_drain
+    drain = capacity - lam
+    q_end = np.maximum(q0 - drain * horizon, 0.0)
+    empties = (q_end <= 0.0) & (drain > 0)
+    queue_s = empties * (q0 * q0 * 0.5 / np.maximum(drain, 1e-12)) + (~empties) * (horizon * 0.5 * (q0 + q_end))
+    queue_s = queue_s + q_end * q_end * (0.5 / best_drain)
+    population = max(1.0, queue.num_running + queue.num_waiting + lam * horizon)
+    wait = (queue_s * (1.0 / population) + wq) * wait_scale
+
+    # Mean EDP over (1, P, L) moments: E[(a1 P + a2 L)(b0 + b1 P + b2 L)] with b0 = wait + fixed.
+    b0 = wait + b_fixed
+    edp = (a_prompt * (b0 * m[0, 1] + b_prompt * m[1, 1] + b_output * m[1, 2])
+           + a_output * (b0 * m[0, 2] + b_prompt * m[1, 2] + b_output * m[2, 2]))
+    return Projection(
+        edp_js=edp, wait_s=wait, capacity_per_s=capacity, running=running,
+        energy_prompt_j=a_prompt, energy_output_j=a_output,
+        service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
+        mean_prompt=mean_p, mean_output=mean_l,
+    )

@@ -1,0 +1,176 @@
+"""What camel knows of the load: arrival rate and burstiness, and the requests' sizes.
+
+Arrivals give the rate ``lambda`` (requests/s) and the squared coefficient of variation of
+the gaps between them, ``ca2`` (1 for Poisson arrivals, more for bursts), both
+exponentially weighted over the last ~``GAP_MEMORY`` arrivals; a lull longer than the mean
+gap lowers the rate as it goes on (the gap in progress counts as one more gap).
+Arrivals give the moments of prompt tokens ``P`` at once; finished requests those of output
+tokens ``L`` and their covariance with ``P``, over the last ~``SIZE_MEMORY`` requests. Together
+they make ``E[x x']`` for ``x = (1, P, L)``. Output lengths are unknown in advance, so
+projections use what finished requests have shown; the first to finish are the short ones,
+so until ``MIN_FINISHED`` have, the conversation-trace median (128 output tokens, CV 1)
+stands in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+#: Arrivals and finished requests the estimates remember (exponential weighting).
+GAP_MEMORY = 64
+SIZE_MEMORY = 256
+#: Finished requests before their sizes replace the cold defaults.
+MIN_FINISHED = 32
+#: Cold default output length (tokens): the Azure conversation trace's median, 129
+#: (../shared/traces/SOURCES.md), with a coefficient of variation of 1.
+DEFAULT_OUTPUT_TOKENS = 128.0
+DEFAULT_PROMPT_TOKENS = 512.0
+
+
+@dataclass(frozen=True)
+class LoadView:
+    """A snapshot of the load estimates used by one projection."""
+
+    rate_per_s: float
+    ca2: float
+    moments: np.ndarray  # E[x x'] for x = (1, P, L), (3, 3)
+    mean_chunk_tokens: float  # E[min(P, token budget)]
+    mean_chunks: float  # E[ceil(P / token budget)]
+
+    @property
+    def mean_prompt(self) -> float:
+        return float(self.moments[0, 1])
+
+    @property
+    def mean_output(self) -> float:
+        return float(self.moments[0, 2])
+
+    @property
+    def output_cv2(self) -> float:
+        mean = self.mean_output
+        return max(0.0, float(self.moments[2, 2]) / (mean * mean) - 1.0) if mean > 0 else 1.0
+
+    @property
+    def decode_context_tokens(self) -> float:
+        """Mean context a decode step reads per request, weighted by steps: E[L P + L^2/2] / E[L]."""
+        mean = self.mean_output
+        if mean <= 0:
+            return self.mean_prompt
+        return float(self.moments[1, 2] + 0.5 * self.moments[2, 2]) / mean
+
+
+class WorkloadEstimator:
+    """Exponentially weighted load estimates (see the module docstring)."""
+
+    def __init__(self, token_budget: int | None = None) -> None:
+        self.token_budget = token_budget
+        self.arrivals = 0
+        self.finished = 0
+        self._last_arrival_s: float | None = None
+        self._gap_mean = 0.0
+        self._gap_sq = 0.0
+        self._gaps = 0
+        self._moments = np.zeros((3, 3))  # from finished requests
+        self._prompts = 0
+        self._p1 = 0.0  # E[P], E[P^2] from arrivals
+        self._p2 = 0.0
+        self._chunk = 0.0
+        self._chunks = 0.0
+        self._size_weight = 0.0
+        self._max_chunk = 0
+
+    def observe_arrival(self, now_s: float, prompt_tokens: int | None = None) -> None:
+        if prompt_tokens is not None:
+            p = float(max(0, prompt_tokens))
+            self._prompts += 1
+            a = max(1.0 / SIZE_MEMORY, 1.0 / self._prompts)
+            self._p1 += a * (p - self._p1)
+            self._p2 += a * (p * p - self._p2)
+            budget = self._budget()
+            self._chunk += a * (min(p, budget) - self._chunk)
+            self._chunks += a * (max(1.0, math.ceil(p / budget)) - self._chunks)
+        if self._last_arrival_s is not None:
+            gap = max(0.0, now_s - self._last_arrival_s)
+            self._gaps += 1
+            a = max(1.0 / GAP_MEMORY, 1.0 / self._gaps)
+            self._gap_mean += a * (gap - self._gap_mean)
+            self._gap_sq += a * (gap * gap - self._gap_sq)
+        self._last_arrival_s = now_s if self._last_arrival_s is None else max(self._last_arrival_s, now_s)
+        self.arrivals += 1
+
+    def observe_chunk(self, prefill_tokens: int) -> None:
+        """The largest prefill seen in one iteration stands for the token budget when the
+        engine did not say what it is."""
+        if prefill_tokens > self._max_chunk:
+            self._max_chunk = prefill_tokens
+
+    def observe_finished(self, prompt_tokens: int, output_tokens: int) -> None:
+        p, l = float(max(0, prompt_tokens)), float(max(1, output_tokens))
+        x = np.array([1.0, p, l])
+        self.finished += 1
+        a = max(1.0 / SIZE_MEMORY, 1.0 / self.finished)
+        self._moments += a * (np.outer(x, x) - self._moments)
+        if self._prompts == 0:  # arrivals not reported: prompts from finished requests
+            budget = self._budget()
+            self._chunk += a * (min(p, budget) - self._chunk)
+            self._chunks += a * (max(1.0, math.ceil(p / budget)) - self._chunks)
+
+    def _budget(self) -> float:
+        if self.token_budget:
+            return float(self.token_budget)
+        return float(max(self._max_chunk, 512))
+
+    def rate_per_s(self, now_s: float) -> float:
+        """Arrivals per second (0 before two arrivals)."""
+        if self._gaps == 0 or self._last_arrival_s is None:
+            return 0.0
+        # The gap in progress counts as one more gap once it is longer than the mean.
+        pending = max(0.0, now_s - self._last_arrival_s - self._gap_mean)
+        gap = self._gap_mean + pending / GAP_MEMORY
+        return 1.0 / gap if gap > 0 else 0.0
+
+    def ca2(self) -> float:
+        """Squared coefficient of variation of inter-arrival gaps (1 before enough arrivals)."""
+        if self._gaps < 8 or self._gap_mean <= 0:
+            return 1.0
+        var = max(0.0, self._gap_sq - self._gap_mean**2)
+        return var / self._gap_mean**2
+
+    def view(self, now_s: float) -> LoadView:
+        if self.finished >= MIN_FINISHED:
+            f = self._moments
+            l1, l2, cov = f[0, 2], f[2, 2], f[1, 2] - f[0, 1] * f[0, 2]
+        else:
+            l1, l2, cov = DEFAULT_OUTPUT_TOKENS, 2.0 * DEFAULT_OUTPUT_TOKENS**2, 0.0
+        if self._prompts >= MIN_FINISHED:
+            p1, p2, chunk, chunks = self._p1, self._p2, self._chunk, self._chunks
+        elif self.finished >= MIN_FINISHED:
+            p1, p2, chunk, chunks = self._moments[0, 1], self._moments[1, 1], self._chunk, self._chunks
+        else:
+            p1, p2 = DEFAULT_PROMPT_TOKENS, 2.0 * DEFAULT_PROMPT_TOKENS**2
+            budget = self._budget()
+            chunk, chunks = min(p1, budget), max(1.0, math.ceil(p1 / budget))
+        pl = p1 * l1 + cov
+        moments = np.array([[1.0, p1, l1], [p1, p2, pl], [l1, pl, l2]])
+        return LoadView(self.rate_per_s(now_s), self.ca2(), moments, max(1.0, chunk), max(1.0, chunks))
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"moments": self._moments.tolist(), "finished": self.finished, "chunk": self._chunk,
+                "chunks": self._chunks, "max_chunk": self._max_chunk, "prompts": [self._prompts, self._p1, self._p2]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        moments = np.asarray(state["moments"], dtype=float)
+        if moments.shape != (3, 3) or not np.isfinite(moments).all():
+            raise ValueError("workload state: moments must be a finite 3 x 3 matrix")
+        self._moments = moments
+        self.finished = int(state["finished"])
+        self._chunk = float(state["chunk"])
+        self._chunks = float(state["chunks"])
+        self._max_chunk = int(state.get("max_chunk", 0))
+        prompts = state.get("prompts", [0, 0.0, 0.0])
+        self._prompts, self._p1, self._p2 = int(prompts[0]), float(prompts[1]), float(prompts[2])
