@@ -38,7 +38,12 @@ OVERLOAD_WINDOW_REQUESTS = 2000
 #: Arms within this many log units of the best count as "near best" (1% EDP).
 NEAR_BEST_LOG = 0.01
 #: Policies the benchmark compares (the issue's list) and the ablation of camel's sharing.
-BENCH_POLICIES = ("camel", "ts", "zeus-ts", "ucb", "epsilon", "grid")
+#: ``zeus-ts`` is Zeus's default configuration (all history); ``zeus-ts-w10`` its window-10 variant.
+BENCH_POLICIES = ("camel", "ts", "zeus-ts", "zeus-ts-w10", "ucb", "epsilon", "grid")
+#: Named configurations of a policy that ``policies`` may list beside the policy names.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "zeus-ts-w10": {"policy": "zeus-ts", "policy_params": {"window": 10}},
+}
 ABLATIONS = {
     "camel-independent": {"policy": "camel", "policy_params": {"share_strength": 0.0}},
     "camel-flat": {"policy": "camel", "policy_params": {"additive_kappa": 0.0}},
@@ -234,6 +239,14 @@ def run_policy(
     return float(regret.sum()), share, near, np.cumsum(regret)
 
 
+def resolve_policy(label: str) -> tuple[str, str, dict[str, Any] | None]:
+    """``label`` -> (label, policy name, config overrides): a policy name or a :data:`VARIANTS` key."""
+    spec = VARIANTS.get(label)
+    if spec is None:
+        return label, label, None
+    return label, spec["policy"], {k: v for k, v in spec.items() if k != "policy"}
+
+
 def run_benchmark(
     *,
     num_arms: int = 49,
@@ -253,7 +266,7 @@ def run_benchmark(
                      "cost": "log EDP (J*s)"},
         "envs": {},
     }
-    runs: list[tuple[str, str, dict[str, Any] | None]] = [(p, p, None) for p in policies]
+    runs: list[tuple[str, str, dict[str, Any] | None]] = [resolve_policy(p) for p in policies]
     if ablations:
         runs += [(label, spec["policy"], {k: v for k, v in spec.items() if k != "policy"})
                  for label, spec in ABLATIONS.items()]
