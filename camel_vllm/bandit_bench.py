@@ -193,6 +193,19 @@ def make_environment(name: str, arms: ArmSet, horizon: int) -> tuple[Environment
 
 
 # ---------------------------------------------------------------------------- running
+def environment_draws(env: Environment, seed: int, noise_std: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The environment's randomness for one seed, the same for every policy (and for real Zeus in
+    ``benchmarks/zeus_peer.py``): requests in the system per step, the cost noise of each step
+    (log units) and arrival times (s; exponential gaps at the level's arrival rate)."""
+    rng = np.random.default_rng(10_000 + seed)
+    horizon = env.phase_of_step.size
+    in_system = rng.poisson(env.concurrency[env.phase_of_step])
+    noise = rng.standard_normal(horizon) * noise_std
+    rates = np.array([lv.arrival_rate_per_s for lv in env.levels])[env.phase_of_step]
+    now_s = np.cumsum(rng.exponential(1.0, horizon) / rates)
+    return in_system, noise, now_s
+
+
 def run_policy(
     policy_name: str,
     env: Environment,
@@ -208,14 +221,9 @@ def run_policy(
     context_model = ContextModel(contextual=True, max_batch=max(arms.batch_sizes))
     policy = make_policy(config, arms, num_contexts=context_model.num_contexts,
                          true_mean_costs=env.mean_costs)
-    rng = np.random.default_rng(10_000 + seed)  # the environment's randomness, shared by policies
     horizon = env.phase_of_step.size
-    in_system = rng.poisson(env.concurrency[env.phase_of_step])
-    noise = rng.standard_normal(horizon) * noise_std
+    in_system, noise, now_s = environment_draws(env, seed, noise_std)
     prompt = [lv.prompt_tokens for lv in env.levels]
-    # Request t arrives at now_s[t]: exponential gaps at the level's arrival rate.
-    rates = np.array([lv.arrival_rate_per_s for lv in env.levels])[env.phase_of_step]
-    now_s = np.cumsum(rng.exponential(1.0, horizon) / rates)
     best = env.mean_costs.min(axis=1)
     available = arms.available_indices()
     regret = np.empty(horizon)
