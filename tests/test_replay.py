@@ -232,7 +232,8 @@ def test_a_smaller_max_context_wins_and_a_server_without_a_limit_is_said(tmp_pat
         rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--max-context", "32",
                        "--no-metrics", "--json", str(tmp_path / "a.json")])
     assert rc == 0
-    assert "clipped 1 of 2 requests to a context of 32 tokens (prompt + output; --max-context)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "clipped 1 of 2 requests to a context of 32 tokens (prompt + output; --max-context)" in out
     fake = FakeServer(max_model_len=None)
     with _served(fake) as url:
         rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--no-metrics", "--json",
@@ -267,4 +268,5 @@ def test_bench_replay_against_a_dead_url_is_one_line_naming_it(tmp_path):
 def test_bench_replay_refuses_a_bad_timeout(tmp_path, capsys):
     rc = cli_main(["bench", "replay", "--trace", _timed_trace(tmp_path, [(5, 2)]), "--url", _dead_url(),
                    "--timeout-s", "nan", "--json", str(tmp_path / "r.json")])
-    assert rc == 2 and capsys.readouterr().err.strip() == "camel-vllm bench replay: --timeout-s nan: must be a finite number > 0 (s)"
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == "camel-vllm bench replay: --timeout-s nan: must be a finite number > 0 (s)"

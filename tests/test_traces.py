@@ -201,7 +201,8 @@ def test_trace_to_vllm_nan_rate_as_a_user_runs_it(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "camel_vllm", "trace", "to-vllm", src, str(tmp_path / "o.jsonl"),
                            "--target-rps", "nan"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == ["camel-vllm trace to-vllm: --target-rps nan: must be a finite number (req/s)"]
+    expect = "camel-vllm trace to-vllm: --target-rps nan: must be a finite number (req/s)"
+    assert proc.stderr.strip().splitlines() == [expect]
 
 
 def test_trace_to_vllm_clips_to_a_model_folders_context_and_says_so(tmp_path, capsys):
@@ -221,7 +222,8 @@ def test_trace_to_vllm_clips_to_a_model_folders_context_and_says_so(tmp_path, ca
     assert all(len(r["hash_ids"]) == -(-r["input_length"] // VLLM_CHUNK_HASH_SIZE) for r in rows)
     # --max-context smaller than the model's wins; larger does not
     assert cli_main(["trace", "to-vllm", src, str(out), "--model-dir", str(model), "--max-context", "100"]) == 0
-    assert "clipped 2 of 3 requests to a context of 100 tokens (prompt + output; --max-context)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "clipped 2 of 3 requests to a context of 100 tokens (prompt + output; --max-context)" in printed
     assert cli_main(["trace", "to-vllm", src, str(out), "--model-dir", str(model), "--max-context", "5000"]) == 0
     assert "context of 400 tokens" in capsys.readouterr().out
     # without any limit it says nothing was clipped, and why
