@@ -27,7 +27,7 @@ setup(
         "gpu": ["vllm>=0.32"],
         "jetson": ["jetson-stats>=4.2"],
         "nvml": ["nvidia-ml-py>=12.535"],
-        "test": ["pytest>=8", "nvidia-ml-py>=12.535"],
+        "test": ["pytest>=8", "nvidia-ml-py>=12.535", "jsonschema>=4.18"],
     },
     entry_points={
         "vllm.general_plugins": ["camel = camel_vllm:register"],

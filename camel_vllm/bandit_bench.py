@@ -38,7 +38,12 @@ OVERLOAD_WINDOW_REQUESTS = 2000
 #: Arms within this many log units of the best count as "near best" (1% EDP).
 NEAR_BEST_LOG = 0.01
 #: Policies the benchmark compares (the issue's list) and the ablation of camel's sharing.
-BENCH_POLICIES = ("camel", "ts", "zeus-ts", "ucb", "epsilon", "grid")
+#: ``zeus-ts`` is Zeus's default configuration (all history); ``zeus-ts-w10`` its window-10 variant.
+BENCH_POLICIES = ("camel", "ts", "zeus-ts", "zeus-ts-w10", "ucb", "epsilon", "grid")
+#: Named configurations of a policy that ``policies`` may list beside the policy names.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "zeus-ts-w10": {"policy": "zeus-ts", "policy_params": {"window": 10}},
+}
 ABLATIONS = {
     "camel-independent": {"policy": "camel", "policy_params": {"share_strength": 0.0}},
     "camel-flat": {"policy": "camel", "policy_params": {"additive_kappa": 0.0}},
@@ -188,6 +193,19 @@ def make_environment(name: str, arms: ArmSet, horizon: int) -> tuple[Environment
 
 
 # ---------------------------------------------------------------------------- running
+def environment_draws(env: Environment, seed: int, noise_std: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The environment's randomness for one seed, the same for every policy (and for real Zeus in
+    ``benchmarks/zeus_peer.py``): requests in the system per step, the cost noise of each step
+    (log units) and arrival times (s; exponential gaps at the level's arrival rate)."""
+    rng = np.random.default_rng(10_000 + seed)
+    horizon = env.phase_of_step.size
+    in_system = rng.poisson(env.concurrency[env.phase_of_step])
+    noise = rng.standard_normal(horizon) * noise_std
+    rates = np.array([lv.arrival_rate_per_s for lv in env.levels])[env.phase_of_step]
+    now_s = np.cumsum(rng.exponential(1.0, horizon) / rates)
+    return in_system, noise, now_s
+
+
 def run_policy(
     policy_name: str,
     env: Environment,
@@ -203,14 +221,9 @@ def run_policy(
     context_model = ContextModel(contextual=True, max_batch=max(arms.batch_sizes))
     policy = make_policy(config, arms, num_contexts=context_model.num_contexts,
                          true_mean_costs=env.mean_costs)
-    rng = np.random.default_rng(10_000 + seed)  # the environment's randomness, shared by policies
     horizon = env.phase_of_step.size
-    in_system = rng.poisson(env.concurrency[env.phase_of_step])
-    noise = rng.standard_normal(horizon) * noise_std
+    in_system, noise, now_s = environment_draws(env, seed, noise_std)
     prompt = [lv.prompt_tokens for lv in env.levels]
-    # Request t arrives at now_s[t]: exponential gaps at the level's arrival rate.
-    rates = np.array([lv.arrival_rate_per_s for lv in env.levels])[env.phase_of_step]
-    now_s = np.cumsum(rng.exponential(1.0, horizon) / rates)
     best = env.mean_costs.min(axis=1)
     available = arms.available_indices()
     regret = np.empty(horizon)
@@ -234,6 +247,14 @@ def run_policy(
     return float(regret.sum()), share, near, np.cumsum(regret)
 
 
+def resolve_policy(label: str) -> tuple[str, str, dict[str, Any] | None]:
+    """``label`` -> (label, policy name, config overrides): a policy name or a :data:`VARIANTS` key."""
+    spec = VARIANTS.get(label)
+    if spec is None:
+        return label, label, None
+    return label, spec["policy"], {k: v for k, v in spec.items() if k != "policy"}
+
+
 def run_benchmark(
     *,
     num_arms: int = 49,
@@ -253,7 +274,7 @@ def run_benchmark(
                      "cost": "log EDP (J*s)"},
         "envs": {},
     }
-    runs: list[tuple[str, str, dict[str, Any] | None]] = [(p, p, None) for p in policies]
+    runs: list[tuple[str, str, dict[str, Any] | None]] = [resolve_policy(p) for p in policies]
     if ablations:
         runs += [(label, spec["policy"], {k: v for k, v in spec.items() if k != "policy"})
                  for label, spec in ABLATIONS.items()]

@@ -13,6 +13,11 @@ and after the run: ``camel_energy_joules_total{source}`` (device total, idle inc
 ``camel_request_edp_joule_seconds_{sum,count}`` (per-request EDP as the controller attributes
 it). Without a metrics URL, energy and EDP are reported as null. Every request ends: it
 completes, or it is recorded as failed with its error after at most ``request_timeout_s``.
+
+Before a replay, :func:`served_model` asks the server's ``/v1/models`` which model it serves
+and its ``max_model_len`` (vLLM's ``ModelCard``, vllm/entrypoints/serve/engine/protocol.py),
+so the trace can be clipped to what the server accepts; a server that cannot be reached is a
+:class:`ServerUnreachable` whose text is one line naming the URL.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -32,6 +40,50 @@ logger = logging.getLogger("vllm.camel")
 #: Token ids prompts are drawn from: ordinary (non-special) tokens in every vocabulary we
 #: serve, the tiny test model's 4,096 included (its specials are 0-3).
 PROMPT_TOKEN_IDS = range(1000, 4000)
+
+
+#: Seconds to wait for ``/v1/models`` before calling the server unreachable.
+MODELS_TIMEOUT_S = 10.0
+
+
+class ServerUnreachable(RuntimeError):
+    """The server did not answer as an OpenAI-compatible server; ``str(err)`` is one line with the URL."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model a server serves: its id and context limit (tokens; ``None``: not reported)."""
+
+    model_id: str
+    max_model_len: int | None
+
+
+def served_model(url: str, model: str | None = None, timeout_s: float = MODELS_TIMEOUT_S) -> ServedModel:
+    """The server's model named ``model`` (default: its first) from ``GET URL/v1/models``."""
+    models_url = url.rstrip("/") + "/v1/models"
+    try:
+        with urllib.request.urlopen(models_url, timeout=timeout_s) as response:
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        raise ServerUnreachable(f"{models_url} answered HTTP {err.code} ({err.reason})") from None
+    except (urllib.error.URLError, OSError, socket.timeout) as err:
+        reason = getattr(err, "reason", None) or err
+        raise ServerUnreachable(f"cannot reach {models_url}: {reason}") from None
+    except ValueError:
+        raise ServerUnreachable(f"{models_url} did not answer JSON (is this an OpenAI-compatible server?)") from None
+    cards = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) and "id" in c for c in cards):
+        raise ServerUnreachable(f"{models_url} lists no model")
+    if model is None:
+        card = cards[0]
+    else:
+        card = next((c for c in cards if c["id"] == model), None)
+        if card is None:
+            raise ServerUnreachable(f"{models_url} does not serve {model!r} (it serves: "
+                                    f"{', '.join(str(c['id']) for c in cards)})")
+    limit = card.get("max_model_len")
+    valid = isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
+    return ServedModel(str(card["id"]), limit if valid else None)
 
 
 @dataclass(frozen=True)
@@ -199,7 +251,10 @@ async def replay_async(trace: Trace, url: str, *, metrics_url: str | None = None
     connector = aiohttp.TCPConnector(limit=max_connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         if model is None:
-            model = await _model_name(session, base)
+            try:
+                model = await _model_name(session, base)
+            except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, IndexError, ValueError) as err:
+                raise ServerUnreachable(f"cannot list the models of {base}/v1/models: {err}") from None
         before = await _read_metrics(session, metrics_url)
         records: list[RequestRecord] = []
         out_tokens: dict[str, int] = {}

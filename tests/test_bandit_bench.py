@@ -71,3 +71,23 @@ def test_cost_fit_study_prefers_log_edp(tmp_path) -> None:
     for by_cost in study.values():
         assert abs(by_cost["log_edp"]["skew"]) < abs(by_cost["edp_js"]["skew"])
         assert by_cost["log_edp"]["excess_kurtosis"] < by_cost["edp_js"]["excess_kurtosis"]
+
+
+def test_zeus_rows_are_zeus_default_and_the_window_10_variant() -> None:
+    from camel_vllm.bandit_bench import BENCH_POLICIES, resolve_policy
+
+    assert {"zeus-ts", "zeus-ts-w10"} <= set(BENCH_POLICIES)
+    assert resolve_policy("zeus-ts") == ("zeus-ts", "zeus-ts", None)  # Zeus's defaults: window 0
+    assert resolve_policy("zeus-ts-w10") == ("zeus-ts-w10", "zeus-ts", {"policy_params": {"window": 10}})
+    result = run_benchmark(num_arms=49, horizon=400, seeds=2, envs=("stationary",),
+                           policies=("zeus-ts", "zeus-ts-w10"), ablations=False)
+    rows = result["policies"]
+    assert set(rows) == {"zeus-ts", "zeus-ts-w10"}
+    assert rows["zeus-ts"]["regret_mean"] != rows["zeus-ts-w10"]["regret_mean"]
+
+
+def test_cli_refuses_an_unknown_policy_in_one_line(capsys) -> None:
+    rc = main(["bench", "bandit", "--policies", "camel,zeus", "--seeds", "1", "--horizon", "10"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "--policies" in err and "unknown: zeus" in err and "zeus-ts-w10" in err

@@ -169,3 +169,93 @@ def test_trace_to_vllm_cli(tmp_path, capsys):
     bad = _write(tmp_path, "b.csv", AZURE + "2023-11-16 18:15:50,1\n")
     assert cli_main(["trace", "to-vllm", bad, str(out)]) == 2
     assert "b.csv:5: expected 3 fields, got 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option,value,expect", [
+    ("--target-rps", "nan", "--target-rps nan: must be a finite number (req/s)"),
+    ("--target-rps", "inf", "--target-rps inf: must be a finite number (req/s)"),
+    ("--target-rps", "0", "--target-rps 0: must be > 0 (req/s)"),
+    ("--max-context", "-5", "--max-context -5: must be >= 2 tokens"),
+    ("--max-context", "0", "--max-context 0: must be >= 2 tokens"),
+    ("--max-output", "0", "--max-output 0: must be >= 1 token"),
+    ("--requests", "0", "--requests 0: must be >= 1"),
+    ("--start-s", "nan", "--start-s nan: must be a finite number (s)"),
+    ("--end-s", "-1", "--end-s -1: must be >= 0 (s)"),
+])
+def test_trace_to_vllm_refuses_bad_options_in_one_line(tmp_path, capsys, option, value, expect):
+    from camel_vllm.cli import main as cli_main
+
+    src = _write(tmp_path, "a.csv", AZURE)
+    out = tmp_path / "o.jsonl"
+    assert cli_main(["trace", "to-vllm", src, str(out), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"camel-vllm trace to-vllm: {expect}")
+    assert not out.exists()  # nothing written, in particular no "timestamp": NaN
+
+
+def test_trace_to_vllm_nan_rate_as_a_user_runs_it(tmp_path):
+    import subprocess
+    import sys
+
+    src = _write(tmp_path, "a.csv", AZURE)
+    proc = subprocess.run([sys.executable, "-m", "camel_vllm", "trace", "to-vllm", src, str(tmp_path / "o.jsonl"),
+                           "--target-rps", "nan"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    expect = "camel-vllm trace to-vllm: --target-rps nan: must be a finite number (req/s)"
+    assert proc.stderr.strip().splitlines() == [expect]
+
+
+def test_trace_to_vllm_clips_to_a_model_folders_context_and_says_so(tmp_path, capsys):
+    from camel_vllm.cli import main as cli_main
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 400, "n_positions": 8192}))
+    src = _write(tmp_path, "a.csv", AZURE)  # prompt + output: 418, 505, 10
+    out = tmp_path / "o.jsonl"
+    assert cli_main(["trace", "to-vllm", src, str(out), "--model-dir", str(model)]) == 0
+    text = capsys.readouterr().out
+    assert f"clipped 2 of 3 requests to a context of 400 tokens (prompt + output; {model}/config.json " \
+           "max_position_embeddings)" in text
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert max(r["input_length"] + r["output_length"] for r in rows) == 400
+    assert all(len(r["hash_ids"]) == -(-r["input_length"] // VLLM_CHUNK_HASH_SIZE) for r in rows)
+    # --max-context smaller than the model's wins; larger does not
+    assert cli_main(["trace", "to-vllm", src, str(out), "--model-dir", str(model), "--max-context", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "clipped 2 of 3 requests to a context of 100 tokens (prompt + output; --max-context)" in printed
+    assert cli_main(["trace", "to-vllm", src, str(out), "--model-dir", str(model), "--max-context", "5000"]) == 0
+    assert "context of 400 tokens" in capsys.readouterr().out
+    # without any limit it says nothing was clipped, and why
+    assert cli_main(["trace", "to-vllm", src, str(out)]) == 0
+    assert "no context limit given: requests are not clipped" in capsys.readouterr().out
+
+
+def test_trace_to_vllm_reads_the_tiny_models_limit_as_vllm_does(tmp_path, capsys):
+    """The shipped tiny model: max_position_embeddings 4096, the limit vLLM serves it with."""
+    from pathlib import Path
+
+    from camel_vllm.cli.trace_args import context_from_model_dir
+
+    tiny = Path(__file__).resolve().parent.parent / "models" / "tiny"
+    if not (tiny / "config.json").exists():
+        pytest.fail("models/tiny is missing: run scripts/setup.sh")
+    assert context_from_model_dir(str(tiny)) == (4096, f"{tiny}/config.json max_position_embeddings")
+
+
+@pytest.mark.parametrize("content,expect", [
+    (None, "cannot read"),
+    ("{not json", "is not JSON"),
+    (json.dumps({"hidden_size": 8}), "names no context limit"),
+])
+def test_trace_to_vllm_bad_model_dir_is_one_line(tmp_path, capsys, content, expect):
+    from camel_vllm.cli import main as cli_main
+
+    model = tmp_path / "m"
+    model.mkdir()
+    if content is not None:
+        (model / "config.json").write_text(content)
+    src = _write(tmp_path, "a.csv", AZURE)
+    assert cli_main(["trace", "to-vllm", src, str(tmp_path / "o.jsonl"), "--model-dir", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--model-dir {model}: " in err and expect in err

@@ -13,8 +13,11 @@ import sys
 from typing import Sequence
 
 #: (group, command) -> module. A group of ``None`` is a top-level command.
+#: Commands whose arguments all go to vLLM untouched (vLLM parses them, ``--help`` included).
+PASSTHROUGH = ("serve", "vllm")
 COMMANDS: dict[tuple[str | None, str], str] = {
     (None, "serve"): "camel_vllm.cli.serve",
+    (None, "vllm"): "camel_vllm.cli.vllm_passthrough",
     (None, "make-tiny-model"): "camel_vllm.cli.tiny_model",
     (None, "probe"): "camel_vllm.cli.probe",
     (None, "fit-energy-model"): "camel_vllm.cli.fit_energy_model",
@@ -55,7 +58,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     wanted = [a for a in argv if not a.startswith("-")][:2]
     for (group, name), module_name in COMMANDS.items():
         if group is None:
-            sub = top.add_parser(name, help=_first_line(module_name), add_help=name != "serve")
+            sub = top.add_parser(name, help=_first_line(module_name), add_help=name not in PASSTHROUGH)
         else:
             if group not in groups:
                 gp = top.add_parser(group, help=GROUP_HELP.get(group, ""))
@@ -71,8 +74,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["serve"]:  # vLLM parses its own flags: hand everything over untouched
-        return importlib.import_module(COMMANDS[(None, "serve")]).main(argv[1:])
+    if argv[:1] and argv[0] in PASSTHROUGH:  # vLLM parses its own flags: hand everything over untouched
+        return importlib.import_module(COMMANDS[(None, argv[0])]).main(argv[1:])
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from camel_vllm.bandit_bench import BENCH_POLICIES, cost_scale_study, plot_curves, run_benchmark
+from camel_vllm.bandit_bench import BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=20, help="seeded runs per policy (default 20)")
     parser.add_argument("--env", choices=("stationary", "shift", "both"), default="both")
     parser.add_argument("--policies", default=",".join(BENCH_POLICIES),
-                        help=f"comma-separated policy names (default: {','.join(BENCH_POLICIES)})")
+                        help=f"comma-separated policy names or variants ({', '.join(VARIANTS)}) "
+                             f"(default: {','.join(BENCH_POLICIES)})")
     parser.add_argument("--noise-std", type=float, default=0.25,
                         help="per-request noise of the log-EDP cost (default 0.25)")
     parser.add_argument("--no-ablation", action="store_true", help="skip camel-independent (no sharing)")
@@ -43,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     envs = ("stationary", "shift") if args.env == "both" else (args.env,)
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    from camel_vllm.config import POLICY_NAMES
+
+    unknown = [p for p in policies if p not in POLICY_NAMES and p not in VARIANTS]
+    if unknown or not policies:
+        known = ", ".join([*POLICY_NAMES, *VARIANTS])
+        print(f"camel-vllm bench bandit: --policies={args.policies}: "
+              f"{'unknown: ' + ', '.join(unknown) if unknown else 'name at least one'} (known: {known})",
+              file=sys.stderr)
+        return 2
     print(f"bandit benchmark (emulated AGX Orin 32GB): {args.arms} arms, horizon {args.horizon}, {args.seeds} seeds")
     result = run_benchmark(
         num_arms=args.arms, horizon=args.horizon, seeds=args.seeds, envs=envs, policies=policies,

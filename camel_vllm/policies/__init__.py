@@ -11,7 +11,7 @@ seeded run is reproducible. ``config.policy_params`` keys per policy (anything e
 - ``grid``: ``k`` (observations per arm before committing, default 10);
 - ``ucb``: ``c`` (bonus multiplier, default 1.0);
 - ``epsilon``: ``epsilon`` (default 0.1);
-- ``zeus-ts``: ``window`` (default 10), ``num_explorations`` (default 2);
+- ``zeus-ts``: ``window`` (default 0: all history, Zeus's default), ``num_explorations`` (default 2);
 - ``slo``: :class:`camel_vllm.policies.slo.SLOPolicy` around ``inner`` (a policy name,
   default ``camel``; ``null``/``"none"``: frequency-only), plus the inner policy's keys.
 """
@@ -128,7 +128,7 @@ def make_policy(
     if name == "zeus-ts":
         return ZeusTSPolicy(
             len(arms), rng,
-            window=_integer(params, "window", minimum=2),
+            window=_integer(params, "window", minimum=0),
             num_explorations=_integer(params, "num_explorations", minimum=0),
         )
     if name == "oracle":

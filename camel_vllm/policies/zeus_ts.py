@@ -1,23 +1,28 @@
 """``zeus-ts``: the Gaussian Thompson sampling rule of Zeus's batch-size optimizer.
 
-Rebuilt in our interface from ml-energy/zeus, ``zeus/optimizer/batch_size/server/mab.py``
-(class ``GaussianTS``: ``fit_arm``, ``predict``, ``report``; defaults from
-``zeus/optimizer/batch_size/common.py``: ``mab_prior_mean`` 0, ``mab_prior_precision`` 0,
+Rebuilt in our interface from the ``zeus`` 0.16.0 wheel (ml-energy/zeus, Apache-2.0),
+``zeus/optimizer/batch_size/server/mab.py`` (class ``GaussianTS``: ``_fit_arm``,
+``predict``, ``report``), with the defaults of ``zeus/optimizer/batch_size/common.py``
+(``JobParams``: ``window_size`` 0, ``mab_prior_mean`` 0, ``mab_prior_precision`` 0,
 ``mab_num_explorations`` 2). The rule, per arm:
 
-- keep the last ``window`` costs (Zeus: ``window_size``; we use 10 as the issue specifies);
-- observation precision = 1 / population variance of that window (``np.var``);
+- the costs it fits are the arm's whole history (Zeus's default ``window_size=0``: "fetch all
+  measurements"), or the last ``window`` of them for ``window > 0`` (``GaussianTS.report``
+  fetches ``window_size`` results, drops the oldest when full and adds the new one);
+- observation precision = 1 / population variance of those costs (``np.var``);
 - posterior precision = prior precision (0) + n * observation precision; posterior mean =
-  (prior precision * prior mean + observation precision * sum) / posterior precision; a
-  window of identical costs (zero variance) gives infinite precision and the sample is the
-  window mean, exactly as Zeus does;
+  (prior precision * prior mean + observation precision * sum) / posterior precision; costs
+  of zero variance give infinite precision and the sample is their mean, exactly as Zeus does;
 - exploration first: arms, visited in a random order, with fewer than ``num_explorations``
   observations in their window are played before any sampling;
 - then sample N(mean, 1 / precision) per arm and play the best draw (Zeus maximises the
   reward -cost; we minimise the cost, the same choice).
 
-Zeus has no notion of fractional credit or contexts: every credited observation enters the
-window whole and the context is ignored.
+With ``window=0`` only each arm's count, sum and sum of squares are kept (the fit needs no
+more), so memory and the saved state stay small however long the server runs. Zeus has no
+notion of fractional credit or contexts: every credited observation enters whole and the
+context is ignored. ``benchmarks/zeus_peer.py`` drives the real Zeus class on the bandit
+benchmark's environments to check the figures.
 """
 
 from __future__ import annotations
@@ -31,17 +36,23 @@ import numpy as np
 from camel_vllm.policies.base import ArmEstimate
 from camel_vllm.types import Context
 
-#: Zeus's defaults (zeus/optimizer/batch_size/common.py: mab_prior_precision, mab_num_explorations).
+#: Zeus's defaults (zeus 0.16.0, zeus/optimizer/batch_size/common.py, ``JobParams``:
+#: mab_prior_mean, mab_prior_precision, mab_num_explorations, window_size).
 ZEUS_PRIOR_MEAN = 0.0
 ZEUS_PRIOR_PRECISION = 0.0
 ZEUS_NUM_EXPLORATIONS = 2
-#: Window of recent costs per arm (the issue's setting for the comparison).
-ZEUS_WINDOW = 10
+#: Costs per arm the fit uses: 0 = the whole history (Zeus's default ``window_size``).
+ZEUS_WINDOW = 0
+#: The window of the named variant ``zeus-ts-w10`` (camel-vllm's setting before it matched Zeus's default).
+ZEUS_WINDOW_VARIANT = 10
+#: Relative variance below which costs count as identical (zero variance, infinite precision):
+#: running sums leave rounding residue where ``np.var`` of equal values gives exactly 0.
+ZERO_VARIANCE_REL = 1e-12
 
 
 def zeus_fit_arm(costs: Sequence[float], prior_mean: float = ZEUS_PRIOR_MEAN,
                  prior_precision: float = ZEUS_PRIOR_PRECISION) -> tuple[float, float]:
-    """Zeus's ``fit_arm`` on costs: (posterior mean, posterior precision) of the arm's mean."""
+    """Zeus's ``_fit_arm`` on costs: (posterior mean, posterior precision) of the arm's mean."""
     rewards = np.asarray(costs, dtype=float)
     if rewards.size == 0:
         return prior_mean, prior_precision
@@ -54,64 +65,112 @@ def zeus_fit_arm(costs: Sequence[float], prior_mean: float = ZEUS_PRIOR_MEAN,
     return mean, prec
 
 
+def fit_from_sums(count: float, total: float, total_sq: float) -> tuple[float, float]:
+    """:func:`zeus_fit_arm` (prior precision 0) from count, sum and sum of squares of the costs."""
+    if count <= 0:
+        return ZEUS_PRIOR_MEAN, ZEUS_PRIOR_PRECISION
+    mean = total / count
+    var = max(total_sq / count - mean * mean, 0.0)
+    if var <= ZERO_VARIANCE_REL * max(1.0, mean * mean):
+        return mean, math.inf
+    return mean, count / var
+
+
 class ZeusTSPolicy:
     name = "zeus-ts"
 
     def __init__(self, num_arms: int, rng: np.random.Generator, *, window: int = ZEUS_WINDOW,
                  num_explorations: int = ZEUS_NUM_EXPLORATIONS) -> None:
+        if window < 0:
+            raise ValueError(f"window must be >= 0 (0: all history), got {window}")
         self.num_arms = int(num_arms)
         self.rng = rng
         self.window = int(window)
         self.num_explorations = int(num_explorations)
-        self.windows: list[deque[float]] = [deque(maxlen=self.window) for _ in range(self.num_arms)]
+        #: window > 0: the last ``window`` costs per arm (empty list for window 0).
+        self.windows: list[deque[float]] = (
+            [deque(maxlen=self.window) for _ in range(self.num_arms)] if self.window > 0 else [])
+        #: window 0: count, sum and sum of squares of every cost per arm.
+        self.sums = np.zeros((self.num_arms, 3))
         self.pulls = np.zeros(self.num_arms)
+
+    def _sums(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(count, sum, sum of squares) of the fitted costs of arms ``idx``."""
+        if self.window == 0:
+            rows = self.sums[idx]
+            return rows[:, 0], rows[:, 1], rows[:, 2]
+        counts = np.fromiter((len(self.windows[a]) for a in idx), dtype=float, count=idx.size)
+        sums = np.fromiter((sum(self.windows[a]) for a in idx), dtype=float, count=idx.size)
+        sq = np.fromiter((sum(x * x for x in self.windows[a]) for a in idx), dtype=float, count=idx.size)
+        return counts, sums, sq
 
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
         if len(available) == 0:
             raise ValueError("select() needs at least one available arm")
         idx = np.asarray(available, dtype=np.intp)
-        counts = np.fromiter((len(self.windows[a]) for a in idx), dtype=float, count=idx.size)
+        counts, sums, sq = self._sums(idx)
         if (counts < self.num_explorations).any():
-            for arm in self.rng.permutation(idx):
-                if len(self.windows[arm]) < self.num_explorations:
-                    return int(arm)
+            for pos in self.rng.permutation(idx.size):
+                if counts[pos] < self.num_explorations:
+                    return int(idx[pos])
         # Thompson phase, vectorised over arms; same numbers as zeus_fit_arm per arm.
-        sums = np.fromiter((sum(self.windows[a]) for a in idx), dtype=float, count=idx.size)
-        sq = np.fromiter((sum(x * x for x in self.windows[a]) for a in idx), dtype=float, count=idx.size)
         safe = np.maximum(counts, 1.0)
         mean = sums / safe
         var = np.maximum(sq / safe - mean * mean, 0.0)
-        exact = var <= 1e-12 * np.maximum(1.0, mean * mean)  # zero variance: infinite precision
+        exact = var <= ZERO_VARIANCE_REL * np.maximum(1.0, mean * mean)  # zero variance: infinite precision
         std = np.sqrt(np.where(exact, 0.0, var / safe))  # 1/sqrt(n / var)
         draws = mean + std * self.rng.standard_normal(idx.size)
         return int(idx[np.argmin(draws)])
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
         if math.isfinite(cost):
-            self.windows[arm_index].append(float(cost))
+            if self.window == 0:
+                self.sums[arm_index] += (1.0, cost, cost * cost)
+            else:
+                self.windows[arm_index].append(float(cost))
             self.pulls[arm_index] += weight
 
     def estimates(self) -> list[ArmEstimate]:
         out = []
-        for arm, window in enumerate(self.windows):
-            mean, prec = zeus_fit_arm(window)
+        for arm in range(self.num_arms):
+            mean, prec = fit_from_sums(*self.sums[arm]) if self.window == 0 else zeus_fit_arm(self.windows[arm])
             std = math.inf if prec == 0.0 else (0.0 if math.isinf(prec) else 1.0 / math.sqrt(prec))
             out.append(ArmEstimate(arm, None, float(self.pulls[arm]), float(mean), std))
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "zeus-ts",
-            "num_arms": self.num_arms,
-            "windows": [list(w) for w in self.windows],
-            "pulls": self.pulls.tolist(),
-        }
+        state: dict[str, Any] = {"kind": "zeus-ts", "num_arms": self.num_arms, "window": self.window,
+                                 "pulls": self.pulls.tolist()}
+        if self.window == 0:
+            state["sums"] = self.sums.tolist()
+        else:
+            state["windows"] = [list(w) for w in self.windows]
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a state; a windowed state also loads into window 0 (its costs become the history)."""
         if state.get("kind") != "zeus-ts" or int(state["num_arms"]) != self.num_arms:
             raise ValueError(f"state is not a zeus-ts state for {self.num_arms} arms")
-        windows = [deque((float(x) for x in w), maxlen=self.window) for w in state["windows"]]
         pulls = np.asarray(state["pulls"], dtype=float)
-        if len(windows) != self.num_arms or pulls.shape != (self.num_arms,):
+        if pulls.shape != (self.num_arms,):
             raise ValueError("zeus-ts state does not match the number of arms")
-        self.windows, self.pulls = windows, pulls
+        if "windows" in state:
+            windows = [[float(x) for x in w] for w in state["windows"]]
+            if len(windows) != self.num_arms:
+                raise ValueError("zeus-ts state does not match the number of arms")
+            if self.window == 0:
+                sums = np.array([[len(w), sum(w), sum(x * x for x in w)] for w in windows], dtype=float)
+                self.sums = sums.reshape(self.num_arms, 3)
+            else:
+                self.windows = [deque(w, maxlen=self.window) for w in windows]
+        elif "sums" in state:
+            if self.window != 0:
+                raise ValueError(f"zeus-ts state holds all-history sums (window 0); it cannot fill a window of "
+                                 f"{self.window}")
+            sums = np.asarray(state["sums"], dtype=float)
+            if sums.shape != (self.num_arms, 3):
+                raise ValueError("zeus-ts state does not match the number of arms")
+            self.sums = sums
+        else:
+            raise ValueError("zeus-ts state has neither windows nor sums")
+        self.pulls = pulls
