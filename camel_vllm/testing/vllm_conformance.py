@@ -294,7 +294,8 @@ class RunResult:
     def summary(self) -> str:
         order = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
         parts = [f"{self.counts[name]} {name}" for name in order if self.counts[name] or name in ("passed", "failed")]
-        return f"{', '.join(parts)} ({len(self.deselected)} deselected, {self.wall_s:.0f} s)"
+        built = f", {self.camel_schedulers_built} camel schedulers built" if self.arm != "stock" else ""
+        return f"{', '.join(parts)} ({len(self.deselected)} deselected{built}, {self.wall_s:.0f} s)"
 
 
 class RunError(RuntimeError):
