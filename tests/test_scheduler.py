@@ -20,7 +20,7 @@ from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
 from vllm.v1.outputs import ModelRunnerOutput
-from vllm.v1.request import Request
+from vllm.v1.request import Request, RequestStatus
 from vllm.v1.structured_output import StructuredOutputManager
 
 from camel_vllm.types import RequestOutcome
@@ -97,6 +97,25 @@ def test_default_arm_schedules_exactly_like_stock_vllm(tiny_model_dir: Path) -> 
         assert camel_scheduler.controller.tracked_requests == 0
     finally:
         camel_scheduler.shutdown()
+
+
+def test_scheduler_without_camel_init_is_vllms_scheduler(tiny_model_dir: Path) -> None:
+    """A ``CamelScheduler`` that holds only vLLM's state schedules as vLLM's own.
+
+    vLLM's tests build schedulers with ``object.__new__`` and set vLLM's attributes by hand
+    (``test_abort_request_when_structured_output_fsm_cannot_advance``); camel's overrides used to
+    read state only its ``__init__`` sets and raised ``AttributeError`` (found by the vLLM
+    conformance suite, tests/test_vllm_conformance.py).
+    """
+    stock = _serve(_scheduler(Scheduler, tiny_model_dir, {}))
+    camel = object.__new__(CamelScheduler)
+    camel.__dict__.update(_scheduler(Scheduler, tiny_model_dir, {}).__dict__)  # vLLM's state only
+    assert not hasattr(camel, "controller")
+    assert _serve(camel) == stock
+    aborted = Request(request_id="late", prompt_token_ids=[4, 5, 6], pooling_params=None,
+                      sampling_params=SamplingParams(max_tokens=2), arrival_time=time.time())
+    camel.add_request(aborted)
+    assert [r.request_id for r in camel.finish_requests(["late"], RequestStatus.FINISHED_ABORTED)] == ["late"]
 
 
 def test_iteration_log_is_flushed_when_the_engine_runs_dry(tiny_model_dir: Path, tmp_path: Path,

@@ -94,6 +94,11 @@ class _CamelMixin:
     """The adapter proper; mixed in before vLLM's ``Scheduler`` or ``AsyncScheduler``."""
 
     controller: Controller
+    #: True: every event goes straight to vLLM. Set False once ``__init__`` has built the
+    #: controller, True again on SIGTERM/SIGINT and at shutdown. The class default covers an
+    #: instance whose ``__init__`` never ran: vLLM's own tests build schedulers with
+    #: ``object.__new__`` and set only vLLM's attributes; such an object is vLLM's scheduler.
+    _camel_stopped: bool = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
@@ -104,8 +109,8 @@ class _CamelMixin:
         self._camel_first_token_s: dict[str, float] = {}
         self._camel_iteration = 0
         self._camel_log: IO[str] | None = None
-        self._camel_stopped = False
         self.controller = self._camel_build_controller()
+        self._camel_stopped = False
         atexit.register(self.controller.close)
         self._camel_chain_signals()
         log_path = os.environ.get(ITERATION_LOG_ENV)
@@ -169,6 +174,8 @@ class _CamelMixin:
 
     # ------------------------------------------------------------------ events
     def add_request(self, request: Request) -> None:
+        if self._camel_stopped:
+            return super().add_request(request)  # type: ignore[misc]
         is_new = request.request_id not in self.requests  # type: ignore[attr-defined]
         super().add_request(request)  # type: ignore[misc]
         if is_new:
@@ -301,6 +308,8 @@ class _CamelMixin:
 
     def finish_requests(self, request_ids: Any, finished_status: RequestStatus) -> list[Request]:
         finished = super().finish_requests(request_ids, finished_status)  # type: ignore[misc]
+        if self._camel_stopped:
+            return finished
         for request in finished:
             self._camel_first_token_s.pop(request.request_id, None)
             self.controller.request_aborted(request.request_id)

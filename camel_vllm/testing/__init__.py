@@ -1,0 +1,1 @@
+"""Test helpers that need a real vLLM: the vLLM scheduler conformance suite (:mod:`.vllm_conformance`)."""
