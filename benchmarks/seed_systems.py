@@ -90,7 +90,7 @@ def simulate(config: CamelConfig, trace: Trace | Sequence[TraceRequest], *, engi
         ctx = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
         ctl = Controller(arms=arms, policy=SLOPolicy(config, arms, ctx.num_contexts, None), device=device,
                          cost=make_cost(config.cost, config.alpha), context_model=ctx,
-                         epoch_iterations=config.epoch_iterations, epoch_s=config.epoch_s)
+                         epoch_iterations=config.epoch_iterations, epoch_s=config.epoch_s or 0.0)
     else:
         ctl = build_controller(config, EngineLimits(engine.max_num_seqs), device=device, clock=clock,
                                with_metrics=False)

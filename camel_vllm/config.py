@@ -57,7 +57,8 @@ class CamelConfig:
     ``batch_sizes`` is ``"auto"`` (Camel's 4, 8, ..., 28 clipped to ``--max-num-seqs``,
     plus ``--max-num-seqs`` itself when smaller than 28) or a list.
     ``epoch_iterations`` / ``epoch_s``: an arm is held until either bound is reached
-    (``epoch_s`` 0 disables the time bound). Default 64 iterations: about 2.5 s on the
+    (``epoch_s`` 0 disables the time bound; ``None``, the default, takes the policy's own:
+    2 s for ``camel``, off for the others). Default 64 iterations: about 2.5 s on the
     emulated Orin at the Azure conversation trace's load (~40 ms per iteration), a quarter
     of a typical conversation request's latency, so a request's cost is credited to ~4 arms
     instead of ~15 with 16 iterations (tuning study in docs/policies.md: multi-seed, lower
@@ -80,7 +81,7 @@ class CamelConfig:
     alpha: float = 0.5
     contextual: bool = True
     epoch_iterations: int = 64
-    epoch_s: float = 0.0
+    epoch_s: float | None = None
     switch_cost: float = 0.0
     slo: SLOConfig | None = None
     metrics_host: str = "127.0.0.1"
@@ -142,7 +143,8 @@ class CamelConfig:
             _positive_numbers("batch_sizes", self.batch_sizes, integers=True)
         _positive_int("epoch_iterations", self.epoch_iterations)
         _positive_int("state_save_every", self.state_save_every)
-        _non_negative("epoch_s", self.epoch_s)
+        if self.epoch_s is not None:
+            _non_negative("epoch_s", self.epoch_s)
         _non_negative("switch_cost", self.switch_cost)
         if not isinstance(self.contextual, bool):
             raise ConfigError("contextual", self.contextual, "must be true or false")

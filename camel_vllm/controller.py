@@ -81,6 +81,11 @@ FREQ_MATCH_REL_TOL = 0.01
 #: of 2 gave 359.4 J*s, 3 gave 365.2 and 6 gave 375.7 (the prior rebuilt earlier misses the
 #: epoch's last credits); per-seed spread is ~10, so only the trend is clear.
 MAINTAIN_LEAD_ITERATIONS = 2
+#: Early decisions (policies with ``decide_on_demand_growth``): demand must reach twice its
+#: level at the last decision plus this many requests, and the epoch must have run this many
+#: iterations (a bound on the decision rate: at most one decision per 4 steps).
+DEMAND_GROWTH_MIN = 4
+MIN_EPOCH_ITERATIONS = 4
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,8 @@ class Controller:
         self._observe_iteration = getattr(policy, "observe_iteration", None)
         self._observe_outcome = getattr(policy, "observe_outcome", None)
         self._maintain = getattr(policy, "maintain", None)
+        self._decide_on_growth = bool(getattr(policy, "decide_on_demand_growth", False))
+        self._demand_trigger: int | None = None
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
 
@@ -211,16 +218,22 @@ class Controller:
             self._observe_arrival(now_s, prompt_tokens)
         self._traces.setdefault(request_id, _RequestTrace())
 
-    def decision_due(self, now_s: float) -> bool:
+    def decision_due(self, now_s: float, demand: int | None = None) -> bool:
         """Whether the next :meth:`begin_iteration` at ``now_s`` ends the epoch and decides.
 
-        Only a decision reads the snapshot's queue contents, so an adapter may fill
-        ``waiting_prompt_tokens`` (a sum over the waiting queue) only when this is true.
+        ``demand`` is the requests in the engine (running + waiting) the adapter is about to
+        report: a policy that asks for it (``decide_on_demand_growth``) also decides early
+        when demand has doubled (plus DEMAND_GROWTH_MIN) since its last decision, after at
+        least MIN_EPOCH_ITERATIONS, so a burst is not served for a whole epoch by an arm
+        chosen in a lull. Only a decision reads the snapshot's queue contents, so an adapter
+        may fill ``waiting_prompt_tokens`` (a sum over the waiting queue) only when this is true.
         """
         return (
             self.current_index is None
             or self._epoch_iterations_left <= 0
             or (self.epoch_s > 0.0 and now_s - self._epoch_start_s >= self.epoch_s)
+            or (self._demand_trigger is not None and demand is not None and demand >= self._demand_trigger
+                and self.epoch_iterations - self._epoch_iterations_left >= MIN_EPOCH_ITERATIONS)
         )
 
     def begin_iteration(self, snapshot: EngineSnapshot) -> Arm:
@@ -228,7 +241,7 @@ class Controller:
         now_s = snapshot.now_s
         if self._pending:
             self._credit_pending(self.observe_budget)
-        if self.decision_due(now_s):
+        if self.decision_due(now_s, snapshot.num_running + snapshot.num_waiting):
             self._decide(snapshot)
         elif self._maintain is not None and (
             self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0
@@ -352,6 +365,8 @@ class Controller:
         self.pulls[index] += 1
         self._epoch_iterations_left = self.epoch_iterations
         self._epoch_start_s = snapshot.now_s
+        if self._decide_on_growth:
+            self._demand_trigger = 2 * (snapshot.num_running + snapshot.num_waiting) + DEMAND_GROWTH_MIN
         switched = self.applied_freq_hz != previous_freq_hz and previous_freq_hz is not None
         if switched:
             self.frequency_switches += 1

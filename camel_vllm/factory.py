@@ -132,7 +132,7 @@ def build_controller(
             cost=make_cost(config.cost, config.alpha),
             context_model=context_model,
             epoch_iterations=config.epoch_iterations,
-            epoch_s=config.epoch_s,
+            epoch_s=config.epoch_s if config.epoch_s is not None else float(getattr(policy, "default_epoch_s", 0.0)),
             batch_only=arms.frequencies_hz == (None,),
             listeners=listeners,
             state_store=state_store,

@@ -47,12 +47,19 @@ class EngineSnapshot:
 
     ``waiting_prompt_tokens`` is the sum of prompt tokens over waiting requests; with
     ``num_waiting`` it gives the prompt-length mix the context is built from.
+    ``running_output_tokens`` and ``running_output_tokens_sq`` are the sum (and sum of
+    squares) over running requests of the output tokens generated so far: lower bounds on
+    their output lengths, which keep an estimate of output lengths from being only the
+    short requests that finished first. Adapters fill these three only when
+    :meth:`~camel_vllm.controller.Controller.decision_due` (0: not reported).
     """
 
     now_s: float
     num_running: int
     num_waiting: int
     waiting_prompt_tokens: int = 0
+    running_output_tokens: int = 0
+    running_output_tokens_sq: float = 0.0
 
 
 @dataclass(frozen=True)

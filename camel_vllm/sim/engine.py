@@ -162,6 +162,7 @@ class SimEngine:
         max_running = 0
         start_energy_j = device.energy_j()
         begin = ctl.begin_iteration
+        decision_due = ctl.decision_due
         end = ctl.end_iteration
         on_finish = self.on_finish
 
@@ -180,7 +181,13 @@ class SimEngine:
                 energy_samples.append((now, device.energy_j() - start_energy_j))
                 next_sample_s = now + sample_every
 
-            cap = begin(EngineSnapshot(now, len(running), len(waiting), waiting_prompt)).max_batch
+            if decision_due(now, len(running) + len(waiting)):
+                out = [r.generated for r in running]
+                snapshot = EngineSnapshot(now, len(running), len(waiting), waiting_prompt, sum(out),
+                                          float(sum(k * k for k in out)))
+            else:
+                snapshot = EngineSnapshot(now, len(running), len(waiting), waiting_prompt)
+            cap = begin(snapshot).max_batch
             budget = budget_max
             tokens: dict[str, int] = {}
             prefill = decode = context = 0

@@ -192,13 +192,16 @@ class _CamelMixin:
         now_s = time.time()
         # The prompt mix is read only at decisions (one iteration per epoch): skip the sum over
         # the waiting queue otherwise (kept when the iteration log records it).
-        prompt_mix_needed = logging_on or self.controller.decision_due(now_s)
-        snapshot = EngineSnapshot(
-            now_s=now_s,
-            num_running=running_before,
-            num_waiting=len(waiting),
-            waiting_prompt_tokens=sum(r.num_prompt_tokens for r in waiting) if prompt_mix_needed else 0,
-        )
+        prompt_mix_needed = logging_on or self.controller.decision_due(now_s, running_before + len(waiting))
+        if prompt_mix_needed:
+            outputs = [r.num_output_tokens for r in self.running]  # type: ignore[attr-defined]
+            snapshot = EngineSnapshot(
+                now_s=now_s, num_running=running_before, num_waiting=len(waiting),
+                waiting_prompt_tokens=sum(r.num_prompt_tokens for r in waiting),
+                running_output_tokens=sum(outputs), running_output_tokens_sq=float(sum(k * k for k in outputs)),
+            )
+        else:
+            snapshot = EngineSnapshot(now_s=now_s, num_running=running_before, num_waiting=len(waiting))
         arm = self.controller.begin_iteration(snapshot)
         cap = min(arm.max_batch, self._camel_max_active)
         self.max_num_active_reqs = cap

@@ -32,6 +32,11 @@ SHRINK = 20.0
 MAX_FACTOR = 2.0
 #: Largest wait correction (waits are only ever raised).
 WAIT_MAX = 4.0
+#: Capacity check: memory (seconds of saturation), the weight at which it counts fully, and
+#: the most it may raise the projected capacity (it lowers it by up to MAX_FACTOR).
+CAPACITY_MEMORY_S = 60.0
+CAPACITY_TRUST = 0.1
+CAPACITY_MAX = 1.25
 
 
 class OutcomeCorrection:
@@ -44,6 +49,8 @@ class OutcomeCorrection:
         self._wait_measured_s = 0.0
         self._wait_projected_s = 0.0
         self._wait_weight = 0.0
+        self._cap_sum = 0.0
+        self._cap_weight = 0.0
         self.requests = 0
 
     def observe(self, measured: tuple[float | None, float | None], projected: tuple[float, float]) -> None:
@@ -69,6 +76,24 @@ class OutcomeCorrection:
         self._wait_projected_s = decay * self._wait_projected_s + max(0.0, projected_s)
         self._wait_weight = decay * self._wait_weight + 1.0
 
+    def observe_capacity(self, observed_per_s: float, projected_per_s: float, weight_s: float) -> None:
+        """A stretch of ``weight_s`` seconds with a full batch and a queue throughout: requests
+        admitted per second (the arm's capacity, measured) against the projected capacity."""
+        if not (observed_per_s > 0.0 and projected_per_s > 0.0 and weight_s > 0.0):
+            return
+        r = min(math.log(MAX_FACTOR), max(-math.log(MAX_FACTOR), math.log(observed_per_s / projected_per_s)))
+        decay = math.exp(-weight_s / CAPACITY_MEMORY_S)
+        self._cap_sum = decay * self._cap_sum + (1.0 - decay) * r
+        self._cap_weight = decay * self._cap_weight + (1.0 - decay)
+
+    def capacity_factor(self) -> float:
+        """Measured over projected capacity, in [1 / MAX_FACTOR, CAPACITY_MAX] (1 without
+        evidence; the evidence must span ~CAPACITY_MEMORY_S of saturation to count fully)."""
+        if self._cap_weight <= 0.0:
+            return 1.0
+        log_f = self._cap_sum / self._cap_weight * min(1.0, self._cap_weight / CAPACITY_TRUST)
+        return float(min(CAPACITY_MAX, math.exp(log_f)))
+
     def factors(self) -> tuple[float, float]:
         """(energy, service) multiplicative corrections, 1.0 without evidence."""
         out = []
@@ -93,7 +118,8 @@ class OutcomeCorrection:
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return {"sum": list(self._sum), "abs": list(self._abs), "weight": list(self._weight),
-                "wait": [self._wait_measured_s, self._wait_projected_s, self._wait_weight], "requests": self.requests}
+                "wait": [self._wait_measured_s, self._wait_projected_s, self._wait_weight],
+                "capacity": [self._cap_sum, self._cap_weight], "requests": self.requests}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         values = [list(map(float, state[k])) for k in ("sum", "abs", "weight")]
@@ -101,4 +127,5 @@ class OutcomeCorrection:
             raise ValueError("correction state: sum, abs and weight must be two finite numbers each")
         self._sum, self._abs, self._weight = values
         self._wait_measured_s, self._wait_projected_s, self._wait_weight = (float(v) for v in state["wait"])
+        self._cap_sum, self._cap_weight = (float(v) for v in state.get("capacity", [0.0, 0.0]))
         self.requests = int(state.get("requests", 0))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +42,12 @@ WARMUP_ITERATIONS = 64
 #: Added to measured and projected mean waits before their ratio (s): about a decode step,
 #: so waits of a few steps do not swing the wait correction.
 WAIT_FLOOR_S = 0.05
+#: Service time assumed for the burst timescale before the first projection (s).
+DEFAULT_SERVICE_WINDOW_S = 5.0
+#: An exploratory choice is made only among arms whose cost at the posterior mean is within
+#: this share of the best arm's: one epoch of exploration never risks more (a draw that makes
+#: a clock's energy look a tenth of the top clock's would otherwise buy any queue).
+EXPLORE_MARGIN = 0.1
 #: Memory of the per-arm spread between a posterior draw and the mean (for metrics).
 SPREAD_MEMORY = 20.0
 
@@ -60,6 +66,12 @@ class ModelBasedPolicy:
     """The ``camel`` policy; see the module docstring."""
 
     name = "camel"
+    #: Decision epochs end after this many seconds unless configured (``epoch_s``): 64 decode
+    #: steps (the iteration bound) take ~1.5-2.5 s on the emulated Orin, but 64 steps that
+    #: carry 2,000-token prefills take ~25 s, too slow for bursts that come and go in seconds.
+    default_epoch_s = 2.0
+    #: Decide again as soon as the requests in the engine double (controller.decision_due).
+    decide_on_demand_growth = True
 
     def __init__(
         self,
@@ -89,7 +101,10 @@ class ModelBasedPolicy:
         self._top_clock = int(np.argmax(self._clocks))
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
         self._geometry = ArmGeometry.of(self._caps)
-        self._chores: list[Callable[[], None]] = []
+        self._refresh_due = True
+        self._arrivals_since = 0
+        #: (time, running, waiting, arm, its projected capacity without the capacity factor)
+        self._last_decision: tuple[float, int, int, int, float] | None = None
         self.board = BoardModel([a.freq_hz for a in arms.arms])
         self.workload = WorkloadEstimator(token_budget)
         self.correction = OutcomeCorrection()
@@ -102,6 +117,8 @@ class ModelBasedPolicy:
         self._in_force_index: int | None = None
         self._cost_mean = np.full(len(arms), np.nan)
         self._spread2 = np.zeros(len(arms))
+        #: Timescale (s) at which arrival clumps matter: the default arm's mean service time.
+        self._service_window_s = DEFAULT_SERVICE_WINDOW_S
         self._energy_ref_j = 0.0
         self._latency_ref_s = 0.0
         self._finished = 0
@@ -109,10 +126,14 @@ class ModelBasedPolicy:
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
         self.workload.observe_arrival(now_s, prompt_tokens)
+        self._arrivals_since += 1
         self._last_now_s = max(self._last_now_s, now_s)
 
     def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
         self._snapshot = snapshot
+        if snapshot.running_output_tokens:
+            self.workload.observe_running(snapshot.num_running, snapshot.running_output_tokens,
+                                          snapshot.running_output_tokens_sq)
         self._last_now_s = max(self._last_now_s, snapshot.now_s)
 
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
@@ -149,48 +170,70 @@ class ModelBasedPolicy:
 
     def maintain(self) -> None:
         """Between decisions (the controller calls this on the last iterations of an epoch):
-        one piece of the next decision's work per call, so no iteration pays for all of it.
-        First the board model takes its buffered iterations and re-solves; then the
-        posterior-mean projection (for metrics and the outcome corrections) is made."""
-        if self._chores:
-            self._chores.pop(0)()
-
-    def _refresh_model(self) -> None:
-        self.board.fold()
-        if self._model_ready():
-            self.board.prepare()
-
-    def _refresh_mean(self) -> None:
-        if self._model_ready():
-            factors = self._factors()
-            proj = self._project(self.board.mean_coefficients(), factors)
-            self._in_force = (proj, *factors)
-            self._cost_mean = self._cost(proj)
+        the board model takes its buffered iterations and re-solves, so a decision only draws
+        and projects."""
+        if self._refresh_due:
+            self._refresh_due = False
+            self.board.fold()
+            if self._model_ready():
+                self.board.prepare()
 
     # ----------------------------------------------------------------- policy
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        """The arm with the lowest projected cost under a Thompson draw, among the arms whose
+        cost at the posterior mean is within EXPLORE_MARGIN of the best (exploration never
+        risks more than that on one epoch). The default arm until the model is ready."""
         idx = np.asarray(available, dtype=np.intp)
         if idx.size == 0:
             raise ValueError("select() needs at least one available arm")
         self.decisions += 1
-        for chore in self._chores:  # what maintain() did not get to (or no maintain at all)
-            chore()
-        self._chores = [self._refresh_model, self._refresh_mean]
+        if self._refresh_due:  # maintain() did not run (or not yet): do it now
+            self.maintain()
+        self._refresh_due = True
+        self._check_capacity()
         if not self._model_ready():
             choice = self._default(idx)
         else:
-            if self._in_force is None:
-                self._refresh_mean()
-            draw = self._project(self.board.explore(self.rng), self._factors())
-            scored = self._cost(draw)
-            self._spread2 += ((scored - self._cost_mean) ** 2 - self._spread2) / SPREAD_MEMORY
+            factors = self._factors()
+            both = self._project(self.board.mean_coefficients(), self.board.explore(self.rng), factors)
+            mean, draw = both.take(0), both.take(1)
+            self._in_force = (mean, *factors)
+            self._note_service_window(mean)
+            cost_mean, scored = self._cost(mean), self._cost(draw)
+            self._cost_mean = cost_mean
+            self._spread2 += ((scored - cost_mean) ** 2 - self._spread2) / SPREAD_MEMORY
             if self.switch_cost > 0.0 and current is not None:
                 scored = scored * np.exp(self.switch_cost * (self._arm_freq != self._arm_freq[current]))
-            allowed = self._slo_allowed(self._in_force[0], idx) if self.slo is not None else idx
-            choice = int(allowed[np.argmin(scored[allowed])])
+            allowed = self._slo_allowed(mean, idx) if self.slo is not None else idx
+            trusted = allowed[cost_mean[allowed] <= (1.0 + EXPLORE_MARGIN) * float(cost_mean[allowed].min())]
+            choice = int(trusted[np.argmin(scored[trusted])])
         self._in_force_index = choice
         self.pulls[choice] += 1
+        snap = self._snapshot
+        if snap is not None and self._in_force is not None:
+            self._last_decision = (snap.now_s, snap.num_running, snap.num_waiting, choice,
+                                   float(self._in_force[0].capacity_per_s[choice]) / self._in_force[2])
+        self._arrivals_since = 0
         return choice
+
+    def _check_capacity(self) -> None:
+        """Measure the capacity of the arm just played if the batch stayed full and requests
+        stayed waiting since the last decision (see correction.OutcomeCorrection)."""
+        last, snap = self._last_decision, self._snapshot
+        if last is None or snap is None:
+            return
+        t0, running0, waiting0, arm, projected = last
+        cap = self._caps[arm]
+        span = snap.now_s - t0
+        if waiting0 > 0 and snap.num_waiting > 0 and running0 >= cap and snap.num_running >= cap and span > 0:
+            admitted = self._arrivals_since - (snap.num_waiting - waiting0)
+            self.correction.observe_capacity(admitted / span, projected, span)
+
+    def _note_service_window(self, mean: Projection) -> None:
+        top = int(np.argmax(self._arm_freq * 1e3 + self._caps))  # the default arm
+        service = float(mean.latency_s[top] - mean.wait_s[top])
+        if np.isfinite(service) and service > 0.0:
+            self._service_window_s = service
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
         """Request-level costs are not used (outcomes arrive through ``observe_outcome``)."""
@@ -221,17 +264,20 @@ class ModelBasedPolicy:
                 and self.workload.finished >= MIN_FINISHED)
 
     def _factors(self) -> tuple[float, float, float]:
-        """The outcome corrections in force: (energy, service, wait) factors."""
+        """The outcome corrections in force: (energy, service, wait) factors. A measured
+        capacity below the projection stretches service times alike (capacity = B / service)."""
         energy, service = self.correction.factors()
-        return energy, service, self.correction.wait_factor(floor_s=WAIT_FLOOR_S)
+        return energy, service / self.correction.capacity_factor(), self.correction.wait_factor(floor_s=WAIT_FLOOR_S)
 
-    def _project(self, coef: Any, factors: tuple[float, float, float]) -> Projection:
+    def _project(self, mean: Any, draw: Any, factors: tuple[float, float, float]) -> Projection:
+        """The posterior mean (group 0) and the draw (group 1) projected together."""
         snap = self._snapshot
         queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
-        rows = self._clock_of_arm
+        rows, top = self._clock_of_arm, self._top_clock
         return project(
-            self._geometry, coef.time_s[rows], coef.energy_j[rows], coef.time_s[self._top_clock],
-            self.workload.view(self._last_now_s), queue, self.epoch_iterations,
+            self._geometry, np.stack([mean.time_s[rows], draw.time_s[rows]]),
+            np.stack([mean.energy_j[rows], draw.energy_j[rows]]), np.stack([mean.time_s[top], draw.time_s[top]]),
+            self.workload.view(self._last_now_s, self._service_window_s), queue, self.epoch_iterations,
             energy_scale=factors[0], service_scale=factors[1], wait_scale=factors[2],
         )
 

@@ -29,8 +29,11 @@ horizon ``H`` (one epoch plus the time the fastest arm needs to clear ``Q0``) it
 at ``mu - lambda`` or grows them at ``lambda - mu``; what is left at ``H`` is drained by the
 fastest arm. The queue-seconds this costs, ``QS`` (fluid approximation, Newell 1982), add
 ``E[E] x QS`` to the EDP of the ``M`` requests present or arriving within ``H``. An arm
-that cannot keep up is priced by the queue it grows, never excluded by a threshold; under
-sustained overload the fastest arms win.
+that cannot keep up is priced by the queue it grows, never excluded by a threshold. When no
+arm keeps up every cost grows without bound at the rate its queue grows, so then arms are
+ranked by that rate alone: the fastest drain wins. Arrivals that come in clumps (bursts shorter than
+a service time) make each request wait for the clump's others ahead of it, at the arm's
+capacity; the clump size comes from the dispersion of arrival counts.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class QueueState:
 
 @dataclass(frozen=True)
 class Projection:
-    """Per-arm projections (arrays over arms). Units: J, s, J*s.
+    """Per-arm projections (arrays over arms, (G, A) from :func:`project`; :meth:`take` one
+    group as (A,) arrays). Units: J, s, J*s.
 
     A request of ``P`` prompt and ``L`` output tokens is projected to use ``energy_prompt_j P +
     energy_output_j L`` joules and ``service_fixed_s + service_prompt_s P + service_output_s L``
@@ -82,6 +86,14 @@ class Projection:
     service_output_s: np.ndarray
     mean_prompt: float
     mean_output: float
+
+    def take(self, group: int) -> "Projection":
+        """The projection of one coefficient set (arrays over arms)."""
+        fields = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        for f, v in fields.items():
+            if isinstance(v, np.ndarray):
+                fields[f] = v[group]
+        return Projection(**fields)
 
     @property
     def energy_j(self) -> np.ndarray:
@@ -135,9 +147,11 @@ def project(
     service_scale: float = 1.0,
     wait_scale: float = 1.0,
 ) -> Projection:
-    """Project every arm (rows of the coefficient arrays, (A, 5); ``arms`` their caps).
+    """Project every arm for G coefficient sets at once: ``time_coef`` and ``energy_coef``
+    (G, A, 5) per arm, ``top_time_coef`` (G, 5); every output is (G, A). One call serves the
+    posterior mean and a Thompson draw together (numpy's cost here is per call, not per arm).
 
-    ``top_time_coef`` (5,) is the time model at the highest clock: no arm's time coefficient
+    ``top_time_coef`` is the time model at the highest clock: no arm's time coefficient
     is taken below it (the roofline's physics: a lower clock does the same work no faster;
     a fresh model's draw can say otherwise where it has no data). ``energy_scale``,
     ``service_scale`` and ``wait_scale`` are the outcome corrections (:mod:`~camel_vllm.
@@ -155,17 +169,18 @@ def project(
     var_p, var_l = max(0.0, float(m[1, 1]) - mean_p**2), max(0.0, float(m[2, 2]) - mean_l**2)
     chunk, chunks = load.mean_chunk_tokens, load.mean_chunks
     ctx = load.decode_context_tokens / CONTEXT_SCALE
-    time_coef = np.maximum(time_coef, top_time_coef)
+    time_coef = np.maximum(time_coef, top_time_coef[:, None, :])
     one = np.array([1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx])
     t1, e1 = time_coef @ one, energy_coef @ one
     # A full batch's step, and the same with a prefill chunk: per arm, coef . work.
     ctx_full = caps * ctx
     seg_full, seg_chunk = arms.full_tokens, _segments(caps + chunk)
-    t_full = time_coef[:, 0] + time_coef[:, 4] * ctx_full + np.einsum("ij,ij->i", time_coef[:, 1:4], seg_full)
-    e_full = energy_coef[:, 0] + energy_coef[:, 4] * ctx_full + np.einsum("ij,ij->i", energy_coef[:, 1:4], seg_full)
+    t_full = time_coef[..., 0] + time_coef[..., 4] * ctx_full + np.einsum("gij,ij->gi", time_coef[..., 1:4], seg_full)
+    e_full = (energy_coef[..., 0] + energy_coef[..., 4] * ctx_full
+              + np.einsum("gij,ij->gi", energy_coef[..., 1:4], seg_full))
     seg_extra = seg_chunk - seg_full
-    g_t = np.maximum(np.einsum("ij,ij->i", time_coef[:, 1:4], seg_extra), FLOOR * chunk) / chunk
-    g_e = np.maximum(np.einsum("ij,ij->i", energy_coef[:, 1:4], seg_extra), 0.0) / chunk
+    g_t = np.maximum(np.einsum("gij,ij->gi", time_coef[..., 1:4], seg_extra), FLOOR * chunk) / chunk
+    g_e = np.maximum(np.einsum("gij,ij->gi", energy_coef[..., 1:4], seg_extra), 0.0) / chunk
     t1 = np.maximum(t1, FLOOR)
     t_full = np.maximum(t_full, t1)
     beta_t = (t_full - t1) / arms.span
@@ -212,21 +227,30 @@ def project(
 
     # The current backlog under the arm held over H, the rest drained by the fastest arm.
     q0 = np.maximum(queue.num_running - caps, 0.0) + float(queue.num_waiting)
-    fastest = float(capacity.max())
-    best_drain = max(fastest - lam, MIN_DRAIN_SHARE * fastest)
-    horizon = epoch_iterations * float(t_bar.min()) + float(q0.max()) / best_drain
+    fastest = capacity.max(axis=-1, keepdims=True)
+    best_drain = np.maximum(fastest - lam, MIN_DRAIN_SHARE * fastest)
+    horizon = epoch_iterations * t_bar.min(axis=-1, keepdims=True) + float(q0.max()) / best_drain
     drain = capacity - lam
     q_end = np.maximum(q0 - drain * horizon, 0.0)
     empties = (q_end <= 0.0) & (drain > 0)
     queue_s = empties * (q0 * q0 * 0.5 / np.maximum(drain, 1e-12)) + (~empties) * (horizon * 0.5 * (q0 + q_end))
     queue_s = queue_s + q_end * q_end * (0.5 / best_drain)
-    population = max(1.0, queue.num_running + queue.num_waiting + lam * horizon)
-    wait = (queue_s * (1.0 / population) + wq) * wait_scale
+    population = np.maximum(queue.num_running + queue.num_waiting + lam * horizon, 1.0)
+    # Clumped arrivals: a request arriving in a clump waits for those ahead of it in the clump,
+    # m - 1 = (dispersion - 1) / 2 of them on average (size-biased geometric clumps of mean m),
+    # served at the arm's capacity: what the renewal formula above misses about bursts.
+    burst = max(0.0, load.dispersion - 1.0) * 0.5 / capacity
+    wait = (queue_s * (1.0 / population) + wq + burst) * wait_scale
 
     # Mean EDP over (1, P, L) moments: E[(a1 P + a2 L)(b0 + b1 P + b2 L)] with b0 = wait + fixed.
     b0 = wait + b_fixed
     edp = (a_prompt * (b0 * m[0, 1] + b_prompt * m[1, 1] + b_output * m[1, 2])
            + a_output * (b0 * m[0, 2] + b_prompt * m[1, 2] + b_output * m[2, 2]))
+    # Overload: no arm keeps up. Every arm's queue, and so its cost, grows without bound; the
+    # cost's order is that of the growth rate, lambda - mu, whatever energy a request takes.
+    # The EDP is scaled so the arm that grows its queue least is cheapest.
+    overload = fastest <= lam
+    edp = np.where(overload, edp.max(axis=-1, keepdims=True) * (1.0 + (lam - capacity) / lam), edp)
     return Projection(
         edp_js=edp, wait_s=wait, capacity_per_s=capacity, running=running,
         energy_prompt_j=a_prompt, energy_output_j=a_output,

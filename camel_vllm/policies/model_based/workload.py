@@ -1,9 +1,10 @@
 """What camel knows of the load: arrival rate and burstiness, and the requests' sizes.
 
-Arrivals give the rate ``lambda`` (requests/s) and the squared coefficient of variation of
-the gaps between them, ``ca2`` (1 for Poisson arrivals, more for bursts), both
-exponentially weighted over the last ~``GAP_MEMORY`` arrivals; a lull longer than the mean
-gap lowers the rate as it goes on (the gap in progress counts as one more gap).
+Arrivals give the rate ``lambda`` (requests/s: the larger of the arrival counts decayed with
+half-lives of ``RATE_HALF_LIFE_S`` and ``RECENT_HALF_LIFE_S``) and the squared coefficient of variation of the gaps between them,
+``ca2`` (1 for Poisson arrivals, more for bursts, over the last ~``GAP_MEMORY`` gaps). The
+rate errs towards more load: a rising load is seen within seconds, and a burst that no arm
+can carry ranks arms by capacity alone (see the projection).
 Arrivals give the moments of prompt tokens ``P`` at once; finished requests those of output
 tokens ``L`` and their covariance with ``P``, over the last ~``SIZE_MEMORY`` requests. Together
 they make ``E[x x']`` for ``x = (1, P, L)``. Output lengths are unknown in advance, so
@@ -15,6 +16,7 @@ stands in.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -22,9 +24,23 @@ import numpy as np
 
 #: Arrivals and finished requests the estimates remember (exponential weighting).
 GAP_MEMORY = 64
-SIZE_MEMORY = 256
+SIZE_MEMORY = 128
+#: Half-life of the arrival rate (s): longer than a burst (the Azure code trace's last tens of
+#: seconds), so a burst shows as the queue it leaves rather than as a rate that lasts, and
+#: short enough to follow a workload that changes over minutes.
+RATE_HALF_LIFE_S = 120.0
+#: Half-life of the recent rate (s): a load that rises is believed within ~a quarter minute
+#: (the larger of the two rates is used: the estimate errs towards more load).
+RECENT_HALF_LIFE_S = 15.0
+#: Standard errors added to the mean output length (see LoadView, view()).
+OUTPUT_UCB_SE = 2.0
 #: Finished requests before their sizes replace the cold defaults.
-MIN_FINISHED = 32
+MIN_FINISHED = 64
+#: Arrivals kept for the dispersion of counts, the longest history they span (s), and the
+#: fewest windows a dispersion is computed from.
+DISPERSION_ARRIVALS = 512
+DISPERSION_HORIZON_S = 600.0
+MIN_DISPERSION_WINDOWS = 8
 #: Cold default output length (tokens): the Azure conversation trace's median, 129
 #: (../shared/traces/SOURCES.md), with a coefficient of variation of 1.
 DEFAULT_OUTPUT_TOKENS = 128.0
@@ -33,13 +49,19 @@ DEFAULT_PROMPT_TOKENS = 512.0
 
 @dataclass(frozen=True)
 class LoadView:
-    """A snapshot of the load estimates used by one projection."""
+    """A snapshot of the load estimates used by one projection.
+
+    ``dispersion`` is the index of dispersion of arrival counts (variance over mean) in
+    windows of about a request's service time: 1 for Poisson arrivals, ``2m - 1`` for
+    clumps of (geometric) mean size ``m`` arriving at once.
+    """
 
     rate_per_s: float
     ca2: float
     moments: np.ndarray  # E[x x'] for x = (1, P, L), (3, 3)
     mean_chunk_tokens: float  # E[min(P, token budget)]
     mean_chunks: float  # E[ceil(P / token budget)]
+    dispersion: float = 1.0
 
     @property
     def mean_prompt(self) -> float:
@@ -73,6 +95,10 @@ class WorkloadEstimator:
         self._last_arrival_s: float | None = None
         self._gap_mean = 0.0
         self._gap_sq = 0.0
+        self._taus = (RATE_HALF_LIFE_S / math.log(2.0), RECENT_HALF_LIFE_S / math.log(2.0))
+        self._counts = [0.0, 0.0]
+        self._count_t_s: float | None = None
+        self._first_arrival_s: float | None = None
         self._gaps = 0
         self._moments = np.zeros((3, 3))  # from finished requests
         self._prompts = 0
@@ -82,8 +108,30 @@ class WorkloadEstimator:
         self._chunks = 0.0
         self._size_weight = 0.0
         self._max_chunk = 0
+        self._running: tuple[int, float, float] = (0, 0.0, 0.0)
+        self._arrival_times: deque[float] = deque(maxlen=DISPERSION_ARRIVALS)
+
+    def dispersion(self, now_s: float, window_s: float) -> float:
+        """Variance over mean of arrival counts in consecutive windows of ``window_s``, over
+        the last DISPERSION_ARRIVALS arrivals (1.0 before MIN_DISPERSION_WINDOWS windows)."""
+        if window_s <= 0.0 or len(self._arrival_times) < 2:
+            return 1.0
+        times = np.fromiter(self._arrival_times, dtype=float)
+        start = max(float(times[0]), now_s - DISPERSION_HORIZON_S)
+        span = now_s - start
+        windows = int(span / window_s)
+        if windows < MIN_DISPERSION_WINDOWS:
+            return 1.0
+        counts = np.bincount(((times[times >= start] - start) / window_s).astype(np.intp), minlength=windows)[:windows]
+        mean = float(counts.mean())
+        return float(counts.var(ddof=1)) / mean if mean > 0 else 1.0
 
     def observe_arrival(self, now_s: float, prompt_tokens: int | None = None) -> None:
+        self._arrival_times.append(now_s)
+        self._decay_count(now_s)
+        self._counts = [c + 1.0 for c in self._counts]
+        if self._first_arrival_s is None:
+            self._first_arrival_s = now_s
         if prompt_tokens is not None:
             p = float(max(0, prompt_tokens))
             self._prompts += 1
@@ -99,6 +147,7 @@ class WorkloadEstimator:
             a = max(1.0 / GAP_MEMORY, 1.0 / self._gaps)
             self._gap_mean += a * (gap - self._gap_mean)
             self._gap_sq += a * (gap * gap - self._gap_sq)
+
         self._last_arrival_s = now_s if self._last_arrival_s is None else max(self._last_arrival_s, now_s)
         self.arrivals += 1
 
@@ -125,13 +174,25 @@ class WorkloadEstimator:
         return float(max(self._max_chunk, 512))
 
     def rate_per_s(self, now_s: float) -> float:
-        """Arrivals per second (0 before two arrivals)."""
-        if self._gaps == 0 or self._last_arrival_s is None:
+        """Arrivals per second (0 before two arrivals): the larger of the rate over the last
+        ~RATE_HALF_LIFE_S and over the last ~RECENT_HALF_LIFE_S, each the arrival count
+        decayed with that half-life over the time it covers."""
+        if self._gaps == 0 or self._first_arrival_s is None:
             return 0.0
-        # The gap in progress counts as one more gap once it is longer than the mean.
-        pending = max(0.0, now_s - self._last_arrival_s - self._gap_mean)
-        gap = self._gap_mean + pending / GAP_MEMORY
-        return 1.0 / gap if gap > 0 else 0.0
+        self._decay_count(now_s)
+        age = now_s - self._first_arrival_s
+        rates = []
+        for count, tau in zip(self._counts, self._taus):
+            covered = (1.0 - math.exp(-age / tau)) * tau
+            rates.append(count / covered if covered > 0 else 0.0)
+        return max(rates)
+
+    def _decay_count(self, now_s: float) -> None:
+        if self._count_t_s is not None and now_s > self._count_t_s:
+            dt = now_s - self._count_t_s
+            self._counts = [c * math.exp(-dt / tau) for c, tau in zip(self._counts, self._taus)]
+        if self._count_t_s is None or now_s > self._count_t_s:
+            self._count_t_s = now_s
 
     def ca2(self) -> float:
         """Squared coefficient of variation of inter-arrival gaps (1 before enough arrivals)."""
@@ -140,10 +201,28 @@ class WorkloadEstimator:
         var = max(0.0, self._gap_sq - self._gap_mean**2)
         return var / self._gap_mean**2
 
-    def view(self, now_s: float) -> LoadView:
+    def observe_running(self, count: int, output_tokens: float, output_tokens_sq: float) -> None:
+        """The requests running now and their output tokens so far (sum, sum of squares)."""
+        self._running = (max(0, count), max(0.0, output_tokens), max(0.0, output_tokens_sq))
+
+    def view(self, now_s: float, window_s: float = 0.0) -> LoadView:
+        """The estimates now; ``window_s`` > 0 also measures the dispersion of arrivals at
+        that timescale (a request's service time)."""
         if self.finished >= MIN_FINISHED:
             f = self._moments
             l1, l2, cov = f[0, 2], f[2, 2], f[1, 2] - f[0, 1] * f[0, 2]
+            # Running requests' outputs so far are lower bounds on their lengths: where they
+            # and the finished ones together average more, the finished ones were the short.
+            n_run, k1, k2 = self._running
+            weight = min(float(self.finished), float(SIZE_MEMORY))
+            if n_run:
+                l1 = max(l1, (weight * l1 + k1) / (weight + n_run))
+                l2 = max(l2, (weight * l2 + k2) / (weight + n_run))
+            # Pessimism about what is still being learned: the mean output length at its
+            # upper confidence bound (OUTPUT_UCB_SE standard errors), the other moments scaled
+            # alike. Longer outputs mean less capacity, so the error errs towards fast arms.
+            scale = 1.0 + OUTPUT_UCB_SE * math.sqrt(max(l2 - l1 * l1, 0.0) / weight) / max(l1, 1.0)
+            l1, l2, cov = l1 * scale, l2 * scale * scale, cov * scale
         else:
             l1, l2, cov = DEFAULT_OUTPUT_TOKENS, 2.0 * DEFAULT_OUTPUT_TOKENS**2, 0.0
         if self._prompts >= MIN_FINISHED:
@@ -156,7 +235,8 @@ class WorkloadEstimator:
             chunk, chunks = min(p1, budget), max(1.0, math.ceil(p1 / budget))
         pl = p1 * l1 + cov
         moments = np.array([[1.0, p1, l1], [p1, p2, pl], [l1, pl, l2]])
-        return LoadView(self.rate_per_s(now_s), self.ca2(), moments, max(1.0, chunk), max(1.0, chunks))
+        return LoadView(self.rate_per_s(now_s), self.ca2(), moments, max(1.0, chunk), max(1.0, chunks),
+                        self.dispersion(now_s, window_s))
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
