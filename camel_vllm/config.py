@@ -32,6 +32,12 @@ class ConfigError(ValueError):
         self.reason = reason
         super().__init__(f"camel config: {key}={_show(value)}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, Any, str]]:
+        """Pickle by the constructor's arguments, so the error crosses process boundaries
+        (``bench sim`` workers); the default pickles ``args`` (the message) only and the
+        parent cannot rebuild it."""
+        return (type(self), (self.key, self.value, self.reason))
+
 
 def _show(value: Any) -> str:
     try:

@@ -26,6 +26,7 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, positional: bool = F
 def trace_from_args(args: argparse.Namespace, *, max_context_tokens: int | None = None) -> Trace:
     return load_trace(
         args.trace, args.format, start_s=args.start_s, end_s=args.end_s, requests=args.requests,
-        target_rps=args.target_rps, max_context_tokens=args.max_context or max_context_tokens,
+        target_rps=args.target_rps,
+        max_context_tokens=args.max_context if args.max_context is not None else max_context_tokens,
         max_output_tokens=args.max_output,
     )

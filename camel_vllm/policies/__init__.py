@@ -218,3 +218,15 @@ def _static_arm(arms: ArmSet, spec: Any) -> int:
         ):
             return i
     raise ConfigError("policy_params.arm", list(spec), f"not in the arm set (arms: {offered})")
+
+
+def policy_param_names(name: str, params: Mapping[str, Any] | None = None) -> frozenset[str]:
+    """The ``policy_params`` keys policy ``name`` takes (``slo``: ``inner`` and its inner policy's).
+
+    ``params`` is needed for ``slo`` only (its ``inner`` decides the rest); unknown names take none.
+    """
+    if name == "slo":
+        inner = (params or {}).get("inner")
+        inner_keys = _PARAMS.get(inner, {}) if isinstance(inner, str) else {}
+        return frozenset({"inner", *inner_keys})
+    return frozenset(_PARAMS.get(name, {}))
