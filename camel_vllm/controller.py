@@ -20,7 +20,10 @@ Energy attribution: the energy the device counted between the mark and the end o
 iteration is split over the requests in that iteration in proportion to their scheduled
 tokens (a prefill chunk of n tokens takes n shares, a decode step one). The mark is the end
 of the previous iteration, or the iteration's start if the engine was idle before it, so
-idle energy is counted in the device total but charged to no request.
+idle energy is counted in the device total but charged to no request. Only requests the
+controller holds (arrived, not yet finished or aborted) are charged: a request's trace is
+made by :meth:`Controller.request_arrived` and removed when it finishes or is aborted, so a
+step's work for a request the engine no longer holds (aborted mid-step) creates nothing.
 
 Crediting a request that spans several arms: the controller counts, per request, the
 tokens served under each (context, arm) epoch key; when the request finishes its cost is
@@ -255,15 +258,21 @@ class Controller:
         per_token_j = delta_j / total_tokens
         traces = self._traces
         inv_tokens = 1.0 / total_tokens
+        attributed_tokens = 0
         for request_id, tokens in work.tokens_by_request.items():
             trace = traces.get(request_id)
             if trace is None:
-                trace = traces[request_id] = _RequestTrace()
+                # Finished or aborted while this step was in flight (vLLM runs its abort queue
+                # between schedule() and update_from_output(); the async scheduler may report
+                # a step holding a request that finished in an earlier one): charged to no
+                # one, and no trace is made that nothing would ever remove.
+                continue
             trace.energy_j += per_token_j * tokens
             trace.iteration_shares += tokens * inv_tokens
             by_slot = trace.tokens_by_slot
             by_slot[slot] = by_slot.get(slot, 0) + tokens
-        self.energy_attributed_j += delta_j
+            attributed_tokens += tokens
+        self.energy_attributed_j += delta_j if attributed_tokens == total_tokens else per_token_j * attributed_tokens
         return extra_s
 
     def request_finished(self, request: FinishedRequest) -> RequestOutcome | None:
