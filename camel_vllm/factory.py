@@ -41,11 +41,21 @@ class EngineLimits:
 
 
 def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
-    """``auto``: Camel's 4..28 clipped to ``max_num_seqs`` (plus it, when below 28)."""
+    """``auto``: caps that end at the engine's ``max_num_seqs``, so the largest arm (the
+    ``default`` policy's) admits what stock vLLM admits.
+
+    Up to 28: Camel's 4..28 clipped to ``max_num_seqs``, plus ``max_num_seqs`` itself. Above:
+    Camel's seven evenly spaced caps scaled to it, ``round(k * max_num_seqs / 7)`` for k = 1..7
+    (at 28 this is Camel's grid; at vLLM's GPU default of 256: 37, 73, ..., 256). Camel's
+    own grid stays available as ``batch_sizes: [4, 8, 12, 16, 20, 24, 28]``.
+    """
     if config.batch_sizes == "auto":
-        sizes = [b for b in CAMEL_BATCH_SIZES if b <= limits.max_num_seqs]
-        if limits.max_num_seqs < CAMEL_BATCH_SIZES[-1]:
-            sizes.append(limits.max_num_seqs)
+        top = limits.max_num_seqs
+        if top > CAMEL_BATCH_SIZES[-1]:
+            steps = len(CAMEL_BATCH_SIZES)
+            return sorted({max(1, round(k * top / steps)) for k in range(1, steps + 1)})
+        sizes = [b for b in CAMEL_BATCH_SIZES if b <= top]
+        sizes.append(top)
         return sorted(set(sizes))
     for size in config.batch_sizes:
         if size > limits.max_num_seqs:

@@ -128,3 +128,29 @@ def test_async_step_holding_a_request_finished_earlier_leaves_no_state(tiny_mode
         assert controller.tracked_requests == 0 and scheduler.requests == {}
     finally:
         scheduler.shutdown()
+
+
+def _admitted_per_step(scheduler: Scheduler, n: int) -> list[int]:
+    for i in range(n):
+        scheduler.add_request(_request(f"r{i}", 12, 3))
+    admitted: list[int] = []
+    while scheduler.has_unfinished_requests():
+        output = scheduler.schedule()
+        admitted.append(len(output.scheduled_new_reqs))
+        ids = list(output.num_scheduled_tokens)
+        scheduler.update_from_output(output, _model_output(ids, set(ids)))
+    return admitted
+
+
+def test_default_policy_admits_what_stock_vllm_admits_above_28_sequences(tiny_model_dir: Path) -> None:
+    """``--max-num-seqs 64``: stock admits 64 at once; camel's ``default`` arm is the engine's own
+    limit (it used to be Camel's 28), and ``auto`` caps span up to it."""
+    stock = _admitted_per_step(_scheduler(Scheduler, tiny_model_dir, {}, max_num_seqs=64), 100)
+    assert stock[0] == 64
+    camel = _scheduler(CamelScheduler, tiny_model_dir, {"camel": {"device": "emulated", "policy": "default"}},
+                       max_num_seqs=64)
+    try:
+        assert camel.controller.arms.batch_sizes == (9, 18, 27, 37, 46, 55, 64)
+        assert _admitted_per_step(camel, 100) == stock
+    finally:
+        camel.shutdown()
