@@ -150,7 +150,7 @@ def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_co
         inner = None
         known: dict[str, Any] = {}
     else:
-        if inner_name not in _PARAMS:
+        if not isinstance(inner_name, str) or inner_name not in _PARAMS:
             raise ConfigError("policy_params.inner", inner_name, f"must be one of {', '.join(sorted(_PARAMS))} or none")
         known = _PARAMS[inner_name]
     for key, value in config.policy_params.items():
