@@ -89,7 +89,10 @@ def permissions(device: Device) -> dict[str, Any]:
     kind = device.info().kind
     result: dict[str, Any] = {"euid": os.geteuid() if hasattr(os, "geteuid") else None}
     if kind == "jetson":
-        result["can_write_frequency"] = bool(device._writable())  # type: ignore[attr-defined]
+        problem = device.clock_write_problem()  # type: ignore[attr-defined]
+        result["can_write_frequency"] = problem is None
+        if problem is not None:
+            result["problem"] = problem
         result["how"] = "root, or the udev rule in docs/devices.md"
     elif kind == "nvml":
         result["can_write_frequency"] = (os.geteuid() == 0) if hasattr(os, "geteuid") else None
