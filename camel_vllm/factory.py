@@ -149,7 +149,20 @@ def build_controller(
             from camel_vllm.metrics import MetricsExporter
 
             controller.listeners.append(MetricsExporter.start(config, controller))
+        _report_start(config, device, controller)
         return controller
     except BaseException:
         device.close()
         raise
+
+
+def _report_start(config: CamelConfig, device: Device, controller: Controller) -> None:
+    """One line for what the user must know at start: a clock this process cannot write
+    (counted as ``camel_device_errors_total{kind="permission"}``), or no energy measurement."""
+    info = device.info()
+    problem = info.extra.get("clock_write_problem")
+    if problem and not config.read_only and device.available_frequencies_hz():
+        controller.report_device_error("permission", f"camel: {problem}; continuing with batch-only arms")
+    if info.energy_source == "none":
+        logger.info("camel: device %s measures no energy: requests are served and reported, and the policy "
+                    "learns nothing (no cost is computed from 0 J)", info.name)
