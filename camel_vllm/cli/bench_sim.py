@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
 
+from camel_vllm.cli import checks
 from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
 from camel_vllm.config import CamelConfig, ConfigError, load_yaml_file
 from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
@@ -45,6 +46,8 @@ def _state_dir(path: str | None) -> str | None:
     """``--state-dir``, made if missing; a path that cannot be a folder is a ConfigError."""
     if path is None:
         return None
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError("state-dir", path, "exists and is not a folder")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:
@@ -58,39 +61,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, option)
         if value < minimum:
             raise ConfigError(f"--{option.replace('_', '-')}", value, f"must be an integer >= {minimum}")
-    _check_output_file("--json", args.json)
+    checks.output_file("--json", args.json)
     if args.plot is not None:
-        _check_output_folder("--plot", args.plot)
-
-
-def _check_output_file(option: str, path: str) -> None:
-    """A file this run will write: not a folder, in a folder that exists and is writable."""
-    if os.path.isdir(path):
-        raise ConfigError(option, path, "is a folder; name the file to write")
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise ConfigError(option, path, "is not a regular file")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ConfigError(option, path, "exists and is not writable")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ConfigError(option, path, f"folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(option, path, f"folder {folder} is not writable")
-
-
-def _check_output_folder(option: str, path: str) -> None:
-    """A folder this run writes into (made if missing): not a file, its nearest existing parent writable."""
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise ConfigError(option, path, "is a file, not a folder")
-        if not os.access(path, os.W_OK):
-            raise ConfigError(option, path, "folder is not writable")
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise ConfigError(option, path, f"cannot make this folder ({parent} is not a writable folder)")
+        checks.output_folder("--plot", args.plot)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from typing import Any
 
+from camel_vllm.cli import checks
 from camel_vllm.config import DEVICE_KINDS, CamelConfig, ConfigError
 from camel_vllm.devices.base import Device, DeviceError
 
@@ -43,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
             device_profile=args.device_profile, model_profile=args.model_profile,
         )
         config.validate()
+        checks.number("--window-s", args.window_s, minimum=0.0)
         device = make_device(config)
     except (ConfigError, DeviceError) as err:
-        print(f"camel-vllm probe: {err}")
+        print(f"camel-vllm probe: {err}", file=sys.stderr)
         return 2
     try:
         report = probe(device, window_s=args.window_s)
