@@ -134,6 +134,9 @@ def test_policy_errors_stop_vllm_serve_while_parsing(parser, capsys):
     assert _parse_fails(parser, capsys, {**base, "policy": "static", "policy_params": {"arm": [612, 12]}},
                         "--max-num-seqs", "8").startswith(
         "camel config: policy_params.arm=[612, 12]: not in the arm set (arms: 306/4, 306/8, ")
+    # without --max-num-seqs the cap waits for the value vLLM resolves, but the frequency is checked now
+    assert _parse_fails(parser, capsys, {**base, "policy": "static", "policy_params": {"arm": ["auto", 4]}}).startswith(
+        'camel config: policy_params.arm=["auto", 4]: not in the arm set (arms: 306/4, ')
     # good ones still parse
     args = parser.parse_args(["--model", "m", "--scheduler", "camel", "--additional-config",
                               json.dumps({"camel": {**base, "policy": "slo", "slo": {"threshold_s": 5}}})])

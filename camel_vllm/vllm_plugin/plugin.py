@@ -231,8 +231,9 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     and the engine core checks); frequencies against the device, opened here only to read
     what it offers and closed again (nothing is written); the policy, built once over those
     arms and dropped (``policy: slo`` without an ``slo`` section, ``policy: oracle``, every
-    ``policy_params`` value). A static arm is checked only when ``max_num_seqs`` was given or
-    the batch sizes are listed: with ``auto`` caps the arms end at the value vLLM resolves.
+    ``policy_params`` value). A static arm's batch cap is checked only when ``max_num_seqs`` was
+    given or the batch sizes are listed (``auto`` caps end at the value vLLM resolves); its
+    frequency always.
     """
     from camel_vllm.arms import ArmSet
     from camel_vllm.context import ContextModel
@@ -255,9 +256,10 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     finally:
         device.close()
     if batch_sizes is None:
-        if config.policy == "static":
-            return  # its arm is checked against the caps the engine core resolves
         batch_sizes = resolve_batch_sizes(config, EngineLimits(max_num_seqs=28))
+        arm = config.policy_params.get("arm") if config.policy == "static" else None
+        if isinstance(arm, (list, tuple)) and len(arm) == 2 and isinstance(arm[1], int) and arm[1] >= 1:
+            batch_sizes.append(arm[1])  # its cap is checked against the value vLLM resolves; its MHz here
     arms = ArmSet.product(freqs, batch_sizes)
     contexts = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes)).num_contexts
     make_policy(config, arms, num_contexts=contexts)
