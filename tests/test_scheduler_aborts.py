@@ -13,6 +13,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import pytest
 import torch
 from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
 from vllm.sampling_params import SamplingParams
@@ -154,3 +155,30 @@ def test_default_policy_admits_what_stock_vllm_admits_above_28_sequences(tiny_mo
         assert _admitted_per_step(camel, 100) == stock
     finally:
         camel.shutdown()
+
+
+def test_iteration_log_that_is_a_fifo_is_refused_at_start(tiny_model_dir: Path, tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
+    import os
+    import signal
+
+    from camel_vllm.vllm_plugin.scheduler import ITERATION_LOG_ENV
+
+    fifo = tmp_path / "iterations.jsonl"
+    os.mkfifo(fifo)
+    monkeypatch.setenv(ITERATION_LOG_ENV, str(fifo))
+
+    def too_long(signum, frame):
+        raise TimeoutError("opening the iteration log blocked (a FIFO with no reader)")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(60)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            _scheduler(CamelScheduler, tiny_model_dir, {"camel": {"device": "emulated"}})
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f'camel config: {ITERATION_LOG_ENV}="{fifo}": is not a regular file (a FIFO, socket or device)')
