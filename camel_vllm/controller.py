@@ -73,7 +73,7 @@ from typing import Protocol, Sequence
 from camel_vllm.arms import ArmSet
 from camel_vllm.context import ContextModel
 from camel_vllm.cost import CostFunction
-from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading, read_energy
+from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
 from camel_vllm.policies.base import Policy
 from camel_vllm.types import (
     Arm,
@@ -199,6 +199,7 @@ class Controller:
         self._gaps_mark = 0
         self._failing_seen = 0
         self._energy_measurable = device.info().energy_source != "none"
+        self._energy_reading = getattr(device, "energy_reading", None)  # looked up once: hot path
         self._traces: dict[str, _RequestTrace] = {}
         # Credits waiting for the policy when observe_budget > 0: (arm, context, cost, weight).
         self._pending: deque[tuple[int, Context, float, float]] = deque()
@@ -410,7 +411,7 @@ class Controller:
 
     def _read_energy(self) -> EnergyReading:
         """The device's counter with its gap count; a new episode of failing reads is counted."""
-        reading = read_energy(self.device)
+        reading = self._energy_reading() if self._energy_reading is not None else EnergyReading(self.device.energy_j())
         if reading.failing > self._failing_seen:
             for _ in range(reading.failing - self._failing_seen):
                 self._device_error("sensor")
