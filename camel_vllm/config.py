@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -31,6 +33,12 @@ class ConfigError(ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"camel config: {key}={_show(value)}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, Any, str]]:
+        """Pickle by the constructor's arguments, so the error crosses process boundaries
+        (``bench sim`` workers); the default pickles ``args`` (the message) only and the
+        parent cannot rebuild it."""
+        return (type(self), (self.key, self.value, self.reason))
 
 
 def _show(value: Any) -> str:
@@ -54,8 +62,9 @@ class CamelConfig:
     """Everything camel-vllm reads from the user. Defaults are documented in the README.
 
     ``frequencies_mhz`` is ``"auto"`` (every frequency the device offers) or a list in MHz.
-    ``batch_sizes`` is ``"auto"`` (Camel's 4, 8, ..., 28 clipped to ``--max-num-seqs``,
-    plus ``--max-num-seqs`` itself when smaller than 28) or a list.
+    ``batch_sizes`` is ``"auto"`` (caps ending at ``--max-num-seqs``: up to 28, Camel's
+    4, 8, ..., 28 clipped to it plus it; above, Camel's seven caps scaled to it, see
+    :func:`camel_vllm.factory.resolve_batch_sizes`) or a list.
     ``epoch_iterations`` / ``epoch_s``: an arm is held until either bound is reached
     (``epoch_s`` 0 disables the time bound; ``None``, the default, takes the policy's own:
     2 s for ``camel``, off for the others). Default 64 iterations: about 2.5 s on the
@@ -155,12 +164,21 @@ class CamelConfig:
             or not 0 <= self.metrics_port <= 65535
         ):
             raise ConfigError("metrics_port", self.metrics_port, "must be an integer port in 0..65535 (or null: off)")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError("seed", self.seed, "must be an integer")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError("seed", self.seed, "must be an integer >= 0")
         if not isinstance(self.policy_params, Mapping):
             raise ConfigError("policy_params", self.policy_params, "must be a mapping")
         if self.sample_hz is not None:
             _non_negative("sample_hz", self.sample_hz)
+        for key in ("device_profile", "model_profile", "metrics_host"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
+                raise ConfigError(key, getattr(self, key), "must be a non-empty string")
+        if not isinstance(self.rails, str) or not self.rails.strip(" ,"):
+            raise ConfigError("rails", self.rails, 'must be a rail name, a comma list of names, or "all"')
+        if not isinstance(self.sysfs_root, str) or not self.sysfs_root:
+            raise ConfigError("sysfs_root", self.sysfs_root, "must be the path of a folder")
+        if not os.path.isdir(self.sysfs_root):
+            raise ConfigError("sysfs_root", self.sysfs_root, "is not a folder")
         if self.state_path is not None:
             _writable_file("state_path", self.state_path)
         if self.request_log is not None:
@@ -177,15 +195,20 @@ def load_yaml_file(path: str, *, base_dir: str = ".") -> dict[str, Any]:
     import yaml
 
     full = path if os.path.isabs(path) else os.path.join(base_dir, path)
+    if os.path.exists(full) and not os.path.isfile(full):
+        kind = "a folder" if os.path.isdir(full) else "not a regular file (a FIFO, socket or device)"
+        raise ConfigError("config_file", path, f"is {kind}")
     try:
         with open(full, encoding="utf-8") as fh:
             loaded = yaml.safe_load(fh)
     except OSError as err:
-        raise ConfigError("config_file", path, f"cannot read: {err.strerror}") from None
+        raise ConfigError("config_file", path, f"cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError("config_file", path, f"not a UTF-8 text file (byte at offset {err.start})") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError("config_file", path, f"not valid YAML{where}") from None
+        raise ConfigError("config_file", path, f"not valid YAML{where}") from err
     if loaded is None:
         return {}
     if isinstance(loaded, Mapping) and set(loaded) == {"camel"}:
@@ -202,7 +225,8 @@ def _parse_slo(raw: Mapping[str, Any]) -> SLOConfig:
         raise ConfigError(f"slo.{key}", raw[key], "unknown key (known: metric, quantile, threshold_s)")
     slo = SLOConfig(**raw)
     _one_of("slo.metric", slo.metric, SLO_METRICS)
-    if not isinstance(slo.threshold_s, (int, float)) or isinstance(slo.threshold_s, bool) or slo.threshold_s <= 0:
+    if (not isinstance(slo.threshold_s, (int, float)) or isinstance(slo.threshold_s, bool)
+            or not math.isfinite(slo.threshold_s) or slo.threshold_s <= 0):
         raise ConfigError("slo.threshold_s", slo.threshold_s, "must be a positive number of seconds")
     if not isinstance(slo.quantile, (int, float)) or not 0.0 < slo.quantile < 1.0:
         raise ConfigError("slo.quantile", slo.quantile, "must be in (0, 1)")
@@ -219,7 +243,7 @@ def _positive_numbers(key: str, value: Any, *, integers: bool = False) -> None:
         raise ConfigError(key, value, 'must be a non-empty list or "auto"')
     for item in value:
         ok = isinstance(item, int) if integers else isinstance(item, (int, float))
-        if isinstance(item, bool) or not ok or item <= 0:
+        if isinstance(item, bool) or not ok or not math.isfinite(item) or item <= 0:
             kind = "positive integers" if integers else "positive numbers"
             raise ConfigError(key, value, f"{_show(item)} is not valid: entries must be {kind}")
 
@@ -230,8 +254,8 @@ def _positive_int(key: str, value: Any) -> None:
 
 
 def _non_negative(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(key, value, "must be a number >= 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(key, value, "must be a finite number >= 0")
 
 
 def _writable_file(key: str, path: Any) -> None:
@@ -245,5 +269,8 @@ def _writable_file(key: str, path: Any) -> None:
         raise ConfigError(key, path, f"folder {folder} is not writable")
     if os.path.isdir(path):
         raise ConfigError(key, path, "is a folder, not a file")
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        # a FIFO would block the engine core's first read or write forever
+        raise ConfigError(key, path, "is not a regular file (a FIFO, socket or device)")
     if os.path.exists(path) and not os.access(path, os.R_OK):
         raise ConfigError(key, path, "exists but is not readable")

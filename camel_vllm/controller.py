@@ -20,7 +20,24 @@ Energy attribution: the energy the device counted between the mark and the end o
 iteration is split over the requests in that iteration in proportion to their scheduled
 tokens (a prefill chunk of n tokens takes n shares, a decode step one). The mark is the end
 of the previous iteration, or the iteration's start if the engine was idle before it, so
-idle energy is counted in the device total but charged to no request.
+idle energy is counted in the device total but charged to no request. Only requests the
+controller holds (arrived, not yet finished or aborted) are charged: a request's trace is
+made by :meth:`Controller.request_arrived` and removed when it finishes or is aborted, so a
+step's work for a request the engine no longer holds (aborted mid-step) creates nothing.
+
+Energy that was not measured: a device whose sensor can fail reports, with its counter, a
+monotonic count of gaps (:class:`~camel_vllm.devices.base.EnergyReading`: failed reads, and
+the reading that closes a gap, whose energy over it is interpolated or arrives in one lump).
+An iteration whose start and end readings differ in that count, or any iteration on a device
+that measures no energy (``energy_source`` "none"), is unmeasured: the policy's
+``observe_iteration`` gets ``energy_j=None`` for it, and every request it served is marked.
+A marked request is still reported (listeners, ``observe_outcome``, results) with
+``energy_measured`` False and ``cost`` None, but is not credited to the policy
+(``policy.observe``) and does not enter the cost's size fit: a sensor gap charges its
+requests ~0 J and then a lump, which would read as an arm change, and a sensor that never
+reads would have the policy learn from costs of 0 J. Nothing learned is ever reset by a gap.
+When reads keep failing the device logs one line per episode and the controller counts it as
+``on_device_error("sensor")``.
 
 Crediting a request that spans several arms: the controller counts, per request, the
 tokens served under each (context, arm) epoch key; when the request finishes its cost is
@@ -41,7 +58,7 @@ ones) may define ``observe_arrival(now_s, prompt_tokens)`` (each arrival),
 ``observe_iteration(arm_index, work, duration_s, energy_j)`` (after each iteration;
 ``duration_s`` includes the emulated stretch; ``energy_j`` is the device energy counted since
 the previous mark, ``None`` when the sensor measured nothing for it), ``observe_outcome(outcome)`` (after each finished
-request) and ``maintain()`` (at the start of the last MAINTAIN_LEAD_ITERATIONS iterations
+request, credited or not: see ``outcome.energy_measured``) and ``maintain()`` (at the start of the last MAINTAIN_LEAD_ITERATIONS iterations
 before a decision, or of every iteration with time-bounded epochs: work a policy can do
 ahead of its next ``select``, so a decision iteration stays short). The
 controller looks them up once, so policies without them cost nothing.
@@ -57,7 +74,7 @@ from typing import Protocol, Sequence
 from camel_vllm.arms import ArmSet
 from camel_vllm.context import ContextModel
 from camel_vllm.cost import CostFunction
-from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError
+from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
 from camel_vllm.policies.base import Policy
 from camel_vllm.types import (
     Arm,
@@ -130,6 +147,7 @@ class _RequestTrace:
     tokens_by_slot: dict[int, int] = field(default_factory=dict)  # slot: see Controller._slot
     iteration_shares: float = 0.0  # sum over iterations of tokens / iteration's tokens
     first_s: float | None = None  # begin of the first iteration that served it
+    unmeasured: bool = False  # served by an iteration whose energy was not measured
 
 
 class Controller:
@@ -170,6 +188,8 @@ class Controller:
         self.frequency_switches = 0
         self.pulls = [0] * len(arms)
         self.updates = 0
+        #: Finished requests reported but not credited: their energy spans an unmeasured interval.
+        self.unmeasured_requests = 0
         self.energy_attributed_j = 0.0
         self.current_index: int | None = None
         self.current_context = Context()
@@ -183,6 +203,10 @@ class Controller:
         self._key_of: list[tuple[Context, int]] = []
         self._slot = 0
         self._energy_mark_j = 0.0
+        self._gaps_mark = 0
+        self._failing_seen = 0
+        self._energy_measurable = device.info().energy_source != "none"
+        self._energy_reading = getattr(device, "energy_reading", None)  # looked up once: hot path
         self._traces: dict[str, _RequestTrace] = {}
         # Credits waiting for the policy when observe_budget > 0: (arm, context, cost, weight).
         self._pending: deque[tuple[int, Context, float, float]] = deque()
@@ -249,7 +273,8 @@ class Controller:
             self._maintain()
         self._epoch_iterations_left -= 1
         if not self._in_flight:
-            self._energy_mark_j = self.device.energy_j()
+            reading = self._read_energy()
+            self._energy_mark_j, self._gaps_mark = reading.energy_j, reading.gaps
         assert self.current_index is not None
         self._in_flight.append((now_s, self._slot))
         return self.arms[self.current_index]
@@ -262,47 +287,63 @@ class Controller:
             begin_s, slot = now_s, self._slot_for((self.current_context, self.current_index or 0))
         elapsed_s = max(0.0, now_s - begin_s)
         extra_s = self.device.iteration_done(work, elapsed_s)
-        energy_now_j = self.device.energy_j()
+        reading = self._read_energy()
+        energy_now_j = reading.energy_j
         delta_j = max(0.0, energy_now_j - self._energy_mark_j)
-        self._energy_mark_j = energy_now_j
+        measured = self._energy_measurable and reading.gaps == self._gaps_mark
+        self._energy_mark_j, self._gaps_mark = energy_now_j, reading.gaps
         if self._observe_iteration is not None:
-            self._observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s, delta_j)
+            self._observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s, delta_j if measured else None)
         total_tokens = work.num_tokens or sum(work.tokens_by_request.values())
         if total_tokens <= 0:
             return extra_s
         per_token_j = delta_j / total_tokens
         traces = self._traces
         inv_tokens = 1.0 / total_tokens
+        attributed_tokens = 0
         for request_id, tokens in work.tokens_by_request.items():
             trace = traces.get(request_id)
             if trace is None:
-                trace = traces[request_id] = _RequestTrace()
+                # Finished or aborted while this step was in flight (vLLM runs its abort queue
+                # between schedule() and update_from_output(); the async scheduler may report
+                # a step holding a request that finished in an earlier one): charged to no
+                # one, and no trace is made that nothing would ever remove.
+                continue
             if trace.first_s is None:
                 trace.first_s = begin_s
             trace.energy_j += per_token_j * tokens
             trace.iteration_shares += tokens * inv_tokens
+            if not measured:
+                trace.unmeasured = True
             by_slot = trace.tokens_by_slot
             by_slot[slot] = by_slot.get(slot, 0) + tokens
-        self.energy_attributed_j += delta_j
+            attributed_tokens += tokens
+        self.energy_attributed_j += delta_j if attributed_tokens == total_tokens else per_token_j * attributed_tokens
         return extra_s
 
     def request_finished(self, request: FinishedRequest) -> RequestOutcome | None:
         """Compute the request's EDP and cost and credit the arms that served it.
 
-        Returns ``None`` for a request that never ran an iteration (nothing to credit).
+        A request whose energy spans an unmeasured interval is reported (``energy_measured``
+        False, ``cost`` None) but not credited. Returns ``None`` for a request that never ran
+        an iteration (nothing to credit).
         """
         trace = self._traces.pop(request.request_id, None)
         if trace is None or not trace.tokens_by_slot:
             return None
         latency_s = request.latency_s
-        cost = self.cost(trace.energy_j, latency_s, request)
         served = sum(trace.tokens_by_slot.values())
         shares = {self._key_of[slot]: tokens / served for slot, tokens in trace.tokens_by_slot.items()}
-        if self.observe_budget > 0:
-            self._pending.extend((arm_index, context, cost, share) for (context, arm_index), share in shares.items())
+        cost: float | None = None
+        if trace.unmeasured:  # reported below, never credited (see the module docstring)
+            self.unmeasured_requests += 1
         else:
-            for (context, arm_index), share in shares.items():
-                self.policy.observe(arm_index, context, cost, share)
+            cost = self.cost(trace.energy_j, latency_s, request)
+            if self.observe_budget > 0:
+                self._pending.extend((arm_index, context, cost, share) for (context, arm_index), share in shares.items())
+            else:
+                for (context, arm_index), share in shares.items():
+                    self.policy.observe(arm_index, context, cost, share)
         outcome = RequestOutcome(
             request=request,
             energy_j=trace.energy_j,
@@ -311,6 +352,7 @@ class Controller:
             arm_shares=shares,
             iteration_shares=trace.iteration_shares,
             first_scheduled_s=trace.first_s,
+            energy_measured=not trace.unmeasured,
         )
         if self._observe_outcome is not None:
             self._observe_outcome(outcome)
@@ -389,6 +431,20 @@ class Controller:
         for _ in range(count):
             arm_index, context, cost, weight = pending.popleft()
             observe(arm_index, context, cost, weight)
+
+    def _read_energy(self) -> EnergyReading:
+        """The device's counter with its gap count; a new episode of failing reads is counted."""
+        reading = self._energy_reading() if self._energy_reading is not None else EnergyReading(self.device.energy_j())
+        if reading.failing > self._failing_seen:
+            for _ in range(reading.failing - self._failing_seen):
+                self._device_error("sensor")
+            self._failing_seen = reading.failing
+        return reading
+
+    def report_device_error(self, kind: str, line: str) -> None:
+        """Log ``line`` (one warning) and count ``kind`` in ``camel_device_errors_total``."""
+        logger.warning("%s", line)
+        self._device_error(kind)
 
     def _slot_for(self, key: tuple[Context, int]) -> int:
         slot = self._slot_of.get(key)

@@ -194,7 +194,9 @@ class EnergyModel:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not JSON (line {err.lineno})") from None
+            raise ValueError(f"{path}: not JSON (line {err.lineno})") from err
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not a UTF-8 text file (byte at offset {err.start})") from err
         return cls.from_dict(data, source=path)
 
 
@@ -275,6 +277,8 @@ def _collect(records: Iterable[Mapping[str, Any]], runtime_target: str) -> _Data
         total = sum(arms.values())
         if total <= 0 or not all(math.isfinite(v) for v in row[:4]):
             continue
+        if rec.get("energy_measured") is False:
+            continue  # served across a sensor gap: its energy_j is not a measurement (request_log)
         rows.append(row)
         for label in arms:
             labels.setdefault(label, len(labels))

@@ -44,11 +44,21 @@ class EngineLimits:
 
 
 def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
-    """``auto``: Camel's 4..28 clipped to ``max_num_seqs`` (plus it, when below 28)."""
+    """``auto``: caps that end at the engine's ``max_num_seqs``, so the largest arm (the
+    ``default`` policy's) admits what stock vLLM admits.
+
+    Up to 28: Camel's 4..28 clipped to ``max_num_seqs``, plus ``max_num_seqs`` itself. Above:
+    Camel's seven evenly spaced caps scaled to it, ``round(k * max_num_seqs / 7)`` for k = 1..7
+    (at 28 this is Camel's grid; at vLLM's GPU default of 256: 37, 73, ..., 256). Camel's
+    own grid stays available as ``batch_sizes: [4, 8, 12, 16, 20, 24, 28]``.
+    """
     if config.batch_sizes == "auto":
-        sizes = [b for b in CAMEL_BATCH_SIZES if b <= limits.max_num_seqs]
-        if limits.max_num_seqs < CAMEL_BATCH_SIZES[-1]:
-            sizes.append(limits.max_num_seqs)
+        top = limits.max_num_seqs
+        if top > CAMEL_BATCH_SIZES[-1]:
+            steps = len(CAMEL_BATCH_SIZES)
+            return sorted({max(1, round(k * top / steps)) for k in range(1, steps + 1)})
+        sizes = [b for b in CAMEL_BATCH_SIZES if b <= top]
+        sizes.append(top)
         return sorted(set(sizes))
     for size in config.batch_sizes:
         if size > limits.max_num_seqs:
@@ -143,7 +153,20 @@ def build_controller(
             from camel_vllm.metrics import MetricsExporter
 
             controller.listeners.append(MetricsExporter.start(config, controller))
+        _report_start(config, device, controller)
         return controller
     except BaseException:
         device.close()
         raise
+
+
+def _report_start(config: CamelConfig, device: Device, controller: Controller) -> None:
+    """One line for what the user must know at start: a clock this process cannot write
+    (counted as ``camel_device_errors_total{kind="permission"}``), or no energy measurement."""
+    info = device.info()
+    problem = info.extra.get("clock_write_problem")
+    if problem and not config.read_only and device.available_frequencies_hz():
+        controller.report_device_error("permission", f"camel: {problem}; continuing with batch-only arms")
+    if info.energy_source == "none":
+        logger.info("camel: device %s measures no energy: requests are served and reported, and the policy "
+                    "learns nothing (no cost is computed from 0 J)", info.name)

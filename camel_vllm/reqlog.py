@@ -192,6 +192,7 @@ class RequestLog:
             "energy_j": outcome.energy_j,
             "edp_js": outcome.edp_js,
             "cost": outcome.cost,
+            "energy_measured": outcome.energy_measured,
             "iteration_shares": None if outcome.iteration_shares is None else round(outcome.iteration_shares, 6),
             "mean_batch": None if (mb := outcome.mean_batch) is None else round(mb, 4),
             **self._static,

@@ -4,7 +4,7 @@ One JSON file per state path::
 
     {"format": "camel-vllm-state", "schema": 1,
      "meta": {"policy", "arms" (labels), "cost", "device_kind", "device_profile",
-              "device_name", "saved_at"},
+              "device_name", "contextual", "saved_at"},
      "checksum": sha256 of the canonical policy_state JSON,
      "policy_state": policy.state_dict()}
 
@@ -14,8 +14,9 @@ one, never a partial file. Loading accepts a file whose policy, arm set, cost an
 kind/profile match; the device *name* may differ, so a state learned on one board
 warm-starts another of the same kind. A file that cannot be read back (truncated, not JSON,
 bad checksum, rejected by the policy) is moved aside as ``<path>.corrupt-<timestamp>``; a
-well-formed file made for something else (another schema, policy, arm set, cost or device
-kind) as ``<path>.foreign-<timestamp>``. Either way one warning is logged and learning
+well-formed file made for something else (another schema, policy, arm set, cost, device
+kind, or number of load contexts: saved with ``contextual`` on, loaded with it off) as
+``<path>.foreign-<timestamp>``. Either way one warning is logged and learning
 starts fresh.
 """
 
@@ -74,6 +75,7 @@ class PolicyStateStore:
             "device_kind": device_info.kind,
             "device_profile": device_info.profile,
             "device_name": device_info.name,
+            "contextual": config.contextual,
         }
         self.saves = 0
         #: What the last :meth:`load_into` did, in one line (None: not called yet).
@@ -118,6 +120,7 @@ class PolicyStateStore:
             return False
         try:
             state, meta = self._read()
+            self._check_shape(state, meta, policy)
             try:
                 policy.load_state_dict(state)
             except (ValueError, KeyError, TypeError, IndexError) as err:
@@ -139,6 +142,20 @@ class PolicyStateStore:
             logger.info("camel: loaded learned state from %s", self.path)
         self.load_outcome = f"started from the learned state in {self.path}"
         return True
+
+    def _check_shape(self, state: dict[str, Any], meta: dict[str, Any], policy: Policy) -> None:
+        """A state learned over another number of load contexts (saved with ``contextual``
+        on, loaded with it off, or the reverse) is foreign, not corrupt: compared with the
+        fresh policy's own ``num_contexts`` before the policy is asked to load it."""
+        theirs = state.get("num_contexts")
+        if theirs is None:
+            return
+        ours = policy.state_dict().get("num_contexts")
+        if ours is None or theirs == ours:
+            return
+        saved = f", saved with contextual: {json.dumps(meta['contextual'])}" if "contextual" in meta else ""
+        raise StateFileError("foreign", f"learned over {theirs} load contexts{saved}; this run has {ours} "
+                                        f"(contextual: {json.dumps(self.meta['contextual'])})")
 
     def _read(self) -> tuple[dict[str, Any], dict[str, Any]]:
         with open(self.path, "rb") as fh:

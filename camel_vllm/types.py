@@ -126,7 +126,8 @@ class RequestOutcome:
 
     ``arm_shares`` maps each (context, arm index) that served the request to the share of
     its scheduled tokens served there (shares sum to 1); the cost is credited to each with
-    that weight. ``edp_js`` = ``energy_j`` x ``latency_s``; ``cost`` is on the policy's scale.
+    that weight. ``edp_js`` = ``energy_j`` x ``latency_s``; ``cost`` is on the policy's scale
+    (None when the energy was not measured, see ``energy_measured``).
     ``iteration_shares`` is the sum over the iterations that served the request of its share
     of each iteration's tokens (1.0 = one whole iteration): how many iterations' worth of
     energy it was charged, which depends on how many requests shared them (``None`` when the
@@ -136,13 +137,15 @@ class RequestOutcome:
     request: FinishedRequest
     energy_j: float
     edp_js: float
-    cost: float
+    cost: float | None
     arm_shares: Mapping[tuple[Context, int], float] = field(default_factory=dict)
     iteration_shares: float | None = None
     #: When the engine first scheduled the request (adapter clock; None: not tracked), so
     #: ``first_scheduled_s - arrival_s`` is its wait in the queue and the rest its service.
     first_scheduled_s: float | None = None
-    #: False when part of the request ran while the energy sensor measured nothing.
+    #: False when an iteration that served the request had no energy measurement (a sensor
+    #: gap, or a device without a sensor): ``energy_j`` is what was attributed (0 J, or a
+    #: share of the lump that closed the gap), ``cost`` is None and no arm was credited.
     energy_measured: bool = True
 
     @property

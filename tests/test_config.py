@@ -109,7 +109,10 @@ def test_replace_validates():
 
 def test_batch_sizes_against_max_num_seqs():
     auto = CamelConfig()
-    assert resolve_batch_sizes(auto, EngineLimits(256)) == [4, 8, 12, 16, 20, 24, 28]
+    # auto ends at the engine's limit, so the default arm admits what stock vLLM admits (issue 15, item 10)
+    assert resolve_batch_sizes(auto, EngineLimits(28)) == [4, 8, 12, 16, 20, 24, 28]
+    assert resolve_batch_sizes(auto, EngineLimits(256)) == [37, 73, 110, 146, 183, 219, 256]
+    assert resolve_batch_sizes(auto, EngineLimits(64)) == [9, 18, 27, 37, 46, 55, 64]
     assert resolve_batch_sizes(auto, EngineLimits(10)) == [4, 8, 10]
     listed = CamelConfig(batch_sizes=[16, 4, 4])
     assert resolve_batch_sizes(listed, EngineLimits(16)) == [4, 16]

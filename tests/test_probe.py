@@ -59,5 +59,5 @@ def test_probe_permission_denied_is_reported(tmp_path: Path, capsys) -> None:
 def test_probe_bad_rail_is_one_line(tmp_path: Path, capsys) -> None:
     build_fake_orin_tree(tmp_path, 6)
     assert main(["probe", "--device", "jetson", "--sysfs-root", str(tmp_path), "--rails", "VDD_X"]) == 2
-    out = capsys.readouterr().out.strip()
+    out = capsys.readouterr().err.strip()  # errors go to stderr, as in every other command
     assert "\n" not in out and "rails" in out and "VDD_X" in out

@@ -147,7 +147,7 @@ def test_state_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
     taken.write_text("")
     assert cli_main(["bench", "sim", "--trace", trace, "--state-dir", str(taken), "--json", str(tmp_path / "o.json")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f'camel-vllm bench sim: camel config: state-dir="{taken}": cannot make this folder (File exists)'
+    assert err == f'camel-vllm bench sim: camel config: state-dir="{taken}": exists and is not a folder'
 
 
 def test_state_dir_with_state_learned_on_other_arms_says_it_started_cold(tmp_path):

@@ -173,3 +173,18 @@ def test_write_is_atomic(tmp_path, monkeypatch) -> None:
     # The failed save left the last good file and no temporary file behind.
     assert json.loads(path.read_text())["policy_state"] == second.state_dict()
     assert sorted(os.listdir(tmp_path)) == ["s.json"]
+
+
+def test_state_saved_contextual_loaded_without_contexts_is_foreign_not_corrupt(tmp_path, caplog) -> None:
+    path = tmp_path / "s.json"
+    _store(path).save(_trained())  # contextual camel: 6 load contexts
+    flat = make_policy(CamelConfig(policy="camel", contextual=False), ARMS, num_contexts=6)
+    loader = PolicyStateStore(str(path), config=CamelConfig(policy="camel", contextual=False), arms=ARMS,
+                              device_info=ORIN)
+    with caplog.at_level(logging.WARNING, logger="vllm.camel"):
+        assert loader.load_into(flat) is False
+    assert [p for p in os.listdir(tmp_path) if p.startswith("s.json.")][0].startswith("s.json.foreign-")
+    assert loader.load_outcome.startswith(
+        f"started cold: the learned state in {path} is foreign (learned over 6 load contexts, saved with "
+        "contextual: true; this run has 1 (contextual: false)), moved to ")
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1

@@ -39,5 +39,5 @@ def test_make_tiny_model_cli(tmp_path, monkeypatch, capsys):
 
 def test_make_tiny_model_rejects_bad_sizes(tmp_path, capsys):
     assert cli_main(["make-tiny-model", str(tmp_path / "x"), "--layers", "0"]) == 2
-    assert capsys.readouterr().out.strip() == "camel-vllm make-tiny-model: --layers=0: must be >= 1"
+    assert capsys.readouterr().err.strip() == "camel-vllm make-tiny-model: --layers=0: must be >= 1"
     assert cli_main(["make-tiny-model", str(tmp_path / "y"), "--hidden", "100", "--heads", "3"]) == 2

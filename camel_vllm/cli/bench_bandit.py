@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
 from camel_vllm.bandit_bench import BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
+from camel_vllm.cli import checks
+from camel_vllm.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        if args.json:
+            checks.output_file("--json", args.json, make_folder=not args.cost_fit)
+        if args.plot:
+            checks.output_file("--plot", args.plot)
+        if args.cost_fit:
+            checks.input_file("--cost-fit", args.cost_fit)
+    except ConfigError as err:
+        print(f"camel-vllm bench bandit: {err}", file=sys.stderr)
+        return 2
     if args.cost_fit:
         return _cost_fit(args)
     for key in ("arms", "horizon", "seeds"):
         if getattr(args, key) < 1 or (key == "arms" and args.arms < 2):
             print(f"camel-vllm bench bandit: --{key}={getattr(args, key)} is too small", file=sys.stderr)
             return 2
-    if args.noise_std < 0:
-        print(f"camel-vllm bench bandit: --noise-std={args.noise_std} must be >= 0", file=sys.stderr)
+    if not math.isfinite(args.noise_std) or args.noise_std < 0:
+        print(f"camel-vllm bench bandit: --noise-std={args.noise_std} must be a finite number >= 0", file=sys.stderr)
         return 2
     envs = ("stationary", "shift") if args.env == "both" else (args.env,)
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
@@ -80,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
 def _cost_fit(args: argparse.Namespace) -> int:
     try:
         study = cost_scale_study(args.cost_fit)
+    except UnicodeDecodeError as err:
+        print(f"camel-vllm bench bandit: --cost-fit {args.cost_fit}: not a UTF-8 text file (byte at offset "
+              f"{err.start})", file=sys.stderr)
+        return 2
     except (OSError, KeyError, ValueError) as err:
         print(f"camel-vllm bench bandit: --cost-fit {args.cost_fit}: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,9 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 
+from camel_vllm.cli import checks
 from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
 from camel_vllm.config import CamelConfig, ConfigError, load_yaml_file
 from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
@@ -26,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policies", default="default,grid,camel,oracle",
                         help="comma list: default, grid, camel, ts, ucb, epsilon, zeus-ts, oracle, static:MHZ:BATCH")
     parser.add_argument("--seed", type=int, default=0, help="seed of policies and device noise")
-    parser.add_argument("--config", default=None, help="YAML with other camel keys (epoch_iterations, cost, ...)")
+    parser.add_argument("--config", default=None,
+                        help="YAML with other camel keys (epoch_iterations, cost, ...); its policy_params go to "
+                             "every listed policy that takes them (a key none takes is an error)")
     parser.add_argument("--max-num-seqs", type=int, default=DEFAULT_MAX_NUM_SEQS, help="engine --max-num-seqs")
     parser.add_argument("--max-num-batched-tokens", type=int, default=DEFAULT_MAX_NUM_BATCHED_TOKENS,
                         help="engine token budget per step")
@@ -42,21 +46,35 @@ def _state_dir(path: str | None) -> str | None:
     """``--state-dir``, made if missing; a path that cannot be a folder is a ConfigError."""
     if path is None:
         return None
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError("state-dir", path, "exists and is not a folder")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:
-        raise ConfigError("state-dir", path, f"cannot make this folder ({err.strerror})") from None
+        raise ConfigError("state-dir", path, f"cannot make this folder ({err.strerror})") from err
     return path
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every numeric option and output path, before anything is simulated. Raises ConfigError."""
+    for option, minimum in (("max_num_seqs", 1), ("max_num_batched_tokens", 1), ("workers", 1), ("seed", 0)):
+        value = getattr(args, option)
+        if value < minimum:
+            raise ConfigError(f"--{option.replace('_', '-')}", value, f"must be an integer >= {minimum}")
+    checks.output_file("--json", args.json)
+    if args.plot is not None:
+        checks.output_folder("--plot", args.plot)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from camel_vllm.devices.profiles import load_model_profile
-    from camel_vllm.sim.bench import ORACLE, SimSetup, arm_set, bench, parse_policies
+    from camel_vllm.sim.bench import ORACLE, SimSetup, SimWorkerError, arm_set, bench, check_specs, parse_policies
     from camel_vllm.sim.results import format_table
 
     try:
+        check_arguments(args)
         base = CamelConfig.from_mapping(load_yaml_file(args.config)) if args.config else CamelConfig()
         specs = parse_policies(args.policies)
         model = load_model_profile(args.model)
@@ -65,13 +83,18 @@ def run(args: argparse.Namespace) -> int:
                               engine=EngineConfig(args.max_num_seqs, args.max_num_batched_tokens),
                               state_dir=_state_dir(args.state_dir))
         n_arms = len(arm_set(setup))
+        check_specs(setup, specs)
     except (ConfigError, TraceFormatError, ValueError) as err:
         print(f"camel-vllm bench sim: {err}", file=sys.stderr)
         return 2
     runs = len([s for s in specs if s.policy != ORACLE]) + (n_arms if any(s.policy == ORACLE for s in specs) else 0)
     t0 = time.perf_counter()
-    with tqdm(total=runs * len(trace), desc="simulating", unit="req") as bar:
-        out = bench(setup, specs, trace, workers=args.workers, progress=bar.update)
+    try:
+        with tqdm(total=runs * len(trace), desc="simulating", unit="req") as bar:
+            out = bench(setup, specs, trace, workers=args.workers, progress=bar.update)
+    except (ConfigError, SimWorkerError, BrokenProcessPool) as err:
+        print(f"camel-vllm bench sim: {err}", file=sys.stderr)
+        return 2
     wall_s = time.perf_counter() - t0
     out.result.notes.append(f"{runs} simulated runs of {len(trace)} requests in {wall_s:.1f} s wall "
                             f"({args.workers} worker processes)")

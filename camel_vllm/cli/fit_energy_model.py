@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from camel_vllm.cli import checks
 from camel_vllm.energy_model import (
     BAND_EDGES,
     MIN_BAND_REQUESTS,
@@ -43,7 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if not args.include_rotated:
+            checks.input_file("LOG", args.log)
+        checks.number("--shrinkage", args.shrinkage, minimum=0.0)
+        checks.number("--seed", args.seed, minimum=0)
+        if args.json_out:
+            checks.output_file("--json", args.json_out)
         records = list(read_request_log(args.log, include_rotated=args.include_rotated))
+    except UnicodeDecodeError as err:
+        print(f"camel-vllm fit-energy-model: {args.log}: not a UTF-8 text file (byte at offset {err.start})",
+              file=sys.stderr)
+        return 2
     except (OSError, ValueError) as err:
         print(f"camel-vllm fit-energy-model: {err}", file=sys.stderr)
         return 2

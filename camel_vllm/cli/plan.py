@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from camel_vllm.cli import checks
 from camel_vllm.energy_model import POOLED, EnergyModel
 from camel_vllm.planning import DeviceModel, PlanResult, plan
 
@@ -45,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from camel_vllm.traces import load_trace
 
     try:
+        for path in args.models:
+            checks.input_file("--models", path)
+        checks.number("--min-share", args.min_share, minimum=0.0, maximum=1.0)
+        checks.number("--seed", args.seed, minimum=0)
+        if args.json_out:
+            checks.output_file("--json", args.json_out)
         models = load_device_models(args.models, args.arm)
         trace = load_trace(args.trace, requests=args.requests)
         tokens = [(r.prompt_tokens, r.output_tokens) for r in trace.requests]

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from typing import Any
 
+from camel_vllm.cli import checks
 from camel_vllm.config import DEVICE_KINDS, CamelConfig, ConfigError
 from camel_vllm.devices.base import Device, DeviceError
 
@@ -43,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
             device_profile=args.device_profile, model_profile=args.model_profile,
         )
         config.validate()
+        checks.number("--window-s", args.window_s, minimum=0.0)
         device = make_device(config)
     except (ConfigError, DeviceError) as err:
-        print(f"camel-vllm probe: {err}")
+        print(f"camel-vllm probe: {err}", file=sys.stderr)
         return 2
     try:
         report = probe(device, window_s=args.window_s)
@@ -89,7 +92,10 @@ def permissions(device: Device) -> dict[str, Any]:
     kind = device.info().kind
     result: dict[str, Any] = {"euid": os.geteuid() if hasattr(os, "geteuid") else None}
     if kind == "jetson":
-        result["can_write_frequency"] = bool(device._writable())  # type: ignore[attr-defined]
+        problem = device.clock_write_problem()  # type: ignore[attr-defined]
+        result["can_write_frequency"] = problem is None
+        if problem is not None:
+            result["problem"] = problem
         result["how"] = "root, or the udev rule in docs/devices.md"
     elif kind == "nvml":
         result["can_write_frequency"] = (os.geteuid() == 0) if hasattr(os, "geteuid") else None

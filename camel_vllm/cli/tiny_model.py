@@ -8,6 +8,8 @@ models/mid --layers 4 --hidden 512`` (about 90 ms); docs/vllm-integration.md lis
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,15 +30,22 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("layers", "hidden", "vocab", "max_position_embeddings"):
         if getattr(args, name) < 1:
-            print(f"camel-vllm make-tiny-model: --{name.replace('_', '-')}={getattr(args, name)}: must be >= 1")
+            print(f"camel-vllm make-tiny-model: --{name.replace('_', '-')}={getattr(args, name)}: must be >= 1",
+                  file=sys.stderr)
             return 2
+    if os.path.exists(args.dir) and not os.path.isdir(args.dir):
+        print(f"camel-vllm make-tiny-model: {args.dir}: exists and is not a folder", file=sys.stderr)
+        return 2
     try:
         spec = build_tiny_model(
             args.dir, layers=args.layers, hidden=args.hidden, heads=args.heads, vocab=args.vocab,
             max_position_embeddings=args.max_position_embeddings, seed=args.seed,
         )
     except ValueError as err:
-        print(f"camel-vllm make-tiny-model: {err}")
+        print(f"camel-vllm make-tiny-model: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"camel-vllm make-tiny-model: {args.dir}: {err.strerror or err}", file=sys.stderr)
         return 2
     print(
         f"wrote {args.dir}: {spec.layers} layers, hidden {spec.hidden}, heads {spec.heads}/{spec.kv_heads}, "

@@ -48,6 +48,29 @@ class DeviceInfo:
         return self.energy_source == "emulated"
 
 
+@dataclass(frozen=True)
+class EnergyReading:
+    """The energy counter (J) read together with how often it stopped being a measurement.
+
+    ``gaps`` is monotonic: it counts every sensor read that failed and every reading that
+    closed such a gap (the energy over a gap is interpolated, or arrives in one lump when the
+    sensor comes back). The energy between two readings whose ``gaps`` differ was not
+    measured where it was spent. ``failing`` counts the episodes in which reads kept failing
+    (each reported once, see :class:`~camel_vllm.devices.sampler.PowerSampler`).
+    """
+
+    energy_j: float
+    gaps: int = 0
+    failing: int = 0
+
+
+def read_energy(device: "Device") -> EnergyReading:
+    """``device.energy_reading()`` when the backend has one (counter and gaps read together),
+    else ``energy_j()`` with no gaps (the emulator: every joule is its model's)."""
+    reading = getattr(device, "energy_reading", None)
+    return reading() if reading is not None else EnergyReading(device.energy_j())
+
+
 @runtime_checkable
 class Device(Protocol):
     """A GPU whose clock can be set and whose energy can be read.
@@ -66,7 +89,11 @@ class Device(Protocol):
     def set_frequency_hz(self, freq_hz: float) -> float: ...
 
     def energy_j(self) -> float:
-        """Monotonic energy counter since the device object was opened, in joules."""
+        """Monotonic energy counter since the device object was opened, in joules.
+
+        A backend whose sensor can fail also offers ``energy_reading() -> EnergyReading``
+        (optional, looked up by :func:`read_energy`), so a caller knows which intervals
+        were not measured."""
         ...
 
     def power_w(self) -> float | None: ...

@@ -10,10 +10,15 @@ Facts (paths, units, quirks) are in ../shared/reference/hardware.md:
   nvpmodel or thermal cap is reported, not fought;
 - ``min_freq``, ``max_freq`` and ``governor`` are saved at open and restored on close, at
   interpreter exit, and on SIGTERM when no one else handles SIGTERM (see
-  :class:`_ExitRestore`);
+  :class:`_ExitRestore`). SIGKILL cannot be caught: from the first write until the restore,
+  the settings found at open are kept in a small file (:class:`ClockRecord`, under
+  ``/run/camel-vllm``), and a start that finds the file of a process that is gone, with the
+  clock not back at those settings, puts them back and says so in one line;
 - INA3221 channels under ``/sys/bus/i2c/drivers/ina3221*/*/hwmon/hwmon*/``: ``in<N>_label``,
-  ``in<N>_input`` (mV), ``curr<N>_input`` (mA); ``NC`` channels are skipped; power in W is
-  mV x mA / 1e6; there is no energy counter, so a :class:`PowerSampler` integrates.
+  ``in<N>_input`` (mV), ``curr<N>_input`` (mA). A rail is a channel with a real label (not
+  ``NC``) and both files: the driver's channel 7 ("sum of shunt voltages") has ``in7_input``
+  but no ``curr7_input``, and the shunt voltages ``in4..6_input`` have no label. Power in W
+  is mV x mA / 1e6; there is no energy counter, so a :class:`PowerSampler` integrates.
 
 All file access goes through :class:`SysfsAccess` rooted at ``sysfs_root``. For a root other
 than ``/`` (tests) it honours a fault file written by :mod:`camel_vllm.devices.testing`
@@ -25,11 +30,13 @@ from __future__ import annotations
 
 import atexit
 import errno
+import hashlib
 import json
 import logging
 import multiprocessing.util
 import os
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -37,7 +44,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from camel_vllm.config import ConfigError
-from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError
+from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.sampler import PowerSampler, sample_period_s
 from camel_vllm.types import IterationWork
 
@@ -54,6 +61,9 @@ PERMISSION_HINT = (
     "run as root, or install the udev rule in docs/devices.md that lets your group write "
     "the GPU devfreq min_freq/max_freq (or set read_only: true)"
 )
+#: Errors that mean "this process may not write the clock" (EROFS: sysfs mounted read-only,
+#: as in a container): the controller then keeps to batch-only arms.
+PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class SysfsAccess:
@@ -135,7 +145,10 @@ def find_rails(access: SysfsAccess) -> list[Rail]:
         if not label or label.upper() == "NC":
             continue
         hwmon = label_path.parent
-        rails.append(Rail(label, hwmon / f"in{channel}_input", hwmon / f"curr{channel}_input", hwmon))
+        voltage, current = hwmon / f"in{channel}_input", hwmon / f"curr{channel}_input"
+        if not (voltage.exists() and current.exists()):
+            continue  # channel 7, "sum of shunt voltages": a voltage without a current, not a rail
+        rails.append(Rail(label, voltage, current, hwmon))
     return rails
 
 
@@ -188,11 +201,13 @@ class JetsonDevice:
         self._frequencies_hz = tuple(sorted(float(v) for v in self._read("available_frequencies").split()))
         if not self._frequencies_hz:
             raise DeviceError(f"jetson: {node}/available_frequencies is empty")
-        self._saved = (self._read("min_freq"), self._read("max_freq"), self._read("governor"))
-        logger.info("camel: jetson GPU clock found at %s: min_freq %s max_freq %s governor %s (restored on exit)",
-                    node, *self._saved)
+        found = (self._read("min_freq"), self._read("max_freq"), self._read("governor"))
         self._dirty = False
         self._closed = False
+        self.record = ClockRecord(self.access, node)
+        self._saved = found if read_only else self._recover(found)
+        logger.info("camel: jetson GPU clock found at %s: min_freq %s max_freq %s governor %s (restored on exit)",
+                    node, *self._saved)
         self.rails = select_rails(find_rails(self.access), rails)
         self.sampler: PowerSampler | None = None
         if self.rails:
@@ -212,9 +227,10 @@ class JetsonDevice:
             energy_source="measured" if self.rails else "none",
             energy_method="ina3221-integrated" if self.rails else "none",
             rails=tuple(r.label for r in self.rails),
-            can_set_frequency=not self.read_only and self._writable(),
+            can_set_frequency=not self.read_only and self.clock_write_problem() is None,
             read_only=self.read_only,
             extra={
+                "clock_write_problem": None if self.read_only else self.clock_write_problem(),
                 "devfreq": str(self.node),
                 "governor": self._saved[2],
                 "saved_min_freq_hz": float(self._saved[0]),
@@ -248,6 +264,10 @@ class JetsonDevice:
     def energy_j(self) -> float:
         return 0.0 if self.sampler is None else self.sampler.energy_j()
 
+    def energy_reading(self) -> EnergyReading:
+        """The integrated energy with the sampler's gap count (see :class:`EnergyReading`)."""
+        return EnergyReading(0.0) if self.sampler is None else self.sampler.reading()
+
     def power_w(self) -> float | None:
         if self.sampler is None:
             return None
@@ -264,15 +284,13 @@ class JetsonDevice:
         with self._lock:
             if not self._dirty:
                 return
-            saved_min, saved_max, saved_governor = self._saved
             try:
-                self._pin(int(saved_min), int(saved_max))
-                if self._read("governor") != saved_governor:
-                    self._write(self._governor_path, saved_governor)
+                self._put_back(self._saved)
             except DeviceError:
                 logger.error("camel: restoring the GPU clock at %s failed", self.node)
                 raise
             self._dirty = False
+            self.record.remove()
 
     def close(self) -> None:
         if self._closed:
@@ -292,41 +310,89 @@ class JetsonDevice:
     def _read(self, name: str) -> str:
         return self.access.read(self.node / name)
 
-    def _write(self, path: Path, value: str) -> None:
+    def _write(self, path: Path, value: str, *, record: bool = True) -> None:
+        if record and not self._dirty:
+            self.record.write(self._saved)  # before the first write: a kill -9 can be undone
         try:
             self.access.write(path, value)
             self._dirty = True  # something was written: restore on close
-        except PermissionError:
-            raise DevicePermissionError(f"jetson: no permission to write {path}: {PERMISSION_HINT}") from None
         except OSError as err:
-            if err.errno in (errno.EACCES, errno.EPERM):
-                raise DevicePermissionError(f"jetson: no permission to write {path}: {PERMISSION_HINT}") from None
-            raise DeviceError(f"jetson: writing {value} to {path} failed: {err.strerror or err}") from None
+            if isinstance(err, PermissionError) or err.errno in PERMISSION_ERRNOS:
+                raise DevicePermissionError(
+                    f"jetson: cannot write {path} ({os.strerror(err.errno or errno.EACCES)}): {PERMISSION_HINT}"
+                ) from err
+            raise DeviceError(f"jetson: writing {value} to {path} failed: {err.strerror or err}") from err
 
-    def _pin(self, min_hz: int, max_hz: int) -> None:
+    def _put_back(self, settings: tuple[str, str, str]) -> None:
+        """Write ``(min_freq, max_freq, governor)`` back in the safe order (not recorded)."""
+        saved_min, saved_max, saved_governor = settings
+        self._pin(int(saved_min), int(saved_max), record=False)
+        if self._read("governor") != saved_governor:
+            self._write(self._governor_path, saved_governor, record=False)
+
+    def _recover(self, found: tuple[str, str, str]) -> tuple[str, str, str]:
+        """The settings to restore on exit: ``found``, or those an earlier run recorded.
+
+        An earlier run that was killed (SIGKILL, OOM) left its record: when that process is
+        gone and the clock is not at the settings it found, they are written back now (one
+        warning line). A record of a live process (another engine on this board) is adopted,
+        not acted on: its settings are the ones restored on exit.
+        """
+        earlier = self.record.load()
+        if earlier is None:
+            return found
+        settings = earlier.settings
+        if earlier.alive():
+            logger.warning("camel: process %d also drives the GPU clock at %s; on exit camel restores the settings "
+                           "it found (min_freq %s max_freq %s governor %s)", earlier.pid, self.node, *settings)
+            return settings
+        if found != settings:
+            try:
+                with self._lock:
+                    self._put_back(settings)
+            except DeviceError as err:
+                logger.error("camel: the GPU clock at %s was left at min_freq %s max_freq %s governor %s by an earlier "
+                             "run (pid %d) that did not restore it, and restoring failed: %s",
+                             self.node, *found, earlier.pid, err)
+                return settings
+            logger.warning("camel: the GPU clock at %s was left at min_freq %s max_freq %s governor %s by an earlier "
+                           "run (pid %d) that did not restore it; restored min_freq %s max_freq %s governor %s found "
+                           "at its start", self.node, *found, earlier.pid, *settings)
+            self._dirty = False  # the settings to restore are in force again
+        self.record.remove()
+        return settings
+
+    def clock_write_problem(self) -> str | None:
+        """Why this process cannot write the clock (one line with what to do), or None."""
+        for path in (self._min_path, self._max_path):
+            code = self._fault_on_write(path)
+            if code is None and not os.access(path, os.W_OK):
+                code = errno.EROFS if _read_only_filesystem(path) else errno.EACCES
+            if code is not None:
+                return f"jetson: cannot write {path} ({os.strerror(code)}): {PERMISSION_HINT}"
+        return None
+
+    def _pin(self, min_hz: int, max_hz: int, *, record: bool = True) -> None:
         """Set (min, max) keeping min <= max: max first when it does not go below the current min."""
         try:
             current_min = int(self._read("min_freq"))
         except (OSError, ValueError) as err:
             raise DeviceError(f"jetson: reading {self._min_path} failed: {err}") from None
         if max_hz >= current_min:
-            self._write(self._max_path, str(max_hz))
-            self._write(self._min_path, str(min_hz))
+            self._write(self._max_path, str(max_hz), record=record)
+            self._write(self._min_path, str(min_hz), record=record)
         else:
-            self._write(self._min_path, str(min_hz))
-            self._write(self._max_path, str(max_hz))
+            self._write(self._min_path, str(min_hz), record=record)
+            self._write(self._max_path, str(max_hz), record=record)
 
-    def _writable(self) -> bool:
-        return all(os.access(p, os.W_OK) for p in (self._min_path, self._max_path)) and not self._fault_on_write()
-
-    def _fault_on_write(self) -> bool:
-        for path in (self._min_path, self._max_path):
-            try:
-                self.access._inject(path, "write")
-            except OSError as err:
-                if err.errno in (errno.EACCES, errno.EPERM):
-                    return True
-        return False
+    def _fault_on_write(self, path: Path) -> int | None:
+        """A permission errno the fake tree's fault file sets on writing ``path`` (tests), or None."""
+        try:
+            self.access._inject(path, "write")
+        except OSError as err:
+            if err.errno in PERMISSION_ERRNOS:
+                return err.errno
+        return None
 
     def _read_rails_w(self) -> float:
         total_w = 0.0
@@ -345,6 +411,142 @@ class JetsonDevice:
                 continue
             slowest = interval_s if slowest is None else max(slowest, interval_s)
         return slowest
+
+
+def _read_only_filesystem(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+#: Folder of clock records relative to the sysfs root: tmpfs on a real board, so a record
+#: never outlives a reboot (when the kernel resets the clock anyway).
+RECORD_DIR = "/run/camel-vllm"
+RECORD_FORMAT = "camel-vllm-clock-record"
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks), or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class RecordedStart:
+    """What a :class:`ClockRecord` file says: the settings found at a start, and whose start."""
+
+    settings: tuple[str, str, str]  # min_freq (Hz), max_freq (Hz), governor
+    pid: int
+    start_ticks: int | None
+
+    def alive(self) -> bool:
+        """The recording process still runs (same pid and start time: not a reused pid)."""
+        if self.pid == os.getpid():
+            return False
+        ticks = _process_start_ticks(self.pid)
+        return ticks is not None and (self.start_ticks is None or ticks == self.start_ticks)
+
+
+class ClockRecord:
+    """The GPU clock settings found at start, on disk while camel's writes are in force.
+
+    Written (atomically) before camel's first write to the clock, removed once the settings
+    are back. One file per devfreq node, named from its real path, in the first writable
+    folder of ``<sysfs_root>/run/camel-vllm`` and, for the real root only,
+    ``$XDG_RUNTIME_DIR/camel-vllm`` and ``<tmp>/camel-vllm-<uid>``. A record from another
+    boot is ignored. JSON: format, devfreq, min_freq, max_freq, governor, pid, start_ticks,
+    boot_id, written_at.
+    """
+
+    def __init__(self, access: SysfsAccess, node: Path) -> None:
+        self.node = node
+        key = hashlib.sha1(os.path.realpath(node).encode("utf-8")).hexdigest()[:12]
+        self.name = f"jetson-gpu-{key}.json"
+        self.folders = [access.path(RECORD_DIR)]
+        if access.root.resolve() == Path("/"):
+            runtime = os.environ.get("XDG_RUNTIME_DIR")
+            if runtime:
+                self.folders.append(Path(runtime) / "camel-vllm")
+            self.folders.append(Path(tempfile.gettempdir()) / f"camel-vllm-{os.getuid()}")
+        self.path: Path | None = None  # where this process's record is, once written
+        self.shared = False
+        self._warned = False
+
+    def load(self) -> RecordedStart | None:
+        """The record an earlier start left for this node (this boot), or None."""
+        for folder in self.folders:
+            path = folder / self.name
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if data.get("format") != RECORD_FORMAT or data.get("boot_id") != _boot_id():
+                    raise ValueError("another boot or not a record")
+                start = RecordedStart((str(int(data["min_freq"])), str(int(data["max_freq"])), str(data["governor"])),
+                                      int(data["pid"]), data.get("start_ticks"))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                logger.info("camel: ignoring clock record %s (%s)", path, err)
+                _unlink(path)
+                continue
+            if start.alive():
+                self.shared = True  # another live process's record: never overwritten nor removed here
+            else:
+                self.path = path  # an earlier run's: removed once its settings are back
+            return start
+        return None
+
+    def write(self, settings: tuple[str, str, str]) -> None:
+        """Record ``settings`` as this process's (a failure is one warning; the write goes on)."""
+        if self.shared:
+            return
+        data = {
+            "format": RECORD_FORMAT, "devfreq": str(self.node), "min_freq": int(settings[0]),
+            "max_freq": int(settings[1]), "governor": settings[2], "pid": os.getpid(),
+            "start_ticks": _process_start_ticks(os.getpid()), "boot_id": _boot_id(), "written_at": time.time(),
+        }
+        errors = []
+        for folder in self.folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.name}.", suffix=".tmp")
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh)
+                os.replace(tmp, folder / self.name)
+            except OSError as err:
+                errors.append(f"{folder}: {err.strerror or err}")
+                continue
+            self.path = folder / self.name
+            return
+        if not self._warned:
+            self._warned = True
+            logger.warning("camel: cannot record the GPU clock settings found at start (%s); if this process is "
+                           "killed with SIGKILL the clock stays as camel left it until restored by hand "
+                           "(docs/devices.md)", "; ".join(errors))
+
+    def remove(self) -> None:
+        if self.path is not None:
+            _unlink(self.path)
+            self.path = None
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 class _ExitRestore:

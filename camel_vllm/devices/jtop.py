@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from camel_vllm.config import ConfigError
-from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError
+from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.jetson import DEFAULT_RAIL, SysfsAccess, find_gpu_devfreq
 from camel_vllm.devices.sampler import PowerSampler
 from camel_vllm.types import IterationWork
@@ -112,6 +112,9 @@ class JtopDevice:
 
     def energy_j(self) -> float:
         return self.sampler.energy_j()
+
+    def energy_reading(self) -> EnergyReading:
+        return self.sampler.reading()
 
     def power_w(self) -> float | None:
         return self.sampler.power_w()

@@ -24,8 +24,8 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError
-from camel_vllm.devices.sampler import PowerSampler, sample_period_s
+from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
+from camel_vllm.devices.sampler import FAILING_AFTER_READS, PowerSampler, sample_period_s
 from camel_vllm.types import IterationWork
 
 logger = logging.getLogger("vllm.camel")
@@ -83,6 +83,11 @@ class NvmlDevice:
             self._counter_mj: list[float] | None = self._first_energy_mj()
             self._energy_j = [0.0] * len(self.handles)
             self.counter_resets = 0
+            # Counter reads that failed, readings that closed such a gap, and counter resets
+            # (energy since the last read lost): see EnergyReading.
+            self.gaps = 0
+            self.failing = 0
+            self._failed_in_row = [0] * len(self.handles)
             self.sampler: PowerSampler | None = None
             if self._counter_mj is None:
                 self.sampler = PowerSampler(self._read_power_w, sample_period_s(sample_hz, None), clock=clock,
@@ -135,8 +140,12 @@ class NvmlDevice:
             return min(self._read_back_mhz(h, mhz) for h in self.handles) * 1e6
 
     def energy_j(self) -> float:
+        return self.energy_reading().energy_j
+
+    def energy_reading(self) -> EnergyReading:
+        """The summed counter (J) with the gaps in it (see :class:`EnergyReading`)."""
         if self.sampler is not None:
-            return self.sampler.energy_j()
+            return self.sampler.reading()
         nvml = _pynvml()
         with self._lock:
             assert self._counter_mj is not None
@@ -144,17 +153,28 @@ class NvmlDevice:
                 try:
                     raw_mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
                 except nvml.NVMLError as err:
-                    logger.debug("camel: nvml energy read failed on GPU %s: %s", self.gpus[i], err)
+                    self.gaps += 1
+                    self._failed_in_row[i] += 1
+                    if self._failed_in_row[i] == FAILING_AFTER_READS:
+                        self.failing += 1
+                        logger.warning("camel: NVML energy counter of GPU %s keeps failing (%s); energy is not "
+                                       "measured until it reads again", self.gpus[i], err)
+                    else:
+                        logger.debug("camel: nvml energy read failed on GPU %s: %s", self.gpus[i], err)
                     continue
+                if self._failed_in_row[i]:
+                    self.gaps += 1  # this read closes the gap: the energy over it arrives at once
+                    self._failed_in_row[i] = 0
                 last_mj = self._counter_mj[i]
                 if raw_mj < last_mj:  # driver reload: the counter restarted from 0
                     self.counter_resets += 1
+                    self.gaps += 1
                     logger.warning("camel: NVML energy counter of GPU %s went back (reset); continuing", self.gpus[i])
                     self._energy_j[i] += raw_mj / 1000.0
                 else:
                     self._energy_j[i] += (raw_mj - last_mj) / 1000.0
                 self._counter_mj[i] = raw_mj
-            return sum(self._energy_j)
+            return EnergyReading(sum(self._energy_j), self.gaps, self.failing)
 
     def power_w(self) -> float | None:
         try:

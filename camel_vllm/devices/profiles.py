@@ -155,12 +155,18 @@ def _parse(text: str, where: str) -> dict[str, Any]:
 
 
 def _read_profile(name: str, kind: str, key: str) -> tuple[dict[str, Any], str | None]:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(key, name, "must be a profile name or the path of a profile file")
     if os.path.sep in name or name.endswith((".yaml", ".yml", ".json")):
+        if os.path.exists(name) and not os.path.isfile(name) and not os.path.isdir(name):
+            raise ConfigError(key, name, "is not a regular file (a FIFO, socket or device)")
         try:
             with open(name, encoding="utf-8") as fh:
                 data = _parse(fh.read(), name)
         except OSError as err:
-            raise ConfigError(key, name, f"cannot read profile file: {err.strerror}") from None
+            raise ConfigError(key, name, f"cannot read profile file: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(key, name, f"not a UTF-8 text file (byte at offset {err.start})") from err
         path: str | None = name
     else:
         for suffix in (".yaml", ".yml", ".json"):
@@ -194,7 +200,9 @@ def _number(value: Any) -> float | None:
 def _field(data: Mapping[str, Any], name: str, key: str, where: str, *, positive: bool = True) -> float:
     value = data.get(name)
     value = _number(value) if _number(value) is not None else value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+        positive and value <= 0
+    ):
         raise ConfigError(key, where, f"field {name}={value!r} must be a {'positive ' if positive else ''}number")
     return float(value)
 

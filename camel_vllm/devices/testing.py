@@ -5,14 +5,19 @@ board shows (../shared/reference/hardware.md): the GPU devfreq node found throug
 ``/sys/class/devfreq/*/device/of_node/name`` (``gpu`` on JetPack 6, ``ga10b`` on JetPack 5,
 plus a non-GPU decoy node), Hz units, the INA3221 hwmon folders under
 ``/sys/bus/i2c/drivers/ina3221/1-004x/hwmon/hwmonN`` with labels, ``NC`` channels,
-``update_interval``, and ``/etc/nv_tegra_release``. Point a device at it with
+``update_interval``, the shunt-voltage inputs ``in4..6_input`` (no label) and the driver's
+channel 7, ``in7_label`` "sum of shunt voltages" with ``in7_input`` but no ``curr7_input``
+(Linux ``drivers/hwmon/ina3221.c``; jetson-stats skips it), and ``/etc/nv_tegra_release``.
+Point a device at it with
 ``sysfs_root=str(root)`` (``CamelConfig(device="jetson", sysfs_root=...)``).
 
 ``cur_freq`` is a symlink to ``min_freq``: after a pin (min = max = F) it reads F, as the
 kernel would. :meth:`FakeOrinTree.cap_cur_freq` replaces it by a fixed value (an nvpmodel
 cap). :meth:`FakeOrinTree.fail` makes reads or writes of one file fail with EIO or EACCES
 through a fault file that :class:`camel_vllm.devices.jetson.SysfsAccess` honours for
-non-``/`` roots (works across processes).
+non-``/`` roots (works across processes). :meth:`FakeOrinTree.hide_rail` takes a rail's
+files away (a sensor gap: reads fail with ENOENT) and :meth:`FakeOrinTree.show_rail` puts
+them back.
 """
 
 from __future__ import annotations
@@ -113,6 +118,16 @@ class FakeOrinTree:
     def set_rail_power(self, label: str, power_w: float, millivolts: float = 5000.0) -> None:
         self.set_rail(label, millivolts, power_w * 1e6 / millivolts)
 
+    def hide_rail(self, label: str) -> None:
+        """The rail's input files disappear (renamed aside): every read of them fails."""
+        for path in self.rail_paths(label):
+            path.rename(path.with_name(path.name + ".hidden"))
+
+    def show_rail(self, label: str) -> None:
+        """Undo :meth:`hide_rail`."""
+        for path in self.rail_paths(label):
+            path.with_name(path.name + ".hidden").rename(path)
+
     # ---------------------------------------------------------------- faults
     def fail(self, path: Path | str, *, read: str | None = None, write: str | None = None) -> None:
         """Make reads and/or writes of ``path`` fail with an errno name (``"EIO"``, ``"EACCES"``)."""
@@ -151,11 +166,14 @@ def build_fake_orin_tree(
     governor: str = "nvhost_podgov",
     rails: Mapping[str, tuple[float, float]] | None = None,
     update_interval_ms: int = 13,
+    sum_channel: bool = True,
 ) -> FakeOrinTree:
     """Build a JetPack ``jetpack`` (5 or 6) AGX Orin tree under ``root``; returns its handle.
 
     ``rails`` maps label -> (mV, mA); defaults to the quiet snapshot of hardware.md.
     ``update_interval_ms`` 13 is the ~77 Hz seen on an Orin Nano (hardware.md).
+    ``sum_channel``: each chip also shows the shunt voltages ``in4..6_input`` and channel 7
+    ("sum of shunt voltages", ``in7_input`` without ``curr7_input``), as the Linux driver does.
     """
     if jetpack not in (5, 6):
         raise ValueError(f"jetpack must be 5 or 6, got {jetpack}")
@@ -218,4 +236,10 @@ def build_fake_orin_tree(
         _write(hwmon / f"curr{channel}_input", str(int(milliamps)))
         if label != "NC":
             tree.channels[label] = (address, channel)
+    if sum_channel:
+        for address, hwmon in tree.hwmon.items():
+            for channel in (4, 5, 6):  # shunt voltages (mV), no label
+                _write(hwmon / f"in{channel}_input", "8")
+            _write(hwmon / "in7_label", "sum of shunt voltages")
+            _write(hwmon / "in7_input", "24")
     return tree

@@ -52,6 +52,21 @@ def controller_info_labels(controller: Controller, config: CamelConfig | None) -
     }
 
 
+def serve_http(host: str, port: int, registry: CollectorRegistry) -> tuple[Any, Any]:
+    """``prometheus_client.start_http_server`` with its errors as one-line :class:`ConfigError`s:
+    a taken port names ``metrics_port``; any other failure (an address not on this machine, a
+    host name that does not resolve) names ``metrics_host``. Returns (server, thread)."""
+    try:
+        return start_http_server(port, addr=host, registry=registry)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                "metrics_port", port,
+                f"port already in use on {host} (choose another metrics_port, or 0 for any free port)",
+            ) from err
+        raise ConfigError("metrics_host", host, f"cannot serve metrics on {host}:{port}: {err.strerror or err}") from err
+
+
 class MetricsExporter:
     """A :class:`~camel_vllm.controller.ControllerListener` exporting Prometheus metrics.
 
@@ -107,15 +122,7 @@ class MetricsExporter:
 
     def serve(self, host: str, port: int) -> None:
         """Start the HTTP endpoint on a daemon thread."""
-        try:
-            server, thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                raise ConfigError(
-                    "metrics_port", port,
-                    f"port already in use on {host} (choose another metrics_port, or 0 for any free port)",
-                ) from None
-            raise ConfigError("metrics_host", host, f"cannot serve metrics on {host}:{port}: {err.strerror or err}") from None
+        server, thread = serve_http(host, port, self.registry)
         self._server, self._thread = server, thread
         self.host, self.port = host, int(server.server_port)
         logger.info("camel: Prometheus metrics on http://%s:%d/metrics", host, self.port)

@@ -130,7 +130,7 @@ FREQUENCY_SWITCHES = MetricSpec(
 DEVICE_ERRORS = MetricSpec(
     "camel_device_errors", "counter",
     "Device and state errors by kind (permission, set_frequency, frequency_mismatch, "
-    "state_save, read).",
+    "state_save, read, sensor).",
     ("kind",),
 )
 CONTROLLER_INFO = MetricSpec(
@@ -141,7 +141,7 @@ CONTROLLER_INFO = MetricSpec(
 )
 
 #: Error kinds pre-created at 0 so that ``rate()`` sees the first error.
-KNOWN_ERROR_KINDS: tuple[str, ...] = ("permission", "set_frequency", "frequency_mismatch", "state_save", "read")
+KNOWN_ERROR_KINDS: tuple[str, ...] = ("permission", "set_frequency", "frequency_mismatch", "state_save", "read", "sensor")
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
     ARM_PULLS, ARM_REQUESTS, ARM_ENERGY, ARM_COST_MEAN, ARM_COST_STD, ARM_SELECTED, ARM_AVAILABLE,

@@ -177,7 +177,7 @@ def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_co
         inner = None
         known: dict[str, Any] = {}
     else:
-        if inner_name not in _PARAMS:
+        if not isinstance(inner_name, str) or inner_name not in _PARAMS:
             raise ConfigError("policy_params.inner", inner_name, f"must be one of {', '.join(sorted(_PARAMS))} or none")
         known = _PARAMS[inner_name]
     for key, value in config.policy_params.items():
@@ -245,3 +245,15 @@ def _static_arm(arms: ArmSet, spec: Any) -> int:
         ):
             return i
     raise ConfigError("policy_params.arm", list(spec), f"not in the arm set (arms: {offered})")
+
+
+def policy_param_names(name: str, params: Mapping[str, Any] | None = None) -> frozenset[str]:
+    """The ``policy_params`` keys policy ``name`` takes (``slo``: ``inner`` and its inner policy's).
+
+    ``params`` is needed for ``slo`` only (its ``inner`` decides the rest); unknown names take none.
+    """
+    if name == "slo":
+        inner = (params or {}).get("inner")
+        inner_keys = _PARAMS.get(inner, {}) if isinstance(inner, str) else {}
+        return frozenset({"inner", *inner_keys})
+    return frozenset(_PARAMS.get(name, {}))

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import re
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -52,15 +54,22 @@ def parse_policies(text: str) -> list[PolicySpec]:
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
+        if any(spec.label == item for spec in specs):
+            raise ConfigError("policies", item, "is listed twice")
         if item.startswith("static:"):
             parts = item.split(":")
             if len(parts) != 3:
                 raise ConfigError("policies", item, "write a static arm as static:MHZ:BATCH, e.g. static:612:16")
+            if parts[1] == "auto":
+                raise ConfigError("policies", item, "bench sim's emulated device sets clocks: write MHZ as a "
+                                  "frequency, e.g. static:612:16 (auto is for devices whose clock camel cannot set)")
             try:
-                mhz: Any = "auto" if parts[1] == "auto" else float(parts[1])
+                mhz = float(parts[1])
                 batch = int(parts[2])
-            except ValueError:
-                raise ConfigError("policies", item, "MHZ must be a number or auto and BATCH an integer") from None
+            except ValueError as err:
+                raise ConfigError("policies", item, "MHZ must be a number and BATCH an integer") from err
+            if not math.isfinite(mhz) or mhz <= 0 or batch < 1:
+                raise ConfigError("policies", item, "MHZ must be a frequency > 0 and BATCH an integer >= 1")
             specs.append(PolicySpec(item, "static", {"arm": [mhz, batch]}))
         elif item == ORACLE or item in POLICY_NAMES:
             specs.append(PolicySpec(item, item))
@@ -111,9 +120,103 @@ class SimSetup:
         if self.state_dir is not None and spec.policy not in STATELESS_POLICIES:
             state_path = os.path.join(self.state_dir, f"{safe_label}.json")
         return self.config.replace(
-            policy=spec.policy, policy_params=dict(spec.policy_params), request_log=request_log,
+            policy=spec.policy, policy_params=self.params_for(spec), request_log=request_log,
             state_path=state_path,
         )
+
+    def params_for(self, spec: PolicySpec) -> dict[str, Any]:
+        """The base config's ``policy_params`` that ``spec``'s policy takes, then the spec's own.
+
+        ``bench sim --config`` runs several policies from one config: each key goes to every
+        policy that has a parameter of that name (``epsilon: 0.0`` to ``epsilon``, ``prior_mean``
+        to ``camel`` and ``ts``); :func:`check_specs` refuses a key no listed policy takes.
+        """
+        from camel_vllm.policies import policy_param_names
+
+        base = dict(self.config.policy_params)
+        taken = policy_param_names(spec.policy, {**base, **spec.policy_params})
+        return {**{k: v for k, v in base.items() if k in taken}, **spec.policy_params}
+
+
+def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
+    """Build every spec's controller once, here, so a bad spec fails before any worker starts.
+
+    The same :func:`camel_vllm.factory.build_controller` call as :func:`run_one`, without the
+    state file and request log (loading a state file may move it aside: the run does that).
+    Raises :class:`ConfigError`; a static arm outside the arm set names the ``--policies`` item.
+    """
+    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.policies import policy_param_names
+
+    ran = [s for s in specs if s.policy != ORACLE]
+    params = dict(setup.config.policy_params)
+    for key, value in params.items():
+        if not any(key in policy_param_names(s.policy, {**params, **s.policy_params}) for s in ran):
+            names = ", ".join(s.label for s in ran) or "none"
+            raise ConfigError(f"policy_params.{key}", value, f"not a parameter of any policy run here ({names})")
+    for spec in ran:
+        config = setup.config_for(spec).replace(state_path=None, request_log=None)
+        clock = VirtualClock()
+        try:
+            controller = build_controller(config, EngineLimits(setup.engine.max_num_seqs),
+                                          device=emulated_device(config, clock), clock=clock, with_metrics=False)
+        except ConfigError as err:
+            if spec.policy == "static" and err.key == "policy_params.arm":
+                arms = arm_set(setup)
+                freqs = ", ".join(f"{f / 1e6:g}" for f in arms.frequencies_hz if f is not None)
+                caps = ", ".join(str(b) for b in arms.batch_sizes)
+                raise ConfigError("policies", spec.label,
+                                  f"no such arm (MHZ one of {freqs}; BATCH one of {caps})") from err
+            raise
+        controller.close()
+
+
+class SimWorkerError(RuntimeError):
+    """A run failed in a worker process; ``str(err)`` is one line naming the run and the error."""
+
+
+def _in_worker(fn: Callable[[Any], Any], task: Any, label: str) -> Any:
+    """``fn(task)``, with any error but a :class:`ConfigError` made a one-line :class:`SimWorkerError`.
+
+    Whatever a worker raises must unpickle in the parent (an exception that does not, such as
+    one whose constructor takes several arguments, used to leave ``multiprocessing.Pool``
+    waiting forever); ConfigError pickles by its arguments.
+    """
+    try:
+        return fn(task)
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise SimWorkerError(f"{label}: {type(err).__name__}: {err}") from err
+
+
+def _pool_results(fn: Callable[[Any], Any], tasks: Sequence[Any], labels: Sequence[str],
+                  workers: int) -> Any:
+    """Yield ``fn(task)`` for every task from a pool of ``workers`` forked processes, as each ends.
+
+    The first error (raised in a worker, or a worker that died: ``BrokenProcessPool``) is
+    raised here at once and the other workers are stopped, so a failing run never leaves the
+    parent waiting.
+    """
+    ctx = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx)
+    finished = False
+    try:
+        futures = {pool.submit(_in_worker, fn, t, label) for t, label in zip(tasks, labels)}
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                yield future.result()
+        finished = True
+    finally:
+        # ProcessPoolExecutor cannot stop a running task: on an error its worker processes are
+        # killed (private ``_processes``, read before shutdown clears it), so the error is
+        # reported now, not when the other simulations end.
+        processes = [] if finished else list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=finished, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
 
 
 def emulated_device(config: CamelConfig, clock: VirtualClock) -> EmulatedDevice:
@@ -211,10 +314,9 @@ def run_static_sweep(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace,
         for t in tasks:
             take(_static_sweep_task(t))
     else:
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(workers, len(tasks))) as pool:
-            for results in pool.imap_unordered(_static_sweep_task, tasks):
-                take(results)
+        labels = [g[0].label.rsplit(":", 1)[0] + ":*" for _, g, _ in tasks]
+        for results in _pool_results(_static_sweep_task, tasks, labels, workers):
+            take(results)
     return runs
 
 
@@ -235,12 +337,10 @@ def run_many(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, work
             if progress:
                 progress(len(trace))
     else:
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(workers, len(tasks))) as pool:
-            for label, run in pool.imap_unordered(_run_task, tasks):
-                runs[label] = run
-                if progress:
-                    progress(len(trace))
+        for label, run in _pool_results(_run_task, tasks, [s.label for s in specs], workers):
+            runs[label] = run
+            if progress:
+                progress(len(trace))
     return {s.label: runs[s.label] for s in specs}
 
 

@@ -64,6 +64,12 @@ class EngineConfig:
     #: Step time used when the device models none (``NullDevice``): keeps time moving.
     fallback_step_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        # A cap or budget of 0 admits nothing and the event loop would never end.
+        if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
+            raise ValueError(f"max_num_seqs ({self.max_num_seqs}) and max_num_batched_tokens "
+                             f"({self.max_num_batched_tokens}) must be >= 1")
+
 
 class _Req:
     __slots__ = ("rid", "arrival_s", "prompt", "output", "prefilled", "generated", "first_token_s")

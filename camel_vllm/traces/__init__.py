@@ -7,6 +7,7 @@ clipping, in that order.
 
 from __future__ import annotations
 
+import csv
 import os
 from typing import Callable
 
@@ -35,13 +36,42 @@ FORMATS: dict[str, Callable[[str], Trace]] = {
 _MOONCAKE_NAME_HINT = "mooncake"
 
 
+def _check_regular_file(path: str) -> None:
+    """A missing path, a folder or a FIFO/device (whose read could block forever) is refused."""
+    if not os.path.exists(path):
+        raise TraceFormatError(path, None, "no such file")
+    if os.path.isdir(path):
+        raise TraceFormatError(path, None, "is a folder, not a trace file")
+    if not os.path.isfile(path):
+        raise TraceFormatError(path, None, "is not a regular file (a FIFO or device?)")
+
+
+def _not_text(path: str, err: UnicodeDecodeError) -> TraceFormatError:
+    """The line of the first byte that is not UTF-8, read again from the file's bytes."""
+    line: int | None = None
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        raw.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        line = raw.count(b"\n", 0, whole.start) + 1
+        bad = raw[whole.start:whole.start + 1]
+        return TraceFormatError(path, line, f"not a UTF-8 text file (byte 0x{bad.hex()} at offset {whole.start})")
+    except OSError:
+        pass
+    return TraceFormatError(path, line, f"not a UTF-8 text file ({err.reason})")
+
+
 def detect_format(path: str) -> str:
     """Guess the format from the first line (CSV header or JSON keys) and the file name."""
+    _check_regular_file(path)
     try:
         with open(path, encoding="utf-8") as fh:
             first = fh.readline().strip()
     except OSError as err:
-        raise TraceFormatError(path, None, f"cannot read: {err.strerror}") from None
+        raise TraceFormatError(path, None, f"cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise _not_text(path, err) from err
     if first.startswith("TIMESTAMP"):
         return "azure"
     if first.startswith("Timestamp") or "Request tokens" in first:
@@ -68,10 +98,16 @@ def load_trace(
         fmt = detect_format(path)
     if fmt not in FORMATS:
         raise TraceFormatError(path, None, f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if not os.path.isfile(path):
-        raise TraceFormatError(path, None, "no such file")
-    trace = FORMATS[fmt](path)
-    if start_s > 0.0 or end_s is not None:
+    _check_regular_file(path)
+    try:
+        trace = FORMATS[fmt](path)
+    except OSError as err:
+        raise TraceFormatError(path, None, f"cannot read: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise _not_text(path, err) from err
+    except csv.Error as err:  # e.g. a NUL byte in a CSV
+        raise TraceFormatError(path, None, f"not a valid CSV file ({err})") from err
+    if start_s != 0.0 or end_s is not None:
         trace = transforms.window(trace, start_s, end_s)
     if requests is not None:
         trace = transforms.first(trace, requests)

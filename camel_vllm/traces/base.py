@@ -19,6 +19,10 @@ class TraceFormatError(ValueError):
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, int | None, str]]:
+        """Pickle by the constructor's arguments (a worker process's error reaches its parent)."""
+        return (type(self), (self.path, self.line, self.reason))
+
 
 @dataclass(frozen=True, slots=True)
 class TraceRequest:

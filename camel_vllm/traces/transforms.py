@@ -7,6 +7,7 @@ how the datacenter trace was fitted to an edge device (../shared/traces/SOURCES.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from camel_vllm.traces.base import Trace, TraceRequest
 
@@ -21,6 +22,10 @@ def _with(trace: Trace, requests: list[TraceRequest], note: str) -> Trace:
 
 def window(trace: Trace, start_s: float = 0.0, end_s: float | None = None) -> Trace:
     """Keep requests arriving in [start_s, end_s) (seconds since the trace start)."""
+    if not math.isfinite(start_s) or start_s < 0:
+        raise ValueError(f"--start-s must be a number of seconds >= 0, got {start_s}")
+    if end_s is not None and not math.isfinite(end_s):
+        raise ValueError(f"--end-s must be a finite number of seconds, got {end_s}")
     if end_s is not None and end_s <= start_s:
         raise ValueError(f"time window end {end_s} s must be after its start {start_s} s")
     kept = [r for r in trace.requests if r.arrival_s >= start_s and (end_s is None or r.arrival_s < end_s)]
@@ -58,8 +63,8 @@ def target_rps(trace: Trace, rps: float) -> Trace:
 
     One factor for all gaps keeps the trace's burstiness (its inter-arrival CV) unchanged.
     """
-    if rps <= 0:
-        raise ValueError(f"--target-rps must be > 0, got {rps}")
+    if not math.isfinite(rps) or rps <= 0:
+        raise ValueError(f"--target-rps must be a finite number > 0, got {rps}")
     rate = mean_rate_per_s(trace.requests)
     if rate in (0.0, float("inf")):
         return trace
@@ -70,6 +75,10 @@ def target_rps(trace: Trace, rps: float) -> Trace:
 
 def clip_tokens(trace: Trace, max_context_tokens: int | None = None, max_output_tokens: int | None = None) -> Trace:
     """Clip outputs to ``max_output_tokens``, then prompts so prompt + output fits the context."""
+    if max_context_tokens is not None and max_context_tokens < 2:
+        raise ValueError(f"--max-context must be >= 2 tokens (a prompt and an output token), got {max_context_tokens}")
+    if max_output_tokens is not None and max_output_tokens < 1:
+        raise ValueError(f"--max-output must be >= 1 token, got {max_output_tokens}")
     if max_context_tokens is None and max_output_tokens is None:
         return trace
     clipped = 0

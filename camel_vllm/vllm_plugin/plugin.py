@@ -87,6 +87,7 @@ def check_camel_args(args: argparse.Namespace) -> None:
         if max_num_seqs is None and config.batch_sizes != "auto":
             check_against_vllm_default(config, default_max_num_seqs(args))
         validate_for_engine(config, max_num_seqs)
+        check_metrics_endpoint(config, int(getattr(args, "data_parallel_size", 1) or 1), getattr(args, "port", None))
     except ConfigError as err:
         fail(str(err))
     give_engine_core_shutdown_grace()
@@ -228,22 +229,67 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
 
     Batch sizes against ``max_num_seqs`` when it was given (otherwise vLLM picks it later
     and the engine core checks); frequencies against the device, opened here only to read
-    what it offers and closed again (nothing is written).
+    what it offers and closed again (nothing is written); the policy, built once over those
+    arms and dropped (``policy: slo`` without an ``slo`` section, ``policy: oracle``, every
+    ``policy_params`` value). A static arm's batch cap is checked only when ``max_num_seqs`` was
+    given or the batch sizes are listed (``auto`` caps end at the value vLLM resolves); its
+    frequency always.
     """
+    from camel_vllm.arms import ArmSet
+    from camel_vllm.context import ContextModel
     from camel_vllm.devices import make_device
     from camel_vllm.devices.base import DeviceError
     from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+    from camel_vllm.policies import make_policy
 
+    batch_sizes: list[int] | None = None
     if max_num_seqs is not None:
-        resolve_batch_sizes(config, EngineLimits(max_num_seqs=int(max_num_seqs)))
+        batch_sizes = resolve_batch_sizes(config, EngineLimits(max_num_seqs=int(max_num_seqs)))
+    elif config.batch_sizes != "auto":
+        batch_sizes = sorted(set(int(b) for b in config.batch_sizes))
     try:
         device = make_device(config)
     except DeviceError as err:
-        raise ConfigError("device", config.device, str(err)) from None
+        raise ConfigError("device", config.device, str(err)) from err
     try:
-        resolve_frequencies_hz(config, device)
+        freqs = resolve_frequencies_hz(config, device)
     finally:
         device.close()
+    if batch_sizes is None:
+        batch_sizes = resolve_batch_sizes(config, EngineLimits(max_num_seqs=28))
+        arm = config.policy_params.get("arm") if config.policy == "static" else None
+        if isinstance(arm, (list, tuple)) and len(arm) == 2 and isinstance(arm[1], int) and arm[1] >= 1:
+            batch_sizes.append(arm[1])  # its cap is checked against the value vLLM resolves; its MHz here
+    arms = ArmSet.product(freqs, batch_sizes)
+    contexts = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes)).num_contexts
+    make_policy(config, arms, num_contexts=contexts)
+
+
+def check_metrics_endpoint(config: CamelConfig, data_parallel_size: int = 1, server_port: int | None = None) -> None:
+    """The engine core's metrics endpoint(s) can be served: ``metrics_port + rank`` for every
+    data-parallel rank is free on ``metrics_host`` (bound and released here, the same call the
+    engine core makes) and is not vLLM's own ``--port``. Raises :class:`ConfigError`.
+
+    A port taken between this check and the engine core's start still stops the engine core
+    (the README says so)."""
+    if config.metrics_port is None:
+        return
+    from prometheus_client import CollectorRegistry
+
+    from camel_vllm.metrics.exporter import serve_http
+
+    ports = [0] if config.metrics_port == 0 else [config.metrics_port + r for r in range(max(1, data_parallel_size))]
+    for port in ports:
+        if port and port == server_port:
+            raise ConfigError("metrics_port", config.metrics_port,
+                              f"{port} is vLLM's own --port (choose another metrics_port, or 0 for any free port)")
+        if port > 65535:
+            raise ConfigError("metrics_port", config.metrics_port,
+                              f"rank {port - config.metrics_port} would serve on {port}, above 65535")
+        server, thread = serve_http(config.metrics_host, port, CollectorRegistry())
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5.0)
 
 
 def _wrap_parse(parser: argparse.ArgumentParser) -> None:

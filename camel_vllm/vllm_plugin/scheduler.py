@@ -53,7 +53,7 @@ from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.config import CamelConfig, ConfigError, _writable_file
 from camel_vllm.controller import Controller
 from camel_vllm.factory import EngineLimits, build_controller
 from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork
@@ -102,6 +102,13 @@ class _CamelMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        log_path = os.environ.get(ITERATION_LOG_ENV)
+        if log_path:  # checked before the device is opened: a FIFO here would block the engine's start
+            try:
+                _writable_file(ITERATION_LOG_ENV, log_path)
+            except ConfigError as err:
+                print(str(err), file=sys.stderr, flush=True)
+                raise SystemExit(2) from err
         self._camel_max_active = int(self.max_num_active_reqs)  # type: ignore[attr-defined]
         # One entry per schedule() not yet matched by update_from_output() (FIFO: vLLM's
         # batch queue keeps the order): the work, and the debug-log row (or None).
@@ -113,7 +120,6 @@ class _CamelMixin:
         self._camel_stopped = False
         atexit.register(self.controller.close)
         self._camel_chain_signals()
-        log_path = os.environ.get(ITERATION_LOG_ENV)
         if log_path:
             # Block-buffered: a line-buffered file costs a write(2) per iteration. Flushed
             # whenever the engine runs out of requests, and at shutdown.
