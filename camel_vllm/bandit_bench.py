@@ -1,4 +1,8 @@
-"""Bandit benchmark: regret of camel and the baselines on synthetic environments (emulated).
+"""Bandit benchmark: regret of the request-level bandits on synthetic environments (emulated).
+
+These environments give each arm a cost and nothing else (no board to learn per iteration),
+so ``camel`` (model-based) has no place here; ``camel-ts``, its request-level contextual
+Thompson sampling, does.
 
 Environments are built from the emulated AGX Orin 32GB profile: each (frequency, batch cap)
 arm's mean cost (log of a request's EDP in J*s) is computed from the roofline performance and
@@ -39,14 +43,16 @@ OVERLOAD_WINDOW_REQUESTS = 2000
 NEAR_BEST_LOG = 0.01
 #: Policies the benchmark compares (the issue's list) and the ablation of camel's sharing.
 #: ``zeus-ts`` is Zeus's default configuration (all history); ``zeus-ts-w10`` its window-10 variant.
-BENCH_POLICIES = ("camel", "ts", "zeus-ts", "zeus-ts-w10", "ucb", "epsilon", "grid")
+BENCH_POLICIES = ("camel-ts", "ts", "zeus-ts", "zeus-ts-w10", "ucb", "epsilon", "grid")
+#: Every policy these environments can run: those that learn from a cost per arm.
+BANDIT_POLICIES = ("camel-ts", "ts", "zeus-ts", "ucb", "epsilon", "grid", "default", "oracle")
 #: Named configurations of a policy that ``policies`` may list beside the policy names.
 VARIANTS: dict[str, dict[str, Any]] = {
     "zeus-ts-w10": {"policy": "zeus-ts", "policy_params": {"window": 10}},
 }
 ABLATIONS = {
-    "camel-independent": {"policy": "camel", "policy_params": {"share_strength": 0.0}},
-    "camel-flat": {"policy": "camel", "policy_params": {"additive_kappa": 0.0}},
+    "camel-ts-independent": {"policy": "camel-ts", "policy_params": {"share_strength": 0.0}},
+    "camel-ts-flat": {"policy": "camel-ts", "policy_params": {"additive_kappa": 0.0}},
 }
 
 

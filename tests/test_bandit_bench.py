@@ -30,31 +30,31 @@ def test_oracle_has_zero_regret_and_runs_are_seeded() -> None:
     env, _ = make_environment("shift", arms, 200)
     total, share, near, curve = run_policy("oracle", env, arms, seed=0, noise_std=0.25)
     assert total == 0.0 and share == 1.0 and curve[-1] == 0.0
-    a = run_policy("camel", env, arms, seed=3, noise_std=0.25)
-    b = run_policy("camel", env, arms, seed=3, noise_std=0.25)
+    a = run_policy("camel-ts", env, arms, seed=3, noise_std=0.25)
+    b = run_policy("camel-ts", env, arms, seed=3, noise_std=0.25)
     assert a[0] == b[0] and np.array_equal(a[3], b[3])
 
 
 def test_small_benchmark_result_shape() -> None:
-    result = run_benchmark(num_arms=49, horizon=300, seeds=2, envs=("shift",), policies=("camel", "grid"),
+    result = run_benchmark(num_arms=49, horizon=300, seeds=2, envs=("shift",), policies=("camel-ts", "grid"),
                            ablations=False)
     assert result["emulated"] is True
     policies = result["envs"]["shift"]["policies"]
-    assert set(policies) == {"camel", "grid"}
+    assert set(policies) == {"camel-ts", "grid"}
     for summary in policies.values():
         assert set(summary) >= {"regret_mean", "regret_p90", "best_arm_share_last_quarter"}
         assert np.isfinite(summary["regret_mean"]) and summary["regret_p90"] >= 0.0
     assert result["policies"] == policies  # single environment: also at the top level
-    assert policies["camel"]["regret_mean"] < policies["grid"]["regret_mean"]
+    assert policies["camel-ts"]["regret_mean"] < policies["grid"]["regret_mean"]
 
 
 def test_cli_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "bandit.json"
     rc = main(["bench", "bandit", "--arms", "49", "--horizon", "200", "--seeds", "1", "--env", "stationary",
-               "--policies", "camel,ucb", "--no-ablation", "--json", str(out)])
+               "--policies", "camel-ts,ucb", "--no-ablation", "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
-    assert set(data["envs"]["stationary"]["policies"]) == {"camel", "ucb"}
+    assert set(data["envs"]["stationary"]["policies"]) == {"camel-ts", "ucb"}
     assert "emulated" in capsys.readouterr().out
 
 
@@ -87,7 +87,12 @@ def test_zeus_rows_are_zeus_default_and_the_window_10_variant() -> None:
 
 
 def test_cli_refuses_an_unknown_policy_in_one_line(capsys) -> None:
-    rc = main(["bench", "bandit", "--policies", "camel,zeus", "--seeds", "1", "--horizon", "10"])
+    rc = main(["bench", "bandit", "--policies", "camel-ts,zeus", "--seeds", "1", "--horizon", "10"])
     err = capsys.readouterr().err
     assert rc == 2
-    assert err.count("\n") == 1 and "--policies" in err and "unknown: zeus" in err and "zeus-ts-w10" in err
+    assert err.count("\n") == 1 and "--policies" in err and "not a request-level bandit: zeus" in err
+    assert "zeus-ts-w10" in err
+    # camel itself learns the board per iteration, which these environments do not model
+    rc = main(["bench", "bandit", "--policies", "camel", "--seeds", "1", "--horizon", "10"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "not a request-level bandit: camel" in err and "bench sim" in err

@@ -22,5 +22,8 @@ def test_summary_rows_come_from_the_model_results(tmp_path, capsys):
         assert row["mean_edp_js"] == result["policies"][name]["mean_edp_js"]
         assert row["reduction_vs_default_pct"] == pytest.approx(100 * (1 - row["mean_edp_js"] / default_edp))
         assert row["reduction_vs_default_pct"] == pytest.approx(-paired["diff_pct"])
-        assert row["reduction_vs_default_stderr_pct"] == paired["stderr_pct"] > 0
+        assert row["reduction_vs_default_stderr_pct"] == paired["stderr_pct"]
+        # a policy that served some request differently has a spread; camel, still warming up
+        # on the default arm over 60 requests, may serve every request exactly as default does
+        assert (paired["stderr_pct"] > 0) == (paired["diff_pct"] != 0)
     assert rows["oracle"]["final_arm"] == result["details"]["oracle"]["arm"]

@@ -124,8 +124,9 @@ def _avg_by_arm(matched: list[dict[str, str]]) -> dict[tuple[str, str], float]:
 
 @pytest.fixture
 def scraped_posteriors():
-    """camel_arm_cost_mean series of a real contextual controller, as Prometheus stores them."""
-    rig = make_rig()
+    """camel_arm_cost_mean series of a real contextual controller, as Prometheus stores them
+    (camel-ts: per-context posteriors beside the pooled one; camel's projections are pooled)."""
+    rig = make_rig(policy="camel-ts")
     exporter = MetricsExporter.start(CamelConfig(metrics_port=0), rig.controller)
     rig.controller.listeners.append(exporter)
     try:

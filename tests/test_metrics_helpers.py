@@ -61,6 +61,8 @@ def make_rig(
         device = emulated_device(clock, seed)
     elif callable(device) and not hasattr(device, "info"):
         device = device(clock)
+    if policy_params is None and policy == "camel":  # the model-based policy, warm after a few requests
+        policy_params = {"warmup_iterations": 4, "warmup_requests": 2}
     config = CamelConfig(
         device="emulated", policy=policy, policy_params=policy_params or {}, contextual=contextual, seed=seed,
     )

@@ -14,7 +14,7 @@ from camel_vllm.types import Context, FinishedRequest, RequestOutcome
 
 FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
 BATCHES = (4, 8, 12, 16, 20, 24, 28)
-ALL_POLICIES = ("camel", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle")
+ALL_POLICIES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle")
 
 
 def orin_arms() -> ArmSet:
@@ -48,7 +48,7 @@ def play(policy, means: np.ndarray, steps: int, *, noise: float, seed: int, cont
 
 
 # ----------------------------------------------------------------- Thompson sampling
-@pytest.mark.parametrize("name", ["ts", "camel"])
+@pytest.mark.parametrize("name", ["ts", "camel-ts"])
 def test_thompson_plays_best_arm_in_last_quarter(name: str) -> None:
     arms = small_arms(4, 3)  # 12 arms
     means = np.random.default_rng(3).uniform(1.0, 2.0, len(arms))
@@ -64,7 +64,7 @@ def test_contextual_camel_follows_a_context_switch() -> None:
     arms = small_arms(3, 3)
     low = np.linspace(1.0, 2.0, len(arms))  # arm 0 best at low load
     high = low[::-1].copy()  # the last arm best at high load
-    policy = build("camel", arms, seed=1)
+    policy = build("camel-ts", arms, seed=1)
     play(policy, low, 400, noise=0.1, seed=2, context=Context(id=0))
     chosen = play(policy, high, 400, noise=0.1, seed=3, context=Context(id=2))
     assert np.mean(np.asarray(chosen[-100:]) == len(arms) - 1) > 0.9
@@ -84,12 +84,12 @@ def test_noncontextual_ts_ignores_context_ids() -> None:
 def test_camel_shares_evidence_with_a_new_context() -> None:
     arms = small_arms(3, 3)
     means = np.linspace(1.0, 2.0, len(arms))
-    policy = build("camel", arms, seed=5, policy_params={"additive_kappa": 0.0})
+    policy = build("camel-ts", arms, seed=5, policy_params={"additive_kappa": 0.0})
     play(policy, means, 300, noise=0.1, seed=6, context=Context(id=0))
     # A context never seen starts from the others' posterior: its first picks are good arms.
     first = play(policy, means, 20, noise=0.1, seed=7, context=Context(id=1))
     assert np.mean(means[first] - means.min()) < 0.3
-    independent = build("camel", arms, seed=5, policy_params={"additive_kappa": 0.0, "share_strength": 0.0})
+    independent = build("camel-ts", arms, seed=5, policy_params={"additive_kappa": 0.0, "share_strength": 0.0})
     play(independent, means, 300, noise=0.1, seed=6, context=Context(id=0))
     first_indep = play(independent, means, 20, noise=0.1, seed=7, context=Context(id=1))
     assert np.mean(means[first]) < np.mean(means[first_indep])
@@ -118,7 +118,7 @@ def test_switch_cost_keeps_the_frequency_in_force() -> None:
 
 def test_set_prior_means_warm_starts() -> None:
     arms = small_arms(3, 3)
-    policy = build("camel", arms, seed=2)
+    policy = build("camel-ts", arms, seed=2)
     means = [2.0] * len(arms)
     means[5] = 0.0
     policy.set_prior_means(means, strength=20.0)
@@ -131,7 +131,7 @@ def test_set_prior_means_warm_starts() -> None:
 def test_select_cost_is_bounded_by_vectorised_work() -> None:
     # 49 arms, 6 contexts: select returns a valid arm for every context and availability.
     arms = orin_arms()
-    policy = build("camel", arms, seed=0)
+    policy = build("camel-ts", arms, seed=0)
     rng = np.random.default_rng(0)
     for step in range(300):
         ctx = Context(id=int(rng.integers(6)))
@@ -155,17 +155,18 @@ def test_every_policy_respects_available(name: str) -> None:
         assert arm in avail
         policy.observe(arm, Context(), float(rng.normal(2.0, 0.5)), 1.0)
         current = arm
-    assert len(policy.estimates()) >= len(arms)
+    if name != "camel":  # the model-based policy learns from iterations, not from costs
+        assert len(policy.estimates()) >= len(arms)
 
 
-@pytest.mark.parametrize("name", ["camel", "ts", "epsilon", "zeus-ts", "ucb", "grid"])
+@pytest.mark.parametrize("name", ["camel-ts", "ts", "epsilon", "zeus-ts", "ucb", "grid"])
 def test_seeded_runs_are_reproducible(name: str) -> None:
     arms = orin_arms()
     means = np.random.default_rng(1).uniform(1.0, 2.0, len(arms))
     a = play(build(name, arms, seed=42), means, 200, noise=0.3, seed=5)
     b = play(build(name, arms, seed=42), means, 200, noise=0.3, seed=5)
     assert a == b
-    if name in ("camel", "ts", "epsilon", "zeus-ts"):
+    if name in ("camel-ts", "ts", "epsilon", "zeus-ts"):
         c = play(build(name, arms, seed=43), means, 200, noise=0.3, seed=5)
         assert a != c
 
@@ -202,7 +203,7 @@ def test_unknown_policy_param_and_bad_values_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="policy_params.epsilon"):
         build("epsilon", orin_arms(), policy_params={"epsilon": 2.0})
     with pytest.raises(ConfigError, match="policy_params.prior_beta"):
-        build("camel", orin_arms(), policy_params={"prior_beta": -1.0})
+        build("camel-ts", orin_arms(), policy_params={"prior_beta": -1.0})
 
 
 def test_oracle_needs_true_means_and_plays_their_argmin() -> None:
@@ -247,7 +248,7 @@ def _outcome(arm: int, latency_s: float, context: Context = Context()) -> Reques
 
 def test_slo_guard_excludes_arms_that_break_the_slo() -> None:
     arms = small_arms(2, 2)
-    policy = build("camel", arms, seed=0, slo=SLOConfig(metric="e2e", threshold_s=2.0, quantile=0.9))
+    policy = build("camel-ts", arms, seed=0, slo=SLOConfig(metric="e2e", threshold_s=2.0, quantile=0.9))
     rng = np.random.default_rng(0)
     for _ in range(10):
         for a in range(len(arms)):
@@ -262,7 +263,7 @@ def test_slo_guard_excludes_arms_that_break_the_slo() -> None:
 
 def test_slo_guard_falls_back_to_the_fastest_when_all_break_it() -> None:
     arms = small_arms(2, 2)
-    policy = build("camel", arms, seed=0, slo=SLOConfig(metric="ttft", threshold_s=0.01, quantile=0.5))
+    policy = build("camel-ts", arms, seed=0, slo=SLOConfig(metric="ttft", threshold_s=0.01, quantile=0.5))
     for _ in range(5):
         for a, lat in enumerate([4.0, 3.0, 1.0, 2.0]):
             policy.observe(a, Context(), 0.0)
@@ -272,7 +273,7 @@ def test_slo_guard_falls_back_to_the_fastest_when_all_break_it() -> None:
 
 def test_slo_guard_waits_for_evidence() -> None:
     arms = small_arms(2, 2)
-    policy = build("camel", arms, seed=0, slo=SLOConfig(metric="e2e", threshold_s=1.0, quantile=0.9))
+    policy = build("camel-ts", arms, seed=0, slo=SLOConfig(metric="e2e", threshold_s=1.0, quantile=0.9))
     policy.observe_outcome(_outcome(1, 10.0))  # one slow request is not enough evidence
     for _ in range(5):
         for a in range(len(arms)):
@@ -282,9 +283,9 @@ def test_slo_guard_waits_for_evidence() -> None:
 
 def test_slo_policy_wraps_camel_or_runs_frequency_only() -> None:
     slo = SLOConfig(metric="tpot", threshold_s=0.1, quantile=0.9)
-    wrapped = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": "camel", "share_strength": 5.0}),
+    wrapped = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": "camel-ts", "share_strength": 5.0}),
                           orin_arms(), num_contexts=6)
-    assert wrapped.inner is not None and wrapped.inner.name == "camel"
+    assert wrapped.inner is not None and wrapped.inner.name == "camel-ts"
     assert wrapped.inner.slo is None  # the SLO policy owns the guard
     alone = make_policy(CamelConfig(policy="slo", slo=slo), orin_arms(), num_contexts=6)
     assert alone.inner is None  # plain ``slo`` is throttLL'eM's frequency-only policy
@@ -299,7 +300,7 @@ def test_queue_guard_leaves_out_caps_below_the_demand() -> None:
 
     arms = small_arms(3, 3)  # caps 4, 8, 12; arm index = freq_index * 3 + batch_index
     means = np.array([1.0, 1.5, 1.6] * 3)  # cap 4 looks cheapest (its queueing is not credited)
-    camel, ts = build("camel", arms, seed=5), build("ts", arms, seed=5)
+    camel, ts = build("camel-ts", arms, seed=5), build("ts", arms, seed=5)
     for policy in (camel, ts):
         for a in range(len(arms)):
             for _ in range(20):
@@ -319,15 +320,15 @@ def test_queue_guard_leaves_out_caps_below_the_demand() -> None:
 def test_low_load_additive_cap_applies_only_to_the_lowest_load_bucket() -> None:
     arms = small_arms(3, 3)
     low, high = Context(id=0, features=(0.0, 0.0)), Context(id=4, features=(2.0, 0.0))
-    strong = build("camel", arms, seed=1)
+    strong = build("camel-ts", arms, seed=1)
     for context in (low, high):
         strong.observe(0, context, 1.0)
     assert strong._additive_cap(0) == 200.0 and strong._additive_cap(4) == 8.0
-    off = build("camel", arms, seed=1, policy_params={"additive_kappa_low_load": 0.0})
+    off = build("camel-ts", arms, seed=1, policy_params={"additive_kappa_low_load": 0.0})
     for context in (low, high):
         off.observe(0, context, 1.0)
     assert off._additive_cap(0) == off._additive_cap(4) == 8.0
-    flat = build("camel", arms, seed=1, policy_params={"additive_kappa": 0.0})
+    flat = build("camel-ts", arms, seed=1, policy_params={"additive_kappa": 0.0})
     flat.observe(0, low, 1.0)
     assert flat._additive_cap(0) == 0.0  # the additive model stays off when disabled
 
@@ -336,7 +337,7 @@ def test_change_detection_forgets_a_context_whose_costs_shift() -> None:
     arms = small_arms(3, 3)
     low = np.linspace(1.0, 2.0, len(arms))  # arm 0 best
     shifted = low[::-1] + 1.0  # everything dearer, arm 0 now the worst
-    policy = build("camel", arms, seed=1)
+    policy = build("camel-ts", arms, seed=1)
     context = Context(id=0, features=(0.0, 0.0))
     play(policy, low, 400, noise=0.1, seed=2, context=context)
     assert policy.changes_detected == 0
@@ -346,7 +347,7 @@ def test_change_detection_forgets_a_context_whose_costs_shift() -> None:
     assert policy.stats.n[0].sum() < 300  # the old level's statistics were dropped
     assert np.mean(np.asarray(chosen[-100:]) == len(arms) - 1) > 0.9
     # Without the detector the strong low-load prior holds the stale optimum longer.
-    stale = build("camel", arms, seed=1, policy_params={"change_threshold": 0.0})
+    stale = build("camel-ts", arms, seed=1, policy_params={"change_threshold": 0.0})
     play(stale, low, 400, noise=0.1, seed=2, context=context)
     chosen_stale = play(stale, shifted, 300, noise=0.1, seed=3, context=context)
     assert stale.changes_detected == 0
@@ -357,7 +358,7 @@ def test_change_detection_forgets_a_context_whose_costs_shift() -> None:
 def test_change_detection_stays_quiet_on_stationary_noise() -> None:
     arms = small_arms(3, 3)
     means = np.linspace(1.0, 2.0, len(arms))
-    policy = build("camel", arms, seed=4)
+    policy = build("camel-ts", arms, seed=4)
     # Heavy-tailed noise (Student-t, 3 dof) around fixed means: single outliers are clipped.
     rng = np.random.default_rng(5)
     context = Context(id=0, features=(0.0, 0.0))
@@ -368,9 +369,9 @@ def test_change_detection_stays_quiet_on_stationary_noise() -> None:
 
 
 def test_queue_guard_and_low_load_prior_are_policy_params() -> None:
-    on = make_policy(CamelConfig(policy="camel"), orin_arms(), num_contexts=6)
+    on = make_policy(CamelConfig(policy="camel-ts"), orin_arms(), num_contexts=6)
     off = make_policy(
-        CamelConfig(policy="camel", policy_params={"queue_guard": False, "additive_kappa_low_load": 50.0}),
+        CamelConfig(policy="camel-ts", policy_params={"queue_guard": False, "additive_kappa_low_load": 50.0}),
         orin_arms(), num_contexts=6,
     )
     assert on.params.queue_guard is True and on.params.additive_kappa_low_load == 200.0
@@ -379,13 +380,13 @@ def test_queue_guard_and_low_load_prior_are_policy_params() -> None:
     assert ts.params.change_threshold == 0.0  # Camel's paper bandit stays as published
     assert off.params.queue_guard is False and off.params.additive_kappa_low_load == 50.0
     with pytest.raises(ConfigError, match="policy_params.queue_guard"):
-        make_policy(CamelConfig(policy="camel", policy_params={"queue_guard": "yes"}), orin_arms(), num_contexts=6)
+        make_policy(CamelConfig(policy="camel-ts", policy_params={"queue_guard": "yes"}), orin_arms(), num_contexts=6)
 
 
 def test_maintain_moves_prior_rebuilds_and_the_draw_off_the_decision() -> None:
     arms = small_arms(3, 3)
     means = np.linspace(1.0, 2.0, len(arms))
-    policy = build("camel", arms, seed=2)
+    policy = build("camel-ts", arms, seed=2)
     context = Context(id=0, features=(0.0, 0.0))
     play(policy, means, 30, noise=0.1, seed=3, context=context)
     for _ in range(3):  # from now on the controller's hook drives the refreshes
@@ -406,7 +407,7 @@ def test_maintain_moves_prior_rebuilds_and_the_draw_off_the_decision() -> None:
     chosen = policy.select(context, list(range(len(arms))), None)
     assert chosen == int(np.argmin(draws)) and policy._predraw is None
     # Rebuilt through maintain() or inside select(), the prior is the same.
-    fresh = build("camel", arms, seed=2)
+    fresh = build("camel-ts", arms, seed=2)
     play(fresh, means, 30, noise=0.1, seed=3, context=context)
     for arm in (0, 1, 2):
         fresh.observe(arm, context, 1.5)
@@ -417,7 +418,7 @@ def test_maintain_moves_prior_rebuilds_and_the_draw_off_the_decision() -> None:
 
 def test_maintain_refreshes_a_context_at_most_once_between_decisions() -> None:
     arms = small_arms(3, 3)
-    policy = build("camel", arms, seed=2)
+    policy = build("camel-ts", arms, seed=2)
     context = Context(id=0, features=(0.0, 0.0))
     play(policy, np.linspace(1.0, 2.0, len(arms)), 20, noise=0.1, seed=3, context=context)
     policy.select(context, list(range(len(arms))), None)

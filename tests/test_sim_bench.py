@@ -136,9 +136,10 @@ def test_state_dir_carries_learning_from_one_run_to_the_next(tmp_path):
                     else f"{name}: started from the learned state in {path}") in notes
         assert sorted(p.name for p in state_dir.iterdir()) == ["camel.json", "epsilon.json"]  # default learns nothing
         saved = json.loads((state_dir / "camel.json").read_text())["policy_state"]
-        learned.append(sum(map(sum, saved["stats"]["n"])))
-    # every finished request is credited once: the second run adds its 30 to the first run's
-    assert learned == pytest.approx([30.0, 60.0])
+        learned.append((saved["workload"]["finished"], saved["board"]["iterations"]))
+    # every finished request and iteration is learned from once: the second run adds to the first
+    assert learned[0][0] == 30 and learned[1][0] == 60
+    assert 0 < learned[0][1] < learned[1][1]
 
 
 def test_state_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):

@@ -21,7 +21,7 @@ ORIN = DeviceInfo(kind="emulated", name="orin-a", energy_source="emulated", ener
                   profile="orin-agx-32gb", can_set_frequency=True)
 
 
-def _policy(name: str = "camel", arms: ArmSet = ARMS, seed: int = 0):
+def _policy(name: str = "camel-ts", arms: ArmSet = ARMS, seed: int = 0):
     return make_policy(CamelConfig(policy=name, seed=seed), arms, num_contexts=6)
 
 
@@ -34,11 +34,11 @@ def _same_estimates(a, b) -> bool:
     )
 
 
-def _store(path, *, name: str = "camel", arms: ArmSet = ARMS, device: DeviceInfo = ORIN, cost: str = "edp"):
+def _store(path, *, name: str = "camel-ts", arms: ArmSet = ARMS, device: DeviceInfo = ORIN, cost: str = "edp"):
     return PolicyStateStore(str(path), config=CamelConfig(policy=name, cost=cost), arms=arms, device_info=device)
 
 
-def _trained(name: str = "camel"):
+def _trained(name: str = "camel-ts"):
     policy = _policy(name)
     rng = np.random.default_rng(0)
     for _ in range(60):
@@ -48,7 +48,7 @@ def _trained(name: str = "camel"):
     return policy
 
 
-@pytest.mark.parametrize("name", ["camel", "ts", "zeus-ts", "ucb", "grid", "epsilon"])
+@pytest.mark.parametrize("name", ["camel-ts", "ts", "zeus-ts", "ucb", "grid", "epsilon"])
 def test_round_trip_restores_the_same_beliefs(tmp_path, name: str) -> None:
     trained = _trained(name)
     _store(tmp_path / "s.json", name=name).save(trained)
@@ -63,7 +63,7 @@ def test_file_is_versioned_with_metadata(tmp_path) -> None:
     payload = json.loads((tmp_path / "s.json").read_text())
     assert payload["schema"] == SCHEMA_VERSION
     meta = payload["meta"]
-    assert meta["policy"] == "camel" and meta["cost"] == "edp"
+    assert meta["policy"] == "camel-ts" and meta["cost"] == "edp"
     assert meta["arms"] == [a.label for a in ARMS.arms]
     assert meta["device_kind"] == "emulated" and meta["device_profile"] == "orin-agx-32gb"
 
@@ -113,7 +113,7 @@ def test_foreign_file_is_moved_aside(tmp_path, caplog, other) -> None:
     path = tmp_path / "s.json"
     _store(path).save(_trained())
     loader = _store(path, **other)
-    policy = _policy(other.get("name", "camel"), other.get("arms", ARMS))
+    policy = _policy(other.get("name", "camel-ts"), other.get("arms", ARMS))
     with caplog.at_level(logging.WARNING, logger="vllm.camel"):
         assert loader.load_into(policy) is False
     assert any(p.startswith("s.json.foreign-") for p in os.listdir(tmp_path))
@@ -177,9 +177,9 @@ def test_write_is_atomic(tmp_path, monkeypatch) -> None:
 
 def test_state_saved_contextual_loaded_without_contexts_is_foreign_not_corrupt(tmp_path, caplog) -> None:
     path = tmp_path / "s.json"
-    _store(path).save(_trained())  # contextual camel: 6 load contexts
-    flat = make_policy(CamelConfig(policy="camel", contextual=False), ARMS, num_contexts=6)
-    loader = PolicyStateStore(str(path), config=CamelConfig(policy="camel", contextual=False), arms=ARMS,
+    _store(path).save(_trained())  # contextual camel-ts: 6 load contexts
+    flat = make_policy(CamelConfig(policy="camel-ts", contextual=False), ARMS, num_contexts=6)
+    loader = PolicyStateStore(str(path), config=CamelConfig(policy="camel-ts", contextual=False), arms=ARMS,
                               device_info=ORIN)
     with caplog.at_level(logging.WARNING, logger="vllm.camel"):
         assert loader.load_into(flat) is False

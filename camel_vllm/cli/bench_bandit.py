@@ -12,7 +12,7 @@ import math
 import os
 import sys
 
-from camel_vllm.bandit_bench import BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
+from camel_vllm.bandit_bench import BANDIT_POLICIES, BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
 from camel_vllm.cli import checks
 from camel_vllm.config import ConfigError
 
@@ -57,14 +57,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     envs = ("stationary", "shift") if args.env == "both" else (args.env,)
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
-    from camel_vllm.config import POLICY_NAMES
-
-    unknown = [p for p in policies if p not in POLICY_NAMES and p not in VARIANTS]
+    unknown = [p for p in policies if p not in BANDIT_POLICIES and p not in VARIANTS]
     if unknown or not policies:
-        known = ", ".join([*POLICY_NAMES, *VARIANTS])
-        print(f"camel-vllm bench bandit: --policies={args.policies}: "
-              f"{'unknown: ' + ', '.join(unknown) if unknown else 'name at least one'} (known: {known})",
-              file=sys.stderr)
+        known = ", ".join([*BANDIT_POLICIES, *VARIANTS])
+        why = f"not a request-level bandit: {', '.join(unknown)}" if unknown else "name at least one"
+        print(f"camel-vllm bench bandit: --policies={args.policies}: {why} (known: {known}; camel learns the "
+              "board per iteration, which these environments do not model: run it with bench sim)", file=sys.stderr)
         return 2
     print(f"bandit benchmark (emulated AGX Orin 32GB): {args.arms} arms, horizon {args.horizon}, {args.seeds} seeds")
     result = run_benchmark(

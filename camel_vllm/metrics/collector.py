@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from camel_vllm.controller import Controller
 from camel_vllm.metrics import schema as s
-from camel_vllm.metrics.readout import ControllerReader, arm_labels, context_label
+from camel_vllm.metrics.readout import ControllerReader, arm_labels, context_label, model_samples
 from camel_vllm.metrics.tally import HistogramTally, Tally, TallySnapshot
 
 
@@ -72,6 +72,7 @@ class CamelCollector(Collector):
         yield _histogram(s.REQUEST_LATENCY, [], snap.latency_s)
         yield _histogram(s.REQUEST_ENERGY, src, snap.energy_j)
         yield from self._event_counters(snap)
+        yield from self._model_families()
 
     # ------------------------------------------------------------------ families
     def _arm_families(self, snap: TallySnapshot) -> Iterable[Metric]:
@@ -121,6 +122,12 @@ class CamelCollector(Collector):
         if power_w is not None:
             power.add_metric([self.energy_source], power_w)
         yield from (energy, power)
+
+    def _model_families(self) -> Iterable[Metric]:
+        families = {spec.name: _family(spec) for spec in s.MODEL_METRICS}
+        for name, labels, value in model_samples(self.reader.model_readout()):
+            families[name].add_metric(labels, value)
+        yield from families.values()
 
     def _event_counters(self, snap: TallySnapshot) -> Iterable[Metric]:
         decisions, switches, errors = _family(s.DECISIONS), _family(s.FREQUENCY_SWITCHES), _family(s.DEVICE_ERRORS)

@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram, values
 
 from camel_vllm.controller import Controller, Decision
 from camel_vllm.metrics import schema as s
-from camel_vllm.metrics.readout import ControllerReader, arm_labels, context_label
+from camel_vllm.metrics.readout import ControllerReader, arm_labels, context_label, model_samples
 from camel_vllm.types import RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
@@ -167,6 +167,9 @@ class MultiprocessWriter:
             dirty, self._estimates_dirty = self._estimates_dirty, False
         if dirty:
             self._refresh_estimates()
+        for name, labels, value in model_samples(self.reader.model_readout()):
+            metric = self._m[name]
+            (metric.labels(*labels) if labels else metric).set(value)
 
     def _refresh_availability(self) -> None:
         arms = self.controller.arms

@@ -16,7 +16,7 @@ from typing import Callable
 
 from camel_vllm.controller import Controller
 from camel_vllm.metrics.schema import POOLED_CONTEXT
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.base import ArmEstimate, ModelReadout
 from camel_vllm.types import Arm, format_mhz
 
 logger = logging.getLogger("vllm.camel")
@@ -85,6 +85,18 @@ class ControllerReader:
         with self._lock:
             return list(self._estimates)
 
+    def model_readout(self) -> ModelReadout | None:
+        """``policy.model_readout()`` where the policy has models (None otherwise or on a race)."""
+        read = getattr(self.controller.policy, "model_readout", None)
+        if read is None:
+            return None
+        for _ in range(ESTIMATE_TRIES):
+            try:
+                return read()
+            except (RuntimeError, ValueError, FloatingPointError):
+                continue
+        return None
+
     def _call(self, read: Callable[[], float | None]) -> float | None:
         try:
             value = read()
@@ -93,3 +105,20 @@ class ControllerReader:
             self._on_error("read")
             return None
         return None if value is None else float(value)
+
+
+def model_samples(readout: ModelReadout | None) -> list[tuple[str, list[str], float]]:
+    """(family name, label values, value) of every model series in ``readout`` (none for None)."""
+    from camel_vllm.metrics import schema as s
+
+    if readout is None:
+        return []
+    out = [(s.MODEL_CORRECTION.name, [kind], float(v)) for kind, v in sorted(readout.corrections.items())]
+    for freq_hz, time_f, energy_f in readout.clock_corrections:
+        mhz = format_mhz(freq_hz)
+        out += [(s.MODEL_CLOCK_CORRECTION.name, [mhz, "time"], time_f),
+                (s.MODEL_CLOCK_CORRECTION.name, [mhz, "energy"], energy_f)]
+    out += [(s.MODEL_ERROR.name, [kind], float(v)) for kind, v in sorted(readout.errors.items())]
+    out += [(s.MODEL_ITERATIONS.name, [kind], float(v)) for kind, v in sorted(readout.iterations.items())]
+    out.append((s.MODEL_EXPLORATIONS.name, [], float(readout.exploratory_decisions)))
+    return out

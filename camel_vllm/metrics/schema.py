@@ -81,12 +81,14 @@ ARM_ENERGY = MetricSpec(
 )
 ARM_COST_MEAN = MetricSpec(
     "camel_arm_cost_mean", "gauge",
-    "Posterior mean of the arm's expected cost, on the policy's cost scale (edp: ln J*s).",
+    "The policy's belief of the arm's expected cost, on its cost scale (camel: projected mean "
+    "EDP per request in J*s at the posterior mean; camel-ts and ts: posterior mean of ln J*s).",
     ARM_LABELS,
 )
 ARM_COST_STD = MetricSpec(
     "camel_arm_cost_std", "gauge",
-    "Posterior standard deviation of the arm's expected cost, on the policy's cost scale.",
+    "Uncertainty of that belief on the same scale (camel: spread of its Thompson draws around "
+    "the mean; camel-ts and ts: posterior standard deviation).",
     ARM_LABELS,
 )
 ARM_SELECTED = MetricSpec(
@@ -140,6 +142,35 @@ CONTROLLER_INFO = MetricSpec(
      "energy_method", "emulated", "contextual", "epoch_iterations"),
 )
 
+MODEL_CORRECTION = MetricSpec(
+    "camel_model_correction", "gauge",
+    "Factor finished requests make the model-based policy apply to its projections (1 = none): "
+    "kind=energy|service|wait|capacity.",
+    ("kind",),
+)
+MODEL_CLOCK_CORRECTION = MetricSpec(
+    "camel_model_clock_correction", "gauge",
+    "Factor a clock's own iterations make the board model apply to its step time and energy there "
+    "(1 = the model fits that clock): kind=time|energy.",
+    ("freq_mhz", "kind"),
+)
+MODEL_ERROR = MetricSpec(
+    "camel_model_error", "gauge",
+    "Recent mean |ln(measured / projected)| of finished requests' energy and service time "
+    "(0 = the projections were exact): kind=energy|service.",
+    ("kind",),
+)
+MODEL_ITERATIONS = MetricSpec(
+    "camel_model_iterations", "gauge",
+    "Iterations the board model has learned from (carried over with the learned state): kind=time|energy.",
+    ("kind",),
+)
+MODEL_EXPLORATIONS = MetricSpec(
+    "camel_model_exploratory_decisions", "gauge",
+    "Decisions where the model-based policy's posterior draw, not its posterior mean, chose the arm "
+    "(exploration; compare with camel_decisions_total).",
+)
+
 #: Error kinds pre-created at 0 so that ``rate()`` sees the first error.
 KNOWN_ERROR_KINDS: tuple[str, ...] = ("permission", "set_frequency", "frequency_mismatch", "state_save", "read", "sensor")
 
@@ -147,6 +178,11 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     ARM_PULLS, ARM_REQUESTS, ARM_ENERGY, ARM_COST_MEAN, ARM_COST_STD, ARM_SELECTED, ARM_AVAILABLE,
     GPU_FREQUENCY, BATCH_CAP, ENERGY, POWER, REQUEST_EDP, REQUEST_LATENCY, REQUEST_ENERGY,
     DECISIONS, FREQUENCY_SWITCHES, DEVICE_ERRORS, CONTROLLER_INFO,
+    MODEL_CORRECTION, MODEL_CLOCK_CORRECTION, MODEL_ERROR, MODEL_ITERATIONS, MODEL_EXPLORATIONS,
+)
+#: Families only a model-based policy fills (empty for the others).
+MODEL_METRICS: tuple[MetricSpec, ...] = (
+    MODEL_CORRECTION, MODEL_CLOCK_CORRECTION, MODEL_ERROR, MODEL_ITERATIONS, MODEL_EXPLORATIONS,
 )
 
 

@@ -4,7 +4,10 @@ Every policy draws its randomness from ``numpy.random.default_rng(config.seed)``
 seeded run is reproducible. ``config.policy_params`` keys per policy (anything else is a
 :class:`~camel_vllm.config.ConfigError` naming the key):
 
-- ``camel`` / ``ts``: ``prior_mean``, ``prior_kappa``, ``prior_alpha``, ``prior_beta``,
+- ``camel`` (model-based, :mod:`camel_vllm.policies.model_based`): ``warmup_iterations``,
+  ``warmup_requests``, ``board_prior`` (``none`` or ``profile``: start the board model from the
+  emulator profiles ``device_profile`` / ``model_profile``, e.g. a measured calibration file);
+- ``camel-ts`` / ``ts``: ``prior_mean``, ``prior_kappa``, ``prior_alpha``, ``prior_beta``,
   ``share_strength``, ``additive_kappa`` and ``neighbour_kappa`` (``ts``: 0), ``adaptive_prior``, ``slo_min_evidence`` (see
   :mod:`camel_vllm.policies.thompson`);
 - ``static``: ``arm`` = [MHZ, BATCH] (MHZ may be "auto" for batch-only arms);
@@ -44,7 +47,8 @@ __all__ = ["ArmEstimate", "Policy", "make_policy", "ThompsonPolicy", "ZeusTSPoli
 STATIC_FREQ_TOL_MHZ = 0.5
 
 _PARAMS: dict[str, dict[str, Any]] = {
-    "camel": {"warmup_iterations": ModelParams.warmup_iterations, "board_prior": "none"},
+    "camel": {"warmup_iterations": ModelParams.warmup_iterations, "warmup_requests": ModelParams.warmup_requests,
+              "board_prior": "none"},
     "camel-ts": {
         "prior_mean": NIGPrior.mean, "prior_kappa": NIGPrior.kappa, "prior_alpha": NIGPrior.alpha,
         "prior_beta": NIGPrior.beta, "share_strength": ThompsonParams.share_strength,
@@ -147,7 +151,8 @@ def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, An
     policy = ModelBasedPolicy(
         arms, rng, epoch_iterations=config.epoch_iterations, cost=config.cost, alpha=config.alpha,
         switch_cost=config.switch_cost, slo=config.slo, token_budget=token_budget,
-        params=ModelParams(warmup_iterations=_integer(params, "warmup_iterations", minimum=0)),
+        params=ModelParams(warmup_iterations=_integer(params, "warmup_iterations", minimum=0),
+                           warmup_requests=_integer(params, "warmup_requests", minimum=1)),
     )
     prior = params["board_prior"]
     if prior == "profile":

@@ -28,6 +28,25 @@ class ArmEstimate:
     std: float
 
 
+@dataclass(frozen=True)
+class ModelReadout:
+    """What a model-based policy believes of its own models, for metrics and logs.
+
+    ``corrections``: kind (energy, service, wait, capacity) -> the factor outcomes apply to
+    its projections (1.0: none). ``clock_corrections``: (clock Hz, time factor, energy factor)
+    per clock, from the board's own iterations (1.0: the model fits that clock). ``errors``:
+    kind (energy, service) -> recent mean |log(measured / projected)| of finished requests.
+    ``iterations``: kind (time, energy) -> iterations the board model has learned from.
+    ``exploratory_decisions``: decisions where a posterior draw, not the posterior mean, chose.
+    """
+
+    corrections: Mapping[str, float]
+    clock_corrections: tuple[tuple[float, float, float], ...]
+    errors: Mapping[str, float]
+    iterations: Mapping[str, float]
+    exploratory_decisions: int = 0
+
+
 @runtime_checkable
 class Policy(Protocol):
     """A bandit over arm indices.

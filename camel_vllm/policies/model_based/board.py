@@ -243,6 +243,11 @@ class BoardModel:
         self._prepared = None
 
     @property
+    def clocks_hz(self) -> np.ndarray:
+        """The board's clocks (Hz, ascending): the rows of coefficients and corrections."""
+        return self._clock_list
+
+    @property
     def ready(self) -> bool:
         """Whether both models have data (energy may lag when the sensor is slow)."""
         return self.time.weight > 0.0 and self.energy.weight > 0.0

@@ -9,8 +9,8 @@ projected cost under the draw. Arms are tried where the models are unsure, not o
 schedule; a model that has seen one clock extrapolates to the others with the roofline's
 shape and is never allowed to project a lower clock faster than the highest.
 
-Until the board model has ``WARMUP_ITERATIONS`` iterations and ``MIN_FINISHED`` requests have
-shown their sizes, the policy plays the default arm (highest clock, largest cap: vLLM left
+Until the board model has ``warmup_iterations`` iterations and ``warmup_requests`` requests have
+shown their sizes (64 each by default), the policy plays the default arm (highest clock, largest cap: vLLM left
 alone). Costs handed to :meth:`observe` are not used:
 the policy learns from iterations (``observe_iteration``) and finished requests
 (``observe_outcome``).
@@ -27,7 +27,7 @@ import numpy as np
 
 from camel_vllm.arms import ArmSet
 from camel_vllm.config import SLOConfig
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.base import ArmEstimate, ModelReadout
 from camel_vllm.policies.model_based.board import BoardModel
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.projection import ArmGeometry, Projection, QueueState, project
@@ -56,10 +56,13 @@ SPREAD_MEMORY = 20.0
 class ModelParams:
     """Settings of the ``camel`` policy (``policy_params`` keys of the same names).
 
-    ``warmup_iterations``: iterations at the default arm before the first model-based choice.
+    ``warmup_iterations`` and ``warmup_requests``: iterations the board model must have seen
+    and requests that must have finished before the first model-based choice (until then the
+    default arm). ``board_prior`` (``none`` or ``profile``) is read by the factory.
     """
 
     warmup_iterations: int = WARMUP_ITERATIONS
+    warmup_requests: int = MIN_FINISHED
 
 
 class ModelBasedPolicy:
@@ -106,11 +109,13 @@ class ModelBasedPolicy:
         #: (time, running, waiting, arm, its projected capacity without the capacity factor)
         self._last_decision: tuple[float, int, int, int, float] | None = None
         self.board = BoardModel([a.freq_hz for a in arms.arms])
-        self.workload = WorkloadEstimator(token_budget)
+        self.workload = WorkloadEstimator(token_budget, min_finished=params.warmup_requests)
         self.correction = OutcomeCorrection()
         self._snapshot: EngineSnapshot | None = None
         self._last_now_s = 0.0
         self.decisions = 0
+        #: Decisions where the Thompson draw chose another arm than the posterior mean would.
+        self.exploratory_decisions = 0
         self.pulls = np.zeros(len(arms))
         #: The posterior-mean projection in force and the (energy, service, wait) factors it used.
         self._in_force: tuple[Projection, float, float, float] | None = None
@@ -207,6 +212,8 @@ class ModelBasedPolicy:
             allowed = self._slo_allowed(mean, idx) if self.slo is not None else idx
             trusted = allowed[cost_mean[allowed] <= (1.0 + EXPLORE_MARGIN) * float(cost_mean[allowed].min())]
             choice = int(trusted[np.argmin(scored[trusted])])
+            if choice != int(allowed[np.argmin(cost_mean[allowed])]):
+                self.exploratory_decisions += 1  # the draw, not the mean model, chose this arm
         self._in_force_index = choice
         self.pulls[choice] += 1
         snap = self._snapshot
@@ -245,6 +252,21 @@ class ModelBasedPolicy:
         return [ArmEstimate(a, None, float(pulls[a]), float(mean[a]), float(math.sqrt(spread2[a])))
                 for a in range(len(self.arms)) if not math.isnan(mean[a])]
 
+    def model_readout(self) -> ModelReadout:
+        """Corrections in force, model errors and learning counts (read by the metrics)."""
+        energy, service = self.correction.factors()
+        clocks = self.board.clock_corrections()
+        e_err, s_err = self.correction.mean_abs_error()
+        return ModelReadout(
+            corrections={"energy": energy, "service": service, "wait": self.correction.wait_factor(WAIT_FLOOR_S),
+                         "capacity": self.correction.capacity_factor()},
+            clock_corrections=tuple((float(f), float(clocks[0, i]), float(clocks[1, i]))
+                                    for i, f in enumerate(self.board.clocks_hz)),
+            errors={"energy": e_err, "service": s_err},
+            iterations={"time": float(self.board.iterations), "energy": float(self.board.energy_iterations)},
+            exploratory_decisions=self.exploratory_decisions,
+        )
+
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "model-based", "num_arms": len(self.arms), "board": self.board.state_dict(),
                 "workload": self.workload.state_dict(), "correction": self.correction.state_dict()}
@@ -261,7 +283,7 @@ class ModelBasedPolicy:
     # --------------------------------------------------------------- internals
     def _model_ready(self) -> bool:
         return (self.board.iterations >= self.params.warmup_iterations and self.board.ready
-                and self.workload.finished >= MIN_FINISHED)
+                and self.workload.finished >= self.params.warmup_requests)
 
     def _factors(self) -> tuple[float, float, float]:
         """The outcome corrections in force: (energy, service, wait) factors. A measured

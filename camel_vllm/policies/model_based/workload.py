@@ -88,8 +88,9 @@ class LoadView:
 class WorkloadEstimator:
     """Exponentially weighted load estimates (see the module docstring)."""
 
-    def __init__(self, token_budget: int | None = None) -> None:
+    def __init__(self, token_budget: int | None = None, *, min_finished: int = MIN_FINISHED) -> None:
         self.token_budget = token_budget
+        self.min_finished = max(1, int(min_finished))
         self.arrivals = 0
         self.finished = 0
         self._last_arrival_s: float | None = None
@@ -208,7 +209,7 @@ class WorkloadEstimator:
     def view(self, now_s: float, window_s: float = 0.0) -> LoadView:
         """The estimates now; ``window_s`` > 0 also measures the dispersion of arrivals at
         that timescale (a request's service time)."""
-        if self.finished >= MIN_FINISHED:
+        if self.finished >= self.min_finished:
             f = self._moments
             l1, l2, cov = f[0, 2], f[2, 2], f[1, 2] - f[0, 1] * f[0, 2]
             # Running requests' outputs so far are lower bounds on their lengths: where they
@@ -225,9 +226,9 @@ class WorkloadEstimator:
             l1, l2, cov = l1 * scale, l2 * scale * scale, cov * scale
         else:
             l1, l2, cov = DEFAULT_OUTPUT_TOKENS, 2.0 * DEFAULT_OUTPUT_TOKENS**2, 0.0
-        if self._prompts >= MIN_FINISHED:
+        if self._prompts >= self.min_finished:
             p1, p2, chunk, chunks = self._p1, self._p2, self._chunk, self._chunks
-        elif self.finished >= MIN_FINISHED:
+        elif self.finished >= self.min_finished:
             p1, p2, chunk, chunks = self._moments[0, 1], self._moments[1, 1], self._chunk, self._chunks
         else:
             p1, p2 = DEFAULT_PROMPT_TOKENS, 2.0 * DEFAULT_PROMPT_TOKENS**2
