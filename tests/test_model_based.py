@@ -226,9 +226,9 @@ def _project(rate: float, waiting: int = 0, running: int = 0):
     freqs, t_rows, e_rows, _ = _orin_rows()
     arms = ArmSet.product(list(freqs), [4, 16, 28])
     rows = np.array([list(freqs).index(a.freq_hz) for a in arms.arms])
-    both = project(ArmGeometry.of(np.array([a.max_batch for a in arms.arms], dtype=float)),
-                   t_rows[rows][None], e_rows[rows][None], t_rows[-1][None], _load(rate),
-                   QueueState(running, waiting), 64)
+    coef = np.stack([t_rows, e_rows], axis=1)[None]  # (1, clocks, 2, 5)
+    both = project(ArmGeometry.of(np.array([a.max_batch for a in arms.arms], dtype=float), rows),
+                   coef, t_rows[-1][None], _load(rate), QueueState(running, waiting), 64)
     return arms, both.take(0)
 
 
@@ -257,7 +257,8 @@ def test_projected_capacity_is_close_to_the_simulated_saturated_throughput() -> 
         est.observe_finished(r.prompt_tokens, r.output_tokens)
     freqs, t_rows, e_rows, _ = _orin_rows()
     geometry = ArmGeometry.of(np.array([28.0]))
-    proj = project(geometry, t_rows[-1:][None], e_rows[-1:][None], t_rows[-1][None],
+    coef = np.stack([t_rows[-1:], e_rows[-1:]], axis=1)[None]
+    proj = project(geometry, coef, t_rows[-1][None],
                    dataclasses.replace(est.view(trace.duration_s), rate_per_s=measured), QueueState(28, 100), 64)
     assert proj.capacity_per_s[0, 0] == pytest.approx(measured, rel=0.2)
 

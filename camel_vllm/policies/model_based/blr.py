@@ -36,6 +36,7 @@ class BayesLinReg:
         self.yty = 0.0
         self.weight = 0.0
         self.fixed_noise_var = noise_var
+        self._last_mean: np.ndarray | None = None
         self.set_prior(np.zeros(dim) if prior_mean is None else prior_mean,
                        np.full(dim, 1e6) if prior_var is None else prior_var)
 
@@ -75,13 +76,14 @@ class BayesLinReg:
     # ------------------------------------------------------------- posterior
     @property
     def noise_var(self) -> float:
-        """sigma^2: the fixed value if given, else the mean squared residual under the
-        posterior mean (weighted), floored at MIN_NOISE_VAR; 1.0 before any data."""
+        """sigma^2: the fixed value if given, else the mean squared residual (weighted) under
+        the last posterior mean (a ridge fit the first time), floored at MIN_NOISE_VAR; 1.0
+        before any data."""
         if self.fixed_noise_var is not None:
             return self.fixed_noise_var
         if self.weight <= 1.0:
             return 1.0
-        mean = self._ridge_mean()
+        mean = self._last_mean if self._last_mean is not None else self._ridge_mean()
         sse = self.yty - 2.0 * mean @ self.xty + mean @ self.xtx @ mean
         dof = max(1.0, self.weight - min(self.dim, self.weight / 2.0))
         return max(MIN_NOISE_VAR, float(sse) / dof)
@@ -91,15 +93,18 @@ class BayesLinReg:
         return np.linalg.solve(self.xtx + np.diag(prec0 * 1e-6 + 1e-12), self.xty + 1e-6 * prec0 * self.prior_mean)
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, precision) of theta; cached until the data or prior changes."""
+        """(mean, precision) of theta; cached until the data or prior changes. One Cholesky
+        factorisation serves the mean, the covariance and the draws."""
         if self._post is None:
             s2 = self.noise_var
             prec0 = 1.0 / self.prior_var
             precision = self.xtx / s2 + np.diag(prec0)
-            mean = np.linalg.solve(precision, self.xty / s2 + prec0 * self.prior_mean)
+            inv_chol = np.linalg.inv(np.linalg.cholesky(precision))  # L^-1, L L' = precision
+            self._draw_factor = inv_chol.T
+            self._cov = self._draw_factor @ inv_chol
+            mean = self._cov @ (self.xty / s2 + prec0 * self.prior_mean)
             self._post = (mean, precision)
-            self._cov = None
-            self._draw_factor = None
+            self._last_mean = mean
         return self._post
 
     @property
@@ -111,19 +116,22 @@ class BayesLinReg:
         """The posterior mean if it is solved and current, else None (never solves)."""
         return None if self._post is None else self._post[0]
 
+    @property
+    def last_mean(self) -> np.ndarray | None:
+        """The posterior mean last solved, current or not (None before the first solve)."""
+        return self._last_mean
+
     def covariance(self) -> np.ndarray:
         """Posterior covariance of theta (cached with the posterior)."""
-        if self._cov is None or self._post is None:
-            self._cov = np.linalg.inv(self.posterior()[1])
+        self.posterior()
+        assert self._cov is not None
         return self._cov
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """One draw of theta from the posterior: mean + L^-T z with L L' the precision
-        (the factor is cached with the posterior, so a draw is one matrix-vector product)."""
-        mean, precision = self.posterior()
-        if self._draw_factor is None:
-            chol = np.linalg.cholesky(precision)
-            self._draw_factor = np.linalg.solve(chol.T, np.eye(self.dim))
+        """One draw of theta from the posterior: mean + L^-T z with L L' the precision (the
+        factor is cached with the posterior, so a draw is one matrix-vector product)."""
+        mean, _ = self.posterior()
+        assert self._draw_factor is not None
         return mean + self._draw_factor @ rng.standard_normal(self.dim)
 
     # ----------------------------------------------------------------- state

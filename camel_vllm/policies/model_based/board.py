@@ -77,8 +77,9 @@ REFERENCE_CONTEXT = 1000.0
 LEVEL_SD = 10.0
 #: Forgetting per iteration: an effective memory of 10,000 iterations (minutes of serving).
 FORGET_PER_ITERATION = 0.9999
-#: Observations buffered before they are folded into the regressions (one matrix product).
-FOLD_EVERY = 32
+#: Iterations buffered at most before they are folded into the regressions (one matrix
+#: product); the policy folds between decisions, so this bounds only a policy that never does.
+MAX_BUFFERED = 2048
 #: Per-clock residual tracking: memory (iterations), trust threshold and bound.
 RESIDUAL_DECAY = 1.0 - 1.0 / 2000.0
 RESIDUAL_SHRINK = 50.0
@@ -153,12 +154,18 @@ class BoardModel:
         self._prior_stale = False
         self._prepared: _Prepared | None = None
         self._clock_list = np.array(sorted({float(f) for f in freqs_hz if f is not None} or {self.max_freq_hz}))
+        ref = np.tile(np.array(work_terms(0.0, REFERENCE_DECODES, REFERENCE_DECODES * REFERENCE_CONTEXT)),
+                      (len(self._clock_list), 1))
+        #: The reference step at every clock, as rows of the time and energy designs.
+        self._reference = (_design(ref, time_basis(self._clock_list, self.max_freq_hz)),
+                           _design(ref, energy_basis(self._clock_list, self.max_freq_hz)))
         self._resid_sum = np.zeros((2, len(self._clock_list)))
         self._resid_weight = np.zeros((2, len(self._clock_list)))
 
     # ------------------------------------------------------------------ data
     def observe(self, freq_hz: float | None, work: IterationWork, duration_s: float, energy_j: float | None) -> None:
-        """Record one iteration (cheap: buffered, folded every FOLD_EVERY iterations)."""
+        """Record one iteration (cheap: buffered until :meth:`fold`, which the policy calls
+        between decisions; at most MAX_BUFFERED wait)."""
         if not duration_s > 0.0 or duration_s != duration_s:
             return
         f = self.max_freq_hz if freq_hz is None else float(freq_hz)
@@ -166,7 +173,7 @@ class BoardModel:
         if energy_j is not None and not energy_j > 0.0:
             energy_j = None  # a sensor that read nothing teaches nothing
         self._buffer.append((f, terms, duration_s, energy_j))
-        if len(self._buffer) >= FOLD_EVERY:
+        if len(self._buffer) >= MAX_BUFFERED:
             self.fold()
 
     def fold(self) -> None:
@@ -277,18 +284,13 @@ class BoardModel:
         time pessimism and energy floor (see :meth:`explore`)."""
         if self._prior_stale:
             self.refresh_prior()
-        clocks = self._clock_list
-        mean = self.coefficients(clocks)
-        ref = np.tile(np.array(work_terms(0.0, REFERENCE_DECODES, REFERENCE_DECODES * REFERENCE_CONTEXT)),
-                      (len(clocks), 1))
-        x_t = _design(ref, time_basis(clocks, self.max_freq_hz))
+        mean = self.coefficients(self._clock_list)
+        x_t, x_e = self._reference
         mean_t = np.maximum(x_t @ self.time.mean, 1e-12)
         sd_t = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", x_t, self.time.covariance(), x_t), 0.0))
         slow = np.minimum(1.0 + TIME_PESSIMISM * sd_t / mean_t, DRAW_MAX)
-        x_e = _design(ref, energy_basis(clocks, self.max_freq_hz))
         mean_e = np.maximum(x_e @ self.energy.mean, 1e-12)
         low = np.minimum(ENERGY_FLOOR_SHARE * float(mean_e[-1]) / mean_e, 1.0)
-        self.energy.sample(np.random.default_rng(0))  # factor the posterior now, not in a decision
         self._prepared = _Prepared(mean, mean.time_s * slow[:, None], x_e, 1.0 / mean_e, low)
 
     def mean_coefficients(self) -> ClockCoefficients:
@@ -372,10 +374,13 @@ def _relative_prior(model: BayesLinReg, num_basis: int, scale: float, slope_mean
     mean = np.zeros((NUM_WORK_TERMS, num_basis))
     sd = np.full((NUM_WORK_TERMS, num_basis), level_sd)
     if model.weight > 0.0:
-        # The top-clock level per work term from a fit under a flat prior on the clock terms.
-        flat = np.full(model.dim, level_sd**2)
-        model.set_prior(np.zeros(model.dim), flat)
-        level = model.mean.reshape(NUM_WORK_TERMS, num_basis)[:, 0]
+        # The top-clock level per work term: from the last posterior (a fixed point that the
+        # rebuilds converge to), or the first time from a fit under a flat prior.
+        last = model.last_mean
+        if last is None:
+            model.set_prior(np.zeros(model.dim), np.full(model.dim, level_sd**2))
+            last = model.mean
+        level = last.reshape(NUM_WORK_TERMS, num_basis)[:, 0]
         floor = 1e-3 * level_sd
         for k in range(1, num_basis):
             mean[:, k] = slope_means[k - 1] * level

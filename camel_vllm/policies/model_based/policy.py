@@ -21,16 +21,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from camel_vllm.arms import ArmSet
 from camel_vllm.config import SLOConfig
 from camel_vllm.policies.base import ArmEstimate, ModelReadout
-from camel_vllm.policies.model_based.board import BoardModel
+from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
-from camel_vllm.policies.model_based.projection import ArmGeometry, Projection, QueueState, project
+from camel_vllm.policies.model_based.projection import ArmGeometry, Projection, QueueState, project, step_work
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
 from camel_vllm.types import Context, EngineSnapshot, IterationWork, RequestOutcome
 
@@ -103,8 +103,11 @@ class ModelBasedPolicy:
         self._clocks, self._clock_of_arm = np.unique(self._arm_freq, return_inverse=True)
         self._top_clock = int(np.argmax(self._clocks))
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
-        self._geometry = ArmGeometry.of(self._caps)
-        self._refresh_due = True
+        self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm)
+        self._work: np.ndarray | None = None  # projection.step_work at the last refresh
+        #: (mean, draw) x clock x (time, energy) x work terms
+        self._coef_buffer = np.empty((2, len(self._clocks), 2, NUM_WORK_TERMS))
+        self._chores: list[Callable[[], None]] = [self._prepare, self._fold]
         self._arrivals_since = 0
         #: (time, running, waiting, arm, its projected capacity without the capacity factor)
         self._last_decision: tuple[float, int, int, int, float] | None = None
@@ -174,14 +177,22 @@ class ModelBasedPolicy:
                                          float(proj.wait_s[self._in_force_index]) / wait_scale)
 
     def maintain(self) -> None:
-        """Between decisions (the controller calls this on the last iterations of an epoch):
-        the board model takes its buffered iterations and re-solves, so a decision only draws
-        and projects."""
-        if self._refresh_due:
-            self._refresh_due = False
-            self.board.fold()
-            if self._model_ready():
-                self.board.prepare()
+        """Between decisions (the controller calls this on the last iterations of an epoch),
+        one chore per call so no iteration pays for all of them: the board model takes its
+        buffered iterations, then re-solves; a decision then only draws and projects."""
+        if self._chores:
+            self._chores.pop()()
+
+    def _fold(self) -> None:
+        self.board.fold()
+
+    def _prepare(self) -> None:
+        if self._model_ready():
+            self.board.prepare()
+            self.workload.measure_dispersion(self._last_now_s, self._service_window_s)
+            # The steps a projection evaluates change with the request mix only: fixed until
+            # the next epoch's refresh.
+            self._work = step_work(self._geometry, self.workload.view(self._last_now_s))
 
     # ----------------------------------------------------------------- policy
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
@@ -192,9 +203,9 @@ class ModelBasedPolicy:
         if idx.size == 0:
             raise ValueError("select() needs at least one available arm")
         self.decisions += 1
-        if self._refresh_due:  # maintain() did not run (or not yet): do it now
+        while self._chores:  # what maintain() did not get to (or no maintain at all)
             self.maintain()
-        self._refresh_due = True
+        self._chores = [self._prepare, self._fold]  # popped from the end: fold first
         self._check_capacity()
         if not self._model_ready():
             choice = self._default(idx)
@@ -295,12 +306,15 @@ class ModelBasedPolicy:
         """The posterior mean (group 0) and the draw (group 1) projected together."""
         snap = self._snapshot
         queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
-        rows, top = self._clock_of_arm, self._top_clock
+        coef = self._coef_buffer
+        coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
+        coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
+        load = self.workload.view(self._last_now_s)
+        if self._work is None:
+            self._work = step_work(self._geometry, load)
         return project(
-            self._geometry, np.stack([mean.time_s[rows], draw.time_s[rows]]),
-            np.stack([mean.energy_j[rows], draw.energy_j[rows]]), np.stack([mean.time_s[top], draw.time_s[top]]),
-            self.workload.view(self._last_now_s, self._service_window_s), queue, self.epoch_iterations,
-            energy_scale=factors[0], service_scale=factors[1], wait_scale=factors[2],
+            self._geometry, coef, coef[:, self._top_clock, 0], load, queue, self.epoch_iterations,
+            energy_scale=factors[0], service_scale=factors[1], wait_scale=factors[2], work=self._work,
         )
 
     def _cost(self, proj: Projection) -> np.ndarray:

@@ -109,23 +109,30 @@ class Projection:
 
 @dataclass(frozen=True)
 class ArmGeometry:
-    """What a projection needs of the arms' batch caps, computed once per arm set."""
+    """What a projection needs of the arms: each arm's clock and batch cap, as indices into
+    the board's clocks and the distinct caps (computed once per arm set)."""
 
     caps: np.ndarray  # (A,) batch caps
+    clock_index: np.ndarray  # (A,) row of the arm's clock in the per-clock coefficients
+    cap_index: np.ndarray  # (A,) position of the arm's cap in ``distinct_caps``
+    distinct_caps: np.ndarray  # (B,)
     span: np.ndarray  # max(cap - 1, 1): the secant's run
     inv_caps: np.ndarray
     wait_exponent: np.ndarray  # sqrt(2 (cap + 1)) - 1 (Sakasegawa)
-    full_tokens: np.ndarray  # (A, 3) a full batch's decode tokens per token segment
+    full_work: np.ndarray  # (B, 5) a full batch's work terms, the context column per context token
 
     @classmethod
-    def of(cls, caps: np.ndarray) -> "ArmGeometry":
+    def of(cls, caps: np.ndarray, clock_index: np.ndarray | None = None) -> "ArmGeometry":
         caps = np.asarray(caps, dtype=float)
-        return cls(caps, np.maximum(caps - 1.0, 1.0), 1.0 / caps, np.sqrt(2.0 * (caps + 1.0)) - 1.0,
-                   _segments(caps))
+        distinct, cap_index = np.unique(caps, return_inverse=True)
+        clocks = np.zeros(caps.size, dtype=np.intp) if clock_index is None else np.asarray(clock_index, dtype=np.intp)
+        full = np.concatenate([np.ones((distinct.size, 1)), _segments(distinct), distinct[:, None]], axis=1)
+        return cls(caps, clocks, cap_index, distinct, np.maximum(caps - 1.0, 1.0), 1.0 / caps,
+                   np.sqrt(2.0 * (caps + 1.0)) - 1.0, full)
 
 
 def _segments(tokens: np.ndarray) -> np.ndarray:
-    """(A, 3) tokens of a step in each token segment (board.SEGMENT_TOKENS), over TOKEN_SCALE."""
+    """(n, 3) tokens of a step in each token segment (board.SEGMENT_TOKENS), over TOKEN_SCALE."""
     lo, hi = SEGMENT_TOKENS
     out = np.empty((tokens.size, 3))
     out[:, 0] = np.minimum(tokens, lo)
@@ -134,10 +141,21 @@ def _segments(tokens: np.ndarray) -> np.ndarray:
     return out / TOKEN_SCALE
 
 
+def step_work(arms: ArmGeometry, load: LoadView) -> np.ndarray:
+    """(5, 1 + 2B) work terms of three steps per distinct cap, as columns: one request
+    decoding, then per cap a full batch decoding, then per cap what one prefill token adds to
+    a full batch. One matrix product with a clock's coefficients gives all three."""
+    ctx = load.decode_context_tokens / CONTEXT_SCALE
+    full = arms.full_work * np.array([1.0, 1.0, 1.0, 1.0, ctx])
+    extra = np.zeros_like(full)
+    chunk = load.mean_chunk_tokens
+    extra[:, 1:4] = (_segments(arms.distinct_caps + chunk) - full[:, 1:4]) * (1.0 / chunk)
+    return np.concatenate([[[1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx]], full, extra]).T
+
+
 def project(
     arms: ArmGeometry,
-    time_coef: np.ndarray,
-    energy_coef: np.ndarray,
+    coef: np.ndarray,
     top_time_coef: np.ndarray,
     load: LoadView,
     queue: QueueState,
@@ -146,21 +164,24 @@ def project(
     energy_scale: float = 1.0,
     service_scale: float = 1.0,
     wait_scale: float = 1.0,
+    work: np.ndarray | None = None,
 ) -> Projection:
-    """Project every arm for G coefficient sets at once: ``time_coef`` and ``energy_coef``
-    (G, A, 5) per arm, ``top_time_coef`` (G, 5); every output is (G, A). One call serves the
-    posterior mean and a Thompson draw together (numpy's cost here is per call, not per arm).
+    """Project every arm for G coefficient sets at once: ``coef`` (G, C, 2, 5) holds each
+    clock's time (``[..., 0, :]``) and energy (``[..., 1, :]``) coefficients of the five work
+    terms (``arms.clock_index`` says which clock an arm runs), ``top_time_coef`` (G, 5) the
+    time model at the highest clock; every output is (G, A). One call serves the posterior
+    mean and a Thompson draw together (numpy's cost here is per call, not per arm).
 
-    ``top_time_coef`` is the time model at the highest clock: no arm's time coefficient
-    is taken below it (the roofline's physics: a lower clock does the same work no faster;
-    a fresh model's draw can say otherwise where it has no data). ``energy_scale``,
-    ``service_scale`` and ``wait_scale`` are the outcome corrections (:mod:`~camel_vllm.
-    policies.model_based.correction`), 1 without evidence.
+    No arm's step is taken faster than the highest clock doing the same work (the roofline's
+    physics: a lower clock is no faster; a fresh model's draw can say otherwise where it has
+    no data). ``energy_scale``, ``service_scale`` and ``wait_scale`` are the outcome
+    corrections (:mod:`~camel_vllm.policies.model_based.correction`), 1 without evidence.
+    ``work`` is :func:`step_work` of these arms and load, when the caller has it already.
 
     A step's time (and energy) is linear in the number decoding ``n`` between one and a full
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
     occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
-    decision projects 49 arms in ~80 vector operations.
+    decision projects 49 arms twice in ~70 vector operations.
     """
     caps = arms.caps
     lam = load.rate_per_s
@@ -168,24 +189,22 @@ def project(
     mean_p, mean_l = float(m[0, 1]), max(1.0, float(m[0, 2]))
     var_p, var_l = max(0.0, float(m[1, 1]) - mean_p**2), max(0.0, float(m[2, 2]) - mean_l**2)
     chunk, chunks = load.mean_chunk_tokens, load.mean_chunks
-    ctx = load.decode_context_tokens / CONTEXT_SCALE
-    time_coef = np.maximum(time_coef, top_time_coef[:, None, :])
-    one = np.array([1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx])
-    t1, e1 = time_coef @ one, energy_coef @ one
-    # A full batch's step, and the same with a prefill chunk: per arm, coef . work.
-    ctx_full = caps * ctx
-    seg_full, seg_chunk = arms.full_tokens, _segments(caps + chunk)
-    t_full = time_coef[..., 0] + time_coef[..., 4] * ctx_full + np.einsum("gij,ij->gi", time_coef[..., 1:4], seg_full)
-    e_full = (energy_coef[..., 0] + energy_coef[..., 4] * ctx_full
-              + np.einsum("gij,ij->gi", energy_coef[..., 1:4], seg_full))
-    seg_extra = seg_chunk - seg_full
-    g_t = np.maximum(np.einsum("gij,ij->gi", time_coef[..., 1:4], seg_extra), FLOOR * chunk) / chunk
-    g_e = np.maximum(np.einsum("gij,ij->gi", energy_coef[..., 1:4], seg_extra), 0.0) / chunk
-    t1 = np.maximum(t1, FLOOR)
-    t_full = np.maximum(t_full, t1)
+    if work is None:
+        work = step_work(arms, load)
+    nb = arms.distinct_caps.size
+    per_clock = np.swapaxes(coef @ work, 2, 3)  # (G, C, 1 + 2B, 2): time and energy last
+    top = top_time_coef @ work  # (G, 1 + 2B)
+    ci, bi = arms.clock_index, arms.cap_index
+    v1 = per_clock[:, ci, 0]  # (G, A, 2)
+    v_full = per_clock[:, ci, 1 + bi]
+    v_tok = per_clock[:, ci, 1 + nb + bi]
+    t1 = np.maximum(np.maximum(v1[..., 0], top[:, :1]), FLOOR)
+    t_full = np.maximum(np.maximum(v_full[..., 0], top[:, 1 + bi]), t1)
+    g_t = np.maximum(np.maximum(v_tok[..., 0], top[:, 1 + nb + bi]), FLOOR)
+    e1 = np.maximum(v1[..., 1], FLOOR)
+    g_e = np.maximum(v_tok[..., 1], 0.0)
     beta_t = (t_full - t1) / arms.span
-    e1 = np.maximum(e1, FLOOR)
-    beta_e = np.maximum(e_full - e1, 0.0) / arms.span
+    beta_e = np.maximum(v_full[..., 1] - e1, 0.0) / arms.span
 
     # Capacity at a full batch: A0 c mu^2 - (A0 + K + B c) mu + B = 0 (smaller root), with
     # S(mu) = A0 + K / (1 - mu c): A0 the prefill, K the decode steps, c the prefill share.
@@ -233,7 +252,7 @@ def project(
     drain = capacity - lam
     q_end = np.maximum(q0 - drain * horizon, 0.0)
     empties = (q_end <= 0.0) & (drain > 0)
-    queue_s = empties * (q0 * q0 * 0.5 / np.maximum(drain, 1e-12)) + (~empties) * (horizon * 0.5 * (q0 + q_end))
+    queue_s = np.where(empties, q0 * q0 * 0.5 / np.maximum(drain, 1e-12), horizon * 0.5 * (q0 + q_end))
     queue_s = queue_s + q_end * q_end * (0.5 / best_drain)
     population = np.maximum(queue.num_running + queue.num_waiting + lam * horizon, 1.0)
     # Clumped arrivals: a request arriving in a clump waits for those ahead of it in the clump,
@@ -250,7 +269,8 @@ def project(
     # cost's order is that of the growth rate, lambda - mu, whatever energy a request takes.
     # The EDP is scaled so the arm that grows its queue least is cheapest.
     overload = fastest <= lam
-    edp = np.where(overload, edp.max(axis=-1, keepdims=True) * (1.0 + (lam - capacity) / lam), edp)
+    if overload.any():
+        edp = np.where(overload, edp.max(axis=-1, keepdims=True) * (1.0 + (lam - capacity) / lam), edp)
     return Projection(
         edp_js=edp, wait_s=wait, capacity_per_s=capacity, running=running,
         energy_prompt_j=a_prompt, energy_output_j=a_output,
