@@ -44,6 +44,11 @@ WARMUP_ITERATIONS = 64
 WAIT_FLOOR_S = 0.05
 #: Service time assumed for the burst timescale before the first projection (s).
 DEFAULT_SERVICE_WINDOW_S = 5.0
+#: How much less capacity than projected an arm is also judged with (the projection of a
+#: saturated default arm is within ~10-20 % of the simulated throughput: test_model_based).
+CAPACITY_DOUBT = 0.1
+#: A saturated stretch measures capacity once it spans this many mean service times.
+CAPACITY_STRETCH_SERVICES = 3.0
 #: An exploratory choice is made only among arms whose cost at the posterior mean is within
 #: this share of the best arm's: one epoch of exploration never risks more (a draw that makes
 #: a clock's energy look a tenth of the top clock's would otherwise buy any queue).
@@ -105,10 +110,12 @@ class ModelBasedPolicy:
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
         self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm)
         self._work: np.ndarray | None = None  # projection.step_work at the last refresh
-        #: (mean, draw) x clock x (time, energy) x work terms
-        self._coef_buffer = np.empty((2, len(self._clocks), 2, NUM_WORK_TERMS))
+        #: (mean, draw, mean in doubt) x clock x (time, energy) x work terms
+        self._coef_buffer = np.empty((3, len(self._clocks), 2, NUM_WORK_TERMS))
         self._chores: list[Callable[[], None]] = [self._prepare, self._fold]
         self._arrivals_since = 0
+        #: A saturated stretch so far: (seconds, requests admitted, projected capacity x seconds)
+        self._stretch = (0.0, 0.0, 0.0)
         #: (time, running, waiting, arm, its projected capacity without the capacity factor)
         self._last_decision: tuple[float, int, int, int, float] | None = None
         self.board = BoardModel([a.freq_hz for a in arms.arms])
@@ -211,19 +218,23 @@ class ModelBasedPolicy:
             choice = self._default(idx)
         else:
             factors = self._factors()
-            both = self._project(self.board.mean_coefficients(), self.board.explore(self.rng), factors)
-            mean, draw = both.take(0), both.take(1)
+            groups = self._project(self.board.mean_coefficients(), self.board.explore(self.rng), factors)
+            mean, draw, doubt = groups.take(0), groups.take(1), groups.take(2)
             self._in_force = (mean, *factors)
             self._note_service_window(mean)
             cost_mean, scored = self._cost(mean), self._cost(draw)
+            # An arm is judged by the worse of its mean projection and the same with
+            # CAPACITY_DOUBT less capacity: near saturation a small error in capacity decides
+            # between a queue that drains and one that grows, and only slower arms are exposed.
+            robust = np.maximum(cost_mean, self._cost(doubt))
             self._cost_mean = cost_mean
             self._spread2 += ((scored - cost_mean) ** 2 - self._spread2) / SPREAD_MEMORY
             if self.switch_cost > 0.0 and current is not None:
                 scored = scored * np.exp(self.switch_cost * (self._arm_freq != self._arm_freq[current]))
             allowed = self._slo_allowed(mean, idx) if self.slo is not None else idx
-            trusted = allowed[cost_mean[allowed] <= (1.0 + EXPLORE_MARGIN) * float(cost_mean[allowed].min())]
+            trusted = allowed[robust[allowed] <= (1.0 + EXPLORE_MARGIN) * float(robust[allowed].min())]
             choice = int(trusted[np.argmin(scored[trusted])])
-            if choice != int(allowed[np.argmin(cost_mean[allowed])]):
+            if choice != int(allowed[np.argmin(robust[allowed])]):
                 self.exploratory_decisions += 1  # the draw, not the mean model, chose this arm
         self._in_force_index = choice
         self.pulls[choice] += 1
@@ -235,8 +246,11 @@ class ModelBasedPolicy:
         return choice
 
     def _check_capacity(self) -> None:
-        """Measure the capacity of the arm just played if the batch stayed full and requests
-        stayed waiting since the last decision (see correction.OutcomeCorrection)."""
+        """Measure the capacity of the arms played over a stretch in which the batch stayed
+        full and requests stayed waiting (see correction.OutcomeCorrection). A stretch counts
+        once it spans CAPACITY_STRETCH_SERVICES mean service times: over a shorter one the
+        requests running are the long ones (those still running when the queue formed), so
+        their completions would understate what the arm carries."""
         last, snap = self._last_decision, self._snapshot
         if last is None or snap is None:
             return
@@ -245,7 +259,14 @@ class ModelBasedPolicy:
         span = snap.now_s - t0
         if waiting0 > 0 and snap.num_waiting > 0 and running0 >= cap and snap.num_running >= cap and span > 0:
             admitted = self._arrivals_since - (snap.num_waiting - waiting0)
-            self.correction.observe_capacity(admitted / span, projected, span)
+            s_span, s_admitted, s_projected = self._stretch
+            self._stretch = (s_span + span, s_admitted + admitted, s_projected + projected * span)
+            s_span, s_admitted, s_projected = self._stretch
+            if s_span >= CAPACITY_STRETCH_SERVICES * self._service_window_s:
+                self.correction.observe_capacity(s_admitted / s_span, s_projected / s_span, s_span)
+                self._stretch = (0.0, 0.0, 0.0)
+        else:
+            self._stretch = (0.0, 0.0, 0.0)
 
     def _note_service_window(self, mean: Projection) -> None:
         top = int(np.argmax(self._arm_freq * 1e3 + self._caps))  # the default arm
@@ -303,18 +324,21 @@ class ModelBasedPolicy:
         return energy, service / self.correction.capacity_factor(), self.correction.wait_factor(floor_s=WAIT_FLOOR_S)
 
     def _project(self, mean: Any, draw: Any, factors: tuple[float, float, float]) -> Projection:
-        """The posterior mean (group 0) and the draw (group 1) projected together."""
+        """Projected together: the posterior mean (group 0), the draw (group 1) and the mean
+        with CAPACITY_DOUBT less capacity (group 2)."""
         snap = self._snapshot
         queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
         coef = self._coef_buffer
         coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
         coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
+        coef[2] = coef[0]
         load = self.workload.view(self._last_now_s)
         if self._work is None:
             self._work = step_work(self._geometry, load)
+        service = np.array([1.0, 1.0, 1.0 / (1.0 - CAPACITY_DOUBT)]) * factors[1]
         return project(
             self._geometry, coef, coef[:, self._top_clock, 0], load, queue, self.epoch_iterations,
-            energy_scale=factors[0], service_scale=factors[1], wait_scale=factors[2], work=self._work,
+            energy_scale=factors[0], service_scale=service, wait_scale=factors[2], work=self._work,
         )
 
     def _cost(self, proj: Projection) -> np.ndarray:

@@ -162,7 +162,7 @@ def project(
     epoch_iterations: int,
     *,
     energy_scale: float = 1.0,
-    service_scale: float = 1.0,
+    service_scale: float | np.ndarray = 1.0,
     wait_scale: float = 1.0,
     work: np.ndarray | None = None,
 ) -> Projection:
@@ -176,7 +176,9 @@ def project(
     physics: a lower clock is no faster; a fresh model's draw can say otherwise where it has
     no data). ``energy_scale``, ``service_scale`` and ``wait_scale`` are the outcome
     corrections (:mod:`~camel_vllm.policies.model_based.correction`), 1 without evidence.
-    ``work`` is :func:`step_work` of these arms and load, when the caller has it already.
+    ``service_scale`` may differ per group (an array of G): a group projected with slower
+    service is the same model with less capacity (a pessimistic scenario). ``work`` is
+    :func:`step_work` of these arms and load, when the caller has it already.
 
     A step's time (and energy) is linear in the number decoding ``n`` between one and a full
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
@@ -186,6 +188,8 @@ def project(
     caps = arms.caps
     lam = load.rate_per_s
     m = load.moments
+    if isinstance(service_scale, np.ndarray):
+        service_scale = service_scale[:, None]
     mean_p, mean_l = float(m[0, 1]), max(1.0, float(m[0, 2]))
     var_p, var_l = max(0.0, float(m[1, 1]) - mean_p**2), max(0.0, float(m[2, 2]) - mean_l**2)
     chunk, chunks = load.mean_chunk_tokens, load.mean_chunks

@@ -33,7 +33,7 @@ RATE_HALF_LIFE_S = 120.0
 #: (the larger of the two rates is used: the estimate errs towards more load).
 RECENT_HALF_LIFE_S = 15.0
 #: Standard errors added to the mean output length (see LoadView, view()).
-OUTPUT_UCB_SE = 2.0
+OUTPUT_UCB_SE = 1.0
 #: Finished requests before their sizes replace the cold defaults.
 MIN_FINISHED = 64
 #: Arrivals kept for the dispersion of counts, the longest history they span (s), and the
