@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         plan = MatrixPlan(traces=tuple(args.trace or DEFAULT_TRACES), loads=_loads(args.loads), seeds=args.seeds,
                           requests=args.requests, policies=specs, setup=setup,
                           max_context_tokens=model.max_context_tokens)
+        from camel_vllm.sim.matrix import cell_trace
+
+        for spec in plan.traces:  # every trace readable before anything runs
+            cell_trace(spec, 0, 2, max_context_tokens=plan.max_context_tokens)
         t0 = time.perf_counter()
         with tqdm(total=count_runs(plan), desc="matrix", unit="run") as bar:
             cells = run_matrix(plan, workers=args.workers, progress=bar.update)

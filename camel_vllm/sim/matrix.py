@@ -9,8 +9,9 @@ which keeps the trace's burstiness). Load 1.0 is a board that just keeps up on a
 bursts then build queues that never fully drain.
 
 *Seeds.* Seed ``s`` draws a synthetic trace with seed ``s``, or takes the ``s``-th window of
-``requests`` rows of a trace file (wrapping round when the file is shorter, said in the
-notes), and seeds the policies and the device's noise with ``s``.
+``requests`` rows of a trace file (back to back, or evenly spaced and overlapping when the
+file is shorter than all of them, said in the notes), and seeds the policies and the
+device's noise with ``s``.
 
 *Comparisons.* In each cell every policy serves the same requests as ``default`` and as the
 best static arm of that seed (the oracle: every arm run as ``static``, best mean EDP in
@@ -30,7 +31,16 @@ import multiprocessing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from camel_vllm.sim.bench import ORACLE, PolicySpec, SimSetup, arm_set, mean_edp_js, run_one, static_specs
+from camel_vllm.sim.bench import (
+    ORACLE,
+    PolicySpec,
+    SimSetup,
+    _static_sweep_task,
+    arm_set,
+    mean_edp_js,
+    run_one,
+    static_specs,
+)
 from camel_vllm.sim.engine import SimRun
 from camel_vllm.sim.paired import PairedDifference, pooled_paired_difference
 from camel_vllm.traces import load_trace, transforms
@@ -54,23 +64,27 @@ DEFAULT_TRACES = (
 DEFAULT_LOADS = (0.2, 0.5, 0.8, 1.0)
 
 
-def cell_trace(spec: str, seed: int, requests: int, *, max_context_tokens: int | None = None) -> Trace:
-    """The requests seed ``seed`` replays from ``spec`` (a file, or ``synthetic:KIND``)."""
+def cell_trace(spec: str, seed: int, requests: int, *, max_context_tokens: int | None = None,
+               seeds: int = 1) -> Trace:
+    """The requests seed ``seed`` (of ``seeds``) replays from ``spec`` (a file, or ``synthetic:KIND``)."""
     if spec.startswith(SYNTHETIC_PREFIX):
         kind = spec[len(SYNTHETIC_PREFIX):]
         if kind not in SYNTHETIC_KINDS:
             raise ValueError(f"trace {spec}: unknown synthetic kind (known: {', '.join(SYNTHETIC_KINDS)})")
         trace = synthetic(kind, requests, seed=seed)
     else:
-        trace = _window(load_trace(spec), seed, requests)
+        trace = _window(load_trace(spec), seed, requests, seeds)
     return transforms.clip_tokens(trace, max_context_tokens, None)
 
 
-def _window(full: Trace, seed: int, requests: int) -> Trace:
-    """The ``seed``-th window of ``requests`` rows, continued from the file's start when it
-    runs past the end (arrivals shifted to follow on); at most the whole file."""
+def _window(full: Trace, seed: int, requests: int, seeds: int = 1) -> Trace:
+    """The ``seed``-th of ``seeds`` windows of ``requests`` rows: back to back when the file
+    holds them all, else starting evenly spaced through the file (overlapping); a window that
+    runs past the end continues from the file's start (arrivals shifted to follow on). At
+    most the whole file."""
     n = min(requests, len(full))
-    start = (seed * n) % len(full)
+    step = n if n * seeds <= len(full) else len(full) // max(1, seeds)
+    start = (seed * step) % len(full)
     rows = list(full.requests[start:start + n])
     wrapped = len(rows) < n
     if wrapped:
@@ -125,25 +139,30 @@ class CellResult:
     verdicts: dict[str, dict[str, bool | None]] = field(default_factory=dict)
 
 
-def _task(task: tuple[str, SimSetup, PolicySpec, Trace, tuple]) -> tuple[tuple, str, SimRun]:
-    kind, setup, spec, trace, key = task
-    return key, spec.label, run_one(setup, spec, trace)
+def _task(task: tuple[SimSetup, list[PolicySpec], Trace, tuple]) -> list[tuple[tuple, str, SimRun]]:
+    """One policy, or the static arms of one clock (runs a larger cap never exceeded reused:
+    :func:`camel_vllm.sim.bench._static_sweep_task`), on one cell's trace."""
+    setup, specs, trace, key = task
+    if len(specs) == 1:
+        return [(key, specs[0].label, run_one(setup, specs[0], trace))]
+    return [(key, label, run) for label, run in _static_sweep_task((setup, specs, trace))]
 
 
 def _pool_map(tasks: list, workers: int, progress: Callable[[int], None] | None) -> list:
-    out = []
+    out: list = []
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
-            out.append(_task(t))
+            results = _task(t)
+            out.extend(results)
             if progress:
-                progress(1)
+                progress(len(results))
         return out
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(min(workers, len(tasks))) as pool:
-        for result in pool.imap_unordered(_task, tasks, chunksize=1):
-            out.append(result)
+        for results in pool.imap_unordered(_task, tasks, chunksize=1):
+            out.extend(results)
             if progress:
-                progress(1)
+                progress(len(results))
     return out
 
 
@@ -161,10 +180,11 @@ def run_matrix(plan: MatrixPlan, *, workers: int = 2, progress: Callable[[int], 
     base: dict[tuple[str, int], Trace] = {}
     for spec in plan.traces:
         for seed in range(plan.seeds):
-            base[(spec, seed)] = cell_trace(spec, seed, plan.requests, max_context_tokens=plan.max_context_tokens)
+            base[(spec, seed)] = cell_trace(spec, seed, plan.requests, max_context_tokens=plan.max_context_tokens,
+                                            seeds=plan.seeds)
     setups = {seed: dataclasses.replace(plan.setup, config=plan.setup.config.replace(seed=seed))
               for seed in range(plan.seeds)}
-    cap_tasks = [("cap", setups[seed], default, saturated(tr), (spec, seed)) for (spec, seed), tr in base.items()]
+    cap_tasks = [(setups[seed], [default], saturated(tr), (spec, seed)) for (spec, seed), tr in base.items()]
     capacity = {key: capacity_rps(run) for key, _, run in _pool_map(cap_tasks, workers, progress)}
 
     want_oracle = any(p.policy == ORACLE for p in plan.policies)
@@ -172,14 +192,17 @@ def run_matrix(plan: MatrixPlan, *, workers: int = 2, progress: Callable[[int], 
     if not any(p.label == "default" for p in learners):
         learners.insert(0, default)
     statics = static_specs(arm_set(plan.setup)) if want_oracle else []
+    by_clock: dict[object, list[PolicySpec]] = {}
+    for spec in statics:
+        by_clock.setdefault(spec.policy_params["arm"][0], []).append(spec)
     tasks = []
     traces: dict[tuple[str, float, int], Trace] = {}
     for (spec, seed), tr in base.items():
         for load in plan.loads:
             scaled = transforms.target_rps(tr, load * capacity[(spec, seed)])
             traces[(spec, load, seed)] = scaled
-            for p in [*learners, *statics]:
-                tasks.append(("run", setups[seed], p, scaled, (spec, load, seed)))
+            for group in [*([p] for p in learners), *by_clock.values()]:
+                tasks.append((setups[seed], group, scaled, (spec, load, seed)))
     runs: dict[tuple[str, float, int], dict[str, SimRun]] = {}
     for key, label, run in _pool_map(tasks, workers, progress):
         runs.setdefault(key, {})[label] = run

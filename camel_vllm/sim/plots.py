@@ -147,25 +147,29 @@ def write_plots(out: "BenchOutput", folder: str) -> list[str]:
     ]
 
 
-def plot_matrix(cells: Any, path: str, policy: str = "camel") -> str:
+def plot_matrix(cells_in: Any, path: str, policy: str = "camel") -> str:
     """``bench matrix`` heatmaps: ``policy`` vs default and vs the best static arm per cell,
     each annotated with the paired change and its standard error (emulated)."""
     import numpy as np
 
     plt = _pyplot()
-    traces = list(dict.fromkeys(c.trace for c in cells))
-    loads = sorted({c.load for c in cells})
+    traces = list(dict.fromkeys(c.trace for c in cells_in))
+    loads = sorted({c.load for c in cells_in})
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.6 * len(loads) * 2, 1.2 + 0.7 * len(traces)), squeeze=False)
     for ax, (what, title) in zip(axes[0], (("vs_default", "vs default"), ("vs_oracle", "vs best static arm"))):
         grid = np.full((len(traces), len(loads)), np.nan)
-        for c in cells:
+        cells: list = []
+        for c in cells_in:
             diff = getattr(c, what).get(policy)
             if diff:
                 i, j = traces.index(c.trace), loads.index(c.load)
                 grid[i, j] = diff["diff_pct"]
-                ax.text(j, i, f"{diff['diff_pct']:+.1f}\n±{diff['stderr_pct']:.1f}", ha="center", va="center",
-                        fontsize=7)
+                cells.append((i, j, diff))
         lim = max(5.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 5.0)
+        for i, j, diff in cells:  # white on the darkest cells, so every figure stays legible
+            dark = abs(diff["diff_pct"]) > 0.6 * lim
+            ax.text(j, i, f"{diff['diff_pct']:+.1f}\n±{diff['stderr_pct']:.1f}", ha="center", va="center",
+                    fontsize=7, color="white" if dark else "black")
         im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_xticks(range(len(loads)))
         ax.set_xticklabels([f"{x:g}" for x in loads])

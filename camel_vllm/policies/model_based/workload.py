@@ -35,7 +35,7 @@ RECENT_HALF_LIFE_S = 15.0
 #: Standard errors added to the mean output length (see LoadView, view()).
 OUTPUT_UCB_SE = 1.0
 #: Finished requests before their sizes replace the cold defaults.
-MIN_FINISHED = 64
+MIN_FINISHED = 32
 #: Arrivals kept for the dispersion of counts, the longest history they span (s), and the
 #: fewest windows a dispersion is computed from.
 DISPERSION_ARRIVALS = 512
