@@ -386,3 +386,26 @@ def test_controller_decides_early_when_demand_doubles_and_camel_epochs_last_two_
     finally:
         controller.close()
         other.close()
+
+
+def test_the_slo_policy_hands_camel_what_it_learns_from(board_path) -> None:
+    from camel_vllm.config import SLOConfig
+
+    setup = _setup(board_path)
+    setup = dataclasses.replace(setup, config=setup.config.replace(slo=SLOConfig("e2e", 30.0, 0.9)))
+    trace = transforms.target_rps(synthetic("short-prompt-long-output", 120, seed=9), 0.5)
+    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.sim.bench import emulated_device
+    from camel_vllm.sim.engine import SimEngine, VirtualClock
+
+    config = setup.config.replace(policy="slo", policy_params={"inner": "camel"})
+    clock = VirtualClock()
+    controller = build_controller(config, EngineLimits(16, 2048), device=emulated_device(config, clock), clock=clock,
+                                  with_metrics=False)
+    try:
+        SimEngine(controller, clock, trace.requests, setup.engine).run()
+        inner = controller.policy.inner
+        assert inner.name == "camel" and inner.board.iterations > 100 and inner.workload.finished == 120
+        assert inner.workload.arrivals == 120
+    finally:
+        controller.close()

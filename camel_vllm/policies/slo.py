@@ -143,12 +143,25 @@ class SLOPolicy:
         self._prompt_mean = 0.0
 
     # ------------------------------------------------------------------ hooks
+    def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
+        """Hand arrivals to an inner policy that learns from them (camel)."""
+        hook = getattr(self.inner, "observe_arrival", None)
+        if hook is not None:
+            hook(now_s, prompt_tokens)
+
     def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
         self._snapshot = snapshot
+        hook = getattr(self.inner, "observe_snapshot", None)
+        if hook is not None:
+            hook(snapshot)
 
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
                           energy_j: float | None = None) -> None:
-        """Learn the iteration time; count decode steps and service time per request."""
+        """Learn the iteration time; count decode steps and service time per request (and
+        hand the iteration to an inner policy that learns from iterations: camel)."""
+        hook = getattr(self.inner, "observe_iteration", None)
+        if hook is not None:
+            hook(arm_index, work, duration_s, energy_j)
         self._iteration += 1
         load = IterationLoad(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
         self.model.observe(self.arms[arm_index].freq_hz, load, duration_s)
@@ -171,7 +184,11 @@ class SLOPolicy:
                 del self._running[rid]
 
     def observe_outcome(self, outcome: RequestOutcome) -> None:
-        """Forget the request, learn its output length, and move the guard."""
+        """Forget the request, learn its output length, and move the guard (and hand the
+        outcome to an inner policy that learns from outcomes)."""
+        hook = getattr(self.inner, "observe_outcome", None)
+        if hook is not None:
+            hook(outcome)
         request = outcome.request
         self._running.pop(request.request_id, None)
         self._remember_length(request.output_tokens)
