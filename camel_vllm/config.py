@@ -18,6 +18,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from camel_vllm.errors import CamelError
+
 DEVICE_KINDS = ("auto", "jetson", "nvml", "jtop", "emulated", "none")
 POLICY_NAMES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo")
 COST_NAMES = ("edp", "edp-raw", "weighted")
@@ -25,7 +27,7 @@ SLO_METRICS = ("ttft", "tpot", "e2e")
 EMULATION_TIME_MODES = ("relative", "absolute")
 
 
-class ConfigError(ValueError):
+class ConfigError(CamelError, ValueError):
     """A configuration value is wrong. ``str(err)`` is one line naming key and value."""
 
     def __init__(self, key: str, value: Any, reason: str) -> None:

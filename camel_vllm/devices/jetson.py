@@ -259,7 +259,7 @@ class JetsonDevice:
             try:
                 return float(self._read("cur_freq"))
             except (OSError, ValueError) as err:
-                raise DeviceError(f"jetson: reading {self._cur_path} back failed: {err}") from None
+                raise DeviceError(f"jetson: reading {self._cur_path} back failed: {err}") from err
 
     def energy_j(self) -> float:
         return 0.0 if self.sampler is None else self.sampler.energy_j()
@@ -377,7 +377,7 @@ class JetsonDevice:
         try:
             current_min = int(self._read("min_freq"))
         except (OSError, ValueError) as err:
-            raise DeviceError(f"jetson: reading {self._min_path} failed: {err}") from None
+            raise DeviceError(f"jetson: reading {self._min_path} failed: {err}") from err
         if max_hz >= current_min:
             self._write(self._max_path, str(max_hz), record=record)
             self._write(self._min_path, str(min_hz), record=record)

@@ -176,7 +176,7 @@ def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_co
     try:
         from camel_vllm.policies.slo import SLOPolicy
     except ImportError as err:
-        raise ConfigError("policy", "slo", f"the SLO policy module is not available ({err})") from None
+        raise ConfigError("policy", "slo", f"the SLO policy module is not available ({err})") from err
     inner_name = config.policy_params.get("inner")
     if inner_name in (None, "none"):
         inner = None
