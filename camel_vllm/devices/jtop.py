@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from camel_vllm.config import ConfigError
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
-from camel_vllm.devices.jetson import DEFAULT_RAIL, SysfsAccess, find_gpu_devfreq
+from camel_vllm.devices.jetson import DEFAULT_RAIL, find_gpu_devfreq, open_sysfs
 from camel_vllm.devices.sampler import PowerSampler
 from camel_vllm.types import IterationWork
 
@@ -67,7 +67,7 @@ class JtopDevice:
             if missing:
                 self._client.close()
                 raise ConfigError("rails", rails, f"jtop reports no rail {', '.join(missing)} (rails: {', '.join(available)})")
-        self._access = SysfsAccess(sysfs_root)
+        self._access = open_sysfs(sysfs_root)
         self._node = find_gpu_devfreq(self._access)
         self.sampler = PowerSampler(self._read_power_w, interval_s, clock=clock, name="camel-jtop").start()
         self._closed = False
