@@ -76,10 +76,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.vllm_server import (  # noqa: E402  (shared launcher pieces: lock, health, SIGTERM)
+from camel_vllm.testing.vllm_server import (  # shared launcher pieces: lock, health, SIGTERM
     BASE_ENV,
     Server,
     TraceRequest,
@@ -92,6 +89,8 @@ from tests.vllm_server import (  # noqa: E402  (shared launcher pieces: lock, he
     trace_requests,
     wait_healthy,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 #: The 7 x 7 arm grid of the Camel paper on AGX Orin (../shared/reference/papers.md).
 FREQUENCIES_MHZ = (306, 408, 510, 612, 714, 816, 930.75)
