@@ -25,6 +25,8 @@ POLICY_NAMES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "
 COST_NAMES = ("edp", "edp-raw", "weighted")
 SLO_METRICS = ("ttft", "tpot", "e2e")
 EMULATION_TIME_MODES = ("relative", "absolute")
+#: Iterations an arm is held (``epoch_iterations``), in the config and the controller alike.
+DEFAULT_EPOCH_ITERATIONS = 64
 
 
 class ConfigError(CamelError, ValueError):
@@ -91,7 +93,7 @@ class CamelConfig:
     cost: str = "edp"
     alpha: float = 0.5
     contextual: bool = True
-    epoch_iterations: int = 64
+    epoch_iterations: int = DEFAULT_EPOCH_ITERATIONS
     epoch_s: float | None = None
     switch_cost: float = 0.0
     slo: SLOConfig | None = None

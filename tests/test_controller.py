@@ -14,6 +14,7 @@ from typing import Sequence
 import pytest
 
 from camel_vllm.arms import ArmSet
+from camel_vllm.config import CamelConfig
 from camel_vllm.context import ContextModel
 from camel_vllm.controller import Controller
 from camel_vllm.cost import LogEDPCost
@@ -241,3 +242,10 @@ def test_close_restores_once_and_null_device_gives_batch_only():
                       context_model=ContextModel(contextual=False, max_batch=8), batch_only=True)
     assert null.begin_iteration(snap(0.0)).max_batch == 8
     assert null.end_iteration(0.1, work({"x": 1})) == 0.0
+
+
+def test_the_controller_and_the_config_share_the_epoch_default():
+    controller = Controller(arms=ArmSet.product([None], (4,)), policy=ScriptedPolicy([0]), device=NullDevice(),
+                            cost=LogEDPCost(), context_model=ContextModel(contextual=False, max_batch=4),
+                            batch_only=True)
+    assert controller.epoch_iterations == CamelConfig().epoch_iterations == 64

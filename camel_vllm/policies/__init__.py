@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet
+from camel_vllm.arms import ArmSet, same_frequency
 from camel_vllm.config import CamelConfig, ConfigError
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.baselines import (
@@ -42,9 +42,6 @@ from camel_vllm.policies.thompson import ThompsonParams, ThompsonPolicy
 from camel_vllm.policies.zeus_ts import ZEUS_NUM_EXPLORATIONS, ZEUS_WINDOW, ZeusTSPolicy
 
 __all__ = ["ArmEstimate", "Policy", "make_policy", "ThompsonPolicy", "ZeusTSPolicy"]
-
-#: Tolerance when matching a static arm's frequency in MHz (devfreq steps are >= 100 MHz apart).
-STATIC_FREQ_TOL_MHZ = 0.5
 
 _PARAMS: dict[str, dict[str, Any]] = {
     "camel": {"warmup_iterations": ModelParams.warmup_iterations, "warmup_requests": ModelParams.warmup_requests,
@@ -246,7 +243,7 @@ def _static_arm(arms: ArmSet, spec: Any) -> int:
         if (
             arm.freq_hz is not None
             and isinstance(mhz, (int, float)) and not isinstance(mhz, bool)
-            and abs(arm.freq_hz / 1e6 - mhz) <= STATIC_FREQ_TOL_MHZ
+            and same_frequency(arm.freq_hz, mhz * 1e6)
         ):
             return i
     raise ConfigError("policy_params.arm", list(spec), f"not in the arm set (arms: {offered})")
