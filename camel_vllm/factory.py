@@ -102,12 +102,10 @@ def build_controller(
     clock: Callable[[], float] | None = None,
     extra_listeners: Sequence[ControllerListener] = (),
     with_metrics: bool = True,
-    true_mean_costs: Sequence[float] | None = None,
 ) -> Controller:
     """Open the device (unless given), resolve arms, make the policy, load state, add listeners.
 
     ``clock`` drives the emulated device (vLLM: ``time.monotonic``; simulator: virtual time).
-    ``true_mean_costs`` is for the simulator's ``oracle`` policy only.
     """
     from camel_vllm.devices import make_device
     from camel_vllm.policies import make_policy
@@ -117,7 +115,7 @@ def build_controller(
     try:
         arms = ArmSet.product(resolve_frequencies_hz(config, device), resolve_batch_sizes(config, limits))
         context_model = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
-        policy = make_policy(config, arms, num_contexts=context_model.num_contexts, true_mean_costs=true_mean_costs,
+        policy = make_policy(config, arms, num_contexts=context_model.num_contexts,
                              token_budget=limits.max_num_batched_tokens)
         listeners: list[ControllerListener] = list(extra_listeners)
         state_store = None
