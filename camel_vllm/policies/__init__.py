@@ -62,7 +62,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "zeus-ts": {"window": ZEUS_WINDOW, "num_explorations": ZEUS_NUM_EXPLORATIONS},
     "oracle": {},
 }
-#: ``ts`` is Camel's paper bandit: flat prior, no grid neighbours, no contexts, no change detection.
+#: ``ts`` is Camel's paper bandit: flat prior (no additive grid prior), no contexts, no change detection.
 _PARAMS["ts"] = {**_PARAMS["camel-ts"], "additive_kappa": 0.0, "change_threshold": 0.0}
 #: ``policy_params`` keys that were removed: (policies, the value that behaves as before, why).
 #: That value is still accepted (a config that spelled out the old default loads unchanged);

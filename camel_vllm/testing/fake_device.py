@@ -34,7 +34,7 @@ class FakeDevice:
     ``refuse``: every ``set_frequency_hz`` raises :class:`DevicePermissionError`
     (``"permission"``) or :class:`DeviceError` (``"error"``); ``cap_hz``: writes succeed but
     the clock reads back at most this (a power-mode cap); ``power_error``: ``power_w()``
-    raises it (a failing sensor), else returns ``power_reading_w``. Every requested frequency
+    raises it (a failing sensor), else returns None (no power sensor). Every requested frequency
     is kept in ``writes``; ``restored`` and ``closed`` count those calls.
     """
 
@@ -53,7 +53,6 @@ class FakeDevice:
         clock: Callable[[], float] | None = None,
         idle_power_w: float = 0.0,
         step: StepModel | None = None,
-        power_reading_w: float | None = None,
         power_error: Exception | None = None,
     ) -> None:
         self.freqs_hz = tuple(freqs_hz)
@@ -65,7 +64,6 @@ class FakeDevice:
         self.clock = clock
         self.idle_power_w = idle_power_w
         self.step = step
-        self.power_reading_w = power_reading_w
         self.power_error = power_error
         self.writes: list[float] = []
         self.restored = 0
@@ -102,7 +100,7 @@ class FakeDevice:
     def power_w(self) -> float | None:
         if self.power_error is not None:
             raise self.power_error
-        return self.power_reading_w
+        return None
 
     def iteration_done(self, work: IterationWork, elapsed_s: float) -> float:
         """With a ``step`` model: the iteration's modelled duration (its energy is added)."""
