@@ -39,15 +39,13 @@ import tempfile
 from importlib.resources import files
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from camel_vllm.replay import failures, replay, to_policy_result
 from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.sim.results import BenchResult, PolicyResult, format_table, reduction_pct
-from camel_vllm.traces import load_trace
-from tests.vllm_server import (  # noqa: E402  (the launchers' lock, health check and SIGTERM stop)
+from camel_vllm.testing.vllm_server import (  # the launchers' lock, health check and SIGTERM stop
     BASE_ARGS, BASE_ENV, Server, free_port, launch_command, machine_lock, stop, wait_healthy,
 )
+from camel_vllm.traces import load_trace
 
 REPO = Path(__file__).resolve().parent.parent
 #: The servers' context length (``--max-model-len`` in the launcher's BASE_ARGS).

@@ -76,10 +76,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.vllm_server import (  # noqa: E402  (shared launcher pieces: lock, health, SIGTERM)
+from camel_vllm.testing.vllm_server import (  # shared launcher pieces: lock, health, SIGTERM
     BASE_ENV,
     Server,
     TraceRequest,
@@ -92,6 +89,8 @@ from tests.vllm_server import (  # noqa: E402  (shared launcher pieces: lock, he
     trace_requests,
     wait_healthy,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 #: The 7 x 7 arm grid of the Camel paper on AGX Orin (../shared/reference/papers.md).
 FREQUENCIES_MHZ = (306, 408, 510, 612, 714, 816, 930.75)
@@ -246,48 +245,6 @@ def measure_interleaved(model: str, specs: Sequence[ServerSpec], requests: Seque
 
 
 # ------------------------------------------------------------------ controller replay
-class FreeDevice:
-    """A device whose reads cost nothing: the controller's own time, as on hardware."""
-
-    def __init__(self, freqs_hz: Sequence[float]) -> None:
-        from camel_vllm.devices.base import DeviceInfo
-
-        self._freqs = tuple(freqs_hz)
-        self._freq = max(self._freqs)
-        self._energy_j = 0.0
-        self._info = DeviceInfo(kind="free", name="free", energy_source="none", energy_method="none",
-                                can_set_frequency=True)
-
-    def info(self):
-        return self._info
-
-    def available_frequencies_hz(self):
-        return self._freqs
-
-    def current_frequency_hz(self):
-        return self._freq
-
-    def set_frequency_hz(self, freq_hz):
-        self._freq = freq_hz
-        return freq_hz
-
-    def energy_j(self):
-        self._energy_j += 0.05
-        return self._energy_j
-
-    def power_w(self):
-        return None
-
-    def iteration_done(self, work, elapsed_s):
-        return 0.0
-
-    def restore(self):
-        pass
-
-    def close(self):
-        pass
-
-
 def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 0) -> dict[str, Any]:
     """Replay recorded iterations through a 49-arm ``camel``-policy controller; time each one.
 
@@ -300,6 +257,7 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
 
     from camel_vllm.config import CamelConfig
     from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.testing.fake_device import FakeDevice
     from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork
 
     config = CamelConfig.from_mapping({
@@ -310,7 +268,10 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
         "seed": seed,
     })
     clock = [0.0]
-    device = None if device_kind == "emulated" else FreeDevice([f * 1e6 for f in FREQUENCIES_MHZ])
+    # "free": a device whose reads cost nothing (the controller's own time, as on hardware)
+    device = None if device_kind == "emulated" else FakeDevice(
+        [f * 1e6 for f in FREQUENCIES_MHZ], kind="free", name="free", energy_source="none", energy_method="none",
+        energy_per_read_j=0.05)
     controller = build_controller(config, EngineLimits(max(BATCH_SIZES)), device=device,
                                   clock=lambda: clock[0], with_metrics=False)
     assert len(controller.arms) == 49, len(controller.arms)

@@ -34,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from camel_vllm.arms import same_frequency
 from camel_vllm.config import CamelConfig
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import Device
@@ -151,7 +152,7 @@ def measure(
     rows: list[CalibrationRow] = []
     for freq_hz in frequencies_hz:
         applied_hz = device.set_frequency_hz(freq_hz)
-        if abs(applied_hz - freq_hz) > 0.01 * freq_hz:
+        if not same_frequency(applied_hz, freq_hz):
             logger.warning("profile: asked %.2f MHz, got %.2f MHz; skipping", freq_hz / 1e6, applied_hz / 1e6)
             continue
         workload.wait(0.05)  # let the switch settle (hardware.md: ~5 ms)

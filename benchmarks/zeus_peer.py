@@ -79,7 +79,7 @@ def import_zeus() -> dict[str, Any]:
     except ImportError as err:
         print(f"zeus_peer: needs zeus {ZEUS_VERSION} with its batch-size server ({err}); "
               f"install it in a separate venv: {INSTALL_HINT}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(2) from None  # the line above says what is missing; exit quietly
     from importlib.metadata import version
 
     if version("zeus") != ZEUS_VERSION:

@@ -16,6 +16,20 @@ from camel_vllm.types import Arm
 #: Camel's batch grid on AGX Orin: 4, 8, ..., 28 (arXiv 2508.09173, via ../shared/reference/papers.md).
 CAMEL_BATCH_SIZES: tuple[int, ...] = (4, 8, 12, 16, 20, 24, 28)
 
+#: Two frequencies closer than this (Hz) are the same clock step; the one tolerance for
+#: every frequency comparison (a frequency in the config or a static arm against the device's
+#: list, a read-back against the request). Absolute, because the question is always "which
+#: step": steps are >= 100 MHz apart on Jetson devfreq and ~15 MHz apart in NVML's table,
+#: while what must be absorbed is float MHz -> Hz conversion (users write 930.75 where
+#: devfreq lists 930750000). A relative tolerance wide enough for the low Orin steps would
+#: be 20 MHz at NVML's 1980 MHz, more than one step there.
+FREQ_STEP_TOL_HZ = 0.5e6
+
+
+def same_frequency(a_hz: float, b_hz: float) -> bool:
+    """Whether ``a_hz`` and ``b_hz`` are the same clock step (within :data:`FREQ_STEP_TOL_HZ`)."""
+    return abs(a_hz - b_hz) <= FREQ_STEP_TOL_HZ
+
 
 @dataclass
 class ArmSet:

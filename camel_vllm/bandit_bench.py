@@ -32,7 +32,7 @@ import numpy as np
 from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet
 from camel_vllm.config import CamelConfig
 from camel_vllm.context import ContextModel
-from camel_vllm.policies import make_policy
+from camel_vllm.policies import OraclePolicy, Policy, make_policy
 from camel_vllm.types import Context, EngineSnapshot, IterationWork
 
 #: Camel's grid on AGX Orin 32GB (MHz), ../shared/reference/hardware.md.
@@ -225,8 +225,10 @@ def run_policy(
     settings = {"policy": policy_name, "seed": seed, **(overrides or {})}
     config = CamelConfig(**settings)
     context_model = ContextModel(contextual=True, max_batch=max(arms.batch_sizes))
-    policy = make_policy(config, arms, num_contexts=context_model.num_contexts,
-                         true_mean_costs=env.mean_costs)
+    if policy_name == "oracle":  # told the true mean costs, which only this environment knows
+        policy: Policy = OraclePolicy(len(arms), env.mean_costs, np.random.default_rng(config.seed))
+    else:
+        policy = make_policy(config, arms, num_contexts=context_model.num_contexts)
     horizon = env.phase_of_step.size
     in_system, noise, now_s = environment_draws(env, seed, noise_std)
     prompt = [lv.prompt_tokens for lv in env.levels]

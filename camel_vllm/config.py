@@ -18,14 +18,18 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from camel_vllm.errors import CamelError
+
 DEVICE_KINDS = ("auto", "jetson", "nvml", "jtop", "emulated", "none")
 POLICY_NAMES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo")
 COST_NAMES = ("edp", "edp-raw", "weighted")
 SLO_METRICS = ("ttft", "tpot", "e2e")
 EMULATION_TIME_MODES = ("relative", "absolute")
+#: Iterations an arm is held (``epoch_iterations``), in the config and the controller alike.
+DEFAULT_EPOCH_ITERATIONS = 64
 
 
-class ConfigError(ValueError):
+class ConfigError(CamelError, ValueError):
     """A configuration value is wrong. ``str(err)`` is one line naming key and value."""
 
     def __init__(self, key: str, value: Any, reason: str) -> None:
@@ -89,7 +93,7 @@ class CamelConfig:
     cost: str = "edp"
     alpha: float = 0.5
     contextual: bool = True
-    epoch_iterations: int = 64
+    epoch_iterations: int = DEFAULT_EPOCH_ITERATIONS
     epoch_s: float | None = None
     switch_cost: float = 0.0
     slo: SLOConfig | None = None

@@ -71,7 +71,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from camel_vllm.arms import ArmSet
+from camel_vllm.arms import ArmSet, same_frequency
+from camel_vllm.config import DEFAULT_EPOCH_ITERATIONS
 from camel_vllm.context import ContextModel
 from camel_vllm.cost import CostFunction
 from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
@@ -86,11 +87,6 @@ from camel_vllm.types import (
 )
 
 logger = logging.getLogger("vllm.camel")
-
-#: Relative tolerance between a requested and a read-back frequency. Jetson devfreq rounds
-#: to its own steps (e.g. 930750000 Hz), NVML to the supported-clock table: within 1% is
-#: the same step, beyond it the device is capping us (nvpmodel, thermal).
-FREQ_MATCH_REL_TOL = 0.01
 
 #: Iterations before a decision on which the policy's ``maintain()`` hook runs: camel rebuilds
 #: a stale context prior there in two halves (~100-150 us each, numpy on 49 arms), just before
@@ -161,7 +157,7 @@ class Controller:
         device: Device,
         cost: CostFunction,
         context_model: ContextModel,
-        epoch_iterations: int = 16,
+        epoch_iterations: int = DEFAULT_EPOCH_ITERATIONS,
         epoch_s: float = 0.0,
         batch_only: bool = False,
         listeners: Sequence[ControllerListener] = (),
@@ -471,7 +467,8 @@ class Controller:
             self.arms.disable_frequency(freq_hz)
             return False
         self.applied_freq_hz = applied_hz
-        if abs(applied_hz - freq_hz) > FREQ_MATCH_REL_TOL * freq_hz:
+        # another step read back: the device is capping us (nvpmodel, thermal, power limit)
+        if not same_frequency(applied_hz, freq_hz):
             logger.warning(
                 "camel: asked for %.2f MHz, device runs %.2f MHz (power-mode or thermal cap); "
                 "arms at %.2f MHz are now unavailable",

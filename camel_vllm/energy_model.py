@@ -158,8 +158,8 @@ class EnergyModel:
             return self.pooled
         try:
             return self.arms[label]
-        except KeyError:
-            raise KeyError(f"energy model has no fit for arm {label!r} (has: {', '.join(self.arms)})") from None
+        except KeyError as err:
+            raise KeyError(f"energy model has no fit for arm {label!r} (has: {', '.join(self.arms)})") from err
 
     def busiest_arm(self) -> str:
         """The arm with the most training weight (the arm a static log was run with)."""
@@ -181,7 +181,7 @@ class EnergyModel:
             fields = {k: v for k, v in data.items() if k not in ("format", "features", "arms", "pooled")}
             return cls(arms=arms, pooled=_fit_from(data["pooled"]), **fields)
         except (KeyError, TypeError) as err:
-            raise ValueError(f"{source}: malformed energy model: {err}") from None
+            raise ValueError(f"{source}: malformed energy model: {err}") from err
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as fh:
@@ -273,7 +273,7 @@ def _collect(records: Iterable[Mapping[str, Any]], runtime_target: str) -> _Data
                    float(rec["energy_j"]), _runtime(rec, runtime_target), _shares_of(rec), arms)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             rid = rec.get("request_id", "?") if isinstance(rec, Mapping) else "?"
-            raise ValueError(f"request record {number} (request_id {rid}): missing or bad field {err}") from None
+            raise ValueError(f"request record {number} (request_id {rid}): missing or bad field {err}") from err
         total = sum(arms.values())
         if total <= 0 or not all(math.isfinite(v) for v in row[:4]):
             continue

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet
+from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
 from camel_vllm.config import CamelConfig, ConfigError
 from camel_vllm.context import ContextModel
 from camel_vllm.controller import Controller, ControllerListener
@@ -20,9 +20,6 @@ from camel_vllm.devices.base import Device
 
 logger = logging.getLogger("vllm.camel")
 
-#: Two frequencies closer than this (Hz) are the same step: devfreq lists 930750000 where
-#: users write 930.75 MHz, and float MHz -> Hz conversion is inexact.
-FREQ_MATCH_ABS_HZ = 0.5e6
 #: Policy credits handed over per engine iteration (Controller ``observe_budget``): ~11 us
 #: each for camel (benchmarks/overhead.py), so at most ~45 us of learning per step, far
 #: above the mean rate (a request gives ~2 credits; even at 1 req/s a step finishes < 0.1).
@@ -87,7 +84,7 @@ def resolve_frequencies_hz(config: CamelConfig, device: Device) -> list[float | 
     chosen: list[float | None] = []
     for mhz in config.frequencies_mhz:
         match = min(offered, key=lambda f: abs(f - mhz * 1e6))
-        if abs(match - mhz * 1e6) > FREQ_MATCH_ABS_HZ:
+        if not same_frequency(match, mhz * 1e6):
             listing = ", ".join(f"{f / 1e6:g}" for f in offered)
             raise ConfigError(
                 "frequencies_mhz", list(config.frequencies_mhz),
@@ -105,12 +102,10 @@ def build_controller(
     clock: Callable[[], float] | None = None,
     extra_listeners: Sequence[ControllerListener] = (),
     with_metrics: bool = True,
-    true_mean_costs: Sequence[float] | None = None,
 ) -> Controller:
     """Open the device (unless given), resolve arms, make the policy, load state, add listeners.
 
     ``clock`` drives the emulated device (vLLM: ``time.monotonic``; simulator: virtual time).
-    ``true_mean_costs`` is for the simulator's ``oracle`` policy only.
     """
     from camel_vllm.devices import make_device
     from camel_vllm.policies import make_policy
@@ -120,7 +115,7 @@ def build_controller(
     try:
         arms = ArmSet.product(resolve_frequencies_hz(config, device), resolve_batch_sizes(config, limits))
         context_model = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
-        policy = make_policy(config, arms, num_contexts=context_model.num_contexts, true_mean_costs=true_mean_costs,
+        policy = make_policy(config, arms, num_contexts=context_model.num_contexts,
                              token_budget=limits.max_num_batched_tokens)
         listeners: list[ControllerListener] = list(extra_listeners)
         state_store = None

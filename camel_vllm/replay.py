@@ -32,6 +32,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from camel_vllm.errors import CamelError
 from camel_vllm.sim.results import RequestRecord
 from camel_vllm.traces.base import Trace
 
@@ -46,7 +47,7 @@ PROMPT_TOKEN_IDS = range(1000, 4000)
 MODELS_TIMEOUT_S = 10.0
 
 
-class ServerUnreachable(RuntimeError):
+class ServerUnreachable(CamelError, RuntimeError):
     """The server did not answer as an OpenAI-compatible server; ``str(err)`` is one line with the URL."""
 
 
@@ -65,12 +66,12 @@ def served_model(url: str, model: str | None = None, timeout_s: float = MODELS_T
         with urllib.request.urlopen(models_url, timeout=timeout_s) as response:
             data = json.loads(response.read())
     except urllib.error.HTTPError as err:
-        raise ServerUnreachable(f"{models_url} answered HTTP {err.code} ({err.reason})") from None
+        raise ServerUnreachable(f"{models_url} answered HTTP {err.code} ({err.reason})") from err
     except (urllib.error.URLError, OSError, socket.timeout) as err:
         reason = getattr(err, "reason", None) or err
-        raise ServerUnreachable(f"cannot reach {models_url}: {reason}") from None
-    except ValueError:
-        raise ServerUnreachable(f"{models_url} did not answer JSON (is this an OpenAI-compatible server?)") from None
+        raise ServerUnreachable(f"cannot reach {models_url}: {reason}") from err
+    except ValueError as err:
+        raise ServerUnreachable(f"{models_url} did not answer JSON (is this an OpenAI-compatible server?)") from err
     cards = data.get("data") if isinstance(data, dict) else None
     if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) and "id" in c for c in cards):
         raise ServerUnreachable(f"{models_url} lists no model")
@@ -254,7 +255,7 @@ async def replay_async(trace: Trace, url: str, *, metrics_url: str | None = None
             try:
                 model = await _model_name(session, base)
             except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, IndexError, ValueError) as err:
-                raise ServerUnreachable(f"cannot list the models of {base}/v1/models: {err}") from None
+                raise ServerUnreachable(f"cannot list the models of {base}/v1/models: {err}") from err
         before = await _read_metrics(session, metrics_url)
         records: list[RequestRecord] = []
         out_tokens: dict[str, int] = {}

@@ -231,11 +231,11 @@ def read_request_log(path: str, *, include_rotated: bool = False) -> Iterator[di
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
+            except json.JSONDecodeError as err:
                 if number == len(lines) and not line.endswith("\n"):
                     logger.warning("camel: %s:%d: truncated last line skipped", name, number)
                     continue
-                raise ValueError(f"{name}:{number}: not a JSON object: {line[:60].strip()!r}") from None
+                raise ValueError(f"{name}:{number}: not a JSON object: {line[:60].strip()!r}") from err
             if not isinstance(rec, dict):
                 raise ValueError(f"{name}:{number}: not a JSON object: {line[:60].strip()!r}")
             if rec.get("type", "request") == "request":

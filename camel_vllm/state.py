@@ -33,6 +33,7 @@ from typing import Any, Callable
 from camel_vllm.arms import ArmSet
 from camel_vllm.config import CamelConfig
 from camel_vllm.devices.base import DeviceInfo
+from camel_vllm.errors import CamelError
 from camel_vllm.policies.base import Policy
 
 logger = logging.getLogger("vllm.camel")
@@ -44,7 +45,7 @@ SCHEMA_VERSION = 1
 MATCH_KEYS = ("policy", "arms", "cost", "device_kind", "device_profile")
 
 
-class StateFileError(Exception):
+class StateFileError(CamelError):
     """A state file was refused. ``kind`` is "corrupt" or "foreign"."""
 
     def __init__(self, kind: str, reason: str) -> None:
@@ -124,7 +125,7 @@ class PolicyStateStore:
             try:
                 policy.load_state_dict(state)
             except (ValueError, KeyError, TypeError, IndexError) as err:
-                raise StateFileError("corrupt", f"policy rejected the state ({err})") from None
+                raise StateFileError("corrupt", f"policy rejected the state ({err})") from err
         except StateFileError as err:
             moved = self._move_aside(err.kind)
             logger.warning("camel: learned state %s is %s (%s); moved to %s, learning starts fresh",
@@ -163,7 +164,7 @@ class PolicyStateStore:
         try:
             payload = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise StateFileError("corrupt", f"not valid JSON: {err}") from None
+            raise StateFileError("corrupt", f"not valid JSON: {err}") from err
         if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
             raise StateFileError("foreign" if isinstance(payload, dict) else "corrupt",
                                  f"not a {STATE_FORMAT} file")

@@ -3,7 +3,7 @@
 ``tiny_model_dir`` builds ``models/tiny`` under the repository once (2 layers, hidden 128,
 ``camel-vllm make-tiny-model``) and reuses it afterwards; the build is atomic (temporary
 folder, then rename) and serialised by a lock so parallel sessions never see half a model.
-Real-engine tests start servers through :func:`tests.vllm_server.start_server`.
+Real-engine tests start servers through :func:`camel_vllm.testing.vllm_server.start_server`.
 """
 
 from __future__ import annotations

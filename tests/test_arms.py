@@ -2,7 +2,7 @@
 
 import pytest
 
-from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet
+from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
 from camel_vllm.types import Arm, format_mhz
 
 CAMEL_32GB_MHZ = (306, 408, 510, 612, 714, 816, 930.75)
@@ -60,3 +60,11 @@ def test_batch_only_without_known_frequency_keeps_highest():
 def test_empty_arm_set_is_rejected():
     with pytest.raises(ValueError):
         ArmSet(())
+
+
+def test_one_frequency_tolerance_tells_steps_apart_on_every_backend():
+    assert same_frequency(930.75 * 1e6, 930750000.0)  # config MHz against devfreq Hz
+    assert same_frequency(1300.5e6, 1300500000.0) and same_frequency(612e6, 612e6 + 0.4e6)
+    assert not same_frequency(612e6, 510e6)  # neighbouring Orin steps (>= 100 MHz apart)
+    assert not same_frequency(1980e6, 1965e6)  # neighbouring NVML steps (15 MHz), even at the top
+    assert not same_frequency(705e6, 690e6)

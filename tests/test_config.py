@@ -12,8 +12,9 @@ import os
 import pytest
 
 from camel_vllm.config import CamelConfig, ConfigError, SLOConfig
-from camel_vllm.devices.base import DeviceInfo, NullDevice
+from camel_vllm.devices.base import NullDevice
 from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+from camel_vllm.testing.fake_device import FakeDevice
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:
@@ -121,27 +122,19 @@ def test_batch_sizes_against_max_num_seqs():
     assert one_line(err) == "camel config: batch_sizes=[16, 4, 4]: 16 is above --max-num-seqs 8"
 
 
-class StepsDevice(NullDevice):
+def steps_device(writable: bool = True) -> FakeDevice:
     """A device offering the Orin's 930.75 MHz step among others (Hz, as devfreq lists)."""
-
-    def __init__(self, writable: bool = True) -> None:
-        self.writable = writable
-
-    def info(self):
-        return DeviceInfo(kind="steps", name="steps", energy_source="none", energy_method="none",
-                          can_set_frequency=self.writable)
-
-    def available_frequencies_hz(self):
-        return (306000000.0, 612000000.0, 930750000.0)
+    return FakeDevice((306000000.0, 612000000.0, 930750000.0), kind="steps", name="steps", energy_source="none",
+                      energy_method="none", can_set_frequency=writable)
 
 
 def test_frequencies_against_the_device():
-    assert resolve_frequencies_hz(CamelConfig(), StepsDevice()) == [306e6, 612e6, 930.75e6]
-    assert resolve_frequencies_hz(CamelConfig(frequencies_mhz=[930.75, 612]), StepsDevice()) == [930.75e6, 612e6]
-    assert resolve_frequencies_hz(CamelConfig(frequencies_mhz=[612]), StepsDevice(writable=False)) == [None]
+    assert resolve_frequencies_hz(CamelConfig(), steps_device()) == [306e6, 612e6, 930.75e6]
+    assert resolve_frequencies_hz(CamelConfig(frequencies_mhz=[930.75, 612]), steps_device()) == [930.75e6, 612e6]
+    assert resolve_frequencies_hz(CamelConfig(frequencies_mhz=[612]), steps_device(writable=False)) == [None]
     assert resolve_frequencies_hz(CamelConfig(), NullDevice()) == [None]
     with pytest.raises(ConfigError) as err:
-        resolve_frequencies_hz(CamelConfig(frequencies_mhz=[612, 700]), StepsDevice())
+        resolve_frequencies_hz(CamelConfig(frequencies_mhz=[612, 700]), steps_device())
     assert one_line(err) == (
         "camel config: frequencies_mhz=[612, 700]: 700 MHz is not offered by device 'steps' (it offers 306, 612, 930.75)"
     )

@@ -1,8 +1,9 @@
 """The engine-agnostic controller: epochs, energy attribution, crediting, device faults.
 
-The controller is the unit under test; its collaborators are small in-test classes that
-implement the Device and Policy protocols exactly (a scripted policy and a device whose
-energy counter the test advances by hand).
+The controller is the unit under test; its collaborators implement the Device and Policy
+protocols exactly: a scripted policy (below) and the testing package's
+:class:`~camel_vllm.testing.fake_device.FakeDevice`, whose energy counter the test advances
+by hand and whose clock writes can be refused or capped.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Sequence
 import pytest
 
 from camel_vllm.arms import ArmSet
+from camel_vllm.config import CamelConfig
 from camel_vllm.context import ContextModel
 from camel_vllm.controller import Controller
 from camel_vllm.cost import LogEDPCost
-from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, NullDevice
+from camel_vllm.devices.base import NullDevice
+from camel_vllm.testing.fake_device import FakeDevice
 from camel_vllm.types import Context, EngineSnapshot, FinishedRequest, IterationWork
 
 FREQS_HZ = (306e6, 612e6, 930.75e6)
@@ -50,59 +53,8 @@ class ScriptedPolicy:
         pass
 
 
-class HandDevice:
-    """A device whose energy counter the test sets; frequency writes obey ``mode``."""
-
-    def __init__(self, freqs_hz=FREQS_HZ, mode: str = "ok") -> None:
-        self.freqs_hz = tuple(freqs_hz)
-        self.mode = mode  # ok | permission | fail | cap
-        self.freq_hz = max(self.freqs_hz)
-        self.energy = 0.0
-        self.writes: list[float] = []
-        self.closed = 0
-        self.restored = 0
-
-    def info(self):
-        return DeviceInfo(kind="hand", name="hand", energy_source="measured", energy_method="test",
-                          can_set_frequency=True)
-
-    def available_frequencies_hz(self):
-        return self.freqs_hz
-
-    def current_frequency_hz(self):
-        return self.freq_hz
-
-    def set_frequency_hz(self, freq_hz):
-        self.writes.append(freq_hz)
-        if self.mode == "permission":
-            raise DevicePermissionError("no permission")
-        if self.mode == "fail":
-            raise DeviceError("EIO")
-        if self.mode == "cap":
-            self.freq_hz = min(freq_hz, 612e6)
-            return self.freq_hz
-        self.freq_hz = freq_hz
-        return freq_hz
-
-    def energy_j(self):
-        return self.energy
-
-    def power_w(self):
-        return None
-
-    def iteration_done(self, work, elapsed_s):
-        return 0.0
-
-    def restore(self):
-        self.restored += 1
-
-    def close(self):
-        self.closed += 1
-        self.restore()
-
-
 def make(script=(0,), device=None, batch_sizes=(4, 8), epoch_iterations=2, **kwargs):
-    device = device or HandDevice()
+    device = device or FakeDevice(FREQS_HZ)
     arms = ArmSet.product(device.available_frequencies_hz() or [None], batch_sizes)
     policy = ScriptedPolicy(script)
     controller = Controller(
@@ -248,7 +200,7 @@ def test_aborted_and_unserved_requests_credit_nothing():
 
 
 def test_permission_error_falls_back_to_batch_only():
-    device = HandDevice(mode="permission")
+    device = FakeDevice(FREQS_HZ, refuse="permission")
     controller, policy, _ = make(script=[0], device=device)
     arm = controller.begin_iteration(snap(0.0))
     assert controller.batch_only
@@ -262,7 +214,7 @@ def test_permission_error_falls_back_to_batch_only():
 
 
 def test_frequency_mismatch_disables_that_frequency():
-    device = HandDevice(mode="cap")  # the device runs at most 612 MHz
+    device = FakeDevice(FREQS_HZ, cap_hz=612e6)  # the device runs at most 612 MHz
     device.freq_hz = 306e6
     controller, policy, _ = make(script=[4, 0], device=device, epoch_iterations=1)
     first = controller.begin_iteration(snap(0.0))  # arm 4 = 930.75 MHz: read back 612
@@ -273,7 +225,7 @@ def test_frequency_mismatch_disables_that_frequency():
 
 
 def test_failed_write_disables_only_that_frequency():
-    device = HandDevice(mode="fail")
+    device = FakeDevice(FREQS_HZ, refuse="error")
     controller, policy, _ = make(script=[0, 2], device=device)
     controller.begin_iteration(snap(0.0))
     available_freqs = {controller.arms[i].freq_hz for i in controller.arms.available_indices()}
@@ -290,3 +242,10 @@ def test_close_restores_once_and_null_device_gives_batch_only():
                       context_model=ContextModel(contextual=False, max_batch=8), batch_only=True)
     assert null.begin_iteration(snap(0.0)).max_batch == 8
     assert null.end_iteration(0.1, work({"x": 1})) == 0.0
+
+
+def test_the_controller_and_the_config_share_the_epoch_default():
+    controller = Controller(arms=ArmSet.product([None], (4,)), policy=ScriptedPolicy([0]), device=NullDevice(),
+                            cost=LogEDPCost(), context_model=ContextModel(contextual=False, max_batch=4),
+                            batch_only=True)
+    assert controller.epoch_iterations == CamelConfig().epoch_iterations == 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from camel_vllm.config import CamelConfig, ConfigError
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
-from camel_vllm.devices.jetson import JetsonDevice, SysfsAccess, find_rails
+from camel_vllm.devices.jetson import JetsonDevice, SysfsAccess, find_rails, open_sysfs
 from camel_vllm.devices.testing import ORIN_32GB_FREQS_HZ, build_fake_orin_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,6 +134,46 @@ def test_eio_on_write_is_device_error(tmp_path: Path) -> None:
     assert not isinstance(err.value, DevicePermissionError)
     tree.clear_faults()
     device.close()
+
+
+FAULT_READER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from camel_vllm.devices.jetson import open_sysfs
+    from camel_vllm.devices.testing import install_fault_injection
+    install_fault_injection(sys.argv[1])
+    access = open_sysfs(sys.argv[1])
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent sets a fault, then writes a line
+    try:
+        print("read", access.read(Path(sys.argv[2])), flush=True)
+    except OSError as err:
+        print("errno", err.errno, flush=True)
+    """
+)
+
+
+def test_faults_come_from_the_testing_access_only_and_reach_other_processes(tmp_path: Path) -> None:
+    tree = build_fake_orin_tree(tmp_path, 6)
+    tree.fail(tree.max_freq_path, read="EIO")
+    assert SysfsAccess(tmp_path).read(tree.max_freq_path) == "930750000"  # production access: no fault file
+    with pytest.raises(OSError) as err:
+        open_sysfs(str(tmp_path)).read(tree.max_freq_path)  # the fake tree registered its access
+    assert err.value.errno == errno.EIO
+    tree.clear_faults()
+    child = subprocess.Popen([sys.executable, "-c", FAULT_READER, str(tmp_path), str(tree.min_freq_path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        tree.fail(tree.min_freq_path, read="EIO")  # written after the child opened the tree
+        out, _ = child.communicate("go\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert out.strip() == f"errno {errno.EIO}"
+    tree.clear_faults()
 
 
 def test_eio_on_rail_read_is_skipped_counted_and_monotonic(tmp_path: Path) -> None:

@@ -17,16 +17,15 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from camel_vllm.config import CamelConfig, ConfigError
-from camel_vllm.devices.base import DevicePermissionError
 from camel_vllm.metrics import ALL_METRICS, MetricsExporter, exposed_sample_names
 from camel_vllm.metrics.schema import EDP_BUCKETS_JS, KNOWN_ERROR_KINDS, LATENCY_BUCKETS_S
+from camel_vllm.testing.fake_device import FakeDevice
 from camel_vllm.types import format_mhz
 from tests.test_metrics_helpers import (
     DASHBOARD,
     REPO,
     dashboard_exprs,
     drive,
-    emulated_device,
     families,
     fetch,
     make_rig,
@@ -185,24 +184,13 @@ def test_histogram_buckets_are_cumulative_and_documented(rig_exporter):
 
 
 # ------------------------------------------------------------------- errors, cases
-class RefusingDevice:
-    """The emulated device, but clock writes are refused (no root) and power reads fail."""
-
-    def __init__(self, clock) -> None:
-        self.inner = emulated_device(clock)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def set_frequency_hz(self, freq_hz: float) -> float:
-        raise DevicePermissionError("writing devfreq min_freq needs root")
-
-    def power_w(self):
-        raise OSError("hwmon read failed")
+def refusing_device(clock) -> FakeDevice:
+    """Clock writes are refused (no root) and power reads fail; 5 W on the rig's clock."""
+    return FakeDevice(refuse="permission", power_error=OSError("hwmon read failed"), clock=clock, idle_power_w=5.0)
 
 
 def test_device_errors_and_unavailable_arms_are_counted():
-    rig = make_rig(policy="static", policy_params={"arm": [306, 2]}, device=RefusingDevice)
+    rig = make_rig(policy="static", policy_params={"arm": [306, 2]}, device=refusing_device)
     exporter = MetricsExporter.start(CamelConfig(metrics_port=0), rig.controller)
     rig.controller.listeners.append(exporter)
     try:

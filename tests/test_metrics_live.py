@@ -21,7 +21,7 @@ from tests.test_metrics_helpers import (
     samples,
     total,
 )
-from tests.vllm_server import completion, free_port, start_server
+from camel_vllm.testing.vllm_server import completion, free_port, start_server
 
 MAX_NUM_SEQS = 8
 NUM_REQUESTS = 6

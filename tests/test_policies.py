@@ -9,7 +9,7 @@ import pytest
 
 from camel_vllm.arms import ArmSet
 from camel_vllm.config import CamelConfig, ConfigError, SLOConfig
-from camel_vllm.policies import make_policy
+from camel_vllm.policies import OraclePolicy, make_policy
 from camel_vllm.types import Context, FinishedRequest, RequestOutcome
 
 FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
@@ -30,8 +30,9 @@ def build(name: str, arms: ArmSet, *, seed: int = 0, contexts: int = 6, **kw) ->
     if name == "static" and not params:
         params = {"arm": [FREQS_MHZ[0], BATCHES[0]]}
     config = CamelConfig(policy=name, seed=seed, policy_params=params, **kw)
-    means = np.linspace(1.0, 2.0, len(arms))
-    return make_policy(config, arms, num_contexts=contexts, true_mean_costs=means)
+    if name == "oracle":  # told the true mean costs: only a simulator builds it (bandit_bench.run_policy)
+        return OraclePolicy(len(arms), np.linspace(1.0, 2.0, len(arms)), np.random.default_rng(config.seed))
+    return make_policy(config, arms, num_contexts=contexts)
 
 
 def play(policy, means: np.ndarray, steps: int, *, noise: float, seed: int, context: Context = Context(),
@@ -206,11 +207,28 @@ def test_unknown_policy_param_and_bad_values_are_config_errors() -> None:
         build("camel-ts", orin_arms(), policy_params={"prior_beta": -1.0})
 
 
+def test_removed_neighbour_kappa_loads_at_its_old_default_and_is_one_line_otherwise() -> None:
+    for name in ("camel-ts", "ts"):  # a config that spelled out the old default (0) loads as before
+        with_key = build(name, orin_arms(), seed=5, policy_params={"neighbour_kappa": 0})
+        without = build(name, orin_arms(), seed=5)
+        assert with_key.params == without.params
+    wrapped = make_policy(CamelConfig(policy="slo", slo=SLOConfig(), policy_params={"inner": "ts", "neighbour_kappa": 0.0}),
+                          orin_arms(), num_contexts=6)
+    assert wrapped.inner.params == without.params
+    for params in ({"neighbour_kappa": 4}, {"inner": "camel-ts", "neighbour_kappa": 4}):
+        with pytest.raises(ConfigError) as err:
+            build("slo" if "inner" in params else "camel-ts", orin_arms(), policy_params=params, slo=SLOConfig())
+        assert err.value.key == "policy_params.neighbour_kappa" and "\n" not in str(err.value)
+        assert str(err.value).startswith("camel config: policy_params.neighbour_kappa=4: removed")
+    with pytest.raises(ConfigError, match="not a parameter of policy grid"):
+        build("grid", orin_arms(), policy_params={"neighbour_kappa": 0})  # never a grid key
+
+
 def test_oracle_needs_true_means_and_plays_their_argmin() -> None:
     arms = small_arms(2, 2)
     with pytest.raises(ConfigError, match="oracle"):
         make_policy(CamelConfig(policy="oracle"), arms, num_contexts=1)
-    oracle = make_policy(CamelConfig(policy="oracle"), arms, num_contexts=2, true_mean_costs=[[3, 1, 2, 4], [1, 3, 2, 4]])
+    oracle = OraclePolicy(len(arms), [[3, 1, 2, 4], [1, 3, 2, 4]], np.random.default_rng(0))
     assert oracle.select(Context(id=0), [0, 1, 2, 3], None) == 1
     assert oracle.select(Context(id=1), [0, 1, 2, 3], None) == 0
     assert oracle.select(Context(id=0), [0, 2, 3], None) == 2

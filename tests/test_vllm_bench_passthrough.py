@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm_server import BASE_ENV, REPO, start_server
+from camel_vllm.testing.vllm_server import BASE_ENV, REPO, start_server
 
 TRACE = REPO / "camel_vllm" / "data" / "traces" / "azure_conv_first2000.csv"
 NUM_REQUESTS = 40
-#: The server's --max-model-len (tests/vllm_server.py BASE_ARGS).
+#: The server's --max-model-len (camel_vllm/testing/vllm_server.py BASE_ARGS).
 MAX_MODEL_LEN = 2048
 #: Requests among the first 40 whose prompt + output exceed 2,048 tokens (the issue's five).
 OVER_CONTEXT = 5

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from tests.vllm_server import BASE_ENV, machine_lock, start_server
+from camel_vllm.testing.vllm_server import BASE_ENV, machine_lock, start_server
 
 STARTUP_MARKERS = ("Application startup complete", "Uvicorn running", "Starting vLLM server")
 

@@ -4,7 +4,7 @@ Two launches, each sending the first 50 rows of the Azure conversation trace (pr
 outputs clipped to the tiny model) at once:
 
 - ``vllm serve MODEL --scheduler camel`` through the ``vllm`` console script (the plugin's
-  flag; see tests/vllm_server.py for the one metadata shim the CPU build needs);
+  flag; see camel_vllm/testing/vllm_server.py for the one metadata shim the CPU build needs);
 - ``--scheduler-cls camel_vllm.CamelScheduler`` through vLLM's API-server module.
 
 Every request must come back complete, and the scheduler's iteration log must show that no
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 
-from tests.vllm_server import read_iteration_log, send_all, start_server, trace_requests
+from camel_vllm.testing.vllm_server import read_iteration_log, send_all, start_server, trace_requests
 
 NUM_REQUESTS = 50
 MAX_NUM_SEQS = 16

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from camel_vllm.devices.testing import build_fake_orin_tree
-from tests.vllm_server import completion, start_server
+from camel_vllm.testing.vllm_server import completion, start_server
 
 
 def test_sigterm_restores_jetson_clock(tiny_model_dir, tmp_path):

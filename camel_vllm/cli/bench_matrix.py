@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _loads(text: str) -> tuple[float, ...]:
     try:
         loads = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError("loads", text, "must be a comma list of numbers") from None
+    except ValueError as err:
+        raise ConfigError("loads", text, "must be a comma list of numbers") from err
     if not loads or not all(math.isfinite(x) and x > 0 for x in loads):
         raise ConfigError("loads", text, "every load must be a number > 0")
     return loads

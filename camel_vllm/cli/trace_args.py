@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from camel_vllm.errors import CamelError
 from camel_vllm.traces import FORMATS, Trace, load_trace, transforms
 
 #: Keys of a Hugging Face ``config.json`` that bound the context, in the order vLLM 0.32 reads
@@ -27,7 +28,7 @@ HF_CONTEXT_KEYS: tuple[str, ...] = (
 MIN_CONTEXT_TOKENS = 2
 
 
-class TraceOptionError(ValueError):
+class TraceOptionError(CamelError, ValueError):
     """A trace option has a bad value; ``str(err)`` is one line naming the option."""
 
 
@@ -105,9 +106,9 @@ def context_from_model_dir(model_dir: str) -> tuple[int, str]:
         with open(path, encoding="utf-8") as fh:
             config = json.load(fh)
     except OSError as err:
-        raise TraceOptionError(f"--model-dir {model_dir}: cannot read {path} ({err.strerror})") from None
+        raise TraceOptionError(f"--model-dir {model_dir}: cannot read {path} ({err.strerror})") from err
     except json.JSONDecodeError as err:
-        raise TraceOptionError(f"--model-dir {model_dir}: {path} is not JSON ({err.msg}, line {err.lineno})") from None
+        raise TraceOptionError(f"--model-dir {model_dir}: {path} is not JSON ({err.msg}, line {err.lineno})") from err
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     found = {k: text[k] for k in HF_CONTEXT_KEYS
              if isinstance(text.get(k), int) and not isinstance(text.get(k), bool) and text[k] > 0}

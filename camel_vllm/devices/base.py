@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
+from camel_vllm.errors import CamelError
 from camel_vllm.types import IterationWork
 
 EnergySource = Literal["measured", "emulated", "none"]
 
 
-class DeviceError(RuntimeError):
+class DeviceError(CamelError, RuntimeError):
     """A device operation failed in a way the caller should report (one clear line)."""
 
 

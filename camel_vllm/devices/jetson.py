@@ -20,10 +20,11 @@ Facts (paths, units, quirks) are in ../shared/reference/hardware.md:
   but no ``curr7_input``, and the shunt voltages ``in4..6_input`` have no label. Power in W
   is mV x mA / 1e6; there is no energy counter, so a :class:`PowerSampler` integrates.
 
-All file access goes through :class:`SysfsAccess` rooted at ``sysfs_root``. For a root other
-than ``/`` (tests) it honours a fault file written by :mod:`camel_vllm.devices.testing`
-(EIO or EACCES on a chosen file), because root can write a read-only file and no plain file
-can return EIO. A real ``/`` root never reads that file.
+All file access goes through a :class:`SysfsAccess` rooted at ``sysfs_root``, opened by
+:func:`open_sysfs`. Another access class can be registered for one root with
+:func:`register_sysfs_access`; nothing in camel does so: the testing package does, for its
+fake trees (:mod:`camel_vllm.devices.testing` injects EIO or EACCES on chosen files, which
+no plain file under a root process can produce).
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ logger = logging.getLogger("vllm.camel")
 
 #: ``of_node/name`` of the GPU devfreq device: JetPack 6 (L4T 36) and JetPack 5 (L4T 35).
 GPU_OF_NODE_NAMES = ("gpu", "ga10b")
-#: Relative to the sysfs root; only read when the root is not ``/``.
-FAULTS_FILE = ".camel-fake-sysfs-faults.json"
 DEFAULT_RAIL = "VDD_GPU_SOC"
 #: Orin NX / Nano have no VDD_GPU_SOC; their GPU shares this rail (hardware.md).
 FALLBACK_RAILS = ("VDD_CPU_GPU_CV",)
@@ -71,33 +70,43 @@ class SysfsAccess:
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
         self.root = Path(root)
-        self._faults = None if self.root.resolve() == Path("/") else self.root / FAULTS_FILE
 
     def path(self, absolute: str) -> Path:
         return self.root / absolute.lstrip("/")
 
     def read(self, path: Path) -> str:
-        self._inject(path, "read")
         with open(path, encoding="ascii", errors="replace") as fh:
             return fh.read().strip("\x00\n\t ")
 
     def write(self, path: Path, value: str) -> None:
-        self._inject(path, "write")
         with open(path, "w", encoding="ascii") as fh:
             fh.write(value)
 
-    def _inject(self, path: Path, op: str) -> None:
-        if self._faults is None or not self._faults.exists():
-            return
-        try:
-            faults = json.loads(self._faults.read_text(encoding="utf-8"))
-            rel = os.path.relpath(os.path.realpath(path), os.path.realpath(self.root))
-        except (OSError, ValueError):
-            return
-        code = faults.get(rel, {}).get(op)
-        if code:
-            number = getattr(errno, code)
-            raise OSError(number, os.strerror(number), str(path))
+    def write_problem(self, path: Path) -> int | None:
+        """The errno a write of ``path`` would fail with for lack of permission, or None."""
+        if os.access(path, os.W_OK):
+            return None
+        return errno.EROFS if _read_only_filesystem(path) else errno.EACCES
+
+
+#: Access classes registered for particular roots (resolved), see :func:`register_sysfs_access`.
+_ACCESS_BY_ROOT: dict[Path, Callable[[str | os.PathLike[str]], SysfsAccess]] = {}
+
+
+def register_sysfs_access(root: str | os.PathLike[str], factory: Callable[[str | os.PathLike[str]], SysfsAccess]) -> None:
+    """Open ``root`` with ``factory`` instead of :class:`SysfsAccess` (in this process and in
+    processes it forks afterwards). Used by :mod:`camel_vllm.devices.testing` for fake trees."""
+    _ACCESS_BY_ROOT[Path(root).resolve()] = factory
+
+
+def unregister_sysfs_access(root: str | os.PathLike[str]) -> None:
+    _ACCESS_BY_ROOT.pop(Path(root).resolve(), None)
+
+
+def open_sysfs(root: str | os.PathLike[str] = "/") -> SysfsAccess:
+    """The access for ``root``: :class:`SysfsAccess` unless another was registered for it."""
+    factory = _ACCESS_BY_ROOT.get(Path(root).resolve(), SysfsAccess) if _ACCESS_BY_ROOT else SysfsAccess
+    return factory(root)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -118,7 +127,7 @@ def find_gpu_devfreq(access: SysfsAccess) -> Path | None:
 
 def is_jetson(root: str = "/") -> bool:
     """A Jetson: ``/etc/nv_tegra_release`` exists or a GPU devfreq node does."""
-    access = SysfsAccess(root)
+    access = open_sysfs(root)
     return access.path("/etc/nv_tegra_release").exists() or find_gpu_devfreq(access) is not None
 
 
@@ -186,7 +195,7 @@ class JetsonDevice:
         start_sampler: bool = True,
         install_exit_restore: bool = True,
     ) -> None:
-        self.access = access or SysfsAccess(sysfs_root)
+        self.access = access or open_sysfs(sysfs_root)
         self.read_only = read_only
         self._lock = threading.RLock()  # re-entrant: the SIGTERM restore may interrupt a write
         node = find_gpu_devfreq(self.access)
@@ -259,7 +268,7 @@ class JetsonDevice:
             try:
                 return float(self._read("cur_freq"))
             except (OSError, ValueError) as err:
-                raise DeviceError(f"jetson: reading {self._cur_path} back failed: {err}") from None
+                raise DeviceError(f"jetson: reading {self._cur_path} back failed: {err}") from err
 
     def energy_j(self) -> float:
         return 0.0 if self.sampler is None else self.sampler.energy_j()
@@ -365,9 +374,7 @@ class JetsonDevice:
     def clock_write_problem(self) -> str | None:
         """Why this process cannot write the clock (one line with what to do), or None."""
         for path in (self._min_path, self._max_path):
-            code = self._fault_on_write(path)
-            if code is None and not os.access(path, os.W_OK):
-                code = errno.EROFS if _read_only_filesystem(path) else errno.EACCES
+            code = self.access.write_problem(path)
             if code is not None:
                 return f"jetson: cannot write {path} ({os.strerror(code)}): {PERMISSION_HINT}"
         return None
@@ -377,22 +384,13 @@ class JetsonDevice:
         try:
             current_min = int(self._read("min_freq"))
         except (OSError, ValueError) as err:
-            raise DeviceError(f"jetson: reading {self._min_path} failed: {err}") from None
+            raise DeviceError(f"jetson: reading {self._min_path} failed: {err}") from err
         if max_hz >= current_min:
             self._write(self._max_path, str(max_hz), record=record)
             self._write(self._min_path, str(min_hz), record=record)
         else:
             self._write(self._min_path, str(min_hz), record=record)
             self._write(self._max_path, str(max_hz), record=record)
-
-    def _fault_on_write(self, path: Path) -> int | None:
-        """A permission errno the fake tree's fault file sets on writing ``path`` (tests), or None."""
-        try:
-            self.access._inject(path, "write")
-        except OSError as err:
-            if err.errno in PERMISSION_ERRNOS:
-                return err.errno
-        return None
 
     def _read_rails_w(self) -> float:
         total_w = 0.0

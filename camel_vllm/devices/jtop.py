@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from camel_vllm.config import ConfigError
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
-from camel_vllm.devices.jetson import DEFAULT_RAIL, SysfsAccess, find_gpu_devfreq
+from camel_vllm.devices.jetson import DEFAULT_RAIL, find_gpu_devfreq, open_sysfs
 from camel_vllm.devices.sampler import PowerSampler
 from camel_vllm.types import IterationWork
 
@@ -30,11 +30,11 @@ MIN_JTOP_INTERVAL_S = 0.5
 def _jtop_class() -> Any:
     try:
         from jtop import jtop
-    except ImportError:
+    except ImportError as err:
         raise DeviceError(
             "device 'jtop' needs jetson-stats (AGPL-3.0; pip install 'camel-vllm[jetson]') and its "
             "jtop.service running; or use device: jetson (reads sysfs directly)"
-        ) from None
+        ) from err
     return jtop
 
 
@@ -57,7 +57,7 @@ class JtopDevice:
         try:
             self._client.start()
         except Exception as err:
-            raise DeviceError(f"jtop: cannot reach jtop.service ({err}); is it running and the same version?") from None
+            raise DeviceError(f"jtop: cannot reach jtop.service ({err}); is it running and the same version?") from err
         available = list(self._rail_table())
         if rails.strip().lower() == "all":
             self.rails = available
@@ -67,7 +67,7 @@ class JtopDevice:
             if missing:
                 self._client.close()
                 raise ConfigError("rails", rails, f"jtop reports no rail {', '.join(missing)} (rails: {', '.join(available)})")
-        self._access = SysfsAccess(sysfs_root)
+        self._access = open_sysfs(sysfs_root)
         self._node = find_gpu_devfreq(self._access)
         self.sampler = PowerSampler(self._read_power_w, interval_s, clock=clock, name="camel-jtop").start()
         self._closed = False
@@ -81,7 +81,7 @@ class JtopDevice:
         try:
             return sum(float(table[name]["power"]) for name in self.rails) / 1000.0
         except (KeyError, TypeError) as err:
-            raise OSError(f"jtop rail reading missing: {err}") from None
+            raise OSError(f"jtop rail reading missing: {err}") from err
 
     # ------------------------------------------------------------------ protocol
     def info(self) -> DeviceInfo:

@@ -9,12 +9,19 @@ Facts in ../shared/reference/hardware.md:
   ``nvmlDeviceGetClockInfo(h, NVML_CLOCK_SM)`` (an idle GPU may report a lower clock: when
   the clocks-event reasons say *GPU idle* the lock is taken as in force);
   ``nvmlDeviceResetGpuLockedClocks`` on restore. Setting needs root or CAP_SYS_ADMIN, else
-  ``NVML_ERROR_NO_PERMISSION`` -> :class:`DevicePermissionError`;
+  ``NVML_ERROR_NO_PERMISSION`` -> :class:`NvmlNoPermissionError` (a :class:`DevicePermissionError`);
 - energy: ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since driver load), made monotonic
   across counter resets; where it is NotSupported, ``nvmlDeviceGetPowerUsage`` (mW)
   integrated by a :class:`PowerSampler`. ``info().energy_method`` says which.
 
 In ``read_only`` mode no setter is ever called (not even the reset on exit).
+
+Errors: an NVML failure this backend reports is an :class:`NvmlError` (a :class:`DeviceError`)
+of the class its ``NVML_ERROR_*`` code maps to (:func:`nvml_error`: not supported, no
+permission, GPU not found, GPU lost, driver or library missing), with pynvml's exception as
+``__cause__`` and the code as ``code`` (after Zeus, ``zeus/device/gpu/nvidia.py``). Failures
+the backend degrades around (no energy counter, a failed energy read, no clock table) are
+logged and not raised.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.sampler import FAILING_AFTER_READS, PowerSampler, sample_period_s
@@ -36,11 +43,68 @@ PERMISSION_LINE = (
 )
 
 
-def _pynvml():
+class NvmlError(DeviceError):
+    """An NVML call failed. ``code`` is NVML's ``NVML_ERROR_*`` value (None: not known);
+    pynvml's ``NVMLError`` is ``__cause__``."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NvmlNotSupportedError(NvmlError):
+    """``NVML_ERROR_NOT_SUPPORTED``: this GPU or driver does not offer the query or setting."""
+
+
+class NvmlNoPermissionError(NvmlError, DevicePermissionError):
+    """``NVML_ERROR_NO_PERMISSION``: setting clocks needs root or CAP_SYS_ADMIN (batch-only arms)."""
+
+
+class NvmlNotFoundError(NvmlError):
+    """``NVML_ERROR_NOT_FOUND`` / ``INVALID_ARGUMENT`` / ``GPU_NOT_FOUND``: no such GPU index or UUID."""
+
+
+class NvmlGpuLostError(NvmlError):
+    """``NVML_ERROR_GPU_IS_LOST`` / ``RESET_REQUIRED``: the GPU fell off the bus or needs a reset."""
+
+
+class NvmlDriverError(NvmlError):
+    """NVML cannot work here: ``UNINITIALIZED``, ``DRIVER_NOT_LOADED``, ``LIBRARY_NOT_FOUND``,
+    ``FUNCTION_NOT_FOUND``, ``LIB_RM_VERSION_MISMATCH``."""
+
+
+#: pynvml constant name -> class; names, so a pynvml without one of them still imports.
+NVML_ERROR_CLASSES: tuple[tuple[str, type[NvmlError]], ...] = (
+    ("NVML_ERROR_NOT_SUPPORTED", NvmlNotSupportedError),
+    ("NVML_ERROR_NO_PERMISSION", NvmlNoPermissionError),
+    ("NVML_ERROR_NOT_FOUND", NvmlNotFoundError),
+    ("NVML_ERROR_INVALID_ARGUMENT", NvmlNotFoundError),
+    ("NVML_ERROR_GPU_NOT_FOUND", NvmlNotFoundError),
+    ("NVML_ERROR_GPU_IS_LOST", NvmlGpuLostError),
+    ("NVML_ERROR_RESET_REQUIRED", NvmlGpuLostError),
+    ("NVML_ERROR_UNINITIALIZED", NvmlDriverError),
+    ("NVML_ERROR_DRIVER_NOT_LOADED", NvmlDriverError),
+    ("NVML_ERROR_LIBRARY_NOT_FOUND", NvmlDriverError),
+    ("NVML_ERROR_FUNCTION_NOT_FOUND", NvmlDriverError),
+    ("NVML_ERROR_LIB_RM_VERSION_MISMATCH", NvmlDriverError),
+)
+
+
+def nvml_error(err: Exception, message: str) -> NvmlError:
+    """The :class:`NvmlError` subclass for pynvml's ``err`` with ``message``; raise it ``from err``."""
+    code = getattr(err, "value", None)
+    nvml = _pynvml()
+    for name, cls in NVML_ERROR_CLASSES:
+        if code is not None and getattr(nvml, name, None) == code:
+            return cls(message, code)
+    return NvmlError(message, code)
+
+
+def _pynvml() -> Any:
     try:
         import pynvml
-    except ImportError:
-        raise DeviceError("device 'nvml' needs nvidia-ml-py (pip install 'camel-vllm[nvml]')") from None
+    except ImportError as err:
+        raise DeviceError("device 'nvml' needs nvidia-ml-py (pip install 'camel-vllm[nvml]')") from err
     return pynvml
 
 
@@ -70,7 +134,7 @@ class NvmlDevice:
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as err:
-            raise DeviceError(f"nvml: cannot initialise NVML: {err}") from None
+            raise nvml_error(err, f"nvml: cannot initialise NVML: {err}") from err
         try:
             if gpus is None:
                 gpus = list(range(nvml.nvmlDeviceGetCount()))
@@ -134,8 +198,8 @@ class NvmlDevice:
                     if self._locked or handle is not self.handles[0]:
                         self._reset_locked()
                     if err.value == nvml.NVML_ERROR_NO_PERMISSION:
-                        raise DevicePermissionError(PERMISSION_LINE) from None
-                    raise DeviceError(f"nvml: locking clocks at {mhz} MHz failed: {err}") from None
+                        raise nvml_error(err, PERMISSION_LINE) from err
+                    raise nvml_error(err, f"nvml: locking clocks at {mhz} MHz failed: {err}") from err
                 self._locked = True
             return min(self._read_back_mhz(h, mhz) for h in self.handles) * 1e6
 
@@ -179,7 +243,7 @@ class NvmlDevice:
     def power_w(self) -> float | None:
         try:
             return self._read_power_w()
-        except OSError:
+        except NvmlError:
             return None
 
     def iteration_done(self, work: IterationWork, elapsed_s: float) -> float:
@@ -216,7 +280,7 @@ class NvmlDevice:
                 return nvml.nvmlDeviceGetHandleByUUID(gpu)
             return nvml.nvmlDeviceGetHandleByIndex(int(gpu))
         except nvml.NVMLError as err:
-            raise DeviceError(f"nvml: GPU {gpu}: {err}") from None
+            raise nvml_error(err, f"nvml: GPU {gpu}: {err}") from err
 
     def _supported_clocks_hz(self) -> tuple[float, ...]:
         nvml = _pynvml()
@@ -247,14 +311,14 @@ class NvmlDevice:
         try:
             return sum(nvml.nvmlDeviceGetPowerUsage(h) for h in self.handles) / 1000.0
         except nvml.NVMLError as err:
-            raise OSError(f"nvml power read failed: {err}") from None
+            raise nvml_error(err, f"nvml power read failed: {err}") from err
 
     def _read_back_mhz(self, handle, requested_mhz: int) -> float:
         nvml = _pynvml()
         try:
             sm_mhz = float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
         except nvml.NVMLError as err:
-            raise DeviceError(f"nvml: reading the SM clock back failed: {err}") from None
+            raise nvml_error(err, f"nvml: reading the SM clock back failed: {err}") from err
         if sm_mhz < requested_mhz:
             try:
                 reasons = nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)

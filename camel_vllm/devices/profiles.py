@@ -148,7 +148,7 @@ def _parse(text: str, where: str) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError("profile", where, f"not valid YAML/JSON{line}") from None
+        raise ConfigError("profile", where, f"not valid YAML/JSON{line}") from err
     if not isinstance(data, dict):
         raise ConfigError("profile", where, "top level must be a mapping")
     return data
@@ -248,9 +248,9 @@ def _calibration_row(raw: Any, where: str, index: int) -> CalibrationRow:
             iteration_time_s=float(raw["iteration_time_s"]), power_w=float(raw["power_w"]),
         )
     except KeyError as err:
-        raise ConfigError(key, where, f"missing field {err.args[0]}") from None
+        raise ConfigError(key, where, f"missing field {err.args[0]}") from err
     except (TypeError, ValueError) as err:
-        raise ConfigError(key, where, f"bad value: {err}") from None
+        raise ConfigError(key, where, f"bad value: {err}") from err
 
 
 def load_model_profile(name: str) -> ModelProfile:

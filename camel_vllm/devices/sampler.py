@@ -2,7 +2,8 @@
 
 Sensors such as the Jetson INA3221 give power, not energy. :class:`PowerSampler` reads power
 every ``period_s`` on its own thread and integrates with the trapezoid rule. A failed read
-(``OSError``, e.g. EIO from an I2C sensor, or a rail file that disappeared) is skipped and
+(``OSError``, e.g. EIO from an I2C sensor, or a rail file that disappeared; a
+:class:`~camel_vllm.devices.base.DeviceError`, e.g. an NVML power query that failed) is skipped and
 counted; the next good reading integrates over the gap (linear interpolation between the
 readings either side), so the counter never goes backwards. Every failed read and the
 reading that closes a gap count in :attr:`PowerSampler.gaps`, which
@@ -21,7 +22,7 @@ import threading
 import time
 from typing import Callable
 
-from camel_vllm.devices.base import EnergyReading
+from camel_vllm.devices.base import DeviceError, EnergyReading
 
 logger = logging.getLogger("vllm.camel")
 
@@ -97,7 +98,7 @@ class PowerSampler:
             if power_w != power_w or power_w in (float("inf"), float("-inf")):
                 raise ValueError(f"power reading {power_w} is not finite")
             power_w = max(0.0, power_w)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, DeviceError) as err:
             self.skipped += 1
             self.gaps += 1
             self._failed_in_row += 1

@@ -13,22 +13,36 @@ Point a device at it with
 
 ``cur_freq`` is a symlink to ``min_freq``: after a pin (min = max = F) it reads F, as the
 kernel would. :meth:`FakeOrinTree.cap_cur_freq` replaces it by a fixed value (an nvpmodel
-cap). :meth:`FakeOrinTree.fail` makes reads or writes of one file fail with EIO or EACCES
-through a fault file that :class:`camel_vllm.devices.jetson.SysfsAccess` honours for
-non-``/`` roots (works across processes). :meth:`FakeOrinTree.hide_rail` takes a rail's
-files away (a sensor gap: reads fail with ENOENT) and :meth:`FakeOrinTree.show_rail` puts
-them back.
+cap). :meth:`FakeOrinTree.hide_rail` takes a rail's files away (a sensor gap: reads fail
+with ENOENT) and :meth:`FakeOrinTree.show_rail` puts them back.
+
+Faults. :meth:`FakeOrinTree.fail` makes reads or writes of one file fail with an errno (EIO,
+EACCES, EROFS): a process running as root can write a read-only file, and no plain file
+returns EIO, so faults cannot be made with file modes. They are written to a fault file in
+the tree (:data:`FAULTS_FILE`) and raised by :class:`FaultySysfsAccess`, the sysfs access
+class that :func:`build_fake_orin_tree` registers for the tree's root
+(:func:`camel_vllm.devices.jetson.register_sysfs_access`). Production code never looks for
+the fault file: it opens every root through :func:`~camel_vllm.devices.jetson.open_sysfs`,
+which returns the plain :class:`~camel_vllm.devices.jetson.SysfsAccess` unless a class was
+registered for that root, and only this module registers one. The registration holds in
+this process and in processes forked after it (vLLM's engine core is forked by default); a
+process started afresh calls :func:`install_fault_injection` for the root, and from then on
+sees the faults any process writes to the tree (the file is read at every access).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from camel_vllm.devices.jetson import FAULTS_FILE
+from camel_vllm.devices.jetson import PERMISSION_ERRNOS, SysfsAccess, register_sysfs_access
+
+#: The fault file, relative to the fake tree's root: ``{relative path: {"read"|"write": errno name}}``.
+FAULTS_FILE = ".camel-fake-sysfs-faults.json"
 
 #: The Camel paper's grid on the AGX Orin 32GB (hardware.md), in Hz.
 ORIN_32GB_FREQS_HZ: tuple[int, ...] = (306000000, 408000000, 510000000, 612000000, 714000000, 816000000, 930750000)
@@ -148,6 +162,46 @@ class FakeOrinTree:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
+class FaultySysfsAccess(SysfsAccess):
+    """:class:`SysfsAccess` that raises the faults :meth:`FakeOrinTree.fail` wrote for its root."""
+
+    def read(self, path: Path) -> str:
+        self._inject(path, "read")
+        return super().read(path)
+
+    def write(self, path: Path, value: str) -> None:
+        self._inject(path, "write")
+        super().write(path, value)
+
+    def write_problem(self, path: Path) -> int | None:
+        code = self._fault(path, "write")
+        if code is not None and code in PERMISSION_ERRNOS:
+            return code
+        return super().write_problem(path)
+
+    def _fault(self, path: Path, op: str) -> int | None:
+        faults_path = self.root / FAULTS_FILE
+        if not faults_path.exists():
+            return None
+        try:
+            faults = json.loads(faults_path.read_text(encoding="utf-8"))
+            rel = os.path.relpath(os.path.realpath(path), os.path.realpath(self.root))
+        except (OSError, ValueError):
+            return None
+        name = faults.get(rel, {}).get(op)
+        return getattr(errno, name) if name else None
+
+    def _inject(self, path: Path, op: str) -> None:
+        code = self._fault(path, op)
+        if code is not None:
+            raise OSError(code, os.strerror(code), str(path))
+
+
+def install_fault_injection(root: Path | str) -> None:
+    """Open ``root`` through :class:`FaultySysfsAccess` in this process (and its forks)."""
+    register_sysfs_access(root, FaultySysfsAccess)
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text if text.endswith("\n") else text + "\n")
@@ -218,6 +272,7 @@ def build_fake_orin_tree(
     _link(root / "sys/class/devfreq/15340000.vic", decoy / "devfreq/15340000.vic")
 
     tree = FakeOrinTree(root=root, jetpack=jetpack, devfreq=devfreq, class_link=class_link)
+    install_fault_injection(root)
     values = dict(QUIET_RAILS)
     values.update(rails or {})
     for address, index in hwmon_index.items():

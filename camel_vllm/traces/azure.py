@@ -25,8 +25,8 @@ def parse_timestamp_s(path: str, line: int, raw: str) -> float:
         fraction = float("0." + frac) if frac else 0.0
         if frac and not frac.isdigit():
             raise ValueError
-    except ValueError:
-        raise TraceFormatError(path, line, f"TIMESTAMP={raw!r} is not 'YYYY-MM-DD HH:MM:SS[.fraction]'") from None
+    except ValueError as err:
+        raise TraceFormatError(path, line, f"TIMESTAMP={raw!r} is not 'YYYY-MM-DD HH:MM:SS[.fraction]'") from err
     return base + fraction
 
 

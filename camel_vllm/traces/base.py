@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from camel_vllm.errors import CamelError
 
-class TraceFormatError(ValueError):
+
+class TraceFormatError(CamelError, ValueError):
     """A trace file is malformed. ``str(err)`` is one line: ``FILE:LINE: what was wrong``."""
 
     def __init__(self, path: str, line: int | None, reason: str) -> None:
@@ -69,8 +71,8 @@ def parse_int(path: str, line: int, column: str, raw: object, *, minimum: int = 
             value = int(raw)
         else:
             value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        raise TraceFormatError(path, line, f"{column}={raw!r} is not an integer") from None
+    except (TypeError, ValueError) as err:
+        raise TraceFormatError(path, line, f"{column}={raw!r} is not an integer") from err
     if value < minimum:
         raise TraceFormatError(path, line, f"{column}={value} must be >= {minimum}")
     return value
@@ -82,8 +84,8 @@ def parse_float(path: str, line: int, column: str, raw: object) -> float:
         if isinstance(raw, bool):
             raise ValueError
         value = float(str(raw).strip()) if not isinstance(raw, (int, float)) else float(raw)
-    except (TypeError, ValueError):
-        raise TraceFormatError(path, line, f"{column}={raw!r} is not a number") from None
+    except (TypeError, ValueError) as err:
+        raise TraceFormatError(path, line, f"{column}={raw!r} is not a number") from err
     if value != value or value in (float("inf"), float("-inf")):
         raise TraceFormatError(path, line, f"{column}={raw!r} is not finite")
     return value

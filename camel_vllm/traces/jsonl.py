@@ -21,7 +21,7 @@ def load_jsonl(path: str, *, seconds_per_unit: float) -> Trace:
             try:
                 entry = json.loads(text)
             except json.JSONDecodeError as err:
-                raise TraceFormatError(path, line, f"not valid JSON ({err.msg})") from None
+                raise TraceFormatError(path, line, f"not valid JSON ({err.msg})") from err
             if not isinstance(entry, dict):
                 raise TraceFormatError(path, line, "expected a JSON object")
             for key in ("timestamp", "input_length", "output_length"):

@@ -149,8 +149,8 @@ def _additional_config(value: Any) -> Any:
 
         try:
             return json.loads(value)
-        except ValueError:
-            raise ConfigError("--additional-config", value, "not valid JSON") from None
+        except ValueError as err:
+            raise ConfigError("--additional-config", value, "not valid JSON") from err
     return value or {}
 
 

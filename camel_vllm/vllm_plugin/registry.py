@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from camel_vllm.errors import CamelError
+
 #: Short name -> dotted class path (``None``: vLLM's own scheduler, sync or async).
 SCHEDULERS: Mapping[str, str | None] = {
     "default": None,
@@ -16,7 +18,7 @@ SCHEDULERS: Mapping[str, str | None] = {
 }
 
 
-class UnknownSchedulerError(ValueError):
+class UnknownSchedulerError(CamelError, ValueError):
     """``--scheduler`` named something that is neither a registered name nor a class path."""
 
 

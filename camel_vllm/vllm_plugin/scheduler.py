@@ -142,7 +142,7 @@ class _CamelMixin:
             # One clear line (stderr, so it shows even with vLLM's logging off); vLLM then
             # reports that the engine core failed to start.
             print(str(err), file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+            raise SystemExit(2) from None  # the line above is the report: no chained traceback after it
 
     def _camel_chain_signals(self) -> None:
         """Restore the device as soon as SIGTERM/SIGINT arrives, then run vLLM's handler.

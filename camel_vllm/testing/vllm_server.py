@@ -1,4 +1,4 @@
-"""Start a real vLLM server (CPU build) for integration tests, one at a time per machine.
+"""Start a real vLLM server (CPU build) for the integration tests and the live benchmarks, one at a time per machine.
 
 :func:`start_server` takes the machine-wide lock ``/tmp/camel-vllm.lock`` (the same lock
 ``flock /tmp/camel-vllm.lock CMD`` takes), launches the server, waits for ``/health``,
@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 LOCK_PATH = "/tmp/camel-vllm.lock"
-REPO = Path(__file__).resolve().parent.parent
+#: The checkout this package runs from (editable install): servers start there, traces are found next to it.
+REPO = Path(__file__).resolve().parents[2]
 #: Engine start-up on 2 cores with --enforce-eager takes 25-35 s; allow for a busy machine.
 STARTUP_TIMEOUT_S = 300.0
 SHUTDOWN_TIMEOUT_S = 60.0
