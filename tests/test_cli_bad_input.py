@@ -51,10 +51,16 @@ def _one_line(capsys) -> str:
 CASES = [
     (["bench", "bandit", "--arms", "4", "--horizon", "10", "--seeds", "1", "--noise-std", "nan"],
      "camel-vllm bench bandit: --noise-std=nan must be a finite number >= 0"),
-    (["bench", "bandit", "--arms", "4", "--horizon", "10", "--seeds", "1", "--policies", "camel,nope"],
-     "camel-vllm bench bandit: --policies=camel,nope: unknown nope (known: camel, ts, zeus-ts, ucb, epsilon, grid)"),
+    (["bench", "bandit", "--arms", "4", "--horizon", "10", "--seeds", "1", "--policies", "camel-ts,nope"],
+     "camel-vllm bench bandit: --policies=camel-ts,nope: unknown nope (known: camel-ts, ts, zeus-ts, ucb, epsilon, "
+     "grid, default, oracle, zeus-ts-w10)"),
+    (["bench", "bandit", "--arms", "4", "--horizon", "10", "--seeds", "1", "--policies", "camel"],
+     "camel-vllm bench bandit: --policies=camel: unknown camel (known: camel-ts, ts, zeus-ts, ucb, epsilon, grid, "
+     "default, oracle, zeus-ts-w10); camel learns the board per iteration, which these environments do not model: "
+     "run it with bench sim, or camel-ts here"),
     (["bench", "bandit", "--arms", "4", "--horizon", "10", "--seeds", "1", "--policies", ","],
-     "camel-vllm bench bandit: --policies=,: name at least one (known: camel, ts, zeus-ts, ucb, epsilon, grid)"),
+     "camel-vllm bench bandit: --policies=,: name at least one (known: camel-ts, ts, zeus-ts, ucb, epsilon, "
+     "grid, default, oracle, zeus-ts-w10)"),
     (["bench", "bandit", "--arms", "4", "--horizon", "10", "--seeds", "1", "--json", "{dir}"],
      'camel-vllm bench bandit: camel config: --json="{dir}": is a folder; name the file to write'),
     (["bench", "bandit", "--arms", "4", "--horizon", "10", "--seeds", "1", "--plot", "{dir}"],

@@ -127,8 +127,15 @@ def test_policy_errors_stop_vllm_serve_while_parsing(parser, capsys):
         'camel config: policy="oracle": oracle needs the true mean costs (simulation only)')
     assert _parse_fails(parser, capsys, {**base, "policy": "epsilon", "policy_params": {"epsilon": 2}}) == (
         "camel config: policy_params.epsilon=2.0: must be in [0, 1]")
-    assert _parse_fails(parser, capsys, {**base, "policy_params": {"prior_kappa": -1}}) == (
+    assert _parse_fails(parser, capsys, {**base, "policy": "camel-ts", "policy_params": {"prior_kappa": -1}}) == (
         "camel config: policy_params.prior_kappa=-1: must be > 0")
+    assert _parse_fails(parser, capsys, {**base, "policy_params": {"prior_kappa": 1}}) == (
+        "camel config: policy_params.prior_kappa=1: not a parameter of policy camel "
+        "(known: board_prior, warmup_iterations, warmup_requests)")
+    assert _parse_fails(parser, capsys, {**base, "policy_params": {"warmup_iterations": -1}}) == (
+        "camel config: policy_params.warmup_iterations=-1: must be an integer >= 0")
+    assert _parse_fails(parser, capsys, {**base, "policy_params": {"board_prior": "x"}}) == (
+        'camel config: policy_params.board_prior="x": must be "none" or "profile"')
     assert _parse_fails(parser, capsys, {**base, "policy": "ucb", "policy_params": {"nope": 1}}) == (
         "camel config: policy_params.nope=1: not a parameter of policy ucb (known: c)")
     assert _parse_fails(parser, capsys, {**base, "policy": "static", "policy_params": {"arm": [612, 12]}},

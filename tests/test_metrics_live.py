@@ -34,7 +34,9 @@ def live(tiny_model_dir, tmp_path_factory):
     """Run the server once; return what both endpoints said after the requests."""
     prom_dir = tmp_path_factory.mktemp("prom")  # fresh and empty: vLLM asks for a wiped folder
     camel_port = free_port()
-    camel = {"camel": {"device": "emulated", "metrics_port": camel_port, "epoch_iterations": 4}}
+    # A short warm-up, so that camel's model decides (and its belief series exist) within 6 requests.
+    camel = {"camel": {"device": "emulated", "metrics_port": camel_port, "epoch_iterations": 4,
+                       "policy_params": {"warmup_iterations": 8, "warmup_requests": 2}}}
     args = ["--scheduler", "camel", "--additional-config", json.dumps(camel), "--max-num-seqs", str(MAX_NUM_SEQS)]
     camel_url = f"http://127.0.0.1:{camel_port}/metrics"
     with start_server(tiny_model_dir, args, env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}) as server:
@@ -81,6 +83,10 @@ def test_camel_endpoint_consistency(live):
     assert total(got, "camel_arm_requests_total") == pytest.approx(NUM_REQUESTS)
     assert total(got, "camel_arm_energy_joules_total") == pytest.approx(
         one(got, "camel_request_energy_joules_sum").value)
+    # the model-based policy learned from the engine's iterations and judged arms with its model
+    assert one(got, "camel_model_iterations", kind="time").value >= 8
+    assert one(got, "camel_model_iterations", kind="energy").value >= 8
+    assert got["camel_arm_cost_mean"] and all(s.value == s.value for s in got["camel_arm_cost_mean"])
     energies = [one(samples(live[k]), "camel_energy_joules_total").value for k in ("before", "after", "later")]
     assert energies[0] <= energies[1] <= energies[2] and energies[2] > 0, energies
 

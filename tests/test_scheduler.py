@@ -204,7 +204,7 @@ def test_async_camel_policy_pairs_overlapping_steps(tiny_model_dir: Path, tmp_pa
     log_path = tmp_path / "iterations.jsonl"
     monkeypatch.setenv(ITERATION_LOG_ENV, str(log_path))
     scheduler = _scheduler(CamelScheduler, tiny_model_dir,
-                           {"camel": {"device": "emulated", "policy": "camel", "epoch_iterations": 2, "seed": 1}},
+                           {"camel": {"device": "emulated", "policy": "camel-ts", "epoch_iterations": 2, "seed": 1}},
                            async_scheduling=True)
     outcomes: list[RequestOutcome] = []
     scheduler.controller.listeners.append(_Outcomes(outcomes))

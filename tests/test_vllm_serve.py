@@ -20,8 +20,11 @@ from camel_vllm.testing.vllm_server import read_iteration_log, send_all, start_s
 
 NUM_REQUESTS = 50
 MAX_NUM_SEQS = 16
-#: Short epochs so that several arms (and batch caps) are tried within 50 requests.
-CAMEL = {"camel": {"device": "emulated", "device_profile": "orin-agx-32gb", "epoch_iterations": 4, "seed": 1}}
+#: Short epochs so that several arms (and batch caps) are tried within 50 requests: camel-ts explores
+#: caps from its first epoch, while camel (the model-based default) holds the default arm through its
+#: warm-up; camel itself is served live in test_metrics_live.py.
+CAMEL = {"camel": {"device": "emulated", "device_profile": "orin-agx-32gb", "policy": "camel-ts",
+                   "epoch_iterations": 4, "seed": 1}}
 
 
 def _serve_trace(model_dir, tmp_path, launcher: str, scheduler_args: list[str]) -> tuple[list[dict], list[dict], str]:

@@ -60,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [p for p in policies if p not in BANDIT_POLICIES and p not in VARIANTS]
     if unknown or not policies:
         known = ", ".join([*BANDIT_POLICIES, *VARIANTS])
-        why = f"not a request-level bandit: {', '.join(unknown)}" if unknown else "name at least one"
-        print(f"camel-vllm bench bandit: --policies={args.policies}: {why} (known: {known}; camel learns the "
-              "board per iteration, which these environments do not model: run it with bench sim)", file=sys.stderr)
+        why = f"unknown {', '.join(unknown)}" if unknown else "name at least one"
+        hint = ("; camel learns the board per iteration, which these environments do not model: run it with "
+                "bench sim, or camel-ts here" if "camel" in unknown else "")
+        print(f"camel-vllm bench bandit: --policies={args.policies}: {why} (known: {known}){hint}", file=sys.stderr)
         return 2
     print(f"bandit benchmark (emulated AGX Orin 32GB): {args.arms} arms, horizon {args.horizon}, {args.seeds} seeds")
     result = run_benchmark(

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from camel_vllm.arms import same_frequency
 from camel_vllm.policies.model_based.blr import BayesLinReg
 from camel_vllm.types import IterationWork
 
@@ -343,7 +344,7 @@ class BoardModel:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if abs(float(state["max_freq_hz"]) - self.max_freq_hz) > 0.5e6:
+        if not same_frequency(float(state["max_freq_hz"]), self.max_freq_hz):
             raise ValueError(f"board state is for a top clock of {state['max_freq_hz']} Hz, not {self.max_freq_hz}")
         self.time.load_state_dict(state["time"])
         self.energy.load_state_dict(state["energy"])

@@ -137,6 +137,7 @@ class ModelBasedPolicy:
         self._energy_ref_j = 0.0
         self._latency_ref_s = 0.0
         self._finished = 0
+        self._measured = 0
 
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
@@ -162,8 +163,11 @@ class ModelBasedPolicy:
         self.workload.observe_finished(request.prompt_tokens, request.output_tokens)
         self._finished += 1
         a = 1.0 / min(self._finished, 500)
-        self._energy_ref_j += a * (outcome.energy_j - self._energy_ref_j)
         self._latency_ref_s += a * (request.latency_s - self._latency_ref_s)
+        if outcome.energy_measured:  # a sensor that read nothing teaches nothing
+            self._measured += 1
+            b = 1.0 / min(self._measured, 500)
+            self._energy_ref_j += b * (outcome.energy_j - self._energy_ref_j)
         in_force = self._in_force
         first_s = outcome.first_scheduled_s
         if in_force is None or first_s is None:
