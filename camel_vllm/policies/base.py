@@ -32,8 +32,8 @@ class ArmEstimate:
 class ModelReadout:
     """What a model-based policy believes of its own models, for metrics and logs.
 
-    ``corrections``: kind (energy, service, wait, capacity) -> the factor outcomes apply to
-    its projections (1.0: none). ``clock_corrections``: (clock Hz, time factor, energy factor)
+    ``corrections``: kind (energy, service, wait, capacity, load) -> the factor outcomes (and,
+    for load, the requests in the engine) apply to its projections (1.0: none). ``clock_corrections``: (clock Hz, time factor, energy factor)
     per clock, from the board's own iterations (1.0: the model fits that clock). ``errors``:
     kind (energy, service) -> recent mean |log(measured / projected)| of finished requests.
     ``iterations``: kind (time, energy) -> iterations the board model has learned from.

@@ -1,4 +1,5 @@
-"""Contextual Gaussian Thompson sampling over arms (``camel``) and its non-contextual form (``ts``).
+"""Contextual Gaussian Thompson sampling on request costs (``camel-ts``, camel's policy before
+the model-based one) and its non-contextual form (``ts``).
 
 Each (context, arm) cell keeps weighted sufficient statistics of its costs; the belief about
 the cell's expected cost is a normal-inverse-gamma posterior (:mod:`camel_vllm.policies.nig`),

@@ -18,6 +18,8 @@ the policy learns from iterations (``observe_iteration``) and finished requests
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 from dataclasses import dataclass
@@ -53,6 +55,14 @@ CAPACITY_STRETCH_SERVICES = 3.0
 #: this share of the best arm's: one epoch of exploration never risks more (a draw that makes
 #: a clock's energy look a tenth of the top clock's would otherwise buy any queue).
 EXPLORE_MARGIN = 0.1
+#: Occupancy check (Little's law): at each decision the requests in the engine (running and
+#: waiting) are set against what the last projection expected, rate x latency of the arm it
+#: chose. Their log ratio moves a load factor (>= 1, at most OCCUPANCY_MAX) by OCCUPANCY_GAIN
+#: per decision, which multiplies the arrival rate of later projections: a load that grew
+#: faster than the rate and size estimates follow (outputs are known only once finished) shows
+#: in the engine's queue first.
+OCCUPANCY_GAIN = 0.3
+OCCUPANCY_MAX = 4.0
 #: Memory of the per-arm spread between a posterior draw and the mean (for metrics).
 SPREAD_MEMORY = 20.0
 
@@ -118,6 +128,9 @@ class ModelBasedPolicy:
         self._stretch = (0.0, 0.0, 0.0)
         #: (time, running, waiting, arm, its projected capacity without the capacity factor)
         self._last_decision: tuple[float, int, int, int, float] | None = None
+        self._occupancy = 1.0
+        self._expected_in_engine: float | None = None
+        self._rate_used = 0.0
         self.board = BoardModel([a.freq_hz for a in arms.arms])
         self.workload = WorkloadEstimator(token_budget, min_finished=params.warmup_requests)
         self.correction = OutcomeCorrection()
@@ -221,6 +234,7 @@ class ModelBasedPolicy:
         if not self._model_ready():
             choice = self._default(idx)
         else:
+            self._check_occupancy()
             factors = self._factors()
             groups = self._project(self.board.mean_coefficients(), self.board.explore(self.rng), factors)
             mean, draw, doubt = groups.take(0), groups.take(1), groups.take(2)
@@ -236,10 +250,15 @@ class ModelBasedPolicy:
             if self.switch_cost > 0.0 and current is not None:
                 scored = scored * np.exp(self.switch_cost * (self._arm_freq != self._arm_freq[current]))
             allowed = self._slo_allowed(mean, idx) if self.slo is not None else idx
-            trusted = allowed[robust[allowed] <= (1.0 + EXPLORE_MARGIN) * float(robust[allowed].min())]
+            snap_waiting = self._snapshot.num_waiting if self._snapshot is not None else 0
+            # Exploration only while nobody waits: with a queue, a slower epoch delays every
+            # request in it, beyond what one epoch's projection charges the arm.
+            margin = EXPLORE_MARGIN if snap_waiting == 0 else 0.0
+            trusted = allowed[robust[allowed] <= (1.0 + margin) * float(robust[allowed].min())]
             choice = int(trusted[np.argmin(scored[trusted])])
             if choice != int(allowed[np.argmin(robust[allowed])]):
                 self.exploratory_decisions += 1  # the draw, not the mean model, chose this arm
+            self._expected_in_engine = self._rate_used * float(mean.latency_s[choice])
         self._in_force_index = choice
         self.pulls[choice] += 1
         snap = self._snapshot
@@ -248,6 +267,15 @@ class ModelBasedPolicy:
                                    float(self._in_force[0].capacity_per_s[choice]) / self._in_force[2])
         self._arrivals_since = 0
         return choice
+
+    def _check_occupancy(self) -> None:
+        """Move the load factor by the log ratio of the requests in the engine now to those the
+        last projection expected (one added to both: a few requests are noise)."""
+        snap, expected = self._snapshot, self._expected_in_engine
+        if snap is None or expected is None:
+            return
+        ratio = (snap.num_running + snap.num_waiting + 1.0) / (expected + 1.0)
+        self._occupancy = min(max(self._occupancy * ratio**OCCUPANCY_GAIN, 1.0), OCCUPANCY_MAX)
 
     def _check_capacity(self) -> None:
         """Measure the capacity of the arms played over a stretch in which the batch stayed
@@ -295,7 +323,7 @@ class ModelBasedPolicy:
         e_err, s_err = self.correction.mean_abs_error()
         return ModelReadout(
             corrections={"energy": energy, "service": service, "wait": self.correction.wait_factor(WAIT_FLOOR_S),
-                         "capacity": self.correction.capacity_factor()},
+                         "capacity": self.correction.capacity_factor(), "load": self._occupancy},
             clock_corrections=tuple((float(f), float(clocks[0, i]), float(clocks[1, i]))
                                     for i, f in enumerate(self.board.clocks_hz)),
             errors={"energy": e_err, "service": s_err},
@@ -339,6 +367,9 @@ class ModelBasedPolicy:
         load = self.workload.view(self._last_now_s)
         if self._work is None:
             self._work = step_work(self._geometry, load)
+        if self._occupancy > 1.0:
+            load = dataclasses.replace(load, rate_per_s=load.rate_per_s * self._occupancy)
+        self._rate_used = load.rate_per_s
         service = np.array([1.0, 1.0, 1.0 / (1.0 - CAPACITY_DOUBT)]) * factors[1]
         return project(
             self._geometry, coef, coef[:, self._top_clock, 0], load, queue, self.epoch_iterations,
