@@ -13,9 +13,9 @@ Sections (``--sections fit,plan,slo,slo-metrics,warm``; default all), every figu
 - ``slo``: ``default`` vs ``camel`` vs ``slo`` (throttLL'eM-style, pure) vs ``slo+camel`` at
   one TPOT SLO on the Azure conversation trace: energy, SLO attainment, EDP.
 - ``slo-metrics``: the pure ``slo`` policy under e2e and TTFT objectives.
-- ``warm``: camel on one trace segment, cold and with priors (``set_prior_means``) from an
-  energy model fitted on segment 1, either from a short profiling run of every arm or from
-  camel's own exploring log (mixed-arm requests credited by share): mean EDP and regret
+- ``warm``: camel-ts (the request-level bandit; its priors are per-arm costs) on one trace
+  segment, cold and with priors (``set_prior_means``) from an energy model fitted on segment 1,
+  either from a short profiling run of every arm or from its own exploring log (mixed-arm requests credited by share): mean EDP and regret
   against the best static arm on segment 2, over seeds.
 
 Usage: ``python benchmarks/seed_systems.py --out benchmarks/results/seed_systems [--quick]``
@@ -345,7 +345,7 @@ def section_warm(args: argparse.Namespace, out: dict[str, Any]) -> None:
     first, second = both.requests[:n], both.requests[n:]
     t0 = second[0].arrival_s
     second = [TraceRequest(r.request_id, r.arrival_s - t0, r.prompt_tokens, r.output_tokens) for r in second]
-    cfg = setup_config(device, seed=args.seed).replace(policy="camel", contextual=False)
+    cfg = setup_config(device, seed=args.seed).replace(policy="camel-ts", contextual=False)
     arms = arms_of(cfg, EngineConfig())
     typical = [(r.prompt_tokens, r.output_tokens) for r in first]
 

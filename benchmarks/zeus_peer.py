@@ -6,7 +6,7 @@ Orin 32GB, 49 arms; the same cost noise per seed, from
 :func:`camel_vllm.bandit_bench.environment_draws`), at Zeus's default ``window_size=0`` (all
 history) and at ``window_size=10``, and prints its mean cumulative regret next to camel-vllm's
 own ``zeus-ts`` (the rule rebuilt, :mod:`camel_vllm.policies.zeus_ts`), ``zeus-ts-w10`` and
-``camel`` on the same seeds.
+``camel-ts`` (camel's request-level bandit) on the same seeds.
 
 How Zeus is driven: one Zeus job whose batch sizes stand for the arms (arm i is batch size
 i + 1), already in its MAB stage with every arm cold (0 observations: the bandit benchmark
@@ -61,7 +61,7 @@ INSTALL_HINT = f'pip install "zeus[bso-server]=={ZEUS_VERSION}" greenlet'
 #: Zeus windows compared: its default (0: all history) and the window-10 variant.
 WINDOWS = (0, 10)
 #: camel-vllm's rows on the same seeds: (label, policy or variant).
-CAMEL_ROWS = (("camel", "camel"), ("zeus-ts", "zeus-ts"), ("zeus-ts-w10", "zeus-ts-w10"))
+CAMEL_ROWS = (("camel-ts", "camel-ts"), ("zeus-ts", "zeus-ts"), ("zeus-ts-w10", "zeus-ts-w10"))
 JOB_ID = "camel-peer-0"
 
 
