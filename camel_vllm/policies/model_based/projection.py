@@ -153,6 +153,34 @@ def step_work(arms: ArmGeometry, load: LoadView) -> np.ndarray:
     return np.concatenate([[[1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx]], full, extra]).T
 
 
+@dataclass(frozen=True)
+class Steady:
+    """The part of a projection that does not depend on the queue now (arrays (G, A) unless
+    noted): computed ahead of a decision, so that the decision itself only prices the queue
+    (:func:`settle`). ``wait_steady_s`` is the steady-state wait (Sakasegawa plus clumps)
+    before ``wait_scale``; ``edp_base_js + edp_per_wait_j x wait`` is the mean EDP at a mean
+    wait ``wait``."""
+
+    rate_per_s: float
+    caps: np.ndarray  # (A,)
+    capacity_per_s: np.ndarray
+    fastest_per_s: np.ndarray  # (G, 1)
+    best_drain_per_s: np.ndarray  # (G, 1)
+    step_min_s: np.ndarray  # (G, 1) the shortest decode step of any arm
+    wait_steady_s: np.ndarray
+    wait_scale: float
+    edp_base_js: np.ndarray
+    edp_per_wait_j: np.ndarray
+    running: np.ndarray
+    energy_prompt_j: np.ndarray
+    energy_output_j: np.ndarray
+    service_fixed_s: np.ndarray
+    service_prompt_s: np.ndarray
+    service_output_s: np.ndarray
+    mean_prompt: float
+    mean_output: float
+
+
 def project(
     arms: ArmGeometry,
     coef: np.ndarray,
@@ -166,11 +194,29 @@ def project(
     wait_scale: float = 1.0,
     work: np.ndarray | None = None,
 ) -> Projection:
-    """Project every arm for G coefficient sets at once: ``coef`` (G, C, 2, 5) holds each
-    clock's time (``[..., 0, :]``) and energy (``[..., 1, :]``) coefficients of the five work
-    terms (``arms.clock_index`` says which clock an arm runs), ``top_time_coef`` (G, 5) the
-    time model at the highest clock; every output is (G, A). One call serves the posterior
-    mean and a Thompson draw together (numpy's cost here is per call, not per arm).
+    """Project every arm for G coefficient sets at once: :func:`steady`, then :func:`settle`
+    with the queue now (arguments as there)."""
+    return settle(steady(arms, coef, top_time_coef, load, energy_scale=energy_scale, service_scale=service_scale,
+                         wait_scale=wait_scale, work=work), queue, epoch_iterations)
+
+
+def steady(
+    arms: ArmGeometry,
+    coef: np.ndarray,
+    top_time_coef: np.ndarray,
+    load: LoadView,
+    *,
+    energy_scale: float = 1.0,
+    service_scale: float | np.ndarray = 1.0,
+    wait_scale: float = 1.0,
+    work: np.ndarray | None = None,
+) -> Steady:
+    """The queue-free part of the projection of every arm for G coefficient sets at once:
+    ``coef`` (G, C, 2, 5) holds each clock's time (``[..., 0, :]``) and energy (``[..., 1,
+    :]``) coefficients of the five work terms (``arms.clock_index`` says which clock an arm
+    runs), ``top_time_coef`` (G, 5) the time model at the highest clock; every output is (G,
+    A). One call serves the posterior mean, a Thompson draw and a pessimistic scenario
+    together (numpy's cost here is per call, not per arm).
 
     No arm's step is taken faster than the highest clock doing the same work (the roofline's
     physics: a lower clock is no faster; a fresh model's draw can say otherwise where it has
@@ -183,7 +229,7 @@ def project(
     A step's time (and energy) is linear in the number decoding ``n`` between one and a full
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
     occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
-    decision projects 49 arms twice in ~70 vector operations.
+    decision projects 49 arms three times in ~50 vector operations here and ~15 in settle().
     """
     caps = arms.caps
     lam = load.rate_per_s
@@ -248,36 +294,53 @@ def project(
     cs2 = ((k_dec * (1.0 / max(mean_l - 1.0, 1.0))) ** 2 * var_l + (g_t * service_scale) ** 2 * var_p) / service_full**2
     wq = service_full * arms.inv_caps * rho**arms.wait_exponent / (1.0 - rho) * (load.ca2 + cs2) * 0.5
 
-    # The current backlog under the arm held over H, the rest drained by the fastest arm.
-    q0 = np.maximum(queue.num_running - caps, 0.0) + float(queue.num_waiting)
     fastest = capacity.max(axis=-1, keepdims=True)
-    best_drain = np.maximum(fastest - lam, MIN_DRAIN_SHARE * fastest)
-    horizon = epoch_iterations * t_bar.min(axis=-1, keepdims=True) + float(q0.max()) / best_drain
+    # Clumped arrivals: a request arriving in a clump waits for those ahead of it in the clump,
+    # m - 1 = (dispersion - 1) / 2 of them on average (size-biased geometric clumps of mean m),
+    # served at the arm's capacity: what the renewal formula above misses about bursts.
+    burst = max(0.0, load.dispersion - 1.0) * 0.5 / capacity
+    # Mean EDP over (1, P, L) moments: E[(a1 P + a2 L)(b0 + b1 P + b2 L)] with b0 = wait + fixed.
+    per_wait = a_prompt * m[0, 1] + a_output * m[0, 2]
+    base = (a_prompt * (b_fixed * m[0, 1] + b_prompt * m[1, 1] + b_output * m[1, 2])
+            + a_output * (b_fixed * m[0, 2] + b_prompt * m[1, 2] + b_output * m[2, 2]))
+    return Steady(
+        rate_per_s=lam, caps=caps, capacity_per_s=capacity, fastest_per_s=fastest,
+        best_drain_per_s=np.maximum(fastest - lam, MIN_DRAIN_SHARE * fastest),
+        step_min_s=t_bar.min(axis=-1, keepdims=True), wait_steady_s=wq + burst, wait_scale=wait_scale,
+        edp_base_js=base, edp_per_wait_j=per_wait, running=running,
+        energy_prompt_j=a_prompt, energy_output_j=a_output,
+        service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
+        mean_prompt=mean_p, mean_output=mean_l,
+    )
+
+
+def settle(st: Steady, queue: QueueState, epoch_iterations: int) -> Projection:
+    """Price the queue now (``queue``) into a :class:`Steady` projection: the backlog held
+    under each arm for one epoch (``epoch_iterations`` of the fastest decode step) plus the
+    time the fastest arm needs to clear it, the rest drained by the fastest arm (module
+    docstring); waits and EDP per arm."""
+    lam, capacity = st.rate_per_s, st.capacity_per_s
+    best_drain = st.best_drain_per_s
+    q0 = np.maximum(queue.num_running - st.caps, 0.0) + float(queue.num_waiting)
+    # The current backlog under the arm held over H, the rest drained by the fastest arm.
+    horizon = epoch_iterations * st.step_min_s + float(q0.max()) / best_drain
     drain = capacity - lam
     q_end = np.maximum(q0 - drain * horizon, 0.0)
     empties = (q_end <= 0.0) & (drain > 0)
     queue_s = np.where(empties, q0 * q0 * 0.5 / np.maximum(drain, 1e-12), horizon * 0.5 * (q0 + q_end))
     queue_s = queue_s + q_end * q_end * (0.5 / best_drain)
     population = np.maximum(queue.num_running + queue.num_waiting + lam * horizon, 1.0)
-    # Clumped arrivals: a request arriving in a clump waits for those ahead of it in the clump,
-    # m - 1 = (dispersion - 1) / 2 of them on average (size-biased geometric clumps of mean m),
-    # served at the arm's capacity: what the renewal formula above misses about bursts.
-    burst = max(0.0, load.dispersion - 1.0) * 0.5 / capacity
-    wait = (queue_s * (1.0 / population) + wq + burst) * wait_scale
-
-    # Mean EDP over (1, P, L) moments: E[(a1 P + a2 L)(b0 + b1 P + b2 L)] with b0 = wait + fixed.
-    b0 = wait + b_fixed
-    edp = (a_prompt * (b0 * m[0, 1] + b_prompt * m[1, 1] + b_output * m[1, 2])
-           + a_output * (b0 * m[0, 2] + b_prompt * m[1, 2] + b_output * m[2, 2]))
+    wait = (queue_s * (1.0 / population) + st.wait_steady_s) * st.wait_scale
+    edp = st.edp_base_js + st.edp_per_wait_j * wait
     # Overload: no arm keeps up. Every arm's queue, and so its cost, grows without bound; the
     # cost's order is that of the growth rate, lambda - mu, whatever energy a request takes.
     # The EDP is scaled so the arm that grows its queue least is cheapest.
-    overload = fastest <= lam
+    overload = st.fastest_per_s <= lam
     if overload.any():
         edp = np.where(overload, edp.max(axis=-1, keepdims=True) * (1.0 + (lam - capacity) / lam), edp)
     return Projection(
-        edp_js=edp, wait_s=wait, capacity_per_s=capacity, running=running,
-        energy_prompt_j=a_prompt, energy_output_j=a_output,
-        service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
-        mean_prompt=mean_p, mean_output=mean_l,
+        edp_js=edp, wait_s=wait, capacity_per_s=capacity, running=st.running,
+        energy_prompt_j=st.energy_prompt_j, energy_output_j=st.energy_output_j,
+        service_fixed_s=st.service_fixed_s, service_prompt_s=st.service_prompt_s,
+        service_output_s=st.service_output_s, mean_prompt=st.mean_prompt, mean_output=st.mean_output,
     )
