@@ -149,10 +149,13 @@ class BoardModel:
         self.energy_iterations = 0
         self.frequencies_seen: set[float] = set()
         self._buffer: list[tuple[float, list[float], float, float | None]] = []
+        #: Iterations fold_time took whose energy fold_energy has not: (count, freqs, terms, J, clock rows)
+        self._energy_pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._time_scale = 0.0
         self._energy_scale = 0.0
         self._prior_from_profile = False
-        self._prior_stale = False
+        #: Whether each prior (time, energy) needs rebuilding around data folded since.
+        self._stale = [False, False]
         self._prepared: _Prepared | None = None
         self._clock_list = np.array(sorted({float(f) for f in freqs_hz if f is not None} or {self.max_freq_hz}))
         ref = np.tile(np.array(work_terms(0.0, REFERENCE_DECODES, REFERENCE_DECODES * REFERENCE_CONTEXT)),
@@ -179,6 +182,12 @@ class BoardModel:
 
     def fold(self) -> None:
         """Fold the buffered iterations into the regressions (one product per model)."""
+        self.fold_time()
+        self.fold_energy()
+
+    def fold_time(self) -> None:
+        """The first half of :meth:`fold` (each half is one chore between decisions): the
+        buffered iterations into the time regression; their energy waits for :meth:`fold_energy`."""
         if not self._buffer:
             return
         rows = self._buffer
@@ -187,41 +196,48 @@ class BoardModel:
         terms = np.array([r[1] for r in rows])
         dur = np.array([r[2] for r in rows])
         x_t = _design(terms, time_basis(freqs, self.max_freq_hz))
-        has_e = np.array([r[3] is not None for r in rows])
-        en = np.array([r[3] for r in rows if r[3] is not None], dtype=float)
-        x_e = _design(terms[has_e], energy_basis(freqs[has_e], self.max_freq_hz)) if has_e.any() else None
-        self._track_residuals(freqs, x_t, dur, x_e, en, has_e)
-        decay = self.forget_per_iteration ** len(rows)
-        self.time.forget(decay)
-        self.energy.forget(decay)
+        clock = np.searchsorted(self._clock_list, freqs)
+        self._track_residuals(0, self.time, x_t, dur, clock)
+        self.time.forget(self.forget_per_iteration ** len(rows))
         self.time.add(x_t / dur[:, None], np.ones_like(dur))
         self._time_scale = max(self._time_scale, float(dur.max()))
-        if x_e is not None:
-            self.energy.add(x_e / en[:, None], np.ones_like(en))
-            self._energy_scale = max(self._energy_scale, float(en.max()))
-            self.energy_iterations += int(has_e.sum())
+        has_e = np.array([r[3] is not None for r in rows])
+        en = np.array([r[3] for r in rows if r[3] is not None], dtype=float)
+        self._energy_pending.append((len(rows), freqs[has_e], terms[has_e], en, clock[has_e]))
         self.iterations += len(rows)
         self.frequencies_seen.update(float(f) for f in np.unique(freqs))
-        self._prior_stale = True
+        self._stale[0] = True
         self._prepared = None
 
-    def _track_residuals(self, freqs: np.ndarray, x_t: np.ndarray, dur: np.ndarray, x_e: np.ndarray | None,
-                         en: np.ndarray, has_e: np.ndarray) -> None:
-        """Per-clock log(measured / predicted) of new iterations against the model as it was
-        (a predictive check; skipped until the model has been solved once)."""
-        clock = np.searchsorted(self._clock_list, freqs)
+    def fold_energy(self) -> None:
+        """The second half of :meth:`fold`: the energy of the iterations :meth:`fold_time` took."""
+        pending = self._energy_pending
+        self._energy_pending = []
+        for count, freqs, terms, en, clock in pending:
+            x_e = _design(terms, energy_basis(freqs, self.max_freq_hz)) if en.size else None
+            if x_e is not None:
+                self._track_residuals(1, self.energy, x_e, en, clock)
+            self.energy.forget(self.forget_per_iteration ** count)
+            if x_e is not None:
+                self.energy.add(x_e / en[:, None], np.ones_like(en))
+                self._energy_scale = max(self._energy_scale, float(en.max()))
+                self.energy_iterations += int(en.size)
+            self._stale[1] = True
+            self._prepared = None
+
+    def _track_residuals(self, k: int, reg: BayesLinReg, x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> None:
+        """Per-clock log(measured / predicted) of new iterations against model ``k`` (0 time,
+        1 energy) as it was (a predictive check; skipped until the model has been solved once)."""
+        cached = reg.cached_mean
+        if cached is None:
+            return
         n = len(self._clock_list)
-        for k, (reg, x, y, idx) in enumerate(((self.time, x_t, dur, clock),
-                                              (self.energy, x_e, en, clock[has_e] if x_e is not None else None))):
-            cached = reg.cached_mean
-            if cached is None or x is None or idx is None:
-                continue
-            pred = x @ cached
-            ok = pred > 0.0
-            r = np.log(y[ok] / pred[ok])
-            counts = np.bincount(idx[ok], minlength=n)
-            self._resid_sum[k] = self._resid_sum[k] * RESIDUAL_DECAY ** counts + np.bincount(idx[ok], r, minlength=n)
-            self._resid_weight[k] = self._resid_weight[k] * RESIDUAL_DECAY ** counts + counts
+        pred = x @ cached
+        ok = pred > 0.0
+        r = np.log(y[ok] / pred[ok])
+        counts = np.bincount(idx[ok], minlength=n)
+        self._resid_sum[k] = self._resid_sum[k] * RESIDUAL_DECAY ** counts + np.bincount(idx[ok], r, minlength=n)
+        self._resid_weight[k] = self._resid_weight[k] * RESIDUAL_DECAY ** counts + counts
 
     def clock_corrections(self) -> np.ndarray:
         """(2, clocks) multiplicative corrections of time and energy per clock (ascending):
@@ -231,16 +247,34 @@ class BoardModel:
         return np.exp(np.clip(log_f, -np.log(CLOCK_FACTOR_MAX), np.log(CLOCK_FACTOR_MAX)))
 
     def refresh_prior(self) -> None:
-        """Rebuild the cold prior around the current fit (module docstring); a profile-built
-        prior (:meth:`set_prior`) is kept as it is. Called lazily, before coefficients are read."""
-        self._prior_stale = False
+        """Rebuild the cold priors around the current fit where data came in since (module
+        docstring); a profile-built prior (:meth:`set_prior`) is kept as it is. Called lazily,
+        before coefficients are read."""
+        self._refresh_prior(0)
+        self._refresh_prior(1)
+
+    def _refresh_prior(self, k: int) -> None:
+        if not self._stale[k]:
+            return
+        self._stale[k] = False
         if self._prior_from_profile:
             return
-        self.time.set_prior(*_relative_prior(self.time, TIME_BASIS, self._time_scale,
-                                             (TIME_SLOPE_MEAN, 0.0), (TIME_SLOPE_SD, TIME_CURVE_SD)))
-        if self._energy_scale > 0.0:
+        if k == 0:
+            self.time.set_prior(*_relative_prior(self.time, TIME_BASIS, self._time_scale,
+                                                 (TIME_SLOPE_MEAN, 0.0), (TIME_SLOPE_SD, TIME_CURVE_SD)))
+        elif self._energy_scale > 0.0:
             self.energy.set_prior(*_relative_prior(self.energy, ENERGY_BASIS, self._energy_scale,
                                                    ENERGY_MEANS, ENERGY_SDS))
+
+    def solve_time(self) -> None:
+        """A chore before :meth:`prepare`: the time prior rebuilt and its posterior solved."""
+        self._refresh_prior(0)
+        self.time.posterior()
+
+    def solve_energy(self) -> None:
+        """A chore before :meth:`prepare`: the energy prior rebuilt and its posterior solved."""
+        self._refresh_prior(1)
+        self.energy.posterior()
 
     def set_prior(self, time_mean: np.ndarray, time_var: np.ndarray, energy_mean: np.ndarray,
                   energy_var: np.ndarray) -> None:
@@ -266,8 +300,7 @@ class BoardModel:
         """Per-clock coefficients at the posterior mean, or at one posterior draw (``rng``),
         times the per-clock corrections unless ``corrected`` is False."""
         freqs_hz = np.asarray(freqs_hz, dtype=float)
-        if self._prior_stale:
-            self.refresh_prior()
+        self.refresh_prior()
         theta_t = self.time.mean if rng is None else self.time.sample(rng)
         theta_e = self.energy.mean if rng is None else self.energy.sample(rng)
         t = time_basis(freqs_hz, self.max_freq_hz) @ theta_t.reshape(NUM_WORK_TERMS, TIME_BASIS).T
@@ -283,8 +316,7 @@ class BoardModel:
         """Solve what the next decisions read, so that a decision itself only draws: the
         prior, both posteriors, the mean coefficients at the board's clocks, each clock's
         time pessimism and energy floor (see :meth:`explore`)."""
-        if self._prior_stale:
-            self.refresh_prior()
+        self.refresh_prior()
         mean = self.coefficients(self._clock_list)
         x_t, x_e = self._reference
         mean_t = np.maximum(x_t @ self.time.mean, 1e-12)
@@ -358,7 +390,7 @@ class BoardModel:
         if resid_sum.shape != self._resid_sum.shape or resid_weight.shape != self._resid_weight.shape:
             raise ValueError("board state: residuals are for another set of clocks")
         self._resid_sum, self._resid_weight = resid_sum, resid_weight
-        self._prior_stale = True
+        self._stale = [True, True]
         self._prepared = None
 
 
