@@ -148,7 +148,7 @@ def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, An
                       token_budget: int | None) -> Policy:
     """``camel``: the model-based policy, optionally started from the emulator profile's board."""
     policy = ModelBasedPolicy(
-        arms, rng, epoch_iterations=config.epoch_iterations, cost=config.cost, alpha=config.alpha,
+        arms, rng, epoch_iterations=config.epoch_iterations, epoch_s=config.epoch_s, cost=config.cost, alpha=config.alpha,
         switch_cost=config.switch_cost, slo=config.slo, token_budget=token_budget,
         params=ModelParams(warmup_iterations=_integer(params, "warmup_iterations", minimum=0),
                            warmup_requests=_integer(params, "warmup_requests", minimum=1)),

@@ -32,7 +32,17 @@ from camel_vllm.config import SLOConfig
 from camel_vllm.policies.base import ArmEstimate, ModelReadout
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
-from camel_vllm.policies.model_based.projection import ArmGeometry, Projection, QueueState, project, step_work
+from camel_vllm.policies.model_based.projection import (
+    ArmGeometry,
+    Projection,
+    QueueState,
+    Steady,
+    SteadyStart,
+    settle,
+    steady_finish,
+    steady_start,
+    step_work,
+)
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
 from camel_vllm.types import Context, EngineSnapshot, IterationWork, RequestOutcome
 
@@ -63,6 +73,12 @@ EXPLORE_MARGIN = 0.1
 #: in the engine's queue first.
 OCCUPANCY_GAIN = 0.3
 OCCUPANCY_MAX = 4.0
+#: The queue-free projection (:func:`~camel_vllm.policies.model_based.projection.steady`)
+#: is computed ahead of a decision, in two halves on the iterations expected to come this
+#: many iterations (or steps of the recent length) before it and the next, so the decision
+#: itself only prices the queue. A decision that comes before (an early decision, one after
+#: an idle engine) does what is left itself.
+STEADY_LEAD_ITERATIONS = 3
 #: Memory of the per-arm spread between a posterior draw and the mean (for metrics).
 SPREAD_MEMORY = 20.0
 
@@ -97,6 +113,7 @@ class ModelBasedPolicy:
         rng: np.random.Generator,
         *,
         epoch_iterations: int,
+        epoch_s: float | None = None,
         cost: str = "edp",
         alpha: float = 0.5,
         switch_cost: float = 0.0,
@@ -107,6 +124,8 @@ class ModelBasedPolicy:
         self.arms = arms
         self.rng = rng
         self.epoch_iterations = max(1, int(epoch_iterations))
+        #: The epoch's time bound (s; 0: none) as the controller applies it.
+        self.epoch_s = self.default_epoch_s if epoch_s is None else max(0.0, float(epoch_s))
         self.cost_name = cost
         self.alpha = float(alpha)
         self.switch_cost = float(switch_cost)
@@ -119,10 +138,20 @@ class ModelBasedPolicy:
         self._top_clock = int(np.argmax(self._clocks))
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
         self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm)
+        self._default_index = int(np.argmax(self._arm_freq * 1e3 + self._caps))  # top clock, largest cap
         self._work: np.ndarray | None = None  # projection.step_work at the last refresh
         #: (mean, draw, mean in doubt) x clock x (time, energy) x work terms
         self._coef_buffer = np.empty((3, len(self._clocks), 2, NUM_WORK_TERMS))
-        self._chores: list[Callable[[], None]] = [self._prepare, self._fold]
+        self._chores: list[Callable[[], None]] = []  # this epoch's chores (set once the board exists)
+        #: Since the last decision: iterations and their seconds; the recent step length (s).
+        self._iterations_since = 0
+        self._busy_since_s = 0.0
+        self._step_s = 0.0
+        self._decided_s = 0.0
+        self._steady: Steady | None = None
+        self._steady_half: SteadyStart | None = None
+        #: The (energy, service, wait) factors the projection in the making uses.
+        self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self._arrivals_since = 0
         #: A saturated stretch so far: (seconds, requests admitted, projected capacity x seconds)
         self._stretch = (0.0, 0.0, 0.0)
@@ -130,10 +159,10 @@ class ModelBasedPolicy:
         self._last_decision: tuple[float, int, int, int, float] | None = None
         self._occupancy = 1.0
         self._expected_in_engine: float | None = None
-        self._rate_used = 0.0
         self.board = BoardModel([a.freq_hz for a in arms.arms])
         self.workload = WorkloadEstimator(token_budget, min_finished=params.warmup_requests)
         self.correction = OutcomeCorrection()
+        self._chores = self._chore_list()
         self._snapshot: EngineSnapshot | None = None
         self._last_now_s = 0.0
         self.decisions = 0
@@ -168,6 +197,10 @@ class ModelBasedPolicy:
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
                           energy_j: float | None = None) -> None:
         self.board.observe(self.arms[arm_index].freq_hz, work, duration_s, energy_j)
+        self._iterations_since += 1
+        if duration_s > 0.0:
+            self._busy_since_s += duration_s
+            self._step_s += 0.1 * (duration_s - self._step_s)
         if work.num_prefill_tokens:
             self.workload.observe_chunk(work.num_prefill_tokens)
 
@@ -201,22 +234,68 @@ class ModelBasedPolicy:
                                          float(proj.wait_s[self._in_force_index]) / wait_scale)
 
     def maintain(self) -> None:
-        """Between decisions (the controller calls this on the last iterations of an epoch),
-        one chore per call so no iteration pays for all of them: the board model takes its
-        buffered iterations, then re-solves; a decision then only draws and projects."""
-        if self._chores:
+        """Between decisions (the controller calls this on the iterations of an epoch), one
+        chore per call so no iteration pays for all of them: the board model takes its
+        buffered iterations and re-solves, the load is measured, and, just before the
+        decision is due, the arms are projected without the queue; the decision itself then
+        only prices the queue."""
+        if self._chores and (self._chores[-1] != self._start_steady or self._steady_due()):
             self._chores.pop()()
 
-    def _fold(self) -> None:
-        self.board.fold()
+    def _chore_list(self) -> list[Callable[[], None]]:
+        """This epoch's chores, popped from the end (fold first, the projection last)."""
+        board = self.board
+        return [self._finish_steady, self._start_steady, self._measure_load, self._prepare, board.solve_energy,
+                board.solve_time, board.fold_energy, board.fold_time]
 
     def _prepare(self) -> None:
         if self._model_ready():
             self.board.prepare()
+
+    def _measure_load(self) -> None:
+        if self._model_ready():
             self.workload.measure_dispersion(self._last_now_s, self._service_window_s)
             # The steps a projection evaluates change with the request mix only: fixed until
             # the next epoch's refresh.
             self._work = step_work(self._geometry, self.workload.view(self._last_now_s))
+
+    def _elapsed_s(self) -> float:
+        """Seconds since the last decision: the iterations' own, or the arrivals' clock if later."""
+        return max(self._busy_since_s, self._last_now_s - self._decided_s)
+
+    def _steady_due(self) -> bool:
+        lead_s = STEADY_LEAD_ITERATIONS * self._step_s
+        return (self._iterations_since >= self.epoch_iterations - STEADY_LEAD_ITERATIONS
+                or (self.epoch_s > 0.0 and self._elapsed_s() >= self.epoch_s - lead_s))
+
+    def _start_steady(self) -> None:
+        """The first half of the queue-free projection of every arm: the posterior mean
+        (group 0), a Thompson draw (group 1) and the mean with CAPACITY_DOUBT less capacity
+        (group 2)."""
+        if not self._model_ready():
+            self._steady_half = None
+            return
+        factors = self._factors()
+        mean, draw = self.board.mean_coefficients(), self.board.explore(self.rng)
+        coef = self._coef_buffer
+        coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
+        coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
+        coef[2] = coef[0]
+        load = self.workload.view(self._last_now_s)
+        if self._work is None:
+            self._work = step_work(self._geometry, load)
+        if self._occupancy > 1.0:
+            load = dataclasses.replace(load, rate_per_s=load.rate_per_s * self._occupancy)
+        service = np.array([1.0, 1.0, 1.0 / (1.0 - CAPACITY_DOUBT)]) * factors[1]
+        self._steady_half = steady_start(self._geometry, coef, coef[:, self._top_clock, 0], load,
+                                         energy_scale=factors[0], service_scale=service, wait_scale=factors[2],
+                                         work=self._work)
+        self._steady_factors = factors
+
+    def _finish_steady(self) -> None:
+        if self._steady_half is not None:
+            self._steady = steady_finish(self._steady_half)
+            self._steady_half = None
 
     # ----------------------------------------------------------------- policy
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
@@ -227,38 +306,51 @@ class ModelBasedPolicy:
         if idx.size == 0:
             raise ValueError("select() needs at least one available arm")
         self.decisions += 1
-        while self._chores:  # what maintain() did not get to (or no maintain at all)
-            self.maintain()
-        self._chores = [self._prepare, self._fold]  # popped from the end: fold first
         self._check_capacity()
         if not self._model_ready():
+            while self._chores:  # what maintain() did not get to (or no maintain at all)
+                self._chores.pop()()
             choice = self._default(idx)
         else:
             self._check_occupancy()
-            factors = self._factors()
-            groups = self._project(self.board.mean_coefficients(), self.board.explore(self.rng), factors)
-            mean, draw, doubt = groups.take(0), groups.take(1), groups.take(2)
-            self._in_force = (mean, *factors)
+            while self._chores:  # an early decision, or one maintain() did not prepare: all now
+                self._chores.pop()()
+            if self._steady is None:
+                self._start_steady()
+                self._finish_steady()
+            st = self._steady
+            assert st is not None
+            snap = self._snapshot
+            queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
+            groups = settle(st, queue, self.epoch_iterations)
+            mean = groups.take(0)
+            self._in_force = (mean, *self._steady_factors)
             self._note_service_window(mean)
-            cost_mean, scored = self._cost(mean), self._cost(draw)
+            costs = self._cost(groups)
+            cost_mean, scored = costs[0], costs[1]
             # An arm is judged by the worse of its mean projection and the same with
             # CAPACITY_DOUBT less capacity: near saturation a small error in capacity decides
             # between a queue that drains and one that grows, and only slower arms are exposed.
-            robust = np.maximum(cost_mean, self._cost(doubt))
+            robust = np.maximum(cost_mean, costs[2])
             self._cost_mean = cost_mean
             self._spread2 += ((scored - cost_mean) ** 2 - self._spread2) / SPREAD_MEMORY
             if self.switch_cost > 0.0 and current is not None:
                 scored = scored * np.exp(self.switch_cost * (self._arm_freq != self._arm_freq[current]))
             allowed = self._slo_allowed(mean, idx) if self.slo is not None else idx
-            snap_waiting = self._snapshot.num_waiting if self._snapshot is not None else 0
             # Exploration only while nobody waits: with a queue, a slower epoch delays every
             # request in it, beyond what one epoch's projection charges the arm.
-            margin = EXPLORE_MARGIN if snap_waiting == 0 else 0.0
+            margin = EXPLORE_MARGIN if queue.num_waiting == 0 else 0.0
             trusted = allowed[robust[allowed] <= (1.0 + margin) * float(robust[allowed].min())]
             choice = int(trusted[np.argmin(scored[trusted])])
             if choice != int(allowed[np.argmin(robust[allowed])]):
                 self.exploratory_decisions += 1  # the draw, not the mean model, chose this arm
-            self._expected_in_engine = self._rate_used * float(mean.latency_s[choice])
+            self._expected_in_engine = st.rate_per_s * float(
+                mean.wait_s[choice] + mean.service_fixed_s[choice] + mean.service_prompt_s[choice] * mean.mean_prompt
+                + mean.service_output_s[choice] * mean.mean_output)
+        self._chores = self._chore_list()
+        self._iterations_since = 0
+        self._busy_since_s = 0.0
+        self._decided_s = self._last_now_s
         self._in_force_index = choice
         self.pulls[choice] += 1
         snap = self._snapshot
@@ -301,9 +393,10 @@ class ModelBasedPolicy:
             self._stretch = (0.0, 0.0, 0.0)
 
     def _note_service_window(self, mean: Projection) -> None:
-        top = int(np.argmax(self._arm_freq * 1e3 + self._caps))  # the default arm
-        service = float(mean.latency_s[top] - mean.wait_s[top])
-        if np.isfinite(service) and service > 0.0:
+        top = self._default_index  # the default arm's mean service time
+        service = float(mean.service_fixed_s[top] + mean.service_prompt_s[top] * mean.mean_prompt
+                        + mean.service_output_s[top] * mean.mean_output)
+        if math.isfinite(service) and service > 0.0:
             self._service_window_s = service
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
@@ -354,27 +447,6 @@ class ModelBasedPolicy:
         capacity below the projection stretches service times alike (capacity = B / service)."""
         energy, service = self.correction.factors()
         return energy, service / self.correction.capacity_factor(), self.correction.wait_factor(floor_s=WAIT_FLOOR_S)
-
-    def _project(self, mean: Any, draw: Any, factors: tuple[float, float, float]) -> Projection:
-        """Projected together: the posterior mean (group 0), the draw (group 1) and the mean
-        with CAPACITY_DOUBT less capacity (group 2)."""
-        snap = self._snapshot
-        queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
-        coef = self._coef_buffer
-        coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
-        coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
-        coef[2] = coef[0]
-        load = self.workload.view(self._last_now_s)
-        if self._work is None:
-            self._work = step_work(self._geometry, load)
-        if self._occupancy > 1.0:
-            load = dataclasses.replace(load, rate_per_s=load.rate_per_s * self._occupancy)
-        self._rate_used = load.rate_per_s
-        service = np.array([1.0, 1.0, 1.0 / (1.0 - CAPACITY_DOUBT)]) * factors[1]
-        return project(
-            self._geometry, coef, coef[:, self._top_clock, 0], load, queue, self.epoch_iterations,
-            energy_scale=factors[0], service_scale=service, wait_scale=factors[2], work=self._work,
-        )
 
     def _cost(self, proj: Projection) -> np.ndarray:
         """The configured cost per arm: mean EDP, or Camel's weighted energy and latency."""

@@ -230,15 +230,54 @@ def steady(
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
     occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
     decision projects 49 arms three times in ~50 vector operations here and ~15 in settle().
+    :func:`steady_start` and :func:`steady_finish` are its two halves, for callers that spread
+    the work over two engine iterations.
     """
+    return steady_finish(steady_start(arms, coef, top_time_coef, load, energy_scale=energy_scale,
+                                      service_scale=service_scale, wait_scale=wait_scale, work=work))
+
+
+@dataclass(frozen=True)
+class SteadyStart:
+    """The first half of :func:`steady`: each arm's step times and energies and its capacity."""
+
+    load: LoadView
+    caps: np.ndarray
+    inv_caps: np.ndarray
+    wait_exponent: np.ndarray
+    energy_scale: float
+    service_scale: float | np.ndarray
+    wait_scale: float
+    t1: np.ndarray
+    t_full: np.ndarray
+    g_t: np.ndarray
+    e1: np.ndarray
+    g_e: np.ndarray
+    beta_t: np.ndarray
+    beta_e: np.ndarray
+    c: np.ndarray
+    k_dec: np.ndarray
+    capacity: np.ndarray
+
+
+def steady_start(
+    arms: ArmGeometry,
+    coef: np.ndarray,
+    top_time_coef: np.ndarray,
+    load: LoadView,
+    *,
+    energy_scale: float = 1.0,
+    service_scale: float | np.ndarray = 1.0,
+    wait_scale: float = 1.0,
+    work: np.ndarray | None = None,
+) -> SteadyStart:
+    """The first half of :func:`steady` (same arguments)."""
     caps = arms.caps
-    lam = load.rate_per_s
     m = load.moments
     if isinstance(service_scale, np.ndarray):
         service_scale = service_scale[:, None]
     mean_p, mean_l = float(m[0, 1]), max(1.0, float(m[0, 2]))
-    var_p, var_l = max(0.0, float(m[1, 1]) - mean_p**2), max(0.0, float(m[2, 2]) - mean_l**2)
-    chunk, chunks = load.mean_chunk_tokens, load.mean_chunks
+    chunks = load.mean_chunks
     if work is None:
         work = step_work(arms, load)
     nb = arms.distinct_caps.size
@@ -263,6 +302,20 @@ def steady(
     k_dec = (mean_l - 1.0) * service_scale * t_full
     lin = a0 + k_dec + caps * c
     capacity = 2.0 * caps / (lin + np.sqrt(np.maximum(lin * lin - 4.0 * caps * a0 * c, 0.0)))
+    return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
+                       t1, t_full, g_t, e1, g_e, beta_t, beta_e, c, k_dec, capacity)
+
+
+def steady_finish(sp: SteadyStart) -> Steady:
+    """The second half of :func:`steady`: occupancy, energy, service, steady wait, EDP terms."""
+    load, caps, capacity, c, t1, g_t, e1, g_e = sp.load, sp.caps, sp.capacity, sp.c, sp.t1, sp.g_t, sp.e1, sp.g_e
+    beta_t, beta_e, k_dec, service_scale = sp.beta_t, sp.beta_e, sp.k_dec, sp.service_scale
+    energy_scale, wait_scale = sp.energy_scale, sp.wait_scale
+    lam = load.rate_per_s
+    m = load.moments
+    mean_p, mean_l = float(m[0, 1]), max(1.0, float(m[0, 2]))
+    var_p, var_l = max(0.0, float(m[1, 1]) - mean_p**2), max(0.0, float(m[2, 2]) - mean_l**2)
+    chunk, chunks = load.mean_chunk_tokens, load.mean_chunks
     flow = np.minimum(capacity * RHO_CAP, lam)  # what gets through
 
     # Mean number running besides a request: N = flow S(N), S(N) = A + B' N (closed form).
@@ -278,7 +331,7 @@ def steady(
     n = running + 1.0
     e_d = e1 + beta_e * running
     e_fixed = np.maximum(e1 - beta_e, 0.0)
-    inv_n = np.maximum(-np.expm1(-running) / np.maximum(running, 1e-9), arms.inv_caps)
+    inv_n = np.maximum(-np.expm1(-running) / np.maximum(running, 1e-9), sp.inv_caps)
     share = np.minimum(flow * chunks * t_bar, 1.0)  # of a request's steps that carry a prefill
     a_prompt = (g_e + e_d / chunk) * energy_scale
     a_output = ((1.0 - share) * (e_fixed * inv_n + beta_e) + share * e_d / (chunk + n)) * energy_scale
@@ -292,7 +345,7 @@ def steady(
     rho = np.minimum(lam / capacity, RHO_CAP)
     service_full = caps / capacity
     cs2 = ((k_dec * (1.0 / max(mean_l - 1.0, 1.0))) ** 2 * var_l + (g_t * service_scale) ** 2 * var_p) / service_full**2
-    wq = service_full * arms.inv_caps * rho**arms.wait_exponent / (1.0 - rho) * (load.ca2 + cs2) * 0.5
+    wq = service_full * sp.inv_caps * rho**sp.wait_exponent / (1.0 - rho) * (load.ca2 + cs2) * 0.5
 
     fastest = capacity.max(axis=-1, keepdims=True)
     # Clumped arrivals: a request arriving in a clump waits for those ahead of it in the clump,
