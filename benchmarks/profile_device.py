@@ -34,15 +34,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from camel_vllm.arms import same_frequency
-from camel_vllm.config import CamelConfig
+from camel_vllm.core.arms import same_frequency
+from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import Device
 from camel_vllm.devices.emulated import EmulatedDevice
 from camel_vllm.devices.profiles import (
     CalibrationRow, ModelProfile, device_profile_to_dict, load_device_profile, load_model_profile,
 )
-from camel_vllm.types import IterationWork
+from camel_vllm.core.events import IterationWork
 
 logger = logging.getLogger("vllm.camel")
 

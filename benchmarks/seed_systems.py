@@ -37,12 +37,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet
+from camel_vllm.core.arms import ArmSet
 from camel_vllm.cli.fit_energy_model import format_model
-from camel_vllm.config import CamelConfig, SLOConfig
-from camel_vllm.context import ContextModel
+from camel_vllm.core.config import CamelConfig, SLOConfig
+from camel_vllm.core.context import ContextModel
 from camel_vllm.controller import Controller
-from camel_vllm.cost import make_cost
+from camel_vllm.core.cost import make_cost
 from camel_vllm.energy_model import BAND_EDGES, EnergyModel, fit_energy_model, priors_from_energy_model
 from camel_vllm.factory import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.planning import DeviceModel, plan

@@ -71,13 +71,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from camel_vllm.arms import ArmSet, same_frequency
-from camel_vllm.config import DEFAULT_EPOCH_ITERATIONS
-from camel_vllm.context import ContextModel
-from camel_vllm.cost import CostFunction
+from camel_vllm.core.arms import ArmSet, same_frequency
+from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
+from camel_vllm.core.context import ContextModel
+from camel_vllm.core.cost import CostFunction
 from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
 from camel_vllm.policies.base import Policy
-from camel_vllm.types import (
+from camel_vllm.core.events import (
     Arm,
     Context,
     EngineSnapshot,

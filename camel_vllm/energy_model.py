@@ -57,13 +57,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.cost import EDP_FLOOR_JS
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.cost import EDP_FLOOR_JS
 
 #: Feature names of both models, in coefficient order (``m``: the concurrency term).
 FEATURES = ("tin", "tout", "tin*tout")
 CONCURRENCY_FEATURE = "m"
-#: The log field of the concurrency term (:class:`camel_vllm.types.RequestOutcome`).
+#: The log field of the concurrency term (:class:`camel_vllm.core.events.RequestOutcome`).
 SHARES_FIELD = "iteration_shares"
 #: Lower edges of the mean_batch bands held-out R^2 is reported in: powers of two, fixed
 #: (not fitted) so bands compare across arms and logs; the profiled batch caps are 8-28.

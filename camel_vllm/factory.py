@@ -2,7 +2,7 @@
 
 The vLLM scheduler and the simulator both call :func:`build_controller`, so a configuration
 behaves the same in both. Every check that needs the device or the engine's limits is made
-here and raises :class:`~camel_vllm.config.ConfigError` (one line naming key and value).
+here and raises :class:`~camel_vllm.core.config.ConfigError` (one line naming key and value).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
-from camel_vllm.config import CamelConfig, ConfigError
-from camel_vllm.context import ContextModel
+from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.core.context import ContextModel
 from camel_vllm.controller import Controller, ControllerListener
-from camel_vllm.cost import make_cost
+from camel_vllm.core.cost import make_cost
 from camel_vllm.devices.base import Device
 
 logger = logging.getLogger("vllm.camel")

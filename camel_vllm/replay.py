@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from camel_vllm.errors import CamelError
+from camel_vllm.core.errors import CamelError
 from camel_vllm.sim.results import RequestRecord
 from camel_vllm.traces.base import Trace
 

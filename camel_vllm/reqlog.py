@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 
 from camel_vllm.controller import Decision
 from camel_vllm.devices.base import DeviceInfo
-from camel_vllm.types import RequestOutcome
+from camel_vllm.core.events import RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from camel_vllm.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
-from camel_vllm.types import Arm, format_mhz
+from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
+from camel_vllm.core.events import Arm, format_mhz
 
 CAMEL_32GB_MHZ = (306, 408, 510, 612, 714, 816, 930.75)
 

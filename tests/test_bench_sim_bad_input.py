@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from camel_vllm.config import ConfigError
+from camel_vllm.core.config import ConfigError
 from camel_vllm.sim import bench as sim_bench
 from camel_vllm.sim.bench import PolicySpec, SimSetup, SimWorkerError, run_many
 from camel_vllm.traces import alpaca_like

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from camel_vllm.config import CamelConfig, ConfigError, SLOConfig
+from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
 from camel_vllm.devices.base import NullDevice
 from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.testing.fake_device import FakeDevice

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import camel_vllm
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.factory import EngineLimits, build_controller
 
 NAN, INF = float("nan"), float("inf")

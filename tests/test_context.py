@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from camel_vllm.context import ContextBuckets, ContextModel
-from camel_vllm.types import EngineSnapshot
+from camel_vllm.core.context import ContextBuckets, ContextModel
+from camel_vllm.core.events import EngineSnapshot
 
 
 def snap(t: float, running: int, waiting: int = 0, prompt: int = 0) -> EngineSnapshot:

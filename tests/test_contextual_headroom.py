@@ -6,7 +6,7 @@ import json
 
 from camel_vllm.sim.bench import PolicySpec, SimSetup, arm_set, mean_edp_js, run_one
 from camel_vllm.traces import Trace, TraceRequest
-from camel_vllm.types import Context, EngineSnapshot
+from camel_vllm.core.events import Context, EngineSnapshot
 from tests.bench_scripts import load_benchmark
 
 def _headroom():

@@ -1,4 +1,4 @@
-"""The request-size control variate of the ``edp`` cost (camel_vllm/cost.py)."""
+"""The request-size control variate of the ``edp`` cost (camel_vllm/core/cost.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from camel_vllm.cost import LogEDPCost, SizeAdjustedLogEDPCost, WeightedCost, make_cost
-from camel_vllm.types import FinishedRequest
+from camel_vllm.core.cost import LogEDPCost, SizeAdjustedLogEDPCost, WeightedCost, make_cost
+from camel_vllm.core.events import FinishedRequest
 
 
 def _request(i: int, prompt: int, output: int) -> FinishedRequest:

@@ -9,7 +9,7 @@ from unittest import mock
 import pynvml
 import pytest
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import DeviceError, NullDevice
 from camel_vllm.devices.testing import build_fake_orin_tree

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
 from camel_vllm.devices.jetson import JetsonDevice, SysfsAccess, find_rails, open_sysfs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from camel_vllm.config import ConfigError
+from camel_vllm.core.config import ConfigError
 from camel_vllm.devices.base import DevicePermissionError
 from camel_vllm.devices.jtop import JtopDevice
 

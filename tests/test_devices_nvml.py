@@ -18,7 +18,7 @@ from unittest import mock
 import pynvml
 import pytest
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
 from camel_vllm.devices.nvml import (
@@ -31,7 +31,7 @@ from camel_vllm.devices.nvml import (
     parse_visible_devices,
 )
 from camel_vllm.devices.testing import build_fake_orin_tree
-from camel_vllm.errors import CamelError
+from camel_vllm.core.errors import CamelError
 
 SETTERS = ("nvmlDeviceSetGpuLockedClocks", "nvmlDeviceResetGpuLockedClocks")
 

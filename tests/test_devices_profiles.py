@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from camel_vllm.config import CamelConfig
+from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices import make_device
 from camel_vllm.devices.profiles import (
     PerformanceModel, available_profiles, load_device_profile, load_model_profile,
 )
 from camel_vllm.devices.sampler import sample_period_s
-from camel_vllm.types import IterationWork
+from camel_vllm.core.events import IterationWork
 from tests.bench_scripts import load_benchmark
 
 REPO = Path(__file__).resolve().parent.parent

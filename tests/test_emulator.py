@@ -7,12 +7,12 @@ import threading
 import numpy as np
 import pytest
 
-from camel_vllm.config import CamelConfig
+from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import DevicePermissionError
 from camel_vllm.devices.emulated import EmulatedDevice
 from camel_vllm.devices.profiles import PerformanceModel, load_device_profile, load_model_profile
-from camel_vllm.types import IterationWork
+from camel_vllm.core.events import IterationWork
 
 MHZ = 1e6
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from camel_vllm.arms import ArmSet
+from camel_vllm.core.arms import ArmSet
 from camel_vllm.cli import main as cli_main
 from camel_vllm.energy_model import EnergyModel, fit_energy_model, priors_from_energy_model
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 import jsonschema
 import pytest
 
-from camel_vllm.config import CamelConfig
+from camel_vllm.core.config import CamelConfig
 from camel_vllm.metrics import MetricsExporter
 from tests.test_metrics_helpers import DASHBOARD, REPO, drive, fetch, make_rig, samples
 

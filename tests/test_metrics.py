@@ -16,11 +16,11 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.metrics import ALL_METRICS, MetricsExporter, exposed_sample_names
 from camel_vllm.metrics.schema import EDP_BUCKETS_JS, KNOWN_ERROR_KINDS, LATENCY_BUCKETS_S
 from camel_vllm.testing.fake_device import FakeDevice
-from camel_vllm.types import format_mhz
+from camel_vllm.core.events import format_mhz
 from tests.test_metrics_helpers import (
     DASHBOARD,
     REPO,
@@ -255,7 +255,7 @@ def test_close_stops_the_server(rig_exporter):
 CHILD = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
-    from camel_vllm.config import CamelConfig
+    from camel_vllm.core.config import CamelConfig
     from camel_vllm.metrics import MetricsExporter
     from tests.test_metrics_helpers import drive, fetch, make_rig
     rig = make_rig()

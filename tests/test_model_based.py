@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.config import CamelConfig
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.devices.profiles import PerformanceModel, load_device_profile, load_model_profile
 from camel_vllm.policies import make_policy
@@ -29,7 +29,7 @@ from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.state import PolicyStateStore
 from camel_vllm.traces import transforms
 from camel_vllm.traces.synthetic import synthetic
-from camel_vllm.types import IterationWork
+from camel_vllm.core.events import IterationWork
 
 FICTIONAL_BOARD = """\
 format: camel-vllm-profile/1
@@ -400,7 +400,7 @@ def test_a_profile_started_model_explores_less_than_a_cold_one(board_path) -> No
 def test_controller_decides_early_when_demand_doubles_and_camel_epochs_last_two_seconds() -> None:
     from camel_vllm.factory import EngineLimits, build_controller
     from camel_vllm.sim.engine import VirtualClock
-    from camel_vllm.types import EngineSnapshot
+    from camel_vllm.core.events import EngineSnapshot
 
     clock = VirtualClock()
     config = CamelConfig(device="emulated", policy="camel", emulation_time="absolute")
@@ -429,7 +429,7 @@ def test_controller_decides_early_when_demand_doubles_and_camel_epochs_last_two_
 
 
 def test_the_slo_policy_hands_camel_what_it_learns_from(board_path) -> None:
-    from camel_vllm.config import SLOConfig
+    from camel_vllm.core.config import SLOConfig
 
     setup = _setup(board_path)
     setup = dataclasses.replace(setup, config=setup.config.replace(slo=SLOConfig("e2e", 30.0, 0.9)))

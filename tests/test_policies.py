@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.config import CamelConfig, ConfigError, SLOConfig
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
 from camel_vllm.policies import OraclePolicy, make_policy
-from camel_vllm.types import Context, FinishedRequest, RequestOutcome
+from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 
 FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
 BATCHES = (4, 8, 12, 16, 20, 24, 28)
@@ -314,7 +314,7 @@ def test_slo_policy_wraps_camel_or_runs_frequency_only() -> None:
 
 
 def test_queue_guard_leaves_out_caps_below_the_demand() -> None:
-    from camel_vllm.types import EngineSnapshot
+    from camel_vllm.core.events import EngineSnapshot
 
     arms = small_arms(3, 3)  # caps 4, 8, 12; arm index = freq_index * 3 + batch_index
     means = np.array([1.0, 1.5, 1.6] * 3)  # cap 4 looks cheapest (its queueing is not credited)

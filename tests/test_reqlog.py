@@ -9,7 +9,7 @@ import pytest
 
 from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.reqlog import RequestLog, read_request_log, rotated_paths
-from camel_vllm.types import Context, FinishedRequest, RequestOutcome
+from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 
 INFO = DeviceInfo(kind="emulated", name="emulated orin", energy_source="emulated",
                   energy_method="roofline-model", profile="orin-agx-32gb",
@@ -112,7 +112,7 @@ def test_bad_line_names_file_and_line(tmp_path):
 
 def test_simulated_run_logs_every_request_with_arm_labels(tmp_path):
     """End to end: the simulator drives the real controller; the log matches its outcomes."""
-    from camel_vllm.config import CamelConfig
+    from camel_vllm.core.config import CamelConfig
     from camel_vllm.factory import EngineLimits, build_controller
     from camel_vllm.sim.bench import SimSetup, emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock

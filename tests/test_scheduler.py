@@ -23,7 +23,7 @@ from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request, RequestStatus
 from vllm.v1.structured_output import StructuredOutputManager
 
-from camel_vllm.types import RequestOutcome
+from camel_vllm.core.events import RequestOutcome
 from camel_vllm.vllm_plugin.scheduler import ITERATION_LOG_ENV, CamelAsyncScheduler, CamelScheduler
 
 MAX_NUM_SEQS = 8

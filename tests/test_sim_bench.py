@@ -7,7 +7,7 @@ import json
 import pytest
 
 from camel_vllm.cli import main as cli_main
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.sim.bench import SimSetup, bench, mean_edp_js, parse_policies
 from camel_vllm.sim.results import format_table
 from camel_vllm.traces import alpaca_like

@@ -10,7 +10,7 @@ from camel_vllm.controller import Controller
 from camel_vllm.devices.base import NullDevice
 from camel_vllm.sim.engine import EngineConfig, SimEngine, VirtualClock
 from camel_vllm.traces.base import TraceRequest
-from camel_vllm.types import Arm, EngineSnapshot, IterationWork
+from camel_vllm.core.events import Arm, EngineSnapshot, IterationWork
 
 from tests.sim_helpers import CyclePolicy, FixedPolicy, make_controller
 
@@ -105,9 +105,9 @@ def test_same_requests_same_results_seeded():
 
 
 def test_null_device_runs_with_a_fallback_step():
-    from camel_vllm.arms import ArmSet
-    from camel_vllm.context import ContextModel
-    from camel_vllm.cost import make_cost
+    from camel_vllm.core.arms import ArmSet
+    from camel_vllm.core.context import ContextModel
+    from camel_vllm.core.cost import make_cost
 
     clock = VirtualClock()
     ctl = Controller(arms=ArmSet.product([None], [4]), policy=FixedPolicy(0), device=NullDevice(),

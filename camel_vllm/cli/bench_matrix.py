@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from camel_vllm.config import CamelConfig, ConfigError, load_yaml_file
+from camel_vllm.core.config import CamelConfig, ConfigError, load_yaml_file
 from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
 from camel_vllm.traces import TraceFormatError
 

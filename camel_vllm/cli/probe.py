@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from camel_vllm.cli import checks
-from camel_vllm.config import DEVICE_KINDS, CamelConfig, ConfigError
+from camel_vllm.core.config import DEVICE_KINDS, CamelConfig, ConfigError
 from camel_vllm.devices.base import Device, DeviceError
 
 #: Power is "settled" when this many consecutive readings stay within SETTLE_REL of each other.

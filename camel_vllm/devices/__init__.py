@@ -12,7 +12,7 @@ import os
 import time
 from typing import Callable, Sequence
 
-from camel_vllm.config import ConfigError, CamelConfig
+from camel_vllm.core.config import ConfigError, CamelConfig
 from camel_vllm.devices.base import Device, DeviceError, DeviceInfo, DevicePermissionError, NullDevice
 
 logger = logging.getLogger("vllm.camel")

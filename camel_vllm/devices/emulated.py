@@ -26,7 +26,7 @@ import numpy as np
 
 from camel_vllm.devices.base import DeviceInfo, DevicePermissionError
 from camel_vllm.devices.profiles import DeviceProfile, ModelProfile, PerformanceModel
-from camel_vllm.types import IterationWork
+from camel_vllm.core.events import IterationWork
 
 logger = logging.getLogger("vllm.camel")
 

@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from camel_vllm.config import ConfigError
+from camel_vllm.core.config import ConfigError
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.sampler import PowerSampler, sample_period_s
-from camel_vllm.types import IterationWork
+from camel_vllm.core.events import IterationWork
 
 logger = logging.getLogger("vllm.camel")
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from camel_vllm.config import ConfigError
-from camel_vllm.types import IterationWork
+from camel_vllm.core.config import ConfigError
+from camel_vllm.core.events import IterationWork
 
 PROFILE_FORMAT = "camel-vllm-profile/1"
 PHASES = ("prefill", "decode", "idle")

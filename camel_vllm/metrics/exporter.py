@@ -18,14 +18,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.controller import Controller, Decision
 from camel_vllm.metrics import schema as s
 from camel_vllm.metrics.collector import CamelCollector
 from camel_vllm.metrics.multiproc import MultiprocessWriter, multiprocess_dir, multiprocess_ready
 from camel_vllm.metrics.readout import ControllerReader, context_label
 from camel_vllm.metrics.tally import ArmKey, Tally
-from camel_vllm.types import RequestOutcome
+from camel_vllm.core.events import RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

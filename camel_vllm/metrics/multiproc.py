@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram, values
 from camel_vllm.controller import Controller, Decision
 from camel_vllm.metrics import schema as s
 from camel_vllm.metrics.readout import ControllerReader, arm_labels, context_label, model_samples
-from camel_vllm.types import RequestOutcome
+from camel_vllm.core.events import RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

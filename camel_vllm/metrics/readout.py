@@ -17,7 +17,7 @@ from typing import Callable
 from camel_vllm.controller import Controller
 from camel_vllm.metrics.schema import POOLED_CONTEXT
 from camel_vllm.policies.base import ArmEstimate, ModelReadout
-from camel_vllm.types import Arm, format_mhz
+from camel_vllm.core.events import Arm, format_mhz
 
 logger = logging.getLogger("vllm.camel")
 

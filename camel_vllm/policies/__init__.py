@@ -2,7 +2,7 @@
 
 Every policy draws its randomness from ``numpy.random.default_rng(config.seed)``, so a
 seeded run is reproducible. ``config.policy_params`` keys per policy (anything else is a
-:class:`~camel_vllm.config.ConfigError` naming the key):
+:class:`~camel_vllm.core.config.ConfigError` naming the key):
 
 - ``camel`` (model-based, :mod:`camel_vllm.policies.model_based`): ``warmup_iterations``,
   ``warmup_requests``, ``board_prior`` (``none`` or ``profile``: start the board model from the
@@ -25,8 +25,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet, same_frequency
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.arms import ArmSet, same_frequency
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.baselines import (
     DefaultPolicy,

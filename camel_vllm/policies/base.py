@@ -1,6 +1,6 @@
 """The policy protocol: choose an arm in a context, learn from costs.
 
-Policies address arms by index into the controller's :class:`~camel_vllm.arms.ArmSet` and
+Policies address arms by index into the controller's :class:`~camel_vllm.core.arms.ArmSet` and
 minimise cost (lower is better), on the scale the controller's cost function produces.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from camel_vllm.types import Context
+from camel_vllm.core.events import Context
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.perf_model import IterationLoad, IterationTimeModel
 from camel_vllm.policies.base import ArmEstimate, Policy
-from camel_vllm.types import Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

@@ -52,10 +52,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.config import SLOConfig
+from camel_vllm.core.config import SLOConfig
 from camel_vllm.policies.base import ArmEstimate
 from camel_vllm.policies.nig import NIGParams, NIGPrior, SufficientStats, pool, posterior
-from camel_vllm.types import Context, EngineSnapshot, RequestOutcome
+from camel_vllm.core.events import Context, EngineSnapshot, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

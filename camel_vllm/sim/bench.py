@@ -20,9 +20,9 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.config import CamelConfig, ConfigError
-from camel_vllm.errors import CamelError
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.core.errors import CamelError
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.sim.paired import paired_edp_difference
 from camel_vllm.sim.results import BenchResult, PolicyResult
@@ -49,7 +49,7 @@ class PolicySpec:
 
 def parse_policies(text: str) -> list[PolicySpec]:
     """``"default,grid,camel,oracle,static:612:16"`` -> specs (``oracle`` is computed, not run)."""
-    from camel_vllm.config import POLICY_NAMES
+    from camel_vllm.core.config import POLICY_NAMES
 
     specs: list[PolicySpec] = []
     for item in (t.strip() for t in text.split(",")):

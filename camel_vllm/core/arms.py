@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from camel_vllm.types import Arm
+from camel_vllm.core.events import Arm
 
 #: Camel's batch grid on AGX Orin: 4, 8, ..., 28 (arXiv 2508.09173, via ../shared/reference/papers.md).
 CAMEL_BATCH_SIZES: tuple[int, ...] = (4, 8, 12, 16, 20, 24, 28)

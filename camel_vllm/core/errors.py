@@ -6,7 +6,7 @@ caught before (``ValueError``, ``RuntimeError``), so existing ``except`` clauses
 error, a JSON error) is kept as ``__cause__`` (``raise ... from err``) for logs and debugging.
 The classes live next to the code that raises them:
 
-- :class:`camel_vllm.config.ConfigError` (``ValueError``): a configuration value is wrong;
+- :class:`camel_vllm.core.config.ConfigError` (``ValueError``): a configuration value is wrong;
 - :class:`camel_vllm.devices.base.DeviceError` (``RuntimeError``), with
   :class:`~camel_vllm.devices.base.DevicePermissionError` and the NVML errors of
   :mod:`camel_vllm.devices.nvml` (:class:`~camel_vllm.devices.nvml.NvmlError` and subclasses);

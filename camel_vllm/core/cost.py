@@ -33,7 +33,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from camel_vllm.types import FinishedRequest
+from camel_vllm.core.events import FinishedRequest
 
 #: Floor on EDP before the log (J*s), so a request measured at 0 J (no sensor) stays finite.
 EDP_FLOOR_JS = 1e-9

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from camel_vllm.types import Context, EngineSnapshot
+from camel_vllm.core.events import Context, EngineSnapshot
 
 
 @dataclass(frozen=True)
