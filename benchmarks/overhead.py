@@ -256,7 +256,7 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
     import gc
 
     from camel_vllm.core.config import CamelConfig
-    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.testing.fake_device import FakeDevice
     from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 

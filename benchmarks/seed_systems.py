@@ -41,13 +41,13 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.cli.fit_energy_model import format_model
 from camel_vllm.core.config import CamelConfig, SLOConfig
 from camel_vllm.core.context import ContextModel
-from camel_vllm.controller import Controller
+from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
 from camel_vllm.energy_model import BAND_EDGES, EnergyModel, fit_energy_model, priors_from_energy_model
-from camel_vllm.factory import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
+from camel_vllm.wiring.build import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.planning import DeviceModel, plan
 from camel_vllm.policies.slo import SLOPolicy
-from camel_vllm.reqlog import RequestLog, read_request_log
+from camel_vllm.telemetry.reqlog import RequestLog, read_request_log
 from camel_vllm.sim.bench import SimSetup, emulated_device
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.traces import load_trace

@@ -5,7 +5,7 @@ Per arm (one device profile and model profile per model):
     e(tin, tout) = a0*tin + a1*tout + a2*tin*tout      (J)
     r(tin, tout) = b0*tin + b1*tout + b2*tin*tout      (s)
 
-no intercept, fitted by ordinary least squares from request logs (:mod:`camel_vllm.reqlog`).
+no intercept, fitted by ordinary least squares from request logs (:mod:`camel_vllm.telemetry.reqlog`).
 ``tin`` is the request's prompt tokens, ``tout`` its output tokens; ``r`` is fitted by
 default to the logged ``latency_s`` (arrival to finish: the latency the controller's EDP
 uses; under continuous batching it includes queueing, so it depends on load as well as on

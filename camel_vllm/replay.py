@@ -8,7 +8,7 @@ and distinct per request, so vLLM's prefix cache does not turn prefills into cac
 (as vLLM's own ``timed_trace`` does with random tokens). TTFT is the time to the first
 streamed chunk carrying text; latency the time to the end of the stream.
 
-Energy comes from camel's Prometheus series (:mod:`camel_vllm.metrics.schema`), read before
+Energy comes from camel's Prometheus series (:mod:`camel_vllm.telemetry.metrics.schema`), read before
 and after the run: ``camel_energy_joules_total{source}`` (device total, idle included) and
 ``camel_request_edp_joule_seconds_{sum,count}`` (per-request EDP as the controller attributes
 it). Without a metrics URL, energy and EDP are reported as null. Every request ends: it

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.context import ContextModel
-from camel_vllm.controller import Controller
+from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
 from camel_vllm.policies.base import ArmEstimate
 from camel_vllm.testing.fake_device import FakeDevice

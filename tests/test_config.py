@@ -2,7 +2,7 @@
 
 Every bad value must raise :class:`ConfigError` whose message is one line naming the key
 and the value; the engine-dependent checks (batch caps vs ``--max-num-seqs``, frequencies
-vs the device) live in :mod:`camel_vllm.factory` and are tested here too.
+vs the device) live in :mod:`camel_vllm.wiring.build` and are tested here too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
 from camel_vllm.devices.base import NullDevice
-from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.testing.fake_device import FakeDevice
 
 

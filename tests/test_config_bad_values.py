@@ -19,7 +19,7 @@ import pytest
 
 import camel_vllm
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.factory import EngineLimits, build_controller
+from camel_vllm.wiring.build import EngineLimits, build_controller
 
 NAN, INF = float("nan"), float("inf")
 

@@ -13,7 +13,7 @@ from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.devices import make_device
 from camel_vllm.devices.base import DeviceError, NullDevice
 from camel_vllm.devices.testing import build_fake_orin_tree
-from camel_vllm.factory import resolve_frequencies_hz
+from camel_vllm.wiring.build import resolve_frequencies_hz
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import pytest
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.cli import main as cli_main
 from camel_vllm.core.context import ContextModel
-from camel_vllm.controller import Controller
+from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import LogEDPCost
 from camel_vllm.devices.base import NullDevice
 from camel_vllm.energy_model import EnergyModel, fit_energy_model, priors_from_energy_model

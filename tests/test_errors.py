@@ -18,7 +18,7 @@ from camel_vllm.devices.testing import build_fake_orin_tree
 from camel_vllm.core.errors import CamelError
 from camel_vllm.replay import ServerUnreachable
 from camel_vllm.sim.bench import SimWorkerError
-from camel_vllm.state import StateFileError
+from camel_vllm.control.state import StateFileError
 from camel_vllm.traces import load_trace
 from camel_vllm.traces.base import TraceFormatError, parse_int
 from camel_vllm.vllm_plugin.registry import UnknownSchedulerError

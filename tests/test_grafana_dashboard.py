@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.metrics import MetricsExporter
+from camel_vllm.telemetry.metrics import MetricsExporter
 from tests.test_metrics_helpers import DASHBOARD, REPO, drive, fetch, make_rig, samples
 
 SCHEMA_DIR = REPO / "deploy" / "grafana" / "schema"

@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.metrics import ALL_METRICS, MetricsExporter, exposed_sample_names
-from camel_vllm.metrics.schema import EDP_BUCKETS_JS, KNOWN_ERROR_KINDS, LATENCY_BUCKETS_S
+from camel_vllm.telemetry.metrics import ALL_METRICS, MetricsExporter, exposed_sample_names
+from camel_vllm.telemetry.metrics.schema import EDP_BUCKETS_JS, KNOWN_ERROR_KINDS, LATENCY_BUCKETS_S
 from camel_vllm.testing.fake_device import FakeDevice
 from camel_vllm.core.events import format_mhz
 from tests.test_metrics_helpers import (
@@ -256,7 +256,7 @@ CHILD = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
     from camel_vllm.core.config import CamelConfig
-    from camel_vllm.metrics import MetricsExporter
+    from camel_vllm.telemetry.metrics import MetricsExporter
     from tests.test_metrics_helpers import drive, fetch, make_rig
     rig = make_rig()
     exporter = MetricsExporter.start(CamelConfig(metrics_port=0), rig.controller)
@@ -343,7 +343,7 @@ def test_prometheus_scrape_config_names_both_endpoints():
 
 
 def test_build_controller_starts_the_exporter_and_close_stops_it():
-    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     controller = build_controller(CamelConfig(device="emulated", metrics_port=0), EngineLimits(max_num_seqs=8))
     try:

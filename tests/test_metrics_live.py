@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from camel_vllm.metrics import ALL_METRICS
+from camel_vllm.telemetry.metrics import ALL_METRICS
 from tests.test_metrics_helpers import (
     DASHBOARD,
     dashboard_exprs,

@@ -26,7 +26,7 @@ from camel_vllm.policies.model_based.projection import ArmGeometry, QueueState, 
 from camel_vllm.policies.model_based.workload import LoadView, WorkloadEstimator
 from camel_vllm.sim.bench import PolicySpec, SimSetup, mean_edp_js, run_one
 from camel_vllm.sim.engine import EngineConfig
-from camel_vllm.state import PolicyStateStore
+from camel_vllm.control.state import PolicyStateStore
 from camel_vllm.traces import transforms
 from camel_vllm.traces.synthetic import synthetic
 from camel_vllm.core.events import IterationWork
@@ -375,7 +375,7 @@ def test_a_profile_started_model_explores_less_than_a_cold_one(board_path) -> No
     """Exploratory decisions: those where the posterior draw, not the posterior mean, chose
     (``camel_model_exploratory_decisions``). A prior from the profile starts the board model
     nearer the truth, so its draws stray less."""
-    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.sim.bench import emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
 
@@ -398,7 +398,7 @@ def test_a_profile_started_model_explores_less_than_a_cold_one(board_path) -> No
 
 
 def test_controller_decides_early_when_demand_doubles_and_camel_epochs_last_two_seconds() -> None:
-    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.sim.engine import VirtualClock
     from camel_vllm.core.events import EngineSnapshot
 
@@ -434,7 +434,7 @@ def test_the_slo_policy_hands_camel_what_it_learns_from(board_path) -> None:
     setup = _setup(board_path)
     setup = dataclasses.replace(setup, config=setup.config.replace(slo=SLOConfig("e2e", 30.0, 0.9)))
     trace = transforms.target_rps(synthetic("short-prompt-long-output", 120, seed=9), 0.5)
-    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.sim.bench import emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
 

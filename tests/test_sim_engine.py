@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from camel_vllm.controller import Controller
+from camel_vllm.control.controller import Controller
 from camel_vllm.devices.base import NullDevice
 from camel_vllm.sim.engine import EngineConfig, SimEngine, VirtualClock
 from camel_vllm.traces.base import TraceRequest

@@ -13,7 +13,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.policies import make_policy
-from camel_vllm.state import SCHEMA_VERSION, PolicyStateStore
+from camel_vllm.control.state import SCHEMA_VERSION, PolicyStateStore
 from camel_vllm.core.events import Context
 
 ARMS = ArmSet.product([306e6, 612e6, 930.75e6], [4, 16, 28])

@@ -22,7 +22,7 @@ from camel_vllm.energy_model import (
     fit_energy_model,
     group_by_profile,
 )
-from camel_vllm.reqlog import read_request_log
+from camel_vllm.telemetry.reqlog import read_request_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

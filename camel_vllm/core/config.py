@@ -5,7 +5,7 @@ of ``"camel"`` may also name a YAML file (``{"camel": {"config_file": "camel.yam
 inline keys override the file's). Every bad value raises :class:`ConfigError` whose message
 is one line naming the key and the value, so start-up stops before any request is served.
 Checks that need the device (is a frequency available?) or the engine (is a batch cap above
-``--max-num-seqs``?) are made by :func:`camel_vllm.factory.build_controller`.
+``--max-num-seqs``?) are made by :func:`camel_vllm.wiring.build.build_controller`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class CamelConfig:
     ``frequencies_mhz`` is ``"auto"`` (every frequency the device offers) or a list in MHz.
     ``batch_sizes`` is ``"auto"`` (caps ending at ``--max-num-seqs``: up to 28, Camel's
     4, 8, ..., 28 clipped to it plus it; above, Camel's seven caps scaled to it, see
-    :func:`camel_vllm.factory.resolve_batch_sizes`) or a list.
+    :func:`camel_vllm.wiring.build.resolve_batch_sizes`) or a list.
     ``epoch_iterations`` / ``epoch_s``: an arm is held until either bound is reached
     (``epoch_s`` 0 disables the time bound; ``None``, the default, takes the policy's own:
     2 s for ``camel``, off for the others). Default 64 iterations: about 2.5 s on the

@@ -10,7 +10,7 @@ The classes live next to the code that raises them:
 - :class:`camel_vllm.devices.base.DeviceError` (``RuntimeError``), with
   :class:`~camel_vllm.devices.base.DevicePermissionError` and the NVML errors of
   :mod:`camel_vllm.devices.nvml` (:class:`~camel_vllm.devices.nvml.NvmlError` and subclasses);
-- :class:`camel_vllm.state.StateFileError`: a learned-state file was refused;
+- :class:`camel_vllm.control.state.StateFileError`: a learned-state file was refused;
 - :class:`camel_vllm.traces.base.TraceFormatError` (``ValueError``): a malformed trace file;
 - :class:`camel_vllm.cli.trace_args.TraceOptionError` (``ValueError``): a bad trace option;
 - :class:`camel_vllm.replay.ServerUnreachable` (``RuntimeError``): no OpenAI-compatible server;

@@ -51,7 +51,7 @@ class EngineSnapshot:
     squares) over running requests of the output tokens generated so far: lower bounds on
     their output lengths, which keep an estimate of output lengths from being only the
     short requests that finished first. Adapters fill these three only when
-    :meth:`~camel_vllm.controller.Controller.decision_due` (0: not reported).
+    :meth:`~camel_vllm.control.controller.Controller.decision_due` (0: not reported).
     """
 
     now_s: float

@@ -1,7 +1,7 @@
 """Run several policies on one trace in the simulator and summarise them (``bench sim``).
 
 Every policy replays the same requests on a fresh emulated device (``emulation_time:
-absolute``, seeded the same), through :func:`camel_vllm.factory.build_controller`, i.e. the
+absolute``, seeded the same), through :func:`camel_vllm.wiring.build.build_controller`, i.e. the
 controller, policies and cost the vLLM scheduler uses. ``oracle`` is the best static arm
 in hindsight: every arm is run as ``static`` on the trace and the one with the lowest mean
 EDP is reported under that name (its arm is in ``details.oracle.arm``). Runs go to a pool
@@ -142,11 +142,11 @@ class SimSetup:
 def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
     """Build every spec's controller once, here, so a bad spec fails before any worker starts.
 
-    The same :func:`camel_vllm.factory.build_controller` call as :func:`run_one`, without the
+    The same :func:`camel_vllm.wiring.build.build_controller` call as :func:`run_one`, without the
     state file and request log (loading a state file may move it aside: the run does that).
     Raises :class:`ConfigError`; a static arm outside the arm set names the ``--policies`` item.
     """
-    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.policies import policy_param_names
 
     ran = [s for s in specs if s.policy != ORACLE]
@@ -235,7 +235,7 @@ def emulated_device(config: CamelConfig, clock: VirtualClock) -> EmulatedDevice:
 
 def arm_set(setup: SimSetup) -> ArmSet:
     """The arms every policy chooses from (resolved exactly as build_controller does)."""
-    from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+    from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 
     device = emulated_device(setup.config, VirtualClock())
     limits = EngineLimits(setup.engine.max_num_seqs)
@@ -245,7 +245,7 @@ def arm_set(setup: SimSetup) -> ArmSet:
 def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
             on_finish: Callable[[int], None] | None = None) -> SimRun:
     """One policy on the trace, on a fresh emulated device."""
-    from camel_vllm.factory import EngineLimits, build_controller
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     config = setup.config_for(spec)
     clock = VirtualClock()

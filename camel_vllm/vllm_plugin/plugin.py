@@ -239,7 +239,7 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     from camel_vllm.core.context import ContextModel
     from camel_vllm.devices import make_device
     from camel_vllm.devices.base import DeviceError
-    from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+    from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
     from camel_vllm.policies import make_policy
 
     batch_sizes: list[int] | None = None
@@ -276,7 +276,7 @@ def check_metrics_endpoint(config: CamelConfig, data_parallel_size: int = 1, ser
         return
     from prometheus_client import CollectorRegistry
 
-    from camel_vllm.metrics.exporter import serve_http
+    from camel_vllm.telemetry.metrics.exporter import serve_http
 
     ports = [0] if config.metrics_port == 0 else [config.metrics_port + r for r in range(max(1, data_parallel_size))]
     for port in ports:

@@ -1,7 +1,7 @@
 """``CamelScheduler``: vLLM's scheduler with camel-vllm's controller between iterations.
 
 A thin adapter: it turns vLLM's scheduler events into the controller's plain events
-(:mod:`camel_vllm.controller`) and applies the arm the controller returns.
+(:mod:`camel_vllm.control.controller`) and applies the arm the controller returns.
 
 - ``add_request`` -> ``controller.request_arrived``;
 - ``schedule``: snapshot (running, waiting, waiting prompt tokens) -> ``begin_iteration`` ->
@@ -54,8 +54,8 @@ from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
 from camel_vllm.core.config import CamelConfig, ConfigError, _writable_file
-from camel_vllm.controller import Controller
-from camel_vllm.factory import EngineLimits, build_controller
+from camel_vllm.control.controller import Controller
+from camel_vllm.wiring.build import EngineLimits, build_controller
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 
 logger = logging.getLogger("vllm.camel")

@@ -18,10 +18,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from camel_vllm.controller import Controller
-from camel_vllm.metrics import schema as s
-from camel_vllm.metrics.readout import ControllerReader, arm_labels, context_label, model_samples
-from camel_vllm.metrics.tally import HistogramTally, Tally, TallySnapshot
+from camel_vllm.control.controller import Controller
+from camel_vllm.telemetry.metrics import schema as s
+from camel_vllm.telemetry.metrics.readout import ControllerReader, arm_labels, context_label, model_samples
+from camel_vllm.telemetry.metrics.tally import HistogramTally, Tally, TallySnapshot
 
 
 def _family(spec: s.MetricSpec) -> Metric:

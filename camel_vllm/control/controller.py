@@ -44,7 +44,7 @@ tokens served under each (context, arm) epoch key; when the request finishes its
 credited to every key with weight = that key's share of the request's tokens. A request
 served wholly under one arm gives that arm one full observation.
 
-Learning off the finishing iteration (``observe_budget`` > 0, what :func:`camel_vllm.factory.
+Learning off the finishing iteration (``observe_budget`` > 0, what :func:`camel_vllm.wiring.build.
 build_controller` sets): a finished request's cost is computed at once, but its credits are
 queued and handed to ``policy.observe`` at most ``observe_budget`` per iteration, at the start
 of the following iterations (all of them at :meth:`Controller.close`). An iteration where
@@ -127,7 +127,7 @@ class ControllerListener(Protocol):
 
 
 class StateStore(Protocol):
-    """Where the policy's learned state lives between runs (see :mod:`camel_vllm.state`)."""
+    """Where the policy's learned state lives between runs (see :mod:`camel_vllm.control.state`)."""
 
     #: What loading the state at start-up did, in one line (None: not loaded).
     load_outcome: str | None

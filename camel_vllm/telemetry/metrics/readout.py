@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from camel_vllm.controller import Controller
-from camel_vllm.metrics.schema import POOLED_CONTEXT
+from camel_vllm.control.controller import Controller
+from camel_vllm.telemetry.metrics.schema import POOLED_CONTEXT
 from camel_vllm.policies.base import ArmEstimate, ModelReadout
 from camel_vllm.core.events import Arm, format_mhz
 
@@ -109,7 +109,7 @@ class ControllerReader:
 
 def model_samples(readout: ModelReadout | None) -> list[tuple[str, list[str], float]]:
     """(family name, label values, value) of every model series in ``readout`` (none for None)."""
-    from camel_vllm.metrics import schema as s
+    from camel_vllm.telemetry.metrics import schema as s
 
     if readout is None:
         return []

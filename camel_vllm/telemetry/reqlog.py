@@ -1,6 +1,6 @@
 """The request log: one JSON line per finished request, written off the engine loop.
 
-:class:`RequestLog` is a :class:`~camel_vllm.controller.ControllerListener`. ``on_outcome``
+:class:`RequestLog` is a :class:`~camel_vllm.control.controller.ControllerListener`. ``on_outcome``
 runs on the engine loop, so it only builds a small dict and offers it to a bounded queue
 (``put_nowait``); a writer thread serialises and writes. When the queue is full the record
 is dropped and counted (``dropped``), never waited for: a slow disk must not stall
@@ -33,7 +33,7 @@ import queue
 import threading
 from typing import Any, Iterator, Sequence
 
-from camel_vllm.controller import Decision
+from camel_vllm.control.controller import Decision
 from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.core.events import RequestOutcome
 
@@ -50,7 +50,7 @@ _STOP = object()
 
 
 class RequestLog:
-    """A :class:`~camel_vllm.controller.ControllerListener` writing finished requests as JSONL.
+    """A :class:`~camel_vllm.control.controller.ControllerListener` writing finished requests as JSONL.
 
     ``arm_labels[i]`` names arm ``i`` (``controller.arms[i].label``, e.g. ``"816/20"``);
     without it arms are written as ``"arm<i>"``.

@@ -1,6 +1,6 @@
 """The metrics exporter: a controller listener that serves camel_* series over HTTP.
 
-:meth:`MetricsExporter.start` (called by :func:`camel_vllm.factory.build_controller` when
+:meth:`MetricsExporter.start` (called by :func:`camel_vllm.wiring.build.build_controller` when
 ``metrics_port`` is set) serves the engine core's own endpoint on
 ``metrics_host:metrics_port`` from a private :class:`CollectorRegistry` (never the global
 one, so several controllers in one process do not collide), and, when
@@ -19,12 +19,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.controller import Controller, Decision
-from camel_vllm.metrics import schema as s
-from camel_vllm.metrics.collector import CamelCollector
-from camel_vllm.metrics.multiproc import MultiprocessWriter, multiprocess_dir, multiprocess_ready
-from camel_vllm.metrics.readout import ControllerReader, context_label
-from camel_vllm.metrics.tally import ArmKey, Tally
+from camel_vllm.control.controller import Controller, Decision
+from camel_vllm.telemetry.metrics import schema as s
+from camel_vllm.telemetry.metrics.collector import CamelCollector
+from camel_vllm.telemetry.metrics.multiproc import MultiprocessWriter, multiprocess_dir, multiprocess_ready
+from camel_vllm.telemetry.metrics.readout import ControllerReader, context_label
+from camel_vllm.telemetry.metrics.tally import ArmKey, Tally
 from camel_vllm.core.events import RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
@@ -68,7 +68,7 @@ def serve_http(host: str, port: int, registry: CollectorRegistry) -> tuple[Any, 
 
 
 class MetricsExporter:
-    """A :class:`~camel_vllm.controller.ControllerListener` exporting Prometheus metrics.
+    """A :class:`~camel_vllm.control.controller.ControllerListener` exporting Prometheus metrics.
 
     Built unstarted by the constructor (``registry`` can then be scraped in-process with
     ``prometheus_client.generate_latest``); :meth:`start` also serves it over HTTP. ``port``

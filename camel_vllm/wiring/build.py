@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
 from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.context import ContextModel
-from camel_vllm.controller import Controller, ControllerListener
+from camel_vllm.control.controller import Controller, ControllerListener
 from camel_vllm.core.cost import make_cost
 from camel_vllm.devices.base import Device
 
@@ -120,12 +120,12 @@ def build_controller(
         listeners: list[ControllerListener] = list(extra_listeners)
         state_store = None
         if config.state_path:
-            from camel_vllm.state import PolicyStateStore
+            from camel_vllm.control.state import PolicyStateStore
 
             state_store = PolicyStateStore(config.state_path, config=config, arms=arms, device_info=device.info())
             state_store.load_into(policy)
         if config.request_log:
-            from camel_vllm.reqlog import RequestLog
+            from camel_vllm.telemetry.reqlog import RequestLog
 
             listeners.append(
                 RequestLog(config.request_log, device_info=device.info(), arm_labels=[a.label for a in arms.arms])
@@ -145,7 +145,7 @@ def build_controller(
             observe_budget=OBSERVE_BUDGET_PER_ITERATION,
         )
         if with_metrics and config.metrics_port is not None:
-            from camel_vllm.metrics import MetricsExporter
+            from camel_vllm.telemetry.metrics import MetricsExporter
 
             controller.listeners.append(MetricsExporter.start(config, controller))
         _report_start(config, device, controller)
