@@ -43,10 +43,10 @@ from camel_vllm.core.config import CamelConfig, SLOConfig
 from camel_vllm.core.context import ContextModel
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
-from camel_vllm.energy_model import BAND_EDGES, EnergyModel, fit_energy_model, priors_from_energy_model
+from camel_vllm.offline.energy_model import BAND_EDGES, EnergyModel, fit_energy_model, priors_from_energy_model
 from camel_vllm.wiring.build import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
-from camel_vllm.planning import DeviceModel, plan
-from camel_vllm.policies.slo import SLOPolicy
+from camel_vllm.offline.planning import DeviceModel, plan
+from camel_vllm.policies.slo.policy import SLOPolicy
 from camel_vllm.telemetry.reqlog import RequestLog, read_request_log
 from camel_vllm.sim.bench import SimSetup, emulated_device
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock

@@ -32,7 +32,9 @@ import numpy as np
 from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet
 from camel_vllm.core.config import CamelConfig
 from camel_vllm.core.context import ContextModel
-from camel_vllm.policies import OraclePolicy, Policy, make_policy
+from camel_vllm.policies.base import Policy
+from camel_vllm.policies.baselines import OraclePolicy
+from camel_vllm.policies.registry import make_policy
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork
 
 #: Camel's grid on AGX Orin 32GB (MHz), ../shared/reference/hardware.md.

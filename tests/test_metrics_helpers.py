@@ -23,7 +23,7 @@ from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
 from camel_vllm.devices.emulated import EmulatedDevice
 from camel_vllm.devices.profiles import load_device_profile, load_model_profile
-from camel_vllm.policies import make_policy
+from camel_vllm.policies.registry import make_policy
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 
 REPO = Path(__file__).resolve().parent.parent

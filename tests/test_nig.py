@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from camel_vllm.policies.nig import NIGPrior, SufficientStats, pool, posterior
+from camel_vllm.policies.thompson.nig import NIGPrior, SufficientStats, pool, posterior
 
 DATA_SETS = [
     [1.2, 0.7, 1.9, 1.1],

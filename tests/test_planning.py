@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from camel_vllm.cli import main as cli_main
-from camel_vllm.energy_model import EnergyModel, WorkloadFit
-from camel_vllm.planning import DeviceModel, _weights, cost_matrices, min_count, plan, solve_milp
+from camel_vllm.offline.energy_model import EnergyModel, WorkloadFit
+from camel_vllm.offline.planning import DeviceModel, _weights, cost_matrices, min_count, plan, solve_milp
 
 # device A: cheap per output token, slow on long prompts; device B: the opposite
 FIT_A = WorkloadFit(energy_coef=(0.010, 0.10, 1e-5), runtime_coef=(2e-3, 0.05, 1e-6), train_weight=100)

@@ -9,7 +9,8 @@ import pytest
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
-from camel_vllm.policies import OraclePolicy, make_policy
+from camel_vllm.policies.baselines import OraclePolicy
+from camel_vllm.policies.registry import make_policy
 from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 
 FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
@@ -252,7 +253,7 @@ def test_epsilon_and_ucb_find_a_clear_best_arm() -> None:
 
 
 def test_slo_policy_missing_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "camel_vllm.policies.slo", None)
+    monkeypatch.setitem(sys.modules, "camel_vllm.policies.slo.policy", None)
     with pytest.raises(ConfigError, match="slo"):
         make_policy(CamelConfig(policy="slo"), small_arms(), num_contexts=1)
 

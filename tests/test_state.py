@@ -12,7 +12,7 @@ import pytest
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices.base import DeviceInfo
-from camel_vllm.policies import make_policy
+from camel_vllm.policies.registry import make_policy
 from camel_vllm.control.state import SCHEMA_VERSION, PolicyStateStore
 from camel_vllm.core.events import Context
 

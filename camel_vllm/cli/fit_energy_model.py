@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from camel_vllm.cli import checks
-from camel_vllm.energy_model import (
+from camel_vllm.offline.energy_model import (
     BAND_EDGES,
     MIN_BAND_REQUESTS,
     RUNTIME_TARGETS,

@@ -25,7 +25,7 @@ import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.policies.base import ArmEstimate
-from camel_vllm.policies.nig import SufficientStats
+from camel_vllm.policies.thompson.nig import SufficientStats
 from camel_vllm.core.events import Context
 
 

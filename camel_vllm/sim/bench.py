@@ -132,7 +132,7 @@ class SimSetup:
         policy that has a parameter of that name (``epsilon: 0.0`` to ``epsilon``, ``prior_mean``
         to ``camel`` and ``ts``); :func:`check_specs` refuses a key no listed policy takes.
         """
-        from camel_vllm.policies import policy_param_names
+        from camel_vllm.policies.registry import policy_param_names
 
         base = dict(self.config.policy_params)
         taken = policy_param_names(spec.policy, {**base, **spec.policy_params})
@@ -147,7 +147,7 @@ def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
     Raises :class:`ConfigError`; a static arm outside the arm set names the ``--policies`` item.
     """
     from camel_vllm.wiring.build import EngineLimits, build_controller
-    from camel_vllm.policies import policy_param_names
+    from camel_vllm.policies.registry import policy_param_names
 
     ran = [s for s in specs if s.policy != ORACLE]
     params = dict(setup.config.policy_params)

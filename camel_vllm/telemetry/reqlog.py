@@ -17,7 +17,7 @@ Record fields (units in names): ``request_id``, ``arrival_s``, ``first_token_s``
 (arm label -> share of the request's scheduled tokens, summed over contexts),
 ``contexts`` (context id -> share), ``energy_j``, ``edp_js``, ``cost``,
 ``iteration_shares`` (sum over the iterations that served the request of its share of each
-iteration's tokens: the concurrency term of :mod:`camel_vllm.energy_model`), ``mean_batch``
+iteration's tokens: the concurrency term of :mod:`camel_vllm.offline.energy_model`), ``mean_batch``
 (``output_tokens / iteration_shares``: about the harmonic mean of the requests in its decode
 steps), both absent from logs older than the fields, ``emulated``,
 ``device`` (kind), ``device_profile``, ``model_profile``. Times are on the adapter's clock

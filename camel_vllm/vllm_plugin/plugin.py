@@ -240,7 +240,7 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     from camel_vllm.devices import make_device
     from camel_vllm.devices.base import DeviceError
     from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
-    from camel_vllm.policies import make_policy
+    from camel_vllm.policies.registry import make_policy
 
     batch_sizes: list[int] | None = None
     if max_num_seqs is not None:

@@ -1,6 +1,6 @@
 """Offline energy-optimal assignment of requests to devices, after Wilkins et al. (arXiv 2407.04014).
 
-Given a fitted workload model per device (:mod:`camel_vllm.energy_model`) and a trace, each
+Given a fitted workload model per device (:mod:`camel_vllm.offline.energy_model`) and a trace, each
 request i is assigned to one device d, with binaries x_id, minimising
 
     zeta * sum_id x_id E_id / E_ref  +  (1 - zeta) * sum_id x_id R_id / R_ref
@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from camel_vllm.energy_model import WorkloadFit
+from camel_vllm.offline.energy_model import WorkloadFit
 
 
 @dataclass(frozen=True)

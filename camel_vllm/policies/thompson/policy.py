@@ -2,7 +2,7 @@
 the model-based one) and its non-contextual form (``ts``).
 
 Each (context, arm) cell keeps weighted sufficient statistics of its costs; the belief about
-the cell's expected cost is a normal-inverse-gamma posterior (:mod:`camel_vllm.policies.nig`),
+the cell's expected cost is a normal-inverse-gamma posterior (:mod:`camel_vllm.policies.thompson.nig`),
 so both the mean and the noise level are learned. ``select`` draws one expected cost per
 arm from its posterior, adds the switching cost, drops arms the SLO guard rules out and
 plays the smallest draw among the available arms.
@@ -54,7 +54,7 @@ import numpy as np
 
 from camel_vllm.core.config import SLOConfig
 from camel_vllm.policies.base import ArmEstimate
-from camel_vllm.policies.nig import NIGParams, NIGPrior, SufficientStats, pool, posterior
+from camel_vllm.policies.thompson.nig import NIGParams, NIGPrior, SufficientStats, pool, posterior
 from camel_vllm.core.events import Context, EngineSnapshot, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")

@@ -2,7 +2,7 @@
 
 Each decision epoch, for the requests running (and waiting) now, the policy projects the
 SLO metric under every available arm with an online iteration-time model
-(:class:`~camel_vllm.perf_model.IterationTimeModel`) and keeps the arms whose projection
+(:class:`~camel_vllm.policies.slo.step_time.IterationTimeModel`) and keeps the arms whose projection
 meets ``config.slo`` (the *safe set*). Alone (``frequency_only``), it keeps the largest
 batch cap and picks the lowest safe frequency, as throttLL'eM scales frequency only: a
 smaller cap shortens iterations (so TPOT looks safe at a lower clock) but cuts throughput,
@@ -52,7 +52,7 @@ import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.perf_model import IterationLoad, IterationTimeModel
+from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 
