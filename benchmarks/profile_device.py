@@ -6,7 +6,7 @@ energy counter around each run: ``iteration_time_s`` is wall time per iteration 
 ``power_w`` is energy / time. The result is a device profile (YAML or JSON by the file
 extension) with the published constants of ``--device-profile`` plus a ``calibration``
 table for ``--model-profile``; pass its path as ``device_profile`` and the emulator uses
-the measured figures without code changes (camel_vllm/devices/profiles.py).
+the measured figures without code changes (camel_vllm/devices/emulator/profiles.py).
 
 Workloads:
 - ``emulated`` (``--dry-run``): the emulated device itself, on a virtual clock (proves the
@@ -36,10 +36,10 @@ from typing import Callable, Protocol, Sequence
 
 from camel_vllm.core.arms import same_frequency
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices import make_device
+from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.base import Device
-from camel_vllm.devices.emulated import EmulatedDevice
-from camel_vllm.devices.profiles import (
+from camel_vllm.devices.emulator.device import EmulatedDevice
+from camel_vllm.devices.emulator.profiles import (
     CalibrationRow, ModelProfile, device_profile_to_dict, load_device_profile, load_model_profile,
 )
 from camel_vllm.core.events import IterationWork

@@ -75,7 +75,7 @@ def test_config_file_that_is_binary_a_folder_or_a_fifo_names_the_file(tmp_path):
 
 
 def test_rails_on_a_jetson_tree_and_slo_inner_of_wrong_type(tmp_path):
-    from camel_vllm.devices.testing import build_fake_orin_tree
+    from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 
     build_fake_orin_tree(tmp_path, 6)
     with pytest.raises(ConfigError) as err:  # used to be an AttributeError in select_rails
@@ -89,7 +89,7 @@ def test_rails_on_a_jetson_tree_and_slo_inner_of_wrong_type(tmp_path):
 
 
 def test_profile_file_with_nan_is_refused(tmp_path):
-    from camel_vllm.devices.profiles import load_model_profile
+    from camel_vllm.devices.emulator.profiles import load_model_profile
 
     shipped = Path(camel_vllm.__file__).parent / "data" / "profiles" / "llama-3.2-1b.yaml"
     bad = tmp_path / "model.yaml"

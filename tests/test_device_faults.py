@@ -32,7 +32,7 @@ import pytest
 from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices.jetson import PERMISSION_HINT, JetsonDevice
 from camel_vllm.devices.sampler import FAILING_AFTER_READS
-from camel_vllm.devices.testing import build_fake_orin_tree
+from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.wiring.build import EngineLimits, build_controller
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 

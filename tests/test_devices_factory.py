@@ -10,9 +10,9 @@ import pynvml
 import pytest
 
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.devices import make_device
+from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.base import DeviceError, NullDevice
-from camel_vllm.devices.testing import build_fake_orin_tree
+from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.wiring.build import resolve_frequencies_hz
 
 
@@ -37,7 +37,7 @@ def test_auto_prefers_jetson_even_with_nvml(tmp_path: Path) -> None:
 
 
 def test_auto_nvml_when_a_gpu_is_visible() -> None:
-    from camel_vllm.devices import detect_kind
+    from camel_vllm.devices.registry import detect_kind
 
     with gpus(2):
         assert detect_kind(CamelConfig(device="auto")) == "nvml"

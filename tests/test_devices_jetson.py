@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.devices import make_device
+from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
 from camel_vllm.devices.jetson import JetsonDevice, SysfsAccess, find_rails, open_sysfs
-from camel_vllm.devices.testing import ORIN_32GB_FREQS_HZ, build_fake_orin_tree
+from camel_vllm.testing.fake_sysfs import ORIN_32GB_FREQS_HZ, build_fake_orin_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,7 +141,7 @@ FAULT_READER = textwrap.dedent(
     import sys
     from pathlib import Path
     from camel_vllm.devices.jetson import open_sysfs
-    from camel_vllm.devices.testing import install_fault_injection
+    from camel_vllm.testing.fake_sysfs import install_fault_injection
     install_fault_injection(sys.argv[1])
     access = open_sysfs(sys.argv[1])
     print("ready", flush=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices import make_device
-from camel_vllm.devices.profiles import (
+from camel_vllm.devices.registry import make_device
+from camel_vllm.devices.emulator.profiles import (
     PerformanceModel, available_profiles, load_device_profile, load_model_profile,
 )
 from camel_vllm.devices.sampler import sample_period_s

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices import make_device
+from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.base import DevicePermissionError
-from camel_vllm.devices.emulated import EmulatedDevice
-from camel_vllm.devices.profiles import PerformanceModel, load_device_profile, load_model_profile
+from camel_vllm.devices.emulator.device import EmulatedDevice
+from camel_vllm.devices.emulator.profiles import PerformanceModel, load_device_profile, load_model_profile
 from camel_vllm.core.events import IterationWork
 
 MHZ = 1e6

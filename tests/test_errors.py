@@ -13,8 +13,8 @@ from camel_vllm.core.config import ConfigError
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
 from camel_vllm.devices.jetson import JetsonDevice
 from camel_vllm.devices.nvml import NvmlError, NvmlNoPermissionError
-from camel_vllm.devices.profiles import load_device_profile
-from camel_vllm.devices.testing import build_fake_orin_tree
+from camel_vllm.devices.emulator.profiles import load_device_profile
+from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.core.errors import CamelError
 from camel_vllm.replay import ServerUnreachable
 from camel_vllm.sim.bench import SimWorkerError

@@ -21,8 +21,8 @@ from camel_vllm.core.config import CamelConfig
 from camel_vllm.core.context import ContextModel
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
-from camel_vllm.devices.emulated import EmulatedDevice
-from camel_vllm.devices.profiles import load_device_profile, load_model_profile
+from camel_vllm.devices.emulator.device import EmulatedDevice
+from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from camel_vllm.cli import main
-from camel_vllm.devices.testing import build_fake_orin_tree
+from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 
 
 def state(tree) -> tuple:

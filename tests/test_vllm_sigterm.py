@@ -1,6 +1,6 @@
 """SIGTERM to ``camel-vllm serve`` puts a (fake-sysfs) Jetson's GPU clock back.
 
-The fake AGX Orin tree (``camel_vllm.devices.testing``) starts with the governor
+The fake AGX Orin tree (``camel_vllm.testing.fake_sysfs``) starts with the governor
 ``nvhost_podgov`` and min/max at the lowest/highest step. With the ``default`` policy the
 controller pins the highest frequency (min = max) at its first decision; after SIGTERM the
 files must read exactly what they read before the server started.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from camel_vllm.devices.testing import build_fake_orin_tree
+from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.testing.vllm_server import completion, start_server
 
 

@@ -52,7 +52,7 @@ def _loads(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from camel_vllm.devices.profiles import load_model_profile
+    from camel_vllm.devices.emulator.profiles import load_model_profile
     from camel_vllm.sim.bench import SimSetup, parse_policies
     from camel_vllm.sim.matrix import DEFAULT_TRACES, MatrixPlan, count_runs, format_matrix, matrix_to_dict, run_matrix
 

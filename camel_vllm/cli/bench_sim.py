@@ -69,7 +69,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from camel_vllm.devices.profiles import load_model_profile
+    from camel_vllm.devices.emulator.profiles import load_model_profile
     from camel_vllm.sim.bench import ORACLE, SimSetup, SimWorkerError, arm_set, bench, check_specs, parse_policies
     from camel_vllm.sim.results import format_table
 

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from camel_vllm.devices import make_device
+    from camel_vllm.devices.registry import make_device
 
     try:
         config = CamelConfig(

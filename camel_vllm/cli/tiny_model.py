@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from camel_vllm.tiny_model import build_tiny_model
+    from camel_vllm.testing.tiny_model import build_tiny_model
 
     for name in ("layers", "hidden", "vocab", "max_position_embeddings"):
         if getattr(args, name) < 1:

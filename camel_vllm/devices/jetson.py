@@ -23,7 +23,7 @@ Facts (paths, units, quirks) are in ../shared/reference/hardware.md:
 All file access goes through a :class:`SysfsAccess` rooted at ``sysfs_root``, opened by
 :func:`open_sysfs`. Another access class can be registered for one root with
 :func:`register_sysfs_access`; nothing in camel does so: the testing package does, for its
-fake trees (:mod:`camel_vllm.devices.testing` injects EIO or EACCES on chosen files, which
+fake trees (:mod:`camel_vllm.testing.fake_sysfs` injects EIO or EACCES on chosen files, which
 no plain file under a root process can produce).
 """
 
@@ -95,7 +95,7 @@ _ACCESS_BY_ROOT: dict[Path, Callable[[str | os.PathLike[str]], SysfsAccess]] = {
 
 def register_sysfs_access(root: str | os.PathLike[str], factory: Callable[[str | os.PathLike[str]], SysfsAccess]) -> None:
     """Open ``root`` with ``factory`` instead of :class:`SysfsAccess` (in this process and in
-    processes it forks afterwards). Used by :mod:`camel_vllm.devices.testing` for fake trees."""
+    processes it forks afterwards). Used by :mod:`camel_vllm.testing.fake_sysfs` for fake trees."""
     _ACCESS_BY_ROOT[Path(root).resolve()] = factory
 
 

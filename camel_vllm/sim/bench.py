@@ -29,7 +29,7 @@ from camel_vllm.sim.results import BenchResult, PolicyResult
 from camel_vllm.traces.base import Trace
 
 if TYPE_CHECKING:
-    from camel_vllm.devices.emulated import EmulatedDevice
+    from camel_vllm.devices.emulator.device import EmulatedDevice
 
 logger = logging.getLogger("vllm.camel")
 
@@ -226,8 +226,8 @@ def emulated_device(config: CamelConfig, clock: VirtualClock) -> EmulatedDevice:
     ``time_mode="absolute"``: a step advances ``clock`` by its modelled duration. Seeded with
     ``config.seed`` (the modelled power's noise), so every policy in a run sees the same device.
     """
-    from camel_vllm.devices.emulated import EmulatedDevice
-    from camel_vllm.devices.profiles import load_device_profile, load_model_profile
+    from camel_vllm.devices.emulator.device import EmulatedDevice
+    from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
 
     return EmulatedDevice(load_device_profile(config.device_profile), load_model_profile(config.model_profile),
                           clock=clock, seed=config.seed, time_mode="absolute")

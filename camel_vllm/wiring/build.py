@@ -107,7 +107,7 @@ def build_controller(
 
     ``clock`` drives the emulated device (vLLM: ``time.monotonic``; simulator: virtual time).
     """
-    from camel_vllm.devices import make_device
+    from camel_vllm.devices.registry import make_device
     from camel_vllm.policies.registry import make_policy
 
     if device is None:

@@ -40,7 +40,7 @@ from camel_vllm.core.events import IterationWork
 PROFILE_FORMAT = "camel-vllm-profile/1"
 PHASES = ("prefill", "decode", "idle")
 #: Shipped profiles (YAML, one file per profile).
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "data" / "profiles"
 
 
 @dataclass(frozen=True)
