@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from camel_vllm.core.errors import CamelError
-from camel_vllm.sim.results import RequestRecord
+from camel_vllm.sim.records import RequestRecord
 from camel_vllm.traces.base import Trace
 
 logger = logging.getLogger("vllm.camel")

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from camel_vllm.sim.paired import paired_edp_difference
-from camel_vllm.sim.results import RequestRecord
+from camel_vllm.sim.records import RequestRecord
 
 
 def _records(edps_js, *, ok=None):

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from camel_vllm.sim.results import RequestRecord
+from camel_vllm.sim.records import RequestRecord
 
 #: Batches for the batch-means standard error (Schmeiser 1982: 10 to 30 suffice).
 DEFAULT_BATCHES = 20

@@ -14,28 +14,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from camel_vllm.sim.records import RequestRecord
+
 UNITS = {"energy_j": "J", "latency_s": "s", "ttft_s": "s", "edp_js": "J*s"}
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One request's outcome in a run. ``energy_j`` is NaN where not measured per request."""
-
-    request_id: str
-    arrival_s: float
-    finish_s: float
-    ttft_s: float | None
-    energy_j: float
-    ok: bool = True
-    error: str = ""
-
-    @property
-    def latency_s(self) -> float:
-        return max(0.0, self.finish_s - self.arrival_s)
-
-    @property
-    def edp_js(self) -> float:
-        return self.energy_j * self.latency_s
 
 
 @dataclass
