@@ -37,7 +37,7 @@ from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
 from camel_vllm.devices.emulator.profiles import load_model_profile
 from camel_vllm.policies.baselines import EmpiricalPolicy
-from camel_vllm.sim.bench import (
+from camel_vllm.bench.sim import (
     PolicySpec, SimSetup, emulated_device, arm_set, mean_edp_js, run_static_sweep, static_specs,
 )
 from camel_vllm.sim.engine import SimEngine, VirtualClock

@@ -48,7 +48,7 @@ from camel_vllm.wiring.build import EngineLimits, build_controller, resolve_batc
 from camel_vllm.offline.planning import DeviceModel, plan
 from camel_vllm.policies.slo.policy import SLOPolicy
 from camel_vllm.telemetry.reqlog import RequestLog, read_request_log
-from camel_vllm.sim.bench import SimSetup, emulated_device
+from camel_vllm.bench.sim import SimSetup, emulated_device
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.traces import load_trace
 from camel_vllm.traces.base import Trace, TraceRequest
@@ -334,7 +334,7 @@ def section_slo_metrics(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------ warm
 def section_warm(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    from camel_vllm.sim.bench import settled_after
+    from camel_vllm.bench.sim import settled_after
 
     n = 300 if args.quick else 1000
     per_arm = 20 if args.quick else 40

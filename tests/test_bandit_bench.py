@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from camel_vllm.bandit_bench import make_environment, orin_arms, run_benchmark, run_policy
+from camel_vllm.bench.bandit import make_environment, orin_arms, run_benchmark, run_policy
 from camel_vllm.cli import main
 
 
@@ -59,7 +59,7 @@ def test_cli_writes_json(tmp_path, capsys) -> None:
 
 
 def test_cost_fit_study_prefers_log_edp(tmp_path) -> None:
-    from camel_vllm.bandit_bench import cost_scale_study
+    from camel_vllm.bench.bandit import cost_scale_study
 
     rng = np.random.default_rng(0)
     trace = tmp_path / "trace.csv"
@@ -74,7 +74,7 @@ def test_cost_fit_study_prefers_log_edp(tmp_path) -> None:
 
 
 def test_zeus_rows_are_zeus_default_and_the_window_10_variant() -> None:
-    from camel_vllm.bandit_bench import BENCH_POLICIES, resolve_policy
+    from camel_vllm.bench.bandit import BENCH_POLICIES, resolve_policy
 
     assert {"zeus-ts", "zeus-ts-w10"} <= set(BENCH_POLICIES)
     assert resolve_policy("zeus-ts") == ("zeus-ts", "zeus-ts", None)  # Zeus's defaults: window 0

@@ -24,7 +24,7 @@ from camel_vllm.policies.model_based.board import BoardModel, profile_prior
 from camel_vllm.policies.model_based.correction import MAX_FACTOR, WAIT_MAX, OutcomeCorrection
 from camel_vllm.policies.model_based.projection import ArmGeometry, QueueState, project
 from camel_vllm.policies.model_based.workload import LoadView, WorkloadEstimator
-from camel_vllm.sim.bench import PolicySpec, SimSetup, mean_edp_js, run_one
+from camel_vllm.bench.sim import PolicySpec, SimSetup, mean_edp_js, run_one
 from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.control.state import PolicyStateStore
 from camel_vllm.traces import transforms
@@ -246,7 +246,7 @@ def test_capacity_grows_with_clock_and_cap_and_overload_ranks_by_capacity() -> N
 
 
 def test_projected_capacity_is_close_to_the_simulated_saturated_throughput() -> None:
-    from camel_vllm.sim.matrix import capacity_rps, saturated
+    from camel_vllm.bench.matrix import capacity_rps, saturated
 
     trace = synthetic("short-prompt-long-output", 300, seed=1)
     setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b")
@@ -283,7 +283,7 @@ def test_corrections_are_bounded_and_waits_are_only_ever_raised() -> None:
 
 # -------------------------------------------------------------- decisions in the sim
 def _best_static(setup: SimSetup, trace, arms: list[str]) -> tuple[str, float]:
-    from camel_vllm.sim.bench import parse_policies
+    from camel_vllm.bench.sim import parse_policies
 
     runs = {a: run_one(setup, parse_policies("static:" + a.replace("/", ":"))[0], trace) for a in arms}
     best = min(runs, key=lambda a: mean_edp_js(runs[a]))
@@ -330,7 +330,7 @@ def test_a_load_that_rises_before_its_outputs_show_is_caught_by_the_occupancy_ch
     the output lengths only as requests finish, so the projection keeps slow arms too long.
     The requests in the engine, set against the projection's own expectation, raise the load
     factor; without it (gain 0) camel came out +17 % against default here, with it -2 %."""
-    from camel_vllm.sim.matrix import capacity_rps, saturated
+    from camel_vllm.bench.matrix import capacity_rps, saturated
 
     setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b", seed=0)
     base = synthetic("short-prompt-long-output", 700, seed=11)
@@ -376,7 +376,7 @@ def test_a_profile_started_model_explores_less_than_a_cold_one(board_path) -> No
     (``camel_model_exploratory_decisions``). A prior from the profile starts the board model
     nearer the truth, so its draws stray less."""
     from camel_vllm.wiring.build import EngineLimits, build_controller
-    from camel_vllm.sim.bench import emulated_device
+    from camel_vllm.bench.sim import emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
 
     trace = _long_prompts()
@@ -435,7 +435,7 @@ def test_the_slo_policy_hands_camel_what_it_learns_from(board_path) -> None:
     setup = dataclasses.replace(setup, config=setup.config.replace(slo=SLOConfig("e2e", 30.0, 0.9)))
     trace = transforms.target_rps(synthetic("short-prompt-long-output", 120, seed=9), 0.5)
     from camel_vllm.wiring.build import EngineLimits, build_controller
-    from camel_vllm.sim.bench import emulated_device
+    from camel_vllm.bench.sim import emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
 
     config = setup.config.replace(policy="slo", policy_params={"inner": "camel"})

@@ -1,4 +1,4 @@
-"""camel_vllm.sim.paired: per-request EDP differences and their batch-means standard error."""
+"""camel_vllm.bench.paired: per-request EDP differences and their batch-means standard error."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from camel_vllm.sim.paired import paired_edp_difference
+from camel_vllm.bench.paired import paired_edp_difference
 from camel_vllm.sim.records import RequestRecord
 
 

@@ -31,7 +31,7 @@ def build(name: str, arms: ArmSet, *, seed: int = 0, contexts: int = 6, **kw) ->
     if name == "static" and not params:
         params = {"arm": [FREQS_MHZ[0], BATCHES[0]]}
     config = CamelConfig(policy=name, seed=seed, policy_params=params, **kw)
-    if name == "oracle":  # told the true mean costs: only a simulator builds it (bandit_bench.run_policy)
+    if name == "oracle":  # told the true mean costs: only a simulator builds it (camel_vllm.bench.bandit.run_policy)
         return OraclePolicy(len(arms), np.linspace(1.0, 2.0, len(arms)), np.random.default_rng(config.seed))
     return make_policy(config, arms, num_contexts=contexts)
 

@@ -114,7 +114,7 @@ def test_simulated_run_logs_every_request_with_arm_labels(tmp_path):
     """End to end: the simulator drives the real controller; the log matches its outcomes."""
     from camel_vllm.core.config import CamelConfig
     from camel_vllm.wiring.build import EngineLimits, build_controller
-    from camel_vllm.sim.bench import SimSetup, emulated_device
+    from camel_vllm.bench.sim import SimSetup, emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
     from camel_vllm.traces.base import TraceRequest
 

@@ -8,8 +8,8 @@ import pytest
 
 from camel_vllm.cli import main as cli_main
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.sim.bench import SimSetup, bench, mean_edp_js, parse_policies
-from camel_vllm.sim.results import format_table
+from camel_vllm.bench.sim import SimSetup, bench, mean_edp_js, parse_policies
+from camel_vllm.bench.results import format_table
 from camel_vllm.traces import alpaca_like
 
 SMALL = {"frequencies_mhz": [306, 612, 930.75], "batch_sizes": [4, 16], "epoch_iterations": 8}
@@ -93,7 +93,7 @@ def test_cli_bad_trace_is_one_line(tmp_path, capsys):
 
 
 def test_static_sweep_reuse_is_exact():
-    from camel_vllm.sim.bench import arm_set, run_one, run_static_sweep, static_specs
+    from camel_vllm.bench.sim import arm_set, run_one, run_static_sweep, static_specs
 
     trace = alpaca_like(60, rate_per_s=4.0, seed=3)
     setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b",

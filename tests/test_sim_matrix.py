@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from camel_vllm.cli import main as cli_main
-from camel_vllm.sim.bench import PolicySpec, SimSetup, run_one
-from camel_vllm.sim.matrix import MatrixPlan, capacity_rps, cell_trace, run_matrix, saturated
+from camel_vllm.bench.sim import PolicySpec, SimSetup, run_one
+from camel_vllm.bench.matrix import MatrixPlan, capacity_rps, cell_trace, run_matrix, saturated
 from camel_vllm.traces import transforms
 
 
@@ -44,7 +44,7 @@ def test_load_one_is_the_default_arms_saturated_throughput() -> None:
 
 
 def test_matrix_pairs_every_policy_with_default_and_the_best_static_arm() -> None:
-    from camel_vllm.sim.bench import parse_policies
+    from camel_vllm.bench.sim import parse_policies
 
     setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b")
     plan = MatrixPlan(traces=("synthetic:short-prompt-long-output",), loads=(0.3,), seeds=2, requests=60,

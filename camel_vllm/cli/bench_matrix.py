@@ -1,7 +1,7 @@
 """Run policies on every (trace, load) cell and report camel against default and the best static arm.
 
 Load is a fraction of the default arm's saturated throughput on each trace (see
-:mod:`camel_vllm.sim.matrix`). Every figure is emulated.
+:mod:`camel_vllm.bench.matrix`). Every figure is emulated.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from camel_vllm.devices.emulator.profiles import load_model_profile
-    from camel_vllm.sim.bench import SimSetup, parse_policies
-    from camel_vllm.sim.matrix import DEFAULT_TRACES, MatrixPlan, count_runs, format_matrix, matrix_to_dict, run_matrix
+    from camel_vllm.bench.sim import SimSetup, parse_policies
+    from camel_vllm.bench.matrix import DEFAULT_TRACES, MatrixPlan, count_runs, format_matrix, matrix_to_dict, run_matrix
 
     try:
         for key, value, ok in (("seeds", args.seeds, args.seeds >= 1), ("requests", args.requests, args.requests >= 2),
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         plan = MatrixPlan(traces=tuple(args.trace or DEFAULT_TRACES), loads=_loads(args.loads), seeds=args.seeds,
                           requests=args.requests, policies=specs, setup=setup,
                           max_context_tokens=model.max_context_tokens)
-        from camel_vllm.sim.matrix import cell_trace
+        from camel_vllm.bench.matrix import cell_trace
 
         for spec in plan.traces:  # every trace readable before anything runs
             cell_trace(spec, 0, 2, max_context_tokens=plan.max_context_tokens)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.device} / {args.model}, {args.requests} requests x {args.seeds} seeds per cell (EMULATED energy)")
     print(format_matrix(cells, tested))
     if args.plot:
-        from camel_vllm.sim.plots import plot_matrix
+        from camel_vllm.bench.plots import plot_matrix
 
         print(f"wrote {plot_matrix(cells, args.plot, tested)}")
     print(f"wrote {args.json}")

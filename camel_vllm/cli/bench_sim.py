@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from camel_vllm.devices.emulator.profiles import load_model_profile
-    from camel_vllm.sim.bench import ORACLE, SimSetup, SimWorkerError, arm_set, bench, check_specs, parse_policies
-    from camel_vllm.sim.results import format_table
+    from camel_vllm.bench.sim import ORACLE, SimSetup, SimWorkerError, arm_set, bench, check_specs, parse_policies
+    from camel_vllm.bench.results import format_table
 
     try:
         check_arguments(args)
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if ORACLE in out.result.details:
         print(f"oracle arm: {out.result.details[ORACLE]['arm']}  (emulated; {wall_s:.1f} s for {runs} runs)")
     if args.plot:
-        from camel_vllm.sim.plots import write_plots
+        from camel_vllm.bench.plots import write_plots
 
         for path in write_plots(out, args.plot):
             print(f"wrote {path}")

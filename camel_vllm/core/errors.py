@@ -13,9 +13,9 @@ The classes live next to the code that raises them:
 - :class:`camel_vllm.control.state.StateFileError`: a learned-state file was refused;
 - :class:`camel_vllm.traces.base.TraceFormatError` (``ValueError``): a malformed trace file;
 - :class:`camel_vllm.cli.trace_args.TraceOptionError` (``ValueError``): a bad trace option;
-- :class:`camel_vllm.replay.ServerUnreachable` (``RuntimeError``): no OpenAI-compatible server;
+- :class:`camel_vllm.bench.replay.ServerUnreachable` (``RuntimeError``): no OpenAI-compatible server;
 - :class:`camel_vllm.vllm_plugin.registry.UnknownSchedulerError` (``ValueError``);
-- :class:`camel_vllm.sim.bench.SimWorkerError` (``RuntimeError``): a simulator run failed.
+- :class:`camel_vllm.bench.sim.SimWorkerError` (``RuntimeError``): a simulator run failed.
 """
 
 from __future__ import annotations

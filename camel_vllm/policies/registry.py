@@ -83,7 +83,7 @@ def make_policy(
 
     ``token_budget`` is the engine's ``--max-num-batched-tokens`` when known (``camel``).
     ``oracle`` is not built here: it needs the true mean costs, which only a simulator has
-    (:func:`camel_vllm.bandit_bench.run_policy` builds :class:`~camel_vllm.policies.baselines.OraclePolicy` itself)."""
+    (:func:`camel_vllm.bench.bandit.run_policy` builds :class:`~camel_vllm.policies.baselines.OraclePolicy` itself)."""
     name = config.policy
     rng = np.random.default_rng(config.seed)
     if name == "slo":

@@ -277,7 +277,7 @@ def replay(trace: Trace, url: str, **kwargs) -> ReplayRun:
 
 def to_policy_result(trace: Trace, run: ReplayRun):
     """The shared per-policy result for one replay (energy/EDP null without metrics)."""
-    from camel_vllm.sim.results import PolicyResult
+    from camel_vllm.bench.results import PolicyResult
 
     energy = run.energy_j
     return PolicyResult.from_records(

@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from camel_vllm.sim.bench import BenchOutput
+    from camel_vllm.bench.sim import BenchOutput
 
 ROLLING_REQUESTS = 50
 TIME_BINS = 60

@@ -24,8 +24,8 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.errors import CamelError
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
-from camel_vllm.sim.paired import paired_edp_difference
-from camel_vllm.sim.results import BenchResult, PolicyResult
+from camel_vllm.bench.paired import paired_edp_difference
+from camel_vllm.bench.results import BenchResult, PolicyResult
 from camel_vllm.traces.base import Trace
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vllm.camel")
 
 ORACLE = "oracle"
-#: The policy every other one is compared with, request by request (:mod:`camel_vllm.sim.paired`).
+#: The policy every other one is compared with, request by request (:mod:`camel_vllm.bench.paired`).
 BASELINE = "default"
 
 

@@ -128,7 +128,7 @@ def format_table(result: BenchResult, *, baseline: str | None = "default") -> st
     """A fixed-width text table of the main figures, labelled emulated where they are.
 
     "vs BASELINE" is the mean-EDP change against the baseline policy; where the run paired
-    the requests (``details[NAME]["edp_vs_BASELINE"]``, :mod:`camel_vllm.sim.paired`) it is
+    the requests (``details[NAME]["edp_vs_BASELINE"]``, :mod:`camel_vllm.bench.paired`) it is
     the paired change (on the requests both completed) with its batch-means standard error,
     e.g. ``-20.9±1.2%``.
     """

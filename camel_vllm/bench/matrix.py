@@ -17,7 +17,7 @@ device's noise with ``s``.
 best static arm of that seed (the oracle: every arm run as ``static``, best mean EDP in
 hindsight). A change is read request by request and pooled over seeds: 100 x the mean
 per-request difference over the baseline's mean EDP, with the standard error of 20 batch
-means per seed (:func:`camel_vllm.sim.paired.pooled_paired_difference`).
+means per seed (:func:`camel_vllm.bench.paired.pooled_paired_difference`).
 
 *Targets* (issue 14): no harm (a policy's change against default is at most
 max(2 %, 2 standard errors)) in every cell, and, where the best static arm is at least 5 %
@@ -31,7 +31,7 @@ import multiprocessing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from camel_vllm.sim.bench import (
+from camel_vllm.bench.sim import (
     ORACLE,
     PolicySpec,
     SimSetup,
@@ -42,7 +42,7 @@ from camel_vllm.sim.bench import (
     static_specs,
 )
 from camel_vllm.sim.engine import SimRun
-from camel_vllm.sim.paired import PairedDifference, pooled_paired_difference
+from camel_vllm.bench.paired import PairedDifference, pooled_paired_difference
 from camel_vllm.traces import load_trace, transforms
 from camel_vllm.traces.base import Trace
 from camel_vllm.traces.synthetic import SYNTHETIC_KINDS, synthetic
@@ -141,7 +141,7 @@ class CellResult:
 
 def _task(task: tuple[SimSetup, list[PolicySpec], Trace, tuple]) -> list[tuple[tuple, str, SimRun]]:
     """One policy, or the static arms of one clock (runs a larger cap never exceeded reused:
-    :func:`camel_vllm.sim.bench._static_sweep_task`), on one cell's trace."""
+    :func:`camel_vllm.bench.sim._static_sweep_task`), on one cell's trace."""
     setup, specs, trace, key = task
     if len(specs) == 1:
         return [(key, specs[0].label, run_one(setup, specs[0], trace))]
