@@ -81,7 +81,7 @@ class SizeAdjustedLogEDPCost:
     where ``numpy.linalg.solve`` on 3 x 3 arrays cost ~25 us (its fixed per-call overhead),
     the largest piece of the controller's work for a finishing request
     (benchmarks/overhead.py). Same results as ``numpy.linalg.solve`` up to float rounding
-    (tests/test_cost.py). ``cost = log EDP - slopes . (x - mean x)``.
+    (tests/core/test_cost.py). ``cost = log EDP - slopes . (x - mean x)``.
     """
 
     name = "edp"

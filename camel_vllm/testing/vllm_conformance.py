@@ -10,7 +10,7 @@ three times, each in its own pytest process:
   outcome test for test;
 - ``small-cap``: the same, with a static arm capping admission at ``min(SMALL_CAP, max_num_seqs)``
   (``policy: static``, ``policy_params: {arm: ["auto", cap]}``): only tests that assert how many
-  requests are admitted may differ (``tests/test_vllm_conformance.py`` lists them).
+  requests are admitted may differ (``tests/vllm_plugin/test_vllm_conformance.py`` lists them).
 
 Fetching (:func:`fetch_suite`): ``pip download`` of ``vllm==0.32.0``'s source distribution with
 ``--require-hashes`` against :data:`VLLM_SDIST_SHA256` (checked again here), then only the test

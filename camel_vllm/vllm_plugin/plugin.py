@@ -23,7 +23,7 @@ at once with the default ``--shutdown-timeout 0`` and the device stays as the co
 left it. On a vLLM carrying ``patches/`` the names are registered in its registry instead.
 
 ``EngineArgs.add_cli_args`` and ``get_engine_process_shutdown_timeout`` are private vLLM
-code; tests/test_vllm_plugin.py pins both wraps.
+code; tests/vllm_plugin/test_vllm_plugin.py pins both wraps.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def give_engine_core_shutdown_grace(grace_s: float = ENGINE_SHUTDOWN_GRACE_S) ->
     engine core never reaches ``Scheduler.shutdown()`` and the GPU clock stays pinned.
     Requests are still aborted at once (abort mode is kept); only the kill waits.
     Wraps ``vllm.v1.engine.utils.get_engine_process_shutdown_timeout`` (private: tested by
-    tests/test_vllm_plugin.py and end to end by tests/test_vllm_sigterm.py). Idempotent.
+    tests/vllm_plugin/test_vllm_plugin.py and end to end by tests/vllm_plugin/test_vllm_sigterm.py). Idempotent.
     """
     try:
         import vllm.v1.engine.utils as engine_utils

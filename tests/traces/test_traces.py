@@ -237,7 +237,7 @@ def test_trace_to_vllm_reads_the_tiny_models_limit_as_vllm_does(tmp_path, capsys
 
     from camel_vllm.cli.trace_args import context_from_model_dir
 
-    tiny = Path(__file__).resolve().parent.parent / "models" / "tiny"
+    tiny = Path(__file__).resolve().parents[2] / "models" / "tiny"
     if not (tiny / "config.json").exists():
         pytest.fail("models/tiny is missing: run scripts/setup.sh")
     assert context_from_model_dir(str(tiny)) == (4096, f"{tiny}/config.json max_position_embeddings")

@@ -26,7 +26,7 @@ from camel_vllm.devices.emulator.profiles import load_device_profile, load_model
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "camel-dashboard.json"
 #: Iteration wall time on the fake clock (s): the order of a decode step on AGX Orin.
 STEP_S = 0.05

@@ -18,7 +18,7 @@ from camel_vllm.devices.base import DeviceError, DevicePermissionError
 from camel_vllm.devices.jetson import JetsonDevice, SysfsAccess, find_rails, open_sysfs
 from camel_vllm.testing.fake_sysfs import ORIN_32GB_FREQS_HZ, build_fake_orin_tree
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 class RecordingAccess(SysfsAccess):

@@ -21,7 +21,7 @@ from camel_vllm.telemetry.metrics import ALL_METRICS, MetricsExporter, exposed_s
 from camel_vllm.telemetry.metrics.schema import EDP_BUCKETS_JS, KNOWN_ERROR_KINDS, LATENCY_BUCKETS_S
 from camel_vllm.testing.fake_device import FakeDevice
 from camel_vllm.core.events import format_mhz
-from tests.test_metrics_helpers import (
+from tests.telemetry.test_metrics_helpers import (
     DASHBOARD,
     REPO,
     dashboard_exprs,
@@ -257,7 +257,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from camel_vllm.core.config import CamelConfig
     from camel_vllm.telemetry.metrics import MetricsExporter
-    from tests.test_metrics_helpers import drive, fetch, make_rig
+    from tests.telemetry.test_metrics_helpers import drive, fetch, make_rig
     rig = make_rig()
     exporter = MetricsExporter.start(CamelConfig(metrics_port=0), rig.controller)
     rig.controller.listeners.append(exporter)

@@ -17,7 +17,7 @@ import pytest
 
 import vllm
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PATCHES = REPO / "patches"
 SITE = Path(vllm.__file__).resolve().parent.parent  # the folder holding vllm/
 PATCH_032 = PATCHES / "vllm-0.32.0-scheduler-option.patch"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.bench_scripts import load_benchmark
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "models" / "tiny"
 
 

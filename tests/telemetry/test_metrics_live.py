@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from camel_vllm.telemetry.metrics import ALL_METRICS
-from tests.test_metrics_helpers import (
+from tests.telemetry.test_metrics_helpers import (
     DASHBOARD,
     dashboard_exprs,
     families,

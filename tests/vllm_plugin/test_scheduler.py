@@ -105,7 +105,7 @@ def test_scheduler_without_camel_init_is_vllms_scheduler(tiny_model_dir: Path) -
     vLLM's tests build schedulers with ``object.__new__`` and set vLLM's attributes by hand
     (``test_abort_request_when_structured_output_fsm_cannot_advance``); camel's overrides used to
     read state only its ``__init__`` sets and raised ``AttributeError`` (found by the vLLM
-    conformance suite, tests/test_vllm_conformance.py).
+    conformance suite, tests/vllm_plugin/test_vllm_conformance.py).
     """
     stock = _serve(_scheduler(Scheduler, tiny_model_dir, {}))
     camel = object.__new__(CamelScheduler)

@@ -22,7 +22,7 @@ import pytest
 
 from camel_vllm.core.config import CamelConfig
 from camel_vllm.telemetry.metrics import MetricsExporter
-from tests.test_metrics_helpers import DASHBOARD, REPO, drive, fetch, make_rig, samples
+from tests.telemetry.test_metrics_helpers import DASHBOARD, REPO, drive, fetch, make_rig, samples
 
 SCHEMA_DIR = REPO / "deploy" / "grafana" / "schema"
 SCHEMA = SCHEMA_DIR / "dashboard-13.2.3.schema.json"

@@ -16,7 +16,7 @@ from camel_vllm.devices.sampler import sample_period_s
 from camel_vllm.core.events import IterationWork
 from tests.bench_scripts import load_benchmark
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def profile_device():

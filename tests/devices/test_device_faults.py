@@ -36,7 +36,7 @@ from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.wiring.build import EngineLimits, build_controller
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: Seconds per engine iteration in the loop below (an emulated-Orin decode step is ~40 ms).
 STEP_S = 0.04
 
