@@ -43,7 +43,9 @@ from camel_vllm.core.config import CamelConfig, SLOConfig
 from camel_vllm.core.context import ContextModel
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
-from camel_vllm.offline.energy_model import BAND_EDGES, EnergyModel, fit_energy_model, priors_from_energy_model
+from camel_vllm.offline.energy_model import EnergyModel
+from camel_vllm.offline.fitting import BAND_EDGES, fit_energy_model
+from camel_vllm.offline.warm_start import priors_from_energy_model
 from camel_vllm.wiring.build import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.offline.planning import DeviceModel, plan
 from camel_vllm.policies.slo.policy import SLOPolicy

@@ -10,7 +10,9 @@ import pytest
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.cli import main as cli_main
-from camel_vllm.offline.energy_model import EnergyModel, fit_energy_model, priors_from_energy_model
+from camel_vllm.offline.energy_model import EnergyModel
+from camel_vllm.offline.fitting import fit_energy_model
+from camel_vllm.offline.warm_start import priors_from_energy_model
 
 TRUE = {  # label -> (energy a0, a1, a2), (runtime b0, b1, b2)
     "306/4": ((0.002, 0.30, 1e-5), (1e-4, 0.060, 2e-6)),
