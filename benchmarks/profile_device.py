@@ -6,7 +6,7 @@ energy counter around each run: ``iteration_time_s`` is wall time per iteration 
 ``power_w`` is energy / time. The result is a device profile (YAML or JSON by the file
 extension) with the published constants of ``--device-profile`` plus a ``calibration``
 table for ``--model-profile``; pass its path as ``device_profile`` and the emulator uses
-the measured figures without code changes (camel_vllm/devices/emulator/profiles.py).
+the measured figures without code changes (camel_vllm/devices/emulator/roofline.py).
 
 Workloads:
 - ``emulated`` (``--dry-run``): the emulated device itself, on a virtual clock (proves the

@@ -6,7 +6,7 @@ Thompson sampling, does.
 
 Environments are built from the emulated AGX Orin 32GB profile: each (frequency, batch cap)
 arm's mean cost (log of a request's EDP in J*s) is computed from the roofline performance and
-power model of :mod:`camel_vllm.devices.emulator.profiles` for a steady-state continuous-batching
+power model of :mod:`camel_vllm.devices.emulator.roofline` for a steady-state continuous-batching
 server under a given load; each request's cost is that mean plus Gaussian noise of
 ``noise_std`` (log units). All figures are emulated.
 
@@ -118,10 +118,11 @@ def orin_arms(num_arms: int = 49) -> ArmSet:
 
 
 def _performance_model() -> tuple[Callable[[IterationWork, float], float], Callable[[IterationWork, float], float], str]:
-    from camel_vllm.devices.emulator.profiles import PerformanceModel, load_device_profile, load_model_profile
+    from camel_vllm.devices.emulator.roofline import PerformanceModel
+    from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
 
     model = PerformanceModel(load_device_profile("orin-agx-32gb"), load_model_profile("llama-3.2-1b"))
-    return model.iteration_time_s, model.iteration_power_w, "camel_vllm.devices.emulator.profiles (orin-agx-32gb, llama-3.2-1b)"
+    return model.iteration_time_s, model.iteration_power_w, "camel_vllm.devices.emulator.roofline (orin-agx-32gb, llama-3.2-1b)"
 
 
 def level_mean_costs(level: LoadLevel, arms: ArmSet, time_fn: Callable, power_fn: Callable) -> tuple[np.ndarray, float]:

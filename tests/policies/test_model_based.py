@@ -17,7 +17,8 @@ import pytest
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
 from camel_vllm.devices.base import DeviceInfo
-from camel_vllm.devices.emulator.profiles import PerformanceModel, load_device_profile, load_model_profile
+from camel_vllm.devices.emulator.roofline import PerformanceModel
+from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.policies.model_based.blr import BayesLinReg
 from camel_vllm.policies.model_based.board import BoardModel, profile_prior

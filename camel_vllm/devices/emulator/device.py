@@ -25,7 +25,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from camel_vllm.devices.base import DeviceInfo, DevicePermissionError
-from camel_vllm.devices.emulator.profiles import DeviceProfile, ModelProfile, PerformanceModel
+from camel_vllm.devices.emulator.roofline import PerformanceModel
+from camel_vllm.devices.emulator.profiles import DeviceProfile, ModelProfile
 from camel_vllm.core.events import IterationWork
 
 logger = logging.getLogger("vllm.camel")

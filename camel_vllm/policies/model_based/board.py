@@ -399,7 +399,7 @@ def profile_prior(model: Any, freqs_hz: Sequence[float | None]) -> tuple[np.ndar
     """(time mean, time var, energy mean, energy var) fitted to a profile's modelled iterations.
 
     ``model`` answers ``iteration_time_s(work, f)`` and ``iteration_power_w(work, f)`` (a
-    :class:`~camel_vllm.devices.emulator.profiles.PerformanceModel`: the published roofline, or the
+    :class:`~camel_vllm.devices.emulator.roofline.PerformanceModel`: the published roofline, or the
     calibration table ``benchmarks/profile_device.py`` measured on the board). Decode steps of
     1-64 requests and prefill chunks of 16-2048 tokens at every clock are fitted like real
     iterations; the fit's covariance is widened so the prior weighs PROFILE_PRIOR_ITERATIONS.
