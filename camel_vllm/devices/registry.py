@@ -22,7 +22,7 @@ __all__ = ["detect_kind", "make_device"]
 
 def detect_kind(config: CamelConfig) -> str:
     """What ``device: auto`` resolves to: ``jetson``, ``nvml`` or ``none``."""
-    from camel_vllm.devices.jetson import is_jetson
+    from camel_vllm.devices.jetson.sysfs import is_jetson
 
     if is_jetson(config.sysfs_root):
         return "jetson"
@@ -79,13 +79,13 @@ def make_device(
             read_only=config.read_only,
         )
     if kind == "jetson":
-        from camel_vllm.devices.jetson import JetsonDevice
+        from camel_vllm.devices.jetson.device import JetsonDevice
 
         return JetsonDevice(
             config.sysfs_root, rails=config.rails, sample_hz=config.sample_hz, read_only=config.read_only,
         )
     if kind == "nvml":
-        from camel_vllm.devices.jetson import is_jetson
+        from camel_vllm.devices.jetson.sysfs import is_jetson
         from camel_vllm.devices.nvml import NvmlDevice, parse_visible_devices
 
         if is_jetson(config.sysfs_root):

@@ -21,9 +21,9 @@ EACCES, EROFS): a process running as root can write a read-only file, and no pla
 returns EIO, so faults cannot be made with file modes. They are written to a fault file in
 the tree (:data:`FAULTS_FILE`) and raised by :class:`FaultySysfsAccess`, the sysfs access
 class that :func:`build_fake_orin_tree` registers for the tree's root
-(:func:`camel_vllm.devices.jetson.register_sysfs_access`). Production code never looks for
-the fault file: it opens every root through :func:`~camel_vllm.devices.jetson.open_sysfs`,
-which returns the plain :class:`~camel_vllm.devices.jetson.SysfsAccess` unless a class was
+(:func:`camel_vllm.devices.jetson.sysfs.register_sysfs_access`). Production code never looks for
+the fault file: it opens every root through :func:`~camel_vllm.devices.jetson.sysfs.open_sysfs`,
+which returns the plain :class:`~camel_vllm.devices.jetson.sysfs.SysfsAccess` unless a class was
 registered for that root, and only this module registers one. The registration holds in
 this process and in processes forked after it (vLLM's engine core is forked by default); a
 process started afresh calls :func:`install_fault_injection` for the root, and from then on
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from camel_vllm.devices.jetson import PERMISSION_ERRNOS, SysfsAccess, register_sysfs_access
+from camel_vllm.devices.jetson.sysfs import PERMISSION_ERRNOS, SysfsAccess, register_sysfs_access
 
 #: The fault file, relative to the fake tree's root: ``{relative path: {"read"|"write": errno name}}``.
 FAULTS_FILE = ".camel-fake-sysfs-faults.json"

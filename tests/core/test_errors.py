@@ -11,7 +11,7 @@ import pytest
 from camel_vllm.cli.trace_args import TraceOptionError
 from camel_vllm.core.config import ConfigError
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
-from camel_vllm.devices.jetson import JetsonDevice
+from camel_vllm.devices.jetson.device import JetsonDevice
 from camel_vllm.devices.nvml import NvmlError, NvmlNoPermissionError
 from camel_vllm.devices.emulator.profiles import load_device_profile
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices.jetson import PERMISSION_HINT, JetsonDevice
+from camel_vllm.devices.jetson.device import PERMISSION_HINT, JetsonDevice
 from camel_vllm.devices.sampler import FAILING_AFTER_READS
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.wiring.build import EngineLimits, build_controller
@@ -237,7 +237,7 @@ def test_a_clock_that_cannot_be_written_is_one_line_and_counted(tmp_path: Path, 
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from camel_vllm.devices.jetson import JetsonDevice
+    from camel_vllm.devices.jetson.device import JetsonDevice
     device = JetsonDevice(sys.argv[1], sample_hz=100)
     device.set_frequency_hz(306e6)
     print("pinned", flush=True)

@@ -15,7 +15,8 @@ import pytest
 from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
-from camel_vllm.devices.jetson import JetsonDevice, SysfsAccess, find_rails, open_sysfs
+from camel_vllm.devices.jetson.device import JetsonDevice
+from camel_vllm.devices.jetson.sysfs import SysfsAccess, find_rails, open_sysfs
 from camel_vllm.testing.fake_sysfs import ORIN_32GB_FREQS_HZ, build_fake_orin_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,7 +141,7 @@ FAULT_READER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from camel_vllm.devices.jetson import open_sysfs
+    from camel_vllm.devices.jetson.sysfs import open_sysfs
     from camel_vllm.testing.fake_sysfs import install_fault_injection
     install_fault_injection(sys.argv[1])
     access = open_sysfs(sys.argv[1])
@@ -266,7 +267,7 @@ def test_find_rails_globs_hwmon_index(tmp_path: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import signal, sys, time
-    from camel_vllm.devices.jetson import JetsonDevice
+    from camel_vllm.devices.jetson.device import JetsonDevice
     if sys.argv[2] == "vllm-like":  # a process whose own SIGTERM handler exits through SystemExit
         def handler(signum, frame):
             raise SystemExit(0)
