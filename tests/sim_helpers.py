@@ -15,7 +15,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.context import ContextModel
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.testing.fake_device import FakeDevice
 from camel_vllm.core.events import Context, IterationWork
 
@@ -38,7 +38,7 @@ def linear_device(clock) -> FakeDevice:
                       idle_power_w=IDLE_POWER_W, step=linear_step)
 
 
-class FixedPolicy:
+class FixedPolicy(Policy):
     """Always the same arm (a static policy for tests)."""
 
     name = "fixed"

@@ -52,16 +52,13 @@ twenty requests finish together then costs twenty cost evaluations, not forty po
 updates; a decision may miss the last few iterations' credits (delayed feedback, which
 Thompson sampling tolerates). ``observe_budget`` 0 credits at once.
 
-Optional policy hooks: a policy that needs more than costs (the model-based and SLO-aware
-ones) may define ``observe_arrival(now_s, prompt_tokens)`` (each arrival),
-``observe_snapshot(snapshot)`` (called before each ``select``),
-``observe_iteration(arm_index, work, duration_s, energy_j)`` (after each iteration;
-``duration_s`` includes the emulated stretch; ``energy_j`` is the device energy counted since
-the previous mark, ``None`` when the sensor measured nothing for it), ``observe_outcome(outcome)`` (after each finished
-request, credited or not: see ``outcome.energy_measured``) and ``maintain()`` (at the start of the last MAINTAIN_LEAD_ITERATIONS iterations
-before a decision, or of every iteration with time-bounded epochs: work a policy can do
-ahead of its next ``select``, so a decision iteration stays short). The
-controller looks them up once, so policies without them cost nothing.
+Policy hooks (:class:`~camel_vllm.policies.base.Policy`; no-ops unless a policy overrides
+them), called directly: ``observe_arrival`` at each arrival; ``observe_snapshot`` before each
+``select``; ``observe_iteration`` after each iteration (its duration includes the emulated
+stretch, its energy is the device energy since the previous mark, ``None`` when not measured);
+``observe_outcome`` after each finished request, credited or not; ``maintain`` at the start of
+the last MAINTAIN_LEAD_ITERATIONS iterations before a decision, or of every iteration with
+time-bounded epochs (work a policy can do ahead of its next ``select``).
 """
 
 from __future__ import annotations
@@ -167,6 +164,9 @@ class Controller:
     ) -> None:
         if epoch_iterations < 1:
             raise ValueError("epoch_iterations must be >= 1")
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy {type(policy).__qualname__} does not derive from "
+                            "camel_vllm.policies.base.Policy (whose optional hooks default to no-ops)")
         self.arms = arms
         self.policy = policy
         self.device = device
@@ -207,12 +207,7 @@ class Controller:
         # Credits waiting for the policy when observe_budget > 0: (arm, context, cost, weight).
         self._pending: deque[tuple[int, Context, float, float]] = deque()
         self._closed = False
-        self._observe_arrival = getattr(policy, "observe_arrival", None)
-        self._observe_snapshot = getattr(policy, "observe_snapshot", None)
-        self._observe_iteration = getattr(policy, "observe_iteration", None)
-        self._observe_outcome = getattr(policy, "observe_outcome", None)
-        self._maintain = getattr(policy, "maintain", None)
-        self._decide_on_growth = bool(getattr(policy, "decide_on_demand_growth", False))
+        self._decide_on_growth = bool(policy.decide_on_demand_growth)
         self._demand_trigger: int | None = None
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
@@ -234,8 +229,7 @@ class Controller:
     # ---------------------------------------------------------------- events
     def request_arrived(self, request_id: str, now_s: float, prompt_tokens: int) -> None:
         self.context_model.request_arrived(now_s, prompt_tokens)
-        if self._observe_arrival is not None:
-            self._observe_arrival(now_s, prompt_tokens)
+        self.policy.observe_arrival(now_s, prompt_tokens)
         self._traces.setdefault(request_id, _RequestTrace())
 
     def decision_due(self, now_s: float, demand: int | None = None) -> bool:
@@ -263,10 +257,8 @@ class Controller:
             self._credit_pending(self.observe_budget)
         if self.decision_due(now_s, snapshot.num_running + snapshot.num_waiting):
             self._decide(snapshot)
-        elif self._maintain is not None and (
-            self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0
-        ):  # the policy's housekeeping, just ahead of the decision
-            self._maintain()
+        elif self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0:
+            self.policy.maintain()  # the policy's housekeeping, just ahead of the decision
         self._epoch_iterations_left -= 1
         if not self._in_flight:
             reading = self._read_energy()
@@ -288,8 +280,7 @@ class Controller:
         delta_j = max(0.0, energy_now_j - self._energy_mark_j)
         measured = self._energy_measurable and reading.gaps == self._gaps_mark
         self._energy_mark_j, self._gaps_mark = energy_now_j, reading.gaps
-        if self._observe_iteration is not None:
-            self._observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s, delta_j if measured else None)
+        self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s, delta_j if measured else None)
         total_tokens = work.num_tokens or sum(work.tokens_by_request.values())
         if total_tokens <= 0:
             return extra_s
@@ -350,8 +341,7 @@ class Controller:
             first_scheduled_s=trace.first_s,
             energy_measured=not trace.unmeasured,
         )
-        if self._observe_outcome is not None:
-            self._observe_outcome(outcome)
+        self.policy.observe_outcome(outcome)
         self.updates += 1
         for listener in self.listeners:
             listener.on_outcome(outcome)
@@ -385,8 +375,7 @@ class Controller:
     # --------------------------------------------------------------- internals
     def _decide(self, snapshot: EngineSnapshot) -> None:
         context = self.context_model.context(snapshot)
-        if self._observe_snapshot is not None:
-            self._observe_snapshot(snapshot)
+        self.policy.observe_snapshot(snapshot)
         previous_freq_hz = self.applied_freq_hz
         # Each refused frequency is switched off, so this ends within len(frequencies) tries.
         for _ in range(len(self.arms.frequencies_hz) + 1):

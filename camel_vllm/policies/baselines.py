@@ -24,12 +24,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camel_vllm.core.arms import ArmSet
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.thompson.nig import SufficientStats
 from camel_vllm.core.events import Context
 
 
-class EmpiricalPolicy:
+class EmpiricalPolicy(Policy):
     """Shared bookkeeping: weighted count, mean and sum of squares per arm."""
 
     name = "empirical"

@@ -137,7 +137,7 @@ def build_controller(
             cost=make_cost(config.cost, config.alpha),
             context_model=context_model,
             epoch_iterations=config.epoch_iterations,
-            epoch_s=config.epoch_s if config.epoch_s is not None else float(getattr(policy, "default_epoch_s", 0.0)),
+            epoch_s=config.epoch_s if config.epoch_s is not None else float(policy.default_epoch_s),
             batch_only=arms.frequencies_hz == (None,),
             listeners=listeners,
             state_store=state_store,

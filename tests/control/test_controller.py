@@ -21,11 +21,12 @@ from camel_vllm.core.cost import LogEDPCost
 from camel_vllm.devices.base import NullDevice
 from camel_vllm.testing.fake_device import FakeDevice
 from camel_vllm.core.events import Context, EngineSnapshot, FinishedRequest, IterationWork
+from camel_vllm.policies.base import Policy
 
 FREQS_HZ = (306e6, 612e6, 930.75e6)
 
 
-class ScriptedPolicy:
+class ScriptedPolicy(Policy):
     """Chooses the arms of ``script`` in turn (the last one forever); records observations."""
 
     name = "scripted"
@@ -77,6 +78,42 @@ def work(tokens: dict[str, int], prefill: int = 0) -> IterationWork:
 def finished(request_id, arrival_s=0.0, finish_s=2.0):
     return FinishedRequest(request_id=request_id, arrival_s=arrival_s, finish_s=finish_s,
                            prompt_tokens=3, output_tokens=2)
+
+
+def test_a_policy_without_the_base_class_is_refused_in_one_line():
+    class DuckPolicy:  # the five methods, but not the base class that gives the hooks
+        name = "duck"
+
+        def select(self, context, available, current):
+            return available[0]
+
+        def observe(self, arm_index, context, cost, weight=1.0):
+            pass
+
+        def estimates(self):
+            return []
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    device = FakeDevice(FREQS_HZ)
+    with pytest.raises(TypeError, match="DuckPolicy does not derive from camel_vllm.policies.base.Policy"):
+        Controller(arms=ArmSet.product(FREQS_HZ, (4, 8)), policy=DuckPolicy(), device=device, cost=LogEDPCost(),
+                   context_model=ContextModel(contextual=False, max_batch=8))
+
+
+def test_the_base_hooks_do_nothing_and_a_policy_without_hooks_runs():
+    controller, policy, _ = make(script=(0, 1))
+    assert policy.model_readout() is None and policy.default_epoch_s == 0.0 and not policy.decide_on_demand_growth
+    controller.request_arrived("a", 0.0, 3)
+    for step in range(4):  # decisions, maintain, iterations: every hook called, none defined
+        controller.begin_iteration(snap(0.1 * step, running=1))
+        controller.end_iteration(0.1 * step + 0.05, work({"a": 1}))
+    assert controller.request_finished(finished("a", finish_s=0.4)) is not None
+    assert len(policy.calls) == 2 and policy.observed
 
 
 def test_arm_is_held_for_an_epoch_then_chosen_again():

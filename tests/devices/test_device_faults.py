@@ -35,6 +35,8 @@ from camel_vllm.devices.sampler import FAILING_AFTER_READS
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.wiring.build import EngineLimits, build_controller
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
+from camel_vllm.policies.base import Policy
+from camel_vllm.policies.model_based.policy import ModelBasedPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 #: Seconds per engine iteration in the loop below (an emulated-Orin decode step is ~40 ms).
@@ -49,29 +51,27 @@ class Clock:
         return self.now_s
 
 
-class RecordingPolicy:
-    """The real policy, with every ``observe_iteration`` energy kept (the controller is under test)."""
+class IterationRecorder:
+    """Keeps every ``observe_iteration`` energy the controller hands ``policy`` (the controller
+    is under test), then hands it on: the hook is wrapped on the policy itself."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, policy: Policy, clock: Clock) -> None:
+        self.inner = policy
+        self.clock = clock
         self.iteration_energy: list[tuple[float, float | None]] = []
-        self.clock: Clock | None = None
+        hook = policy.observe_iteration
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def observe_iteration(self, arm_index, work, duration_s, energy_j=None) -> None:
-        assert self.clock is not None
-        self.iteration_energy.append((self.clock.now_s, energy_j))
-        hook = getattr(self.inner, "observe_iteration", None)
-        if hook is not None:
+        def observe_iteration(arm_index, work, duration_s, energy_j=None) -> None:
+            self.iteration_energy.append((self.clock.now_s, energy_j))
             hook(arm_index, work, duration_s, energy_j)
+
+        policy.observe_iteration = observe_iteration  # type: ignore[method-assign]
 
 
 def _learned_energy(policy: Any) -> float:
     """How much energy evidence the policy holds: camel counts iterations its board's energy
     regression learned from, camel-ts the request costs in its posteriors."""
-    if hasattr(policy, "model_readout"):
+    if isinstance(policy, ModelBasedPolicy):
         policy.maintain()  # folds buffered iterations into the board (what runs between decisions)
         policy.board.fold()
         return policy.model_readout().iterations["energy"]
@@ -173,9 +173,7 @@ def test_a_rail_gap_is_not_learned_from_and_resets_nothing(tmp_path: Path, caplo
     tree.set_rail_power("VDD_GPU_SOC", 12.0)
     clock = Clock()
     controller = _controller(tmp_path, clock, policy=policy_name, seed=3)
-    policy = RecordingPolicy(controller.policy)
-    policy.clock = clock
-    controller._observe_iteration = policy.observe_iteration  # the hook the controller calls
+    policy = IterationRecorder(controller.policy, clock)
     gap = (30.0, 33.0)
     learned_at_gap: list[float] = []
     events = {

@@ -7,7 +7,7 @@ import pytest
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
 from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.slo.policy import SLOPolicy
 from camel_vllm.core.events import Context, EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
 
@@ -122,7 +122,7 @@ def test_e2e_projection_uses_remaining_output_and_guard():
     assert policy.attainment == pytest.approx(50 / 70)
 
 
-class RecordingPolicy:
+class RecordingPolicy(Policy):
     """A minimal inner policy: picks the lowest index (lowest frequency) offered; records calls."""
 
     name = "recording"

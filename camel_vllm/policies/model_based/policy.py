@@ -29,7 +29,7 @@ import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import SLOConfig
-from camel_vllm.policies.base import ArmEstimate, ModelReadout
+from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.projection import ArmGeometry, Projection, QueueState, project, step_work
@@ -80,7 +80,7 @@ class ModelParams:
     warmup_requests: int = MIN_FINISHED
 
 
-class ModelBasedPolicy:
+class ModelBasedPolicy(Policy):
     """The ``camel`` policy; see the module docstring."""
 
     name = "camel"

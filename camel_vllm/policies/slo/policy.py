@@ -97,7 +97,7 @@ class _Inputs:
     mean_out: float
 
 
-class SLOPolicy:
+class SLOPolicy(Policy):
     """The ``slo`` policy; see the module docstring."""
 
     name = "slo"
@@ -145,23 +145,20 @@ class SLOPolicy:
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
         """Hand arrivals to an inner policy that learns from them (camel)."""
-        hook = getattr(self.inner, "observe_arrival", None)
-        if hook is not None:
-            hook(now_s, prompt_tokens)
+        if self.inner is not None:
+            self.inner.observe_arrival(now_s, prompt_tokens)
 
     def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
         self._snapshot = snapshot
-        hook = getattr(self.inner, "observe_snapshot", None)
-        if hook is not None:
-            hook(snapshot)
+        if self.inner is not None:
+            self.inner.observe_snapshot(snapshot)
 
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
                           energy_j: float | None = None) -> None:
         """Learn the iteration time; count decode steps and service time per request (and
         hand the iteration to an inner policy that learns from iterations: camel)."""
-        hook = getattr(self.inner, "observe_iteration", None)
-        if hook is not None:
-            hook(arm_index, work, duration_s, energy_j)
+        if self.inner is not None:
+            self.inner.observe_iteration(arm_index, work, duration_s, energy_j)
         self._iteration += 1
         load = IterationLoad(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
         self.model.observe(self.arms[arm_index].freq_hz, load, duration_s)
@@ -186,9 +183,8 @@ class SLOPolicy:
     def observe_outcome(self, outcome: RequestOutcome) -> None:
         """Forget the request, learn its output length, and move the guard (and hand the
         outcome to an inner policy that learns from outcomes)."""
-        hook = getattr(self.inner, "observe_outcome", None)
-        if hook is not None:
-            hook(outcome)
+        if self.inner is not None:
+            self.inner.observe_outcome(outcome)
         request = outcome.request
         self._running.pop(request.request_id, None)
         self._remember_length(request.output_tokens)
@@ -316,9 +312,8 @@ class SLOPolicy:
 
     def maintain(self) -> None:
         """Between decisions: the inner policy's housekeeping (see ThompsonPolicy.maintain)."""
-        maintain = getattr(self.inner, "maintain", None)
-        if maintain is not None:
-            maintain()
+        if self.inner is not None:
+            self.inner.maintain()
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
         if self.inner is not None:
@@ -344,9 +339,8 @@ class SLOPolicy:
 
     def set_prior_means(self, means: Sequence[float], strength: float) -> None:
         """Warm start passes through to the inner policy (the SLO model needs no prior)."""
-        setter = getattr(self.inner, "set_prior_means", None)
-        if setter is not None:
-            setter(means, strength)
+        if self.inner is not None:
+            self.inner.set_prior_means(means, strength)
 
     # -------------------------------------------------------------- internals
     def _largest_batch(self, available: Sequence[int]) -> list[int]:

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camel_vllm.core.config import SLOConfig
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.thompson.additive import AdditiveGrid
 from camel_vllm.policies.thompson.change import ChangeDetector
 from camel_vllm.policies.thompson.guards import latency_quantiles, queue_allowed, slo_allowed, slo_metric_s
@@ -62,7 +62,7 @@ class ThompsonParams:
     change_drift: float = 1.5
 
 
-class ThompsonPolicy(ContextPriors):
+class ThompsonPolicy(ContextPriors, Policy):
     """Gaussian Thompson sampling with NIG posteriors, per context with hierarchical sharing."""
 
     def __init__(

@@ -87,9 +87,7 @@ class ControllerReader:
 
     def model_readout(self) -> ModelReadout | None:
         """``policy.model_readout()`` where the policy has models (None otherwise or on a race)."""
-        read = getattr(self.controller.policy, "model_readout", None)
-        if read is None:
-            return None
+        read = self.controller.policy.model_readout
         for _ in range(ESTIMATE_TRIES):
             try:
                 return read()
