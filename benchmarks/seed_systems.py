@@ -1,4 +1,4 @@
-"""Benchmarks of the other seed systems (issue 7), all in the simulator on the emulated Orin.
+"""Benchmarks of the other seed systems, all in the simulator on the emulated Orin.
 
 Sections (``--sections fit,plan,slo,slo-metrics,warm``; default all), every figure EMULATED:
 

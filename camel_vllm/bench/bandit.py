@@ -37,7 +37,7 @@ from camel_vllm.policies.baselines import OraclePolicy
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork
 
-#: Camel's grid on AGX Orin 32GB (MHz), ../shared/reference/hardware.md.
+#: Camel's grid on AGX Orin 32GB (MHz; arXiv 2508.09173).
 ORIN_32GB_FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
 #: Window (requests) over which an overloaded arm's queue is averaged (the horizon's order).
 OVERLOAD_WINDOW_REQUESTS = 2000

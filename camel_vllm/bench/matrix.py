@@ -19,7 +19,7 @@ hindsight). A change is read request by request and pooled over seeds: 100 x the
 per-request difference over the baseline's mean EDP, with the standard error of 20 batch
 means per seed (:func:`camel_vllm.bench.paired.pooled_paired_difference`).
 
-*Targets* (issue 14): no harm (a policy's change against default is at most
+*Targets*: no harm (a policy's change against default is at most
 max(2 %, 2 standard errors)) in every cell, and, where the best static arm is at least 5 %
 below default, within 5 % of it.
 """

@@ -1,8 +1,8 @@
-"""The benchmark result format shared by ``bench sim`` and ``bench replay`` (issue 6, item 3).
+"""The benchmark result format shared by ``bench sim`` and ``bench replay``.
 
-``policies[NAME]`` holds exactly the fields issue 6 lists; anything else a mode wants to
-record goes in the top-level ``details[NAME]`` and ``notes``, so consumers can rely on the
-per-policy schema. Units: J, s, J*s. ``emulated`` is true whenever energy came from the
+``policies[NAME]`` holds a fixed set of fields (:class:`PolicyResult`); anything else a mode
+wants to record goes in the top-level ``details[NAME]`` and ``notes``, so consumers can rely
+on the per-policy schema. Units: J, s, J*s. ``emulated`` is true whenever energy came from the
 emulator (every figure on our machines).
 """
 

@@ -1,64 +1,10 @@
 """The engine-agnostic controller: picks arms, applies them, attributes energy, learns.
 
-Engine adapters (the vLLM scheduler in :mod:`camel_vllm.vllm_plugin.scheduler`, the
-simulator in :mod:`camel_vllm.sim.engine`) feed it the same few events, each with a time on
-the adapter's clock:
-
-- :meth:`Controller.request_arrived` when a request enters the engine;
-- :meth:`Controller.begin_iteration` before the engine schedules a step: returns the arm
-  to apply (the adapter enforces ``arm.max_batch`` as its admission cap; the controller
-  has already set the clock);
-- :meth:`Controller.end_iteration` after the step, with the tokens it ran per request:
-  returns the seconds the adapter must wait to model a slower clock (emulator only);
-- :meth:`Controller.request_finished` / :meth:`Controller.request_aborted`;
-- :meth:`Controller.close` on any exit: saves learned state and restores the device.
-
-Decision epochs: an arm is held for ``epoch_iterations`` iterations or ``epoch_s`` seconds,
-whichever comes first; then the policy chooses again in the current context.
-
-Energy attribution: the energy the device counted between the mark and the end of an
-iteration is split over the requests in that iteration in proportion to their scheduled
-tokens (a prefill chunk of n tokens takes n shares, a decode step one). The mark is the end
-of the previous iteration, or the iteration's start if the engine was idle before it, so
-idle energy is counted in the device total but charged to no request. Only requests the
-controller holds (arrived, not yet finished or aborted) are charged: a request's trace is
-made by :meth:`Controller.request_arrived` and removed when it finishes or is aborted, so a
-step's work for a request the engine no longer holds (aborted mid-step) creates nothing.
-
-Energy that was not measured: a device whose sensor can fail reports, with its counter, a
-monotonic count of gaps (:class:`~camel_vllm.devices.base.EnergyReading`: failed reads, and
-the reading that closes a gap, whose energy over it is interpolated or arrives in one lump).
-An iteration whose start and end readings differ in that count, or any iteration on a device
-that measures no energy (``energy_source`` "none"), is unmeasured: the policy's
-``observe_iteration`` gets ``energy_j=None`` for it, and every request it served is marked.
-A marked request is still reported (listeners, ``observe_outcome``, results) with
-``energy_measured`` False and ``cost`` None, but is not credited to the policy
-(``policy.observe``) and does not enter the cost's size fit: a sensor gap charges its
-requests ~0 J and then a lump, which would read as an arm change, and a sensor that never
-reads would have the policy learn from costs of 0 J. Nothing learned is ever reset by a gap.
-When reads keep failing the device logs one line per episode and the controller counts it as
-``on_device_error("sensor")``.
-
-Crediting a request that spans several arms: the controller counts, per request, the
-tokens served under each (context, arm) epoch key; when the request finishes its cost is
-credited to every key with weight = that key's share of the request's tokens. A request
-served wholly under one arm gives that arm one full observation.
-
-Learning off the finishing iteration (``observe_budget`` > 0, what :func:`camel_vllm.wiring.build.
-build_controller` sets): a finished request's cost is computed at once, but its credits are
-queued and handed to ``policy.observe`` at most ``observe_budget`` per iteration, at the start
-of the following iterations (all of them at :meth:`Controller.close`). An iteration where
-twenty requests finish together then costs twenty cost evaluations, not forty posterior
-updates; a decision may miss the last few iterations' credits (delayed feedback, which
-Thompson sampling tolerates). ``observe_budget`` 0 credits at once.
-
-Policy hooks (:class:`~camel_vllm.policies.base.Policy`; no-ops unless a policy overrides
-them), called directly: ``observe_arrival`` at each arrival; ``observe_snapshot`` before each
-``select``; ``observe_iteration`` after each iteration (its duration includes the emulated
-stretch, its energy is the device energy since the previous mark, ``None`` when not measured);
-``observe_outcome`` after each finished request, credited or not; ``maintain`` at the start of
-the last MAINTAIN_LEAD_ITERATIONS iterations before a decision, or of every iteration with
-time-bounded epochs (work a policy can do ahead of its next ``select``).
+Engine adapters (the vLLM scheduler, the simulator) feed it the same few events:
+:meth:`Controller.request_arrived`, :meth:`~Controller.begin_iteration` (returns the arm),
+:meth:`~Controller.end_iteration` (the step's tokens per request), :meth:`~Controller.request_finished`
+or :meth:`~Controller.request_aborted`, and :meth:`~Controller.close`. docs/controller.md
+describes epochs, energy attribution, unmeasured energy, crediting and the policy hooks.
 """
 
 from __future__ import annotations
@@ -85,11 +31,8 @@ from camel_vllm.core.events import (
 
 logger = logging.getLogger("vllm.camel")
 
-#: Iterations before a decision on which the policy's ``maintain()`` hook runs: camel rebuilds
-#: a stale context prior there in two halves (~100-150 us each, numpy on 49 arms), just before
-#: it is used. Measured on the conversation trace (emulated, mean EDP over seeds 0-7): a lead
-#: of 2 gave 359.4 J*s, 3 gave 365.2 and 6 gave 375.7 (the prior rebuilt earlier misses the
-#: epoch's last credits); per-seed spread is ~10, so only the trend is clear.
+#: Iterations before a decision on which the policy's ``maintain()`` hook runs (the choice of 2
+#: is measured in docs/controller.md).
 MAINTAIN_LEAD_ITERATIONS = 2
 #: Early decisions (policies with ``decide_on_demand_growth``): demand must reach twice its
 #: level at the last decision plus this many requests, and the epoch must have run this many

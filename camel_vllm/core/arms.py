@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 from camel_vllm.core.events import Arm
 
-#: Camel's batch grid on AGX Orin: 4, 8, ..., 28 (arXiv 2508.09173, via ../shared/reference/papers.md).
+#: Camel's batch grid on AGX Orin: 4, 8, ..., 28 (arXiv 2508.09173).
 CAMEL_BATCH_SIZES: tuple[int, ...] = (4, 8, 12, 16, 20, 24, 28)
 
 #: Two frequencies closer than this (Hz) are the same clock step; the one tolerance for

@@ -1,6 +1,6 @@
 """``device: nvml``: NVIDIA GPUs through NVML (package ``nvidia-ml-py``, module ``pynvml``).
 
-Facts in ../shared/reference/hardware.md:
+From NVML's API reference (docs/devices.md has the details):
 
 - frequencies: ``nvmlDeviceGetSupportedMemoryClocks`` then, for the highest memory clock,
   ``nvmlDeviceGetSupportedGraphicsClocks`` (MHz); all GPUs of a tensor-parallel engine are

@@ -27,7 +27,7 @@ from camel_vllm.devices.base import DeviceError, EnergyReading
 logger = logging.getLogger("vllm.camel")
 
 #: Default rate (Hz) when neither the user nor the sensor says otherwise; the sensor's own
-#: ``update_interval`` wins when it is slower (../shared/reference/hardware.md).
+#: ``update_interval`` (the Linux hwmon ABI) wins when it is slower.
 DEFAULT_SAMPLE_HZ = 50.0
 #: Failed reads in a row after which the sensor "keeps failing": one warning line, and one
 #: ``failing`` episode for the controller's ``camel_device_errors_total{kind="sensor"}``.

@@ -8,8 +8,10 @@ seeded run is reproducible. ``config.policy_params`` keys per policy (anything e
   ``warmup_requests``, ``board_prior`` (``none`` or ``profile``: start the board model from the
   emulator profiles ``device_profile`` / ``model_profile``, e.g. a measured calibration file);
 - ``camel-ts`` / ``ts``: ``prior_mean``, ``prior_kappa``, ``prior_alpha``, ``prior_beta``,
-  ``share_strength``, ``additive_kappa`` (``ts``: 0), ``adaptive_prior``, ``slo_min_evidence`` (see
-  :mod:`camel_vllm.policies.thompson.policy`); ``neighbour_kappa`` was removed (see :data:`REMOVED_PARAMS`);
+  ``share_strength``, ``additive_kappa`` (``ts``: 0), ``additive_kappa_low_load``,
+  ``adaptive_prior``, ``slo_min_evidence``, ``queue_guard``, ``change_threshold`` (``ts``: 0),
+  ``change_drift`` (see :class:`camel_vllm.policies.thompson.policy.ThompsonParams`);
+  ``neighbour_kappa`` was removed (see :data:`REMOVED_PARAMS`);
 - ``static``: ``arm`` = [MHZ, BATCH] (MHZ may be "auto" for batch-only arms);
 - ``grid``: ``k`` (observations per arm before committing, default 10);
 - ``ucb``: ``c`` (bonus multiplier, default 1.0);

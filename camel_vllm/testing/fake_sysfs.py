@@ -1,7 +1,7 @@
 """Fake Jetson AGX Orin sysfs trees, for the device tests and the real-engine SIGTERM test.
 
 :func:`build_fake_orin_tree` lays out, under a temporary ``root``, what a JetPack 5 or 6
-board shows (../shared/reference/hardware.md): the GPU devfreq node found through
+board shows (docs/devices.md): the GPU devfreq node found through
 ``/sys/class/devfreq/*/device/of_node/name`` (``gpu`` on JetPack 6, ``ga10b`` on JetPack 5,
 plus a non-GPU decoy node), Hz units, the INA3221 hwmon folders under
 ``/sys/bus/i2c/drivers/ina3221/1-004x/hwmon/hwmonN`` with labels, ``NC`` channels,
@@ -44,9 +44,9 @@ from camel_vllm.devices.jetson.sysfs import PERMISSION_ERRNOS, SysfsAccess, regi
 #: The fault file, relative to the fake tree's root: ``{relative path: {"read"|"write": errno name}}``.
 FAULTS_FILE = ".camel-fake-sysfs-faults.json"
 
-#: The Camel paper's grid on the AGX Orin 32GB (hardware.md), in Hz.
+#: The Camel paper's grid on the AGX Orin 32GB (arXiv 2508.09173), in Hz.
 ORIN_32GB_FREQS_HZ: tuple[int, ...] = (306000000, 408000000, 510000000, 612000000, 714000000, 816000000, 930750000)
-#: (address, channel, label) on an AGX Orin (hardware.md); NC = not connected.
+#: (address, channel, label) on an AGX Orin (docs/devices.md); NC = not connected.
 ORIN_AGX_CHANNELS: tuple[tuple[str, int, str], ...] = (
     ("1-0040", 1, "VDD_GPU_SOC"),
     ("1-0040", 2, "VDD_CPU_CV"),
@@ -55,7 +55,7 @@ ORIN_AGX_CHANNELS: tuple[tuple[str, int, str], ...] = (
     ("1-0041", 2, "VDDQ_VDD2_1V8AO"),
     ("1-0041", 3, "NC"),
 )
-#: Quiet snapshot from hardware.md, as (mV, mA): about 5.2, 2.7, 4.7 and 0.6 W.
+#: A published quiet AGX Orin reading, as (mV, mA): about 5.2, 2.7, 4.7 and 0.6 W.
 QUIET_RAILS: dict[str, tuple[int, int]] = {
     "VDD_GPU_SOC": (5000, 1040),
     "VDD_CPU_CV": (5000, 540),
@@ -224,8 +224,8 @@ def build_fake_orin_tree(
 ) -> FakeOrinTree:
     """Build a JetPack ``jetpack`` (5 or 6) AGX Orin tree under ``root``; returns its handle.
 
-    ``rails`` maps label -> (mV, mA); defaults to the quiet snapshot of hardware.md.
-    ``update_interval_ms`` 13 is the ~77 Hz seen on an Orin Nano (hardware.md).
+    ``rails`` maps label -> (mV, mA); defaults to the quiet reading above.
+    ``update_interval_ms`` 13 is the ~77 Hz seen on an Orin Nano (a published measurement).
     ``sum_channel``: each chip also shows the shunt voltages ``in4..6_input`` and channel 7
     ("sum of shunt voltages", ``in7_input`` without ``curr7_input``), as the Linux driver does.
     """

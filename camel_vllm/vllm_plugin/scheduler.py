@@ -30,9 +30,8 @@ Set ``CAMEL_VLLM_ITERATION_LOG=PATH`` to write one JSON line per iteration (runn
 requests before and after scheduling, requests admitted, the batch cap in force, the
 controller's wall and thread-CPU time in ns, tokens): the integration tests check admission
 against it and ``benchmarks/overhead.py`` replays it. Lines are buffered and flushed each
-time the engine runs out of requests and at shutdown. The log costs ~30 us per iteration
-(mostly ``json.dumps``); without it the adapter and controller add 20-75 us of scheduler
-CPU to a ~17 ms step of the tiny model (docs/vllm-integration.md, "Overhead").
+time the engine runs out of requests and at shutdown. What the log and the adapter cost a
+step is measured in docs/vllm-integration.md ("Overhead").
 """
 
 from __future__ import annotations

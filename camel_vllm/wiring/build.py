@@ -30,8 +30,8 @@ OBSERVE_BUDGET_PER_ITERATION = 4
 class EngineLimits:
     """Limits fixed at engine start-up that arms must respect.
 
-    ``max_num_seqs`` is vLLM's ``--max-num-seqs`` (its model-runner buffers are sized from
-    it: a batch cap above it is rejected, see ../shared/reference/vllm.md).
+    ``max_num_seqs`` is vLLM's ``--max-num-seqs`` (vLLM sizes its model-runner buffers and
+    scheduler assertions from it at start-up, so a batch cap above it is rejected).
     """
 
     max_num_seqs: int

@@ -131,7 +131,7 @@ def test_rails_all_skips_the_sum_channel_and_measures(tmp_path: Path) -> None:
         assert [r.label for r in controller.device.rails] == ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0",
                                                                "VDDQ_VDD2_1V8AO"]
         outcomes = _serve(controller, clock, 10.0)
-        # 13.2 W over the run (hardware.md's quiet snapshot), all of it measured and credited
+        # 13.2 W over the run (the fake tree's quiet AGX Orin reading), all of it measured and credited
         assert controller.device.energy_j() == pytest.approx(13.2 * 10.0, rel=0.02)
         assert outcomes and all(o.energy_measured and o.energy_j > 0 for o in outcomes)
         assert controller.unmeasured_requests == 0 and _errors(controller)["sensor"] == 0

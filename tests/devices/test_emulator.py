@@ -50,7 +50,7 @@ def test_decode_flat_above_714_and_steep_below(name: str) -> None:
 def test_decode_shape_on_64gb_matches_published_16_percent() -> None:
     pm = model("orin-agx-64gb")
     cut = 1 - pm.iteration_time_s(decode(), 1300.5 * MHZ) / pm.iteration_time_s(decode(), 714 * MHZ)
-    assert cut == pytest.approx(0.16, abs=0.05)  # hardware.md: 714 -> 1300 MHz cut 16%
+    assert cut == pytest.approx(0.16, abs=0.05)  # published: 714 -> 1300 MHz cuts 16% (docs/devices.md)
 
 
 @pytest.mark.parametrize("device", ["orin-agx-32gb", "orin-agx-64gb"])
@@ -85,7 +85,7 @@ def test_64gb_steps_and_ceiling() -> None:
 def test_kv_reads_and_batch_raise_time() -> None:
     pm = model()
     assert pm.iteration_time_s(decode(8, 4096), 612 * MHZ) > pm.iteration_time_s(decode(8, 128), 612 * MHZ)
-    # larger batches cut time per token (hardware.md: energy per token falls with batch)
+    # larger batches cut time per token (published: energy per token falls with batch)
     assert pm.iteration_time_s(decode(16), 612 * MHZ) / 16 < pm.iteration_time_s(decode(1), 612 * MHZ) / 4
 
 

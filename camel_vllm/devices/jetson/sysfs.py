@@ -30,7 +30,7 @@ logger = logging.getLogger("vllm.camel")
 #: ``of_node/name`` of the GPU devfreq device: JetPack 6 (L4T 36) and JetPack 5 (L4T 35).
 GPU_OF_NODE_NAMES = ("gpu", "ga10b")
 DEFAULT_RAIL = "VDD_GPU_SOC"
-#: Orin NX / Nano have no VDD_GPU_SOC; their GPU shares this rail (hardware.md).
+#: Orin NX / Nano have no VDD_GPU_SOC; their GPU shares this rail (NVIDIA's Jetson power rails).
 FALLBACK_RAILS = ("VDD_CPU_GPU_CV",)
 #: Errors that mean "this process may not write the clock" (EROFS: sysfs mounted read-only,
 #: as in a container): the controller then keeps to batch-only arms.

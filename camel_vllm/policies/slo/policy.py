@@ -1,42 +1,14 @@
 """``slo``: SLO-aware frequency scaling after throttLL'eM (arXiv 2408.05235).
 
-Each decision epoch, for the requests running (and waiting) now, the policy projects the
-SLO metric under every available arm with an online iteration-time model
-(:class:`~camel_vllm.policies.slo.step_time.IterationTimeModel`) and keeps the arms whose projection
-meets ``config.slo`` (the *safe set*). Alone (``frequency_only``), it keeps the largest
-batch cap and picks the lowest safe frequency, as throttLL'eM scales frequency only: a
-smaller cap shortens iterations (so TPOT looks safe at a lower clock) but cuts throughput,
-and the queue it builds is invisible to a TPOT projection (measured: p99 latency 2,500 s on
-the Azure trace at 1 req/s when the cap was free).
-With ``inner`` (e.g. camel), the inner policy chooses among the safe set: camel restricted
-to SLO-safe arms; costs are forwarded to it.
-
-Projections (``t(a)``: projected iteration time under arm a, at the batch the arm admits,
-the recent prefill tokens per iteration and the context the batch will read):
-
-- ``tpot``: t(a) itself (mean time between tokens of a decoding request).
-- ``e2e``: per running request, service time so far + expected remaining tokens x t(a);
-  waiting requests: the wait for a slot (if the cap is full) + expected output x t(a). The
-  ``quantile`` of these projections must be within the threshold. Remaining tokens come
-  from the mean residual life of output lengths observed so far, E[L - k | L > k].
-- ``ttft``: a waiting request's prefill (the prompt tokens waiting, beside the running
-  decodes), plus the wait for a free slot when the cap is full.
-
-Capacity: an arm is safe only if, at a full batch, it serves requests at least
-``CAPACITY_MARGIN`` faster than they arrive (rate from recent finished requests' arrival
-times): below that the queue grows between epochs, which no projection of the requests
-present sees in time. With no safe arm: the best projection among arms that keep up, else
-the largest capacity (fastest clock, largest cap).
-
-Time "so far" is the sum of iteration durations since the request was first scheduled:
-the controller's hooks do not carry arrival times, so queueing before admission is not
-seen (it is covered by the guard below).
-
-Guard: every projection is multiplied by ``guard``, updated from finished requests by
-stochastic quantile tracking, ln(guard) += step * (violated - target), with target =
-``GUARD_TARGET_SHARE`` x (1 - quantile). It settles where the observed violation rate is
-the target, so model error and what projections leave out (queueing, preemption) are
-corrected from outcomes, and the quantile is kept with some margin.
+Each decision epoch the policy projects the SLO metric (``tpot``, ``e2e`` or ``ttft``) of the
+requests running and waiting under every available arm, with an online iteration-time model
+(:mod:`.step_time`), and keeps the arms whose projection meets ``config.slo`` and that keep up
+with arrivals at a full batch (the *safe set*). Alone (``frequency_only``) it keeps the largest
+batch cap and picks the lowest safe frequency, as throttLL'eM scales frequency only; with
+``inner`` (e.g. camel) the inner policy chooses among the safe set. A guard, moved by
+stochastic quantile tracking on finished requests, scales every projection so the observed
+violation rate settles below the allowed one. docs/seed-systems.md has the projections, the
+capacity check, the guard and the measurements that shaped them.
 """
 
 from __future__ import annotations
@@ -289,8 +261,7 @@ class SLOPolicy(Policy):
         """Whether the arm, at a full batch, serves requests faster than they arrive.
 
         Below that rate the queue grows without bound, which no per-epoch projection of the
-        requests present sees in time (measured: TTFT attainment 63% for a 90% target
-        without this check). Capacity = cap / (mean output x full-batch iteration time),
+        requests present sees in time (docs/seed-systems.md). Capacity = cap / (mean output x full-batch iteration time),
         against the arrival rate of the last finished requests plus ``CAPACITY_MARGIN``.
         """
         rate = self._arrival_rate_per_s()

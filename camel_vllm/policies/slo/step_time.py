@@ -11,7 +11,7 @@ with P prefill tokens, D decode tokens (requests decoding), C context tokens rea
 attention, all per iteration. Each term is a memory-bound part ``m_x`` (independent of the
 clock) plus a compute-bound part ``c_x * s`` (proportional to cycles / frequency): the
 roofline's two regimes (decode nearly flat above ~714 MHz, prefill about linear in 1/f on
-Orin; ../shared/reference/hardware.md), summed rather than maxed so the model stays linear.
+Orin; docs/devices.md), summed rather than maxed so the model stays linear.
 
 Before the data separates the two parts (only one frequency seen), the ridge penalty on the
 memory-bound coefficients is 1000x that on the compute-bound ones, so an unidentified time

@@ -28,8 +28,8 @@ POOLED_CONTEXT = "all"
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0,
 )
-#: Per-request energy buckets (J). AGX Orin's GPU rail draws ~5-40 W (../shared/reference/
-#: hardware.md) and a request's share of a batch is seconds long, so 0.1 J (a short request in
+#: Per-request energy buckets (J). AGX Orin's GPU rail draws ~5-40 W (docs/devices.md, the
+#: emulated Orin) and a request's share of a batch is seconds long, so 0.1 J (a short request in
 #: a full batch) to ~1 kJ (a long generation alone at the top clock); 1-2.5-5 per decade.
 ENERGY_BUCKETS_J: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
