@@ -13,18 +13,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import multiprocessing
 import os
 import re
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.core.errors import CamelError
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.bench.paired import paired_edp_difference
+from camel_vllm.bench.pool import pool_results
 from camel_vllm.bench.results import BenchResult, PolicyResult
 from camel_vllm.traces.base import Trace
 
@@ -172,54 +170,6 @@ def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
         controller.close()
 
 
-class SimWorkerError(CamelError, RuntimeError):
-    """A run failed in a worker process; ``str(err)`` is one line naming the run and the error."""
-
-
-def _in_worker(fn: Callable[[Any], Any], task: Any, label: str) -> Any:
-    """``fn(task)``, with any error but a :class:`ConfigError` made a one-line :class:`SimWorkerError`.
-
-    Whatever a worker raises must unpickle in the parent (an exception that does not, such as
-    one whose constructor takes several arguments, used to leave ``multiprocessing.Pool``
-    waiting forever); ConfigError pickles by its arguments.
-    """
-    try:
-        return fn(task)
-    except ConfigError:
-        raise
-    except Exception as err:
-        raise SimWorkerError(f"{label}: {type(err).__name__}: {err}") from err
-
-
-def _pool_results(fn: Callable[[Any], Any], tasks: Sequence[Any], labels: Sequence[str],
-                  workers: int) -> Any:
-    """Yield ``fn(task)`` for every task from a pool of ``workers`` forked processes, as each ends.
-
-    The first error (raised in a worker, or a worker that died: ``BrokenProcessPool``) is
-    raised here at once and the other workers are stopped, so a failing run never leaves the
-    parent waiting.
-    """
-    ctx = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx)
-    finished = False
-    try:
-        futures = {pool.submit(_in_worker, fn, t, label) for t, label in zip(tasks, labels)}
-        while futures:
-            done, futures = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                yield future.result()
-        finished = True
-    finally:
-        # ProcessPoolExecutor cannot stop a running task: on an error its worker processes are
-        # killed (private ``_processes``, read before shutdown clears it), so the error is
-        # reported now, not when the other simulations end.
-        processes = [] if finished else list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=finished, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-
-
 def emulated_device(config: CamelConfig, clock: VirtualClock) -> EmulatedDevice:
     """The simulator's device: ``config``'s device and model profiles on virtual time.
 
@@ -316,7 +266,7 @@ def run_static_sweep(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace,
             take(_static_sweep_task(t))
     else:
         labels = [g[0].label.rsplit(":", 1)[0] + ":*" for _, g, _ in tasks]
-        for results in _pool_results(_static_sweep_task, tasks, labels, workers):
+        for results in pool_results(_static_sweep_task, tasks, labels, workers):
             take(results)
     return runs
 
@@ -338,7 +288,7 @@ def run_many(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, work
             if progress:
                 progress(len(trace))
     else:
-        for label, run in _pool_results(_run_task, tasks, [s.label for s in specs], workers):
+        for label, run in pool_results(_run_task, tasks, [s.label for s in specs], workers):
             runs[label] = run
             if progress:
                 progress(len(trace))

@@ -15,7 +15,7 @@ The classes live next to the code that raises them:
 - :class:`camel_vllm.cli.trace_args.TraceOptionError` (``ValueError``): a bad trace option;
 - :class:`camel_vllm.bench.replay.ServerUnreachable` (``RuntimeError``): no OpenAI-compatible server;
 - :class:`camel_vllm.vllm_plugin.registry.UnknownSchedulerError` (``ValueError``);
-- :class:`camel_vllm.bench.sim.SimWorkerError` (``RuntimeError``): a simulator run failed.
+- :class:`camel_vllm.bench.pool.SimWorkerError` (``RuntimeError``): a simulator run failed.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from camel_vllm.devices.emulator.profiles import load_device_profile
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.core.errors import CamelError
 from camel_vllm.bench.replay import ServerUnreachable
-from camel_vllm.bench.sim import SimWorkerError
+from camel_vllm.bench.pool import SimWorkerError
 from camel_vllm.control.state import StateFileError
 from camel_vllm.traces import load_trace
 from camel_vllm.traces.base import TraceFormatError, parse_int
