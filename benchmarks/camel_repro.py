@@ -21,8 +21,8 @@ import os
 import sys
 import time
 
-from camel_vllm.bench.sim import SimSetup, bench, parse_policies
 from camel_vllm.bench.results import format_table, reduction_pct
+from camel_vllm.bench.sim import SimSetup, bench, parse_policies
 from camel_vllm.traces import alpaca_like
 
 MODELS = ("llama-3.2-1b", "qwen-2.5-3b")

@@ -40,8 +40,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from camel_vllm.bench.replay import failures, replay, to_policy_result
-from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.bench.results import BenchResult, PolicyResult, format_table, reduction_pct
+from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.testing.vllm_server import (  # the launchers' lock, health check and SIGTERM stop
     BASE_ARGS, BASE_ENV, Server, free_port, launch_command, machine_lock, stop, wait_healthy,
 )

@@ -50,9 +50,9 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
     import gc
 
     from camel_vllm.core.config import CamelConfig
-    from camel_vllm.wiring.build import EngineLimits, build_controller
-    from camel_vllm.testing.fake_device import FakeDevice
     from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
+    from camel_vllm.testing.fake_device import FakeDevice
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     config = CamelConfig.from_mapping({
         "device": "emulated" if device_kind == "emulated" else "none",

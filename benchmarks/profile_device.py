@@ -36,13 +36,13 @@ from typing import Callable, Protocol, Sequence
 
 from camel_vllm.core.arms import same_frequency
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices.registry import make_device
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import Device
 from camel_vllm.devices.emulator.device import EmulatedDevice
 from camel_vllm.devices.emulator.profiles import (
     CalibrationRow, ModelProfile, device_profile_to_dict, load_device_profile, load_model_profile,
 )
-from camel_vllm.core.events import IterationWork
+from camel_vllm.devices.registry import make_device
 
 logger = logging.getLogger("vllm.camel")
 

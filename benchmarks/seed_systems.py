@@ -37,23 +37,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from camel_vllm.core.arms import ArmSet
+from camel_vllm.bench.sim import SimSetup, emulated_device
 from camel_vllm.cli.fit_energy_model import format_model
+from camel_vllm.control.controller import Controller
+from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, SLOConfig
 from camel_vllm.core.context import ContextModel
-from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
 from camel_vllm.offline.energy_model import EnergyModel
 from camel_vllm.offline.fitting import BAND_EDGES, fit_energy_model
-from camel_vllm.offline.warm_start import priors_from_energy_model
-from camel_vllm.wiring.build import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.offline.planning import DeviceModel, plan
+from camel_vllm.offline.warm_start import priors_from_energy_model
 from camel_vllm.policies.slo.policy import SLOPolicy
-from camel_vllm.telemetry.reqlog import RequestLog, read_request_log
-from camel_vllm.bench.sim import SimSetup, emulated_device
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
+from camel_vllm.telemetry.reqlog import RequestLog, read_request_log
 from camel_vllm.traces import load_trace
 from camel_vllm.traces.base import Trace, TraceRequest
+from camel_vllm.wiring.build import EngineLimits, build_controller, resolve_batch_sizes, resolve_frequencies_hz
 
 AZURE_CONV = "/work/shared/traces/azure2023_AzureLLMInferenceTrace_conv.csv"
 DEVICES = ("orin-agx-32gb", "orin-agx-64gb")

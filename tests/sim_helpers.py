@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from camel_vllm.control.controller import Controller
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.context import ContextModel
-from camel_vllm.control.controller import Controller
 from camel_vllm.core.cost import make_cost
+from camel_vllm.core.events import Context, IterationWork
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.testing.fake_device import FakeDevice
-from camel_vllm.core.events import Context, IterationWork
 
 FREQS_HZ = (306e6, 612e6, 930.75e6)
 #: Power between iterations (W).

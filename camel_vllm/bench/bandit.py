@@ -32,10 +32,10 @@ import numpy as np
 from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet
 from camel_vllm.core.config import CamelConfig
 from camel_vllm.core.context import ContextModel
+from camel_vllm.core.events import Context, EngineSnapshot, IterationWork
 from camel_vllm.policies.base import Policy
 from camel_vllm.policies.baselines import OraclePolicy
 from camel_vllm.policies.registry import make_policy
-from camel_vllm.core.events import Context, EngineSnapshot, IterationWork
 
 #: Camel's grid on AGX Orin 32GB (MHz; arXiv 2508.09173).
 ORIN_32GB_FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
@@ -118,8 +118,8 @@ def orin_arms(num_arms: int = 49) -> ArmSet:
 
 
 def _performance_model() -> tuple[Callable[[IterationWork, float], float], Callable[[IterationWork, float], float], str]:
-    from camel_vllm.devices.emulator.roofline import PerformanceModel
     from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
+    from camel_vllm.devices.emulator.roofline import PerformanceModel
 
     model = PerformanceModel(load_device_profile("orin-agx-32gb"), load_model_profile("llama-3.2-1b"))
     return model.iteration_time_s, model.iteration_power_w, "camel_vllm.devices.emulator.roofline (orin-agx-32gb, llama-3.2-1b)"

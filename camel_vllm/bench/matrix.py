@@ -31,6 +31,7 @@ import multiprocessing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from camel_vllm.bench.paired import PairedDifference, pooled_paired_difference
 from camel_vllm.bench.sim import (
     ORACLE,
     PolicySpec,
@@ -42,7 +43,6 @@ from camel_vllm.bench.sim import (
     static_specs,
 )
 from camel_vllm.sim.engine import SimRun
-from camel_vllm.bench.paired import PairedDifference, pooled_paired_difference
 from camel_vllm.traces import load_trace, transforms
 from camel_vllm.traces.base import Trace
 from camel_vllm.traces.synthetic import SYNTHETIC_KINDS, synthetic

@@ -18,12 +18,12 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from camel_vllm.core.arms import ArmSet
-from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.bench.paired import paired_edp_difference
 from camel_vllm.bench.pool import pool_results
 from camel_vllm.bench.results import BenchResult, PolicyResult
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.traces.base import Trace
 
 if TYPE_CHECKING:
@@ -144,8 +144,8 @@ def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
     state file and request log (loading a state file may move it aside: the run does that).
     Raises :class:`ConfigError`; a static arm outside the arm set names the ``--policies`` item.
     """
-    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.policies.registry import policy_param_names
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     ran = [s for s in specs if s.policy != ORACLE]
     params = dict(setup.config.policy_params)

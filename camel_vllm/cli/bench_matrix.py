@@ -52,9 +52,9 @@ def _loads(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from camel_vllm.devices.emulator.profiles import load_model_profile
-    from camel_vllm.bench.sim import SimSetup, parse_policies
     from camel_vllm.bench.matrix import DEFAULT_TRACES, MatrixPlan, count_runs, format_matrix, matrix_to_dict, run_matrix
+    from camel_vllm.bench.sim import SimSetup, parse_policies
+    from camel_vllm.devices.emulator.profiles import load_model_profile
 
     try:
         for key, value, ok in (("seeds", args.seeds, args.seeds >= 1), ("requests", args.requests, args.requests >= 2),

@@ -18,8 +18,8 @@ import argparse
 import math
 import sys
 
-from camel_vllm.cli.trace_args import add_trace_arguments, load_fitted, tighter_limit
 from camel_vllm.bench.results import BenchResult, format_table
+from camel_vllm.cli.trace_args import add_trace_arguments, load_fitted, tighter_limit
 from camel_vllm.traces import TraceFormatError
 
 PROG = "camel-vllm bench replay"

@@ -69,10 +69,10 @@ def check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from camel_vllm.devices.emulator.profiles import load_model_profile
     from camel_vllm.bench.pool import SimWorkerError
-    from camel_vllm.bench.sim import ORACLE, SimSetup, arm_set, bench, check_specs, parse_policies
     from camel_vllm.bench.results import format_table
+    from camel_vllm.bench.sim import ORACLE, SimSetup, arm_set, bench, check_specs, parse_policies
+    from camel_vllm.devices.emulator.profiles import load_model_profile
 
     try:
         check_arguments(args)

@@ -18,8 +18,6 @@ from camel_vllm.core.arms import ArmSet, same_frequency
 from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
 from camel_vllm.core.context import ContextModel
 from camel_vllm.core.cost import CostFunction
-from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
-from camel_vllm.policies.base import Policy
 from camel_vllm.core.events import (
     Arm,
     Context,
@@ -28,6 +26,8 @@ from camel_vllm.core.events import (
     IterationWork,
     RequestOutcome,
 )
+from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
+from camel_vllm.policies.base import Policy
 
 logger = logging.getLogger("vllm.camel")
 

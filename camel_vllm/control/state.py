@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.core.errors import CamelError
+from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.policies.base import Policy
 
 logger = logging.getLogger("vllm.camel")

@@ -16,10 +16,10 @@ import time
 from typing import Any, Callable, Sequence
 
 from camel_vllm.core.config import ConfigError
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.jetson.sysfs import DEFAULT_RAIL, find_gpu_devfreq, open_sysfs
 from camel_vllm.devices.sampler import PowerSampler
-from camel_vllm.core.events import IterationWork
 
 logger = logging.getLogger("vllm.camel")
 

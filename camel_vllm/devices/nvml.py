@@ -31,9 +31,9 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.sampler import FAILING_AFTER_READS, PowerSampler, sample_period_s
-from camel_vllm.core.events import IterationWork
 
 logger = logging.getLogger("vllm.camel")
 

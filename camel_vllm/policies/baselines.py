@@ -24,9 +24,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.events import Context
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.thompson.nig import SufficientStats
-from camel_vllm.core.events import Context
 
 
 class EmpiricalPolicy(Policy):

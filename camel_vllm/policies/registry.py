@@ -156,8 +156,8 @@ def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, An
     )
     prior = params["board_prior"]
     if prior == "profile":
-        from camel_vllm.devices.emulator.roofline import PerformanceModel
         from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
+        from camel_vllm.devices.emulator.roofline import PerformanceModel
         from camel_vllm.policies.model_based.board import profile_prior
 
         model = PerformanceModel(load_device_profile(config.device_profile), load_model_profile(config.model_profile))

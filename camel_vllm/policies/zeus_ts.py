@@ -33,8 +33,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.core.events import Context
+from camel_vllm.policies.base import ArmEstimate, Policy
 
 #: Zeus's defaults (zeus 0.16.0, zeus/optimizer/batch_size/common.py, ``JobParams``:
 #: mab_prior_mean, mab_prior_precision, mab_num_explorations, window_size).

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from camel_vllm.control.controller import Controller, Decision
+from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
 from camel_vllm.sim.records import RequestRecord
 from camel_vllm.traces.base import TraceRequest
-from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

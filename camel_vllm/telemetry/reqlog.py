@@ -34,8 +34,8 @@ import threading
 from typing import Any, Iterator, Sequence
 
 from camel_vllm.control.controller import Decision
-from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.core.events import RequestOutcome
+from camel_vllm.devices.base import DeviceInfo
 
 logger = logging.getLogger("vllm.camel")
 

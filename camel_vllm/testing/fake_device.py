@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Callable, Literal, Sequence
 
-from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergySource
 from camel_vllm.core.events import IterationWork
+from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergySource
 
 #: Three steps of the AGX Orin 32GB grid (Hz): lowest, middle, highest.
 FAKE_FREQS_HZ: tuple[float, ...] = (306e6, 612e6, 930.75e6)

@@ -237,10 +237,10 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     """
     from camel_vllm.core.arms import ArmSet
     from camel_vllm.core.context import ContextModel
-    from camel_vllm.devices.registry import make_device
     from camel_vllm.devices.base import DeviceError
-    from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
+    from camel_vllm.devices.registry import make_device
     from camel_vllm.policies.registry import make_policy
+    from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 
     batch_sizes: list[int] | None = None
     if max_num_seqs is not None:

@@ -52,10 +52,10 @@ from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
-from camel_vllm.core.config import CamelConfig, ConfigError, _writable_file
 from camel_vllm.control.controller import Controller
-from camel_vllm.wiring.build import EngineLimits, build_controller
+from camel_vllm.core.config import CamelConfig, ConfigError, _writable_file
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
+from camel_vllm.wiring.build import EngineLimits, build_controller
 
 logger = logging.getLogger("vllm.camel")
 

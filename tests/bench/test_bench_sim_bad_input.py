@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from camel_vllm.core.config import ConfigError
 from camel_vllm.bench import sim as sim_bench
 from camel_vllm.bench.pool import SimWorkerError
 from camel_vllm.bench.sim import PolicySpec, SimSetup, run_many
+from camel_vllm.core.config import ConfigError
 from camel_vllm.traces import alpaca_like
 
 #: Seconds a refused command may take (imports included; ~2 s on the 2-core machine).

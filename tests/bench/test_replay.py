@@ -14,9 +14,9 @@ import threading
 import pytest
 from aiohttp import web
 
-from camel_vllm.cli import main as cli_main
 from camel_vllm.bench.replay import parse_metrics, replay_async, to_policy_result
 from camel_vllm.bench.results import BenchResult
+from camel_vllm.cli import main as cli_main
 from camel_vllm.traces.base import Trace, TraceRequest
 
 METRICS_BEFORE = """# TYPE camel_energy_joules counter

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from camel_vllm.bench.results import format_table
+from camel_vllm.bench.sim import SimSetup, bench, mean_edp_js, parse_policies
 from camel_vllm.cli import main as cli_main
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.bench.sim import SimSetup, bench, mean_edp_js, parse_policies
-from camel_vllm.bench.results import format_table
 from camel_vllm.traces import alpaca_like
 
 SMALL = {"frequencies_mhz": [306, 612, 930.75], "batch_sizes": [4, 16], "epoch_iterations": 8}

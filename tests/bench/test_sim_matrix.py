@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from camel_vllm.cli import main as cli_main
-from camel_vllm.bench.sim import PolicySpec, SimSetup, run_one
 from camel_vllm.bench.matrix import MatrixPlan, capacity_rps, cell_trace, run_matrix, saturated
+from camel_vllm.bench.sim import PolicySpec, SimSetup, run_one
+from camel_vllm.cli import main as cli_main
 from camel_vllm.traces import transforms
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from camel_vllm.bench.sim import PolicySpec, SimSetup, arm_set, mean_edp_js, run_one
-from camel_vllm.traces import Trace, TraceRequest
 from camel_vllm.core.events import Context, EngineSnapshot
+from camel_vllm.traces import Trace, TraceRequest
 from tests.bench_scripts import load_benchmark
 
 def _headroom():

@@ -9,12 +9,12 @@ import os
 import numpy as np
 import pytest
 
+from camel_vllm.control.state import SCHEMA_VERSION, PolicyStateStore
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
+from camel_vllm.core.events import Context
 from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.policies.registry import make_policy
-from camel_vllm.control.state import SCHEMA_VERSION, PolicyStateStore
-from camel_vllm.core.events import Context
 
 ARMS = ArmSet.product([306e6, 612e6, 930.75e6], [4, 16, 28])
 ORIN = DeviceInfo(kind="emulated", name="orin-a", energy_source="emulated", energy_method="roofline-model",

@@ -13,8 +13,8 @@ import pytest
 
 from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
 from camel_vllm.devices.base import NullDevice
-from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 from camel_vllm.testing.fake_device import FakeDevice
+from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from camel_vllm.bench.pool import SimWorkerError
+from camel_vllm.bench.replay import ServerUnreachable
 from camel_vllm.cli.trace_args import TraceOptionError
+from camel_vllm.control.state import StateFileError
 from camel_vllm.core.config import ConfigError
+from camel_vllm.core.errors import CamelError
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
+from camel_vllm.devices.emulator.profiles import load_device_profile
 from camel_vllm.devices.jetson.device import JetsonDevice
 from camel_vllm.devices.nvml import NvmlError, NvmlNoPermissionError
-from camel_vllm.devices.emulator.profiles import load_device_profile
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
-from camel_vllm.core.errors import CamelError
-from camel_vllm.bench.replay import ServerUnreachable
-from camel_vllm.bench.pool import SimWorkerError
-from camel_vllm.control.state import StateFileError
 from camel_vllm.traces import load_trace
 from camel_vllm.traces.base import TraceFormatError, parse_int
 from camel_vllm.vllm_plugin.registry import UnknownSchedulerError

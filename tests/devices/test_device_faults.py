@@ -30,13 +30,13 @@ from typing import Any
 import pytest
 
 from camel_vllm.core.config import CamelConfig
+from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.devices.jetson.device import PERMISSION_HINT, JetsonDevice
 from camel_vllm.devices.sampler import FAILING_AFTER_READS
-from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
-from camel_vllm.wiring.build import EngineLimits, build_controller
-from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.policies.base import Policy
 from camel_vllm.policies.model_based.policy import ModelBasedPolicy
+from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
+from camel_vllm.wiring.build import EngineLimits, build_controller
 
 REPO = Path(__file__).resolve().parents[2]
 #: Seconds per engine iteration in the loop below (an emulated-Orin decode step is ~40 ms).

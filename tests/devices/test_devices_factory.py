@@ -10,8 +10,8 @@ import pynvml
 import pytest
 
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.base import DeviceError, NullDevice
+from camel_vllm.devices.registry import make_device
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.wiring.build import resolve_frequencies_hz
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
 from camel_vllm.devices.jetson.device import JetsonDevice
 from camel_vllm.devices.jetson.sysfs import SysfsAccess, find_rails, open_sysfs
+from camel_vllm.devices.registry import make_device
 from camel_vllm.testing.fake_sysfs import ORIN_32GB_FREQS_HZ, build_fake_orin_tree
 
 REPO = Path(__file__).resolve().parents[2]

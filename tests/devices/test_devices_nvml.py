@@ -19,7 +19,7 @@ import pynvml
 import pytest
 
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.devices.registry import make_device
+from camel_vllm.core.errors import CamelError
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
 from camel_vllm.devices.nvml import (
     NvmlDevice,
@@ -30,8 +30,8 @@ from camel_vllm.devices.nvml import (
     NvmlNotFoundError,
     parse_visible_devices,
 )
+from camel_vllm.devices.registry import make_device
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
-from camel_vllm.core.errors import CamelError
 
 SETTERS = ("nvmlDeviceSetGpuLockedClocks", "nvmlDeviceResetGpuLockedClocks")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices.registry import make_device
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.emulator.profiles import available_profiles, load_device_profile, load_model_profile
 from camel_vllm.devices.emulator.roofline import PerformanceModel
+from camel_vllm.devices.registry import make_device
 from camel_vllm.devices.sampler import sample_period_s
-from camel_vllm.core.events import IterationWork
 from tests.bench_scripts import load_benchmark
 
 REPO = Path(__file__).resolve().parents[2]

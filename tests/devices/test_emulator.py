@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.devices.registry import make_device
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DevicePermissionError
 from camel_vllm.devices.emulator.device import EmulatedDevice
-from camel_vllm.devices.emulator.roofline import PerformanceModel
 from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
-from camel_vllm.core.events import IterationWork
+from camel_vllm.devices.emulator.roofline import PerformanceModel
+from camel_vllm.devices.registry import make_device
 
 MHZ = 1e6
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from camel_vllm.core.arms import ArmSet
 from camel_vllm.cli import main as cli_main
+from camel_vllm.core.arms import ArmSet
 from camel_vllm.offline.energy_model import EnergyModel
 from camel_vllm.offline.fitting import fit_energy_model
 from camel_vllm.offline.warm_start import priors_from_energy_model

@@ -7,17 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from camel_vllm.core.arms import ArmSet
 from camel_vllm.cli import main as cli_main
-from camel_vllm.core.context import ContextModel
 from camel_vllm.control.controller import Controller
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.context import ContextModel
 from camel_vllm.core.cost import LogEDPCost
+from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.devices.base import NullDevice
 from camel_vllm.offline.energy_model import EnergyModel
 from camel_vllm.offline.fitting import fit_energy_model
 from camel_vllm.offline.warm_start import priors_from_energy_model
 from camel_vllm.policies.baselines import StaticPolicy
-from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 
 # ----------------------------------------------------------------- controller
 

@@ -14,23 +14,23 @@ import math
 import numpy as np
 import pytest
 
+from camel_vllm.bench.sim import PolicySpec, SimSetup, mean_edp_js, run_one
+from camel_vllm.control.state import PolicyStateStore
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceInfo
-from camel_vllm.devices.emulator.roofline import PerformanceModel
 from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
-from camel_vllm.policies.registry import make_policy
+from camel_vllm.devices.emulator.roofline import PerformanceModel
 from camel_vllm.policies.model_based.blr import BayesLinReg
 from camel_vllm.policies.model_based.board import BoardModel, profile_prior
 from camel_vllm.policies.model_based.correction import MAX_FACTOR, WAIT_MAX, OutcomeCorrection
 from camel_vllm.policies.model_based.projection import ArmGeometry, QueueState, project
 from camel_vllm.policies.model_based.workload import LoadView, WorkloadEstimator
-from camel_vllm.bench.sim import PolicySpec, SimSetup, mean_edp_js, run_one
+from camel_vllm.policies.registry import make_policy
 from camel_vllm.sim.engine import EngineConfig
-from camel_vllm.control.state import PolicyStateStore
 from camel_vllm.traces import transforms
 from camel_vllm.traces.synthetic import synthetic
-from camel_vllm.core.events import IterationWork
 
 FICTIONAL_BOARD = """\
 format: camel-vllm-profile/1
@@ -376,9 +376,9 @@ def test_a_profile_started_model_explores_less_than_a_cold_one(board_path) -> No
     """Exploratory decisions: those where the posterior draw, not the posterior mean, chose
     (``camel_model_exploratory_decisions``). A prior from the profile starts the board model
     nearer the truth, so its draws stray less."""
-    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.bench.sim import emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     trace = _long_prompts()
     explored = []
@@ -399,9 +399,9 @@ def test_a_profile_started_model_explores_less_than_a_cold_one(board_path) -> No
 
 
 def test_controller_decides_early_when_demand_doubles_and_camel_epochs_last_two_seconds() -> None:
-    from camel_vllm.wiring.build import EngineLimits, build_controller
-    from camel_vllm.sim.engine import VirtualClock
     from camel_vllm.core.events import EngineSnapshot
+    from camel_vllm.sim.engine import VirtualClock
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     clock = VirtualClock()
     config = CamelConfig(device="emulated", policy="camel", emulation_time="absolute")
@@ -435,9 +435,9 @@ def test_the_slo_policy_hands_camel_what_it_learns_from(board_path) -> None:
     setup = _setup(board_path)
     setup = dataclasses.replace(setup, config=setup.config.replace(slo=SLOConfig("e2e", 30.0, 0.9)))
     trace = transforms.target_rps(synthetic("short-prompt-long-output", 120, seed=9), 0.5)
-    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.bench.sim import emulated_device
     from camel_vllm.sim.engine import SimEngine, VirtualClock
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     config = setup.config.replace(policy="slo", policy_params={"inner": "camel"})
     clock = VirtualClock()

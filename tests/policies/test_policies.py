@@ -9,9 +9,9 @@ import pytest
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
+from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 from camel_vllm.policies.baselines import OraclePolicy
 from camel_vllm.policies.registry import make_policy
-from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 
 FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
 BATCHES = (4, 8, 12, 16, 20, 24, 28)

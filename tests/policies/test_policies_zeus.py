@@ -13,9 +13,9 @@ import pytest
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.core.events import Context
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.policies.zeus_ts import ZEUS_WINDOW, ZEUS_WINDOW_VARIANT, ZeusTSPolicy, fit_from_sums, zeus_fit_arm
-from camel_vllm.core.events import Context
 
 
 def test_fit_arm_is_zeus_rule_with_zero_prior_precision() -> None:

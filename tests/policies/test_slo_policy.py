@@ -6,10 +6,10 @@ import pytest
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
-from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
+from camel_vllm.core.events import Context, EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.slo.policy import SLOPolicy
-from camel_vllm.core.events import Context, EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
+from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 
 FREQS_HZ = [306e6, 408e6, 510e6, 612e6, 714e6, 816e6, 930.75e6]
 F_MAX = FREQS_HZ[-1]

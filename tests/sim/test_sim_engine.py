@@ -7,10 +7,10 @@ import random
 import pytest
 
 from camel_vllm.control.controller import Controller
+from camel_vllm.core.events import Arm, EngineSnapshot, IterationWork
 from camel_vllm.devices.base import NullDevice
 from camel_vllm.sim.engine import EngineConfig, SimEngine, VirtualClock
 from camel_vllm.traces.base import TraceRequest
-from camel_vllm.core.events import Arm, EngineSnapshot, IterationWork
 
 from tests.sim_helpers import CyclePolicy, FixedPolicy, make_controller
 

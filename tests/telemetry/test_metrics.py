@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.core.events import format_mhz
 from camel_vllm.telemetry.metrics import ALL_METRICS, MetricsExporter, exposed_sample_names
 from camel_vllm.telemetry.metrics.schema import EDP_BUCKETS_JS, KNOWN_ERROR_KINDS, LATENCY_BUCKETS_S
 from camel_vllm.testing.fake_device import FakeDevice
-from camel_vllm.core.events import format_mhz
 from tests.telemetry.test_metrics_helpers import (
     DASHBOARD,
     REPO,

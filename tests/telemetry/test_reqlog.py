@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.telemetry.reqlog import RequestLog, read_request_log, rotated_paths
-from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 
 INFO = DeviceInfo(kind="emulated", name="emulated orin", energy_source="emulated",
                   energy_method="roofline-model", profile="orin-agx-32gb",
@@ -112,11 +112,11 @@ def test_bad_line_names_file_and_line(tmp_path):
 
 def test_simulated_run_logs_every_request_with_arm_labels(tmp_path):
     """End to end: the simulator drives the real controller; the log matches its outcomes."""
-    from camel_vllm.core.config import CamelConfig
-    from camel_vllm.wiring.build import EngineLimits, build_controller
     from camel_vllm.bench.sim import SimSetup, emulated_device
+    from camel_vllm.core.config import CamelConfig
     from camel_vllm.sim.engine import SimEngine, VirtualClock
     from camel_vllm.traces.base import TraceRequest
+    from camel_vllm.wiring.build import EngineLimits, build_controller
 
     config = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b",
                            base=CamelConfig(policy="static", policy_params={"arm": [612, 8]})).config

@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from camel_vllm.devices.base import DeviceInfo, DevicePermissionError
-from camel_vllm.devices.emulator.roofline import PerformanceModel
-from camel_vllm.devices.emulator.profiles import DeviceProfile, ModelProfile
 from camel_vllm.core.events import IterationWork
+from camel_vllm.devices.base import DeviceInfo, DevicePermissionError
+from camel_vllm.devices.emulator.profiles import DeviceProfile, ModelProfile
+from camel_vllm.devices.emulator.roofline import PerformanceModel
 
 logger = logging.getLogger("vllm.camel")
 

@@ -40,8 +40,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camel_vllm.core.arms import same_frequency
-from camel_vllm.policies.model_based.blr import BayesLinReg
 from camel_vllm.core.events import IterationWork
+from camel_vllm.policies.model_based.blr import BayesLinReg
 
 #: Work-term scales: tokens per iteration (prefill chunks are up to a few thousand) and
 #: context tokens read (up to ~1e5).

@@ -29,12 +29,12 @@ import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import SLOConfig
+from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.projection import ArmGeometry, Projection, QueueState, project, step_work
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
-from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

@@ -24,9 +24,9 @@ import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
-from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 
 logger = logging.getLogger("vllm.camel")
 

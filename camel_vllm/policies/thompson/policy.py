@@ -20,13 +20,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camel_vllm.core.config import SLOConfig
+from camel_vllm.core.events import Context, EngineSnapshot, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.thompson.additive import AdditiveGrid
 from camel_vllm.policies.thompson.change import ChangeDetector
 from camel_vllm.policies.thompson.guards import latency_quantiles, queue_allowed, slo_allowed, slo_metric_s
 from camel_vllm.policies.thompson.nig import NIGParams, NIGPrior, SufficientStats, pool, posterior
 from camel_vllm.policies.thompson.priors import ContextPriors
-from camel_vllm.core.events import Context, EngineSnapshot, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

@@ -18,14 +18,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.control.controller import Controller, Decision
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.core.events import RequestOutcome
 from camel_vllm.telemetry.metrics import schema as s
 from camel_vllm.telemetry.metrics.collector import CamelCollector
 from camel_vllm.telemetry.metrics.multiproc import MultiprocessWriter, multiprocess_dir, multiprocess_ready
 from camel_vllm.telemetry.metrics.readout import ControllerReader, context_label
 from camel_vllm.telemetry.metrics.tally import ArmKey, Tally
-from camel_vllm.core.events import RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

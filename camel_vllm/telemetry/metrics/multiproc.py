@@ -26,9 +26,9 @@ from typing import Any, Mapping
 from prometheus_client import Counter, Gauge, Histogram, values
 
 from camel_vllm.control.controller import Controller, Decision
+from camel_vllm.core.events import RequestOutcome
 from camel_vllm.telemetry.metrics import schema as s
 from camel_vllm.telemetry.metrics.readout import ControllerReader, arm_labels, context_label, model_samples
-from camel_vllm.core.events import RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from camel_vllm.control.controller import Controller
-from camel_vllm.telemetry.metrics.schema import POOLED_CONTEXT
-from camel_vllm.policies.base import ArmEstimate, ModelReadout
 from camel_vllm.core.events import Arm, format_mhz
+from camel_vllm.policies.base import ArmEstimate, ModelReadout
+from camel_vllm.telemetry.metrics.schema import POOLED_CONTEXT
 
 logger = logging.getLogger("vllm.camel")
 
