@@ -81,27 +81,12 @@ def finished(request_id, arrival_s=0.0, finish_s=2.0):
 
 
 def test_a_policy_without_the_base_class_is_refused_in_one_line():
-    class DuckPolicy:  # the five methods, but not the base class that gives the hooks
-        name = "duck"
-
-        def select(self, context, available, current):
-            return available[0]
-
-        def observe(self, arm_index, context, cost, weight=1.0):
-            pass
-
-        def estimates(self):
-            return []
-
-        def state_dict(self):
-            return {}
-
-        def load_state_dict(self, state):
-            pass
-
+    # ScriptedPolicy's methods, without the base class that gives the hooks
+    methods = ("name", "__init__", "select", "observe", "estimates", "state_dict", "load_state_dict")
+    duck_policy = type("DuckPolicy", (), {m: vars(ScriptedPolicy)[m] for m in methods})
     device = FakeDevice(FREQS_HZ)
     with pytest.raises(TypeError, match="DuckPolicy does not derive from camel_vllm.policies.base.Policy"):
-        Controller(arms=ArmSet.product(FREQS_HZ, (4, 8)), policy=DuckPolicy(), device=device, cost=LogEDPCost(),
+        Controller(arms=ArmSet.product(FREQS_HZ, (4, 8)), policy=duck_policy((0,)), device=device, cost=LogEDPCost(),
                    context_model=ContextModel(contextual=False, max_batch=8))
 
 
