@@ -110,5 +110,6 @@ class Policy(ABC):
         return None
 
     def set_prior_means(self, means: Sequence[float], strength: float) -> None:
-        """Warm start: a prior mean cost per arm worth ``strength`` observations. Policies whose
-        beliefs take prior means override this; the others ignore them."""
+        """Warm start: a prior mean cost per arm worth ``strength`` observations. Only policies
+        whose beliefs take prior means (``camel-ts``, ``ts``) override this."""
+        raise NotImplementedError(f"policy {self.name} takes no prior means")

@@ -309,7 +309,8 @@ class SLOPolicy(Policy):
             self.inner.load_state_dict(state["inner"])
 
     def set_prior_means(self, means: Sequence[float], strength: float) -> None:
-        """Warm start passes through to the inner policy (the SLO model needs no prior)."""
+        """Warm start passes through to the inner policy (the SLO model needs no prior; an inner
+        policy that takes no prior means raises NotImplementedError)."""
         if self.inner is not None:
             self.inner.set_prior_means(means, strength)
 
