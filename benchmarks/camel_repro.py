@@ -21,8 +21,8 @@ import os
 import sys
 import time
 
-from camel_vllm.sim.bench import SimSetup, bench, parse_policies
-from camel_vllm.sim.results import format_table, reduction_pct
+from camel_vllm.bench.results import format_table, reduction_pct
+from camel_vllm.bench.sim import SimSetup, bench, parse_policies
 from camel_vllm.traces import alpaca_like
 
 MODELS = ("llama-3.2-1b", "qwen-2.5-3b")
@@ -31,7 +31,7 @@ PAPER_RANGE = "12.4% to 29.9%"
 
 
 def _stderr_pct(details: dict) -> float:
-    """The paired batch-means standard error of the change against default (camel_vllm.sim.paired)."""
+    """The paired batch-means standard error of the change against default (camel_vllm.bench.paired)."""
     return float(details["edp_vs_default"]["stderr_pct"])
 
 

@@ -31,18 +31,18 @@ from typing import Sequence
 
 import numpy as np
 
-from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
-from camel_vllm.context import ContextModel
-from camel_vllm.controller import Controller
-from camel_vllm.cost import make_cost
-from camel_vllm.devices.profiles import load_model_profile
-from camel_vllm.policies.baselines import EmpiricalPolicy
-from camel_vllm.sim.bench import (
+from camel_vllm.bench.sim import (
     PolicySpec, SimSetup, emulated_device, arm_set, mean_edp_js, run_static_sweep, static_specs,
 )
+from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
+from camel_vllm.control.controller import Controller
+from camel_vllm.core.context import ContextModel
+from camel_vllm.core.cost import make_cost
+from camel_vllm.core.events import Context, EngineSnapshot
+from camel_vllm.devices.emulator.profiles import load_model_profile
+from camel_vllm.policies.baselines import EmpiricalPolicy
 from camel_vllm.sim.engine import SimEngine, VirtualClock
 from camel_vllm.traces import Trace
-from camel_vllm.types import Context, EngineSnapshot
 
 
 class DemandRulePolicy(EmpiricalPolicy):

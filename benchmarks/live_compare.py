@@ -39,9 +39,9 @@ import tempfile
 from importlib.resources import files
 from pathlib import Path
 
-from camel_vllm.replay import failures, replay, to_policy_result
+from camel_vllm.bench.replay import failures, replay, to_policy_result
+from camel_vllm.bench.results import BenchResult, PolicyResult, format_table, reduction_pct
 from camel_vllm.sim.engine import EngineConfig
-from camel_vllm.sim.results import BenchResult, PolicyResult, format_table, reduction_pct
 from camel_vllm.testing.vllm_server import (  # the launchers' lock, health check and SIGTERM stop
     BASE_ARGS, BASE_ENV, Server, free_port, launch_command, machine_lock, stop, wait_healthy,
 )
@@ -85,7 +85,7 @@ def warm_start(args, state_path: str) -> str:
     """Simulate camel on the ``--warm-start`` requests after the replayed ones; save its state."""
     import dataclasses
 
-    from camel_vllm.sim.bench import PolicySpec, SimSetup, run_one
+    from camel_vllm.bench.sim import PolicySpec, SimSetup, run_one
     from camel_vllm.traces import transforms
 
     full = load_trace(args.trace, target_rps=args.target_rps, max_context_tokens=MAX_MODEL_LEN - 16,
@@ -103,7 +103,7 @@ def simulate_same_requests(args, trace, state_path: str | None) -> dict[str, dic
     """The replayed requests through the simulator: default, and camel from the same warm state."""
     import dataclasses
 
-    from camel_vllm.sim.bench import PolicySpec, SimSetup, mean_edp_js, run_one
+    from camel_vllm.bench.sim import PolicySpec, SimSetup, mean_edp_js, run_one
 
     setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed,
                           engine=EngineConfig(max_num_seqs=args.max_num_seqs))

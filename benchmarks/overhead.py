@@ -3,58 +3,24 @@
 One run, one trace (the first ``--requests`` rows of the Azure conversation trace, prompts
 and outputs clipped to the model), four measurements:
 
-1. **Scheduler CPU per step, in process.** vLLM's ``Scheduler`` and ``CamelScheduler``
-   holding the default arm (device ``none`` and emulated), built as an engine core builds
-   them but with no engine: every request added at once, one made-up token per request per
-   step, thread CPU time of ``schedule`` + ``update_from_output`` per step. The schedulers
-   take the same steps (checked), so the difference is exactly what camel adds to a step,
-   free of the noise below. Set against a step of the served model (median ``forward_s`` of
-   the iteration log + stock's scheduler CPU).
-2. **Throughput, stock vs camel, interleaved.** Servers, all started before any timing and
-   all alive together: stock vLLM (``camel-vllm serve MODEL``, vLLM's own scheduler), a
+1. **Scheduler CPU per step, in process** (here): vLLM's ``Scheduler`` and ``CamelScheduler``
+   holding the default arm (device ``none`` and emulated), built with no engine
+   (:mod:`camel_vllm.testing.in_process`), the same steps for each; thread CPU of
+   ``schedule`` + ``update_from_output`` per step.
+2. **Throughput, stock vs camel, interleaved** (``overhead_throughput.py``): stock vLLM, a
    second stock server (the A/A control; ``--no-control`` leaves it out) and one
-   ``--scheduler camel`` server per device of ``--devices`` holding the default arm
-   (``policy: default``: the controller runs every iteration but holds the highest clock and
-   the largest batch cap = ``--max-num-seqs``). ``emulated`` is the emulated Orin at its top
-   clock (its per-iteration modelling is an emulation cost); ``none`` has no device, as
-   close as this machine gets to hardware whose power is sampled in a background thread.
-   After one untimed warm-up pass per server, ``--rounds`` rounds each send every request
-   at once to each server in turn (output tokens per second per pass); the order rotates
-   from round to round, and each pass starts ``--settle-s`` after the previous one ended.
-   The camel servers write the scheduler's iteration log (its cost is counted against
-   camel); its ``begin_ns``/``end_ns`` give the controller's time in the engine.
-3. **Controller in the engine**: the controller's wall and thread-CPU time per iteration,
-   from the iteration logs of (2).
-4. **Controller replay, 49 arms**: the iterations recorded in (2) replayed through a
-   controller with the ``camel`` policy (Thompson sampling) over 7 frequencies x 7 batch
-   caps, timing ``begin_iteration`` + ``end_iteration`` + ``request_finished`` per
-   iteration, once with a device whose reads cost nothing (as on hardware, where power is
-   sampled in a background thread) and once with the emulated Orin (``device: emulated``,
-   whose per-iteration modelling is an emulation cost; figures labelled emulated). Wall
-   time and thread CPU time are both reported: on a shared 2-core machine the wall p99
-   includes preemption by other processes (a scheduler quantum is ~4 ms).
+   ``--scheduler camel`` server per device of ``--devices`` holding the default arm, all up
+   together, ``--rounds`` rounds of one pass per server; the figure checked is the median of
+   the per-round paired ratios camel/stock.
+3. **Controller in the engine** (here): wall and thread-CPU time per iteration from the
+   camel servers' iteration logs.
+4. **Controller replay, 49 arms** (``overhead_replay.py``): the iterations of (2) replayed
+   through a ``camel``-policy controller over 7 frequencies x 7 batch caps, in a fresh
+   interpreter, with a zero-cost device and with the emulated Orin.
 
-Why interleaved passes, an A/A control and the median of paired ratios. On this 2-core
-machine a pass takes ~3-4 s; the engine core, its worker and the API server already need
-more than the two cores, and other jobs come and go over minutes, so passes of one server
-vary by 7-15% (30% under load). The first version of this benchmark measured the servers
-one after another (5 passes each) and reported camel at 0.91 x stock; two *identical* stock
-servers measured that way (same flags, one run on this machine; docs/vllm-integration.md) gave best passes of
-1073 and 1190 tok/s (0.90) and medians of 958 and 1173 (0.82): the sequential design could
-not resolve the gap it reported, while camel's measured addition to a step is well under 1%
-(1). So every server is up at once and each round visits all of them within ~20 s; the
-ratio of camel's pass to stock's pass *in the same round* is one paired sample, and the
-**median of the paired ratios** is the figure checked against the target (robust to a pass
-hit by a burst of outside load). The ratios of the best passes and of the medians are
-reported too, and the A/A control's ratio says how far from 1.0 two identical servers land
-in the same run. An idle server costs ~nothing: its engine core blocks on its input queue
-and its worker stops busy-polling one second after its last message (``busy_loop_s = 1``
-in vLLM's ``distributed/device_communicators/shm_broadcast.py``), hence the default
-``--settle-s`` of 1.5 s; the CPU seconds each idle server used during the others' passes
-are recorded (``idle_cpu_s``).
-
-Targets (issue 2): controller p50 <= 20 us, p99 <= 200 us per iteration; camel throughput
->= 0.98 x stock. Run (holds the machine's vLLM lock for the whole run, ~10 min)::
+Targets: controller p50 <= 20 us, p99 <= 200 us per iteration; camel throughput >= 0.98 x
+stock. Design and results: docs/vllm-integration.md ("Overhead"). Run (holds the machine's
+vLLM lock for the whole run, ~10 min)::
 
     python benchmarks/overhead.py --model models/tiny --json benchmarks/results/overhead.json
 """
@@ -62,372 +28,23 @@ Targets (issue 2): controller p50 <= 20 us, p99 <= 200 us per iteration; camel t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from camel_vllm.testing.vllm_server import (  # shared launcher pieces: lock, health, SIGTERM
-    BASE_ENV,
-    Server,
-    TraceRequest,
-    free_port,
-    launch_command,
-    machine_lock,
-    read_iteration_log,
-    send_all,
-    stop,
-    trace_requests,
-    wait_healthy,
-)
+from camel_vllm.testing.in_process import in_process_scheduler, scheduler_pass_cpu_ns
+from camel_vllm.testing.vllm_server import TraceRequest, machine_lock, read_iteration_log, trace_requests
+
+from overhead_replay import replay_in_fresh_interpreter, replay_repeated, summary_us  # benchmarks/, beside this file
+from overhead_throughput import SETTLE_S, ServerSpec, measure_interleaved, paired_ratios
 
 REPO = Path(__file__).resolve().parent.parent
-
-#: The 7 x 7 arm grid of the Camel paper on AGX Orin (../shared/reference/papers.md).
-FREQUENCIES_MHZ = (306, 408, 510, 612, 714, 816, 930.75)
-BATCH_SIZES = (4, 8, 12, 16, 20, 24, 28)
-#: Seconds between passes: vLLM's shm readers busy-poll for 1 s after their last message
-#: (``busy_loop_s``, vllm/distributed/device_communicators/shm_broadcast.py), so a server
-#: that just finished a pass keeps one core busy for up to 1 s.
-SETTLE_S = 1.5
-
-
-@dataclass
-class ServerSpec:
-    """One server of the comparison: its label, extra vLLM flags and environment."""
-
-    label: str
-    args: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    iteration_log: Path | None = None
-
-
-@dataclass
-class ThroughputResult:
-    """Throughput of one server, one entry per round (pass ``i`` ran in round ``i``).
-
-    ``idle_cpu_s``: CPU seconds this server's processes used while *other* servers ran their
-    passes (should be ~0: idle servers must not steal the cores).
-    """
-
-    label: str
-    passes_output_tok_per_s: list[float] = field(default_factory=list)
-    passes_wall_s: list[float] = field(default_factory=list)
-    passes_cpu_s: list[float] = field(default_factory=list)
-    idle_cpu_s: list[float] = field(default_factory=list)
-
-    @property
-    def median_output_tok_per_s(self) -> float:
-        return statistics.median(self.passes_output_tok_per_s)
-
-    @property
-    def best_output_tok_per_s(self) -> float:
-        return max(self.passes_output_tok_per_s)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {
-            "median_output_tok_per_s": self.median_output_tok_per_s,
-            "best_output_tok_per_s": self.best_output_tok_per_s,
-        }
-
-
-def paired_ratios(run: ThroughputResult, reference: ThroughputResult) -> dict[str, Any]:
-    """``run`` vs ``reference``: per-round ratios, their median, best and median ratios."""
-    pairs = [a / b for a, b in zip(run.passes_output_tok_per_s, reference.passes_output_tok_per_s)]
-    return {
-        "paired_ratios": pairs,
-        "ratio_paired_median": statistics.median(pairs),
-        "ratio_best": run.best_output_tok_per_s / reference.best_output_tok_per_s,
-        "ratio_median": run.median_output_tok_per_s / reference.median_output_tok_per_s,
-    }
-
-
-def percentile_us(values_ns: Sequence[int], q: float) -> float:
-    ordered = sorted(values_ns)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
-    return ordered[index] / 1e3
-
-
-def summary_us(values_ns: Sequence[int]) -> dict[str, float]:
-    return {
-        "p50_us": percentile_us(values_ns, 50),
-        "p99_us": percentile_us(values_ns, 99),
-        "max_us": max(values_ns) / 1e3 if values_ns else float("nan"),
-        "mean_us": statistics.fmean(values_ns) / 1e3 if values_ns else float("nan"),
-        "iterations": len(values_ns),
-    }
-
-
-def process_tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its descendants (API server, engine core, worker)."""
-    import psutil
-
-    total = 0.0
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
-@contextlib.contextmanager
-def running_servers(model: str, specs: Sequence[ServerSpec], log_dir: Path) -> Iterator[list[Server]]:
-    """Start every server (one after another); stop all on exit. The caller holds the lock."""
-    with contextlib.ExitStack() as stack:
-        servers: list[Server] = []
-        for spec in specs:
-            port = free_port()
-            log_path = log_dir / f"server-{spec.label}-{port}.log"
-            command = launch_command("camel-vllm", model, spec.args, port)
-            log = stack.enter_context(open(log_path, "w", encoding="utf-8"))
-            log.write("$ " + " ".join(command) + "\n")
-            log.flush()
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **BASE_ENV, **spec.env},
-                cwd=str(REPO), start_new_session=True,
-            )
-            stack.callback(stop, process)
-            server = Server(url=f"http://127.0.0.1:{port}", port=port, log_path=log_path, process=process)
-            wait_healthy(server)
-            print(f"  {spec.label}: up on port {port}", flush=True)
-            servers.append(server)
-        yield servers
-
-
-def measure_interleaved(model: str, specs: Sequence[ServerSpec], requests: Sequence[TraceRequest], rounds: int,
-                        settle_s: float, log_dir: Path) -> list[ThroughputResult]:
-    """Warm every server up, then ``rounds`` rounds of one pass per server, rotating the order."""
-    results = [ThroughputResult(label=spec.label) for spec in specs]
-    output_tokens = sum(r.output_tokens for r in requests)
-    with running_servers(model, specs, log_dir) as servers:
-        for server in servers:
-            send_all(server, requests, concurrency=len(requests))  # warm-up pass, not timed
-        for round_index in range(rounds):
-            order = [(round_index + k) % len(servers) for k in range(len(servers))]
-            for index in order:
-                server, result = servers[index], results[index]
-                time.sleep(settle_s)
-                cpu_before = [process_tree_cpu_s(s.process.pid) for s in servers]
-                t0 = time.perf_counter()
-                responses = send_all(server, requests, concurrency=len(requests))
-                wall_s = time.perf_counter() - t0
-                cpu_after = [process_tree_cpu_s(s.process.pid) for s in servers]
-                got = sum(r["usage"]["completion_tokens"] for r in responses)
-                if got != output_tokens:
-                    raise RuntimeError(f"{result.label}: {got} output tokens, expected {output_tokens}")
-                result.passes_wall_s.append(wall_s)
-                result.passes_output_tok_per_s.append(output_tokens / wall_s)
-                result.passes_cpu_s.append(cpu_after[index] - cpu_before[index])
-                for other, other_result in enumerate(results):
-                    if other != index:
-                        other_result.idle_cpu_s.append(cpu_after[other] - cpu_before[other])
-                print(f"  round {round_index + 1}/{rounds} {result.label}: {output_tokens / wall_s:8.1f} "
-                      f"output tok/s ({wall_s:.2f} s)", flush=True)
-    return results
-
-
-# ------------------------------------------------------------------ controller replay
-def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 0) -> dict[str, Any]:
-    """Replay recorded iterations through a 49-arm ``camel``-policy controller; time each one.
-
-    The heap is frozen for the garbage collector first (``gc.freeze()``), as vLLM's engine core
-    does after start-up (``vllm.utils.gc_utils.freeze_gc_heap``): otherwise a collection of
-    this benchmark's own heap (vLLM imported, results, HTTP clients), which the engine core
-    never sees, can land inside a timed iteration.
-    """
-    import gc
-
-    from camel_vllm.config import CamelConfig
-    from camel_vllm.factory import EngineLimits, build_controller
-    from camel_vllm.testing.fake_device import FakeDevice
-    from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork
-
-    config = CamelConfig.from_mapping({
-        "device": "emulated" if device_kind == "emulated" else "none",
-        "policy": "camel",
-        "frequencies_mhz": list(FREQUENCIES_MHZ),
-        "batch_sizes": list(BATCH_SIZES),
-        "seed": seed,
-    })
-    clock = [0.0]
-    # "free": a device whose reads cost nothing (the controller's own time, as on hardware)
-    device = None if device_kind == "emulated" else FakeDevice(
-        [f * 1e6 for f in FREQUENCIES_MHZ], kind="free", name="free", energy_source="none", energy_method="none",
-        energy_per_read_j=0.05)
-    controller = build_controller(config, EngineLimits(max(BATCH_SIZES)), device=device,
-                                  clock=lambda: clock[0], with_metrics=False)
-    assert len(controller.arms) == 49, len(controller.arms)
-    iteration_s = 0.01
-    seen: dict[str, tuple[float, int]] = {}
-    timings: list[int] = []
-    cpu_timings: list[int] = []
-    decision_timings: list[int] = []
-    perf = time.perf_counter_ns
-    cpu = time.thread_time_ns
-    gc.collect()
-    gc.freeze()
-    try:
-        for row in rows:
-            now = clock[0]
-            tokens = row["tokens"]
-            for request_id, count in tokens.items():
-                if request_id not in seen:
-                    seen[request_id] = (now, count)
-                    controller.request_arrived(request_id, now, count)
-            work = IterationWork(tokens_by_request=tokens, num_prefill_tokens=row["prefill_tokens"],
-                                 num_decode_tokens=row["decode_tokens"], context_tokens=row["context_tokens"])
-            snapshot = EngineSnapshot(now_s=now, num_running=row["running_before"], num_waiting=row.get("waiting", 0),
-                                      waiting_prompt_tokens=row.get("waiting_prompt_tokens", 0))
-            finished = [
-                FinishedRequest(request_id=r, arrival_s=seen[r][0], finish_s=now + iteration_s,
-                                prompt_tokens=seen[r][1], output_tokens=1)
-                for r in row["finished"] if r in seen
-            ]
-            decisions = controller.decisions
-            c0 = cpu()
-            t0 = perf()
-            controller.begin_iteration(snapshot)
-            clock[0] = now + iteration_s
-            controller.end_iteration(now + iteration_s, work)
-            for request in finished:
-                controller.request_finished(request)
-            elapsed = perf() - t0
-            cpu_timings.append(cpu() - c0)
-            timings.append(elapsed)
-            if controller.decisions != decisions:
-                decision_timings.append(elapsed)
-    finally:
-        gc.unfreeze()
-        controller.close()
-    return {
-        "device": device_kind,
-        "emulated": device_kind == "emulated",
-        "arms": len(controller.arms),
-        "policy": "camel",
-        "per_iteration": summary_us(timings),
-        "per_iteration_cpu": summary_us(cpu_timings),
-        "decision_iterations": summary_us(decision_timings),
-        "decisions": controller.decisions,
-        "updates": controller.updates,
-    }
-
-
-#: Replays of the iteration log per device: the figures reported are those of the replay
-#: with the median p99. On this shared VM one replay's p99 ranged 145-325 us on the same log
-#: (2026-11-21); the median of five is stable to ~10%.
-REPLAY_REPEATS = 5
-
-
-def replay_repeated(rows: list[dict[str, Any]], device_kind: str) -> dict[str, Any]:
-    """:func:`replay_controller` REPLAY_REPEATS times (fresh controller, same seed); the run
-    with the median wall p99, plus every run's p99."""
-    results = [replay_controller(rows, device_kind) for _ in range(REPLAY_REPEATS)]
-    results.sort(key=lambda r: r["per_iteration"]["p99_us"])
-    median = dict(results[len(results) // 2])
-    median["replays"] = REPLAY_REPEATS
-    median["p99_us_all_replays"] = [r["per_iteration"]["p99_us"] for r in results]
-    return median
-
-
-def replay_in_fresh_interpreter(iteration_log: Path) -> list[dict[str, Any]]:
-    """:func:`replay_controller` for both devices in a new Python process.
-
-    This process has imported vLLM and torch for the in-process scheduler measurement and
-    has just driven four servers; timed there, the same replay measured 1.5-1.8 x the p99
-    of a fresh interpreter (232-279 us vs 145-153 us on one log, 2026-11-21), noise that
-    belongs to the benchmark, not to the controller. The engine-realistic figure is the
-    in-engine one (the iteration log's ``begin_ns``/``end_ns``)."""
-    import subprocess
-
-    out = subprocess.run([sys.executable, __file__, "--replay-log", str(iteration_log)],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-# ------------------------------------------------------- scheduler CPU, in process
-#: In-process schedulers: KV blocks (of 16 tokens) and the per-step token budget. Enough
-#: blocks that nothing is preempted; the budget is vLLM's default for this model length.
-IN_PROCESS_NUM_BLOCKS = 10_000
-IN_PROCESS_BATCHED_TOKENS = 8192
-
-
-def in_process_scheduler(kind: str, model: str, max_num_seqs: int, max_model_len: int = 2048) -> Any:
-    """vLLM's ``Scheduler`` (``stock``) or ``CamelScheduler`` holding the default arm
-    (``camel-none``, ``camel-emulated``), built as an engine core builds it but with no engine."""
-    import torch
-    from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
-    from vllm.v1.core.sched.scheduler import Scheduler
-    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
-    from vllm.v1.structured_output import StructuredOutputManager
-
-    from camel_vllm.vllm_plugin.scheduler import CamelScheduler
-
-    cls, extra = (Scheduler, {}) if kind == "stock" else (
-        CamelScheduler, {"camel": {"device": kind.split("-", 1)[1], "policy": "default"}})
-    cache_config = CacheConfig(block_size=16, cache_dtype="auto", enable_prefix_caching=False)
-    vllm_config = VllmConfig(
-        model_config=ModelConfig(model=model, max_model_len=max_model_len, enforce_eager=True),
-        scheduler_config=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=IN_PROCESS_BATCHED_TOKENS,
-                                         max_model_len=max_model_len, is_encoder_decoder=False,
-                                         enable_chunked_prefill=True),
-        cache_config=cache_config, additional_config=extra,
-    )
-    vllm_config.scheduler_config.async_scheduling = False  # as vLLM's CPU platform sets it
-    cache_config.num_gpu_blocks = IN_PROCESS_NUM_BLOCKS
-    spec = FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=1, dtype=torch.float32)
-    kv_cache_config = KVCacheConfig(num_blocks=IN_PROCESS_NUM_BLOCKS, kv_cache_tensors=[],
-                                    kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
-    return cls(vllm_config=vllm_config, kv_cache_config=kv_cache_config, block_size=16,
-               structured_output_manager=StructuredOutputManager(vllm_config))
-
-
-def scheduler_pass_cpu_ns(scheduler: Any, requests: Sequence[TraceRequest], tag: str) -> tuple[int, int]:
-    """Serve every request to completion (one made-up token per request per step); returns
-    (steps, thread CPU ns spent in ``schedule`` + ``update_from_output``)."""
-    from vllm.sampling_params import SamplingParams
-    from vllm.v1.outputs import ModelRunnerOutput
-    from vllm.v1.request import Request
-
-    now_s = time.time()
-    for i, req in enumerate(requests):
-        scheduler.add_request(Request(
-            request_id=f"cmpl-{tag}-{i}", prompt_token_ids=list(range(4, 4 + req.prompt_tokens)),
-            sampling_params=SamplingParams(max_tokens=req.output_tokens, ignore_eos=True), pooling_params=None,
-            arrival_time=now_s,
-        ))
-    cpu = time.thread_time_ns
-    steps = spent_ns = 0
-    while scheduler.has_unfinished_requests():
-        c0 = cpu()
-        output = scheduler.schedule()
-        spent_ns += cpu() - c0
-        ids = list(output.num_scheduled_tokens)
-        model_output = ModelRunnerOutput(req_ids=ids, req_id_to_index={r: k for k, r in enumerate(ids)},
-                                         sampled_token_ids=[[7] for _ in ids], logprobs=None,
-                                         prompt_logprobs_dict={}, pooler_output=[])
-        c0 = cpu()
-        scheduler.update_from_output(output, model_output)
-        spent_ns += cpu() - c0
-        steps += 1
-    return steps, spent_ns
 
 
 def scheduler_cpu_in_process(model: str, requests: Sequence[TraceRequest], max_num_seqs: int, passes: int,
@@ -482,7 +99,6 @@ def scheduler_cpu_in_process(model: str, requests: Sequence[TraceRequest], max_n
     }
 
 
-# ------------------------------------------------------------------------------ main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "models" / "tiny"), help="model folder (default models/tiny)")

@@ -6,7 +6,7 @@ energy counter around each run: ``iteration_time_s`` is wall time per iteration 
 ``power_w`` is energy / time. The result is a device profile (YAML or JSON by the file
 extension) with the published constants of ``--device-profile`` plus a ``calibration``
 table for ``--model-profile``; pass its path as ``device_profile`` and the emulator uses
-the measured figures without code changes (camel_vllm/devices/profiles.py).
+the measured figures without code changes (camel_vllm/devices/emulator/roofline.py).
 
 Workloads:
 - ``emulated`` (``--dry-run``): the emulated device itself, on a virtual clock (proves the
@@ -34,15 +34,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from camel_vllm.arms import same_frequency
-from camel_vllm.config import CamelConfig
-from camel_vllm.devices import make_device
+from camel_vllm.core.arms import same_frequency
+from camel_vllm.core.config import CamelConfig
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import Device
-from camel_vllm.devices.emulated import EmulatedDevice
-from camel_vllm.devices.profiles import (
+from camel_vllm.devices.emulator.device import EmulatedDevice
+from camel_vllm.devices.emulator.profiles import (
     CalibrationRow, ModelProfile, device_profile_to_dict, load_device_profile, load_model_profile,
 )
-from camel_vllm.types import IterationWork
+from camel_vllm.devices.registry import make_device
 
 logger = logging.getLogger("vllm.camel")
 
@@ -155,7 +155,7 @@ def measure(
         if not same_frequency(applied_hz, freq_hz):
             logger.warning("profile: asked %.2f MHz, got %.2f MHz; skipping", freq_hz / 1e6, applied_hz / 1e6)
             continue
-        workload.wait(0.05)  # let the switch settle (hardware.md: ~5 ms)
+        workload.wait(0.05)  # let the switch settle (~5 ms on an Orin Nano, arXiv 2606.16106)
         e0, t0 = device.energy_j(), clock()
         workload.wait(idle_s)
         e1, t1 = device.energy_j(), clock()

@@ -3,7 +3,7 @@
 Drives ``zeus.optimizer.batch_size.server.mab.GaussianTS`` from the ``zeus`` 0.16.0 wheel
 (ml-energy/zeus, Apache-2.0) on the environments of ``camel-vllm bench bandit`` (emulated AGX
 Orin 32GB, 49 arms; the same cost noise per seed, from
-:func:`camel_vllm.bandit_bench.environment_draws`), at Zeus's default ``window_size=0`` (all
+:func:`camel_vllm.bench.bandit.environment_draws`), at Zeus's default ``window_size=0`` (all
 history) and at ``window_size=10``, and prints its mean cumulative regret next to camel-vllm's
 own ``zeus-ts`` (the rule rebuilt, :mod:`camel_vllm.policies.zeus_ts`), ``zeus-ts-w10`` and
 ``camel-ts`` (camel's request-level bandit) on the same seeds.
@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from camel_vllm.bandit_bench import Environment, environment_draws, make_environment, orin_arms, run_policy
+from camel_vllm.bench.bandit import Environment, environment_draws, make_environment, orin_arms, run_policy
 
 #: The zeus release the peer rule was read from (zeus/optimizer/batch_size/server/mab.py).
 ZEUS_VERSION = "0.16.0"
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
           f"32GB): {len(arms)} arms, horizon {args.horizon}, seeds 0-{args.seeds - 1}, noise {args.noise_std}")
     out: dict[str, Any] = {"emulated": True, "zeus_version": ZEUS_VERSION, "arms": len(arms),
                            "horizon": args.horizon, "seeds": args.seeds, "envs": {}}
-    from camel_vllm.bandit_bench import resolve_policy
+    from camel_vllm.bench.bandit import resolve_policy
 
     for env_name in ("stationary", "shift"):
         env, _ = make_environment(env_name, arms, args.horizon)

@@ -27,7 +27,7 @@ def ensure_tiny_model(path: Path = TINY_MODEL_DIR) -> Path:
     """Build the default tiny model at ``path`` unless a complete one is there."""
     if all((path / name).exists() for name in MODEL_FILES):
         return path
-    from camel_vllm.tiny_model import build_tiny_model
+    from camel_vllm.testing.tiny_model import build_tiny_model
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(MODEL_LOCK_PATH, "a+") as lock:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.context import ContextModel
-from camel_vllm.controller import Controller
-from camel_vllm.cost import make_cost
-from camel_vllm.policies.base import ArmEstimate
+from camel_vllm.control.controller import Controller
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.context import ContextModel
+from camel_vllm.core.cost import make_cost
+from camel_vllm.core.events import Context, IterationWork
+from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.testing.fake_device import FakeDevice
-from camel_vllm.types import Context, IterationWork
 
 FREQS_HZ = (306e6, 612e6, 930.75e6)
 #: Power between iterations (W).
@@ -38,7 +38,7 @@ def linear_device(clock) -> FakeDevice:
                       idle_power_w=IDLE_POWER_W, step=linear_step)
 
 
-class FixedPolicy:
+class FixedPolicy(Policy):
     """Always the same arm (a static policy for tests)."""
 
     name = "fixed"

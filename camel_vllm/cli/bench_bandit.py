@@ -12,9 +12,9 @@ import math
 import os
 import sys
 
-from camel_vllm.bandit_bench import BANDIT_POLICIES, BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
+from camel_vllm.bench.bandit import BANDIT_POLICIES, BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
 from camel_vllm.cli import checks
-from camel_vllm.config import ConfigError
+from camel_vllm.core.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

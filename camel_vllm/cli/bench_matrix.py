@@ -1,7 +1,7 @@
 """Run policies on every (trace, load) cell and report camel against default and the best static arm.
 
 Load is a fraction of the default arm's saturated throughput on each trace (see
-:mod:`camel_vllm.sim.matrix`). Every figure is emulated.
+:mod:`camel_vllm.bench.matrix`). Every figure is emulated.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from camel_vllm.config import CamelConfig, ConfigError, load_yaml_file
+from camel_vllm.core.config import CamelConfig, ConfigError, load_yaml_file
 from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
 from camel_vllm.traces import TraceFormatError
 
@@ -52,9 +52,9 @@ def _loads(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from camel_vllm.devices.profiles import load_model_profile
-    from camel_vllm.sim.bench import SimSetup, parse_policies
-    from camel_vllm.sim.matrix import DEFAULT_TRACES, MatrixPlan, count_runs, format_matrix, matrix_to_dict, run_matrix
+    from camel_vllm.bench.matrix import DEFAULT_TRACES, MatrixPlan, count_runs, format_matrix, matrix_to_dict, run_matrix
+    from camel_vllm.bench.sim import SimSetup, parse_policies
+    from camel_vllm.devices.emulator.profiles import load_model_profile
 
     try:
         for key, value, ok in (("seeds", args.seeds, args.seeds >= 1), ("requests", args.requests, args.requests >= 2),
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         plan = MatrixPlan(traces=tuple(args.trace or DEFAULT_TRACES), loads=_loads(args.loads), seeds=args.seeds,
                           requests=args.requests, policies=specs, setup=setup,
                           max_context_tokens=model.max_context_tokens)
-        from camel_vllm.sim.matrix import cell_trace
+        from camel_vllm.bench.matrix import cell_trace
 
         for spec in plan.traces:  # every trace readable before anything runs
             cell_trace(spec, 0, 2, max_context_tokens=plan.max_context_tokens)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.device} / {args.model}, {args.requests} requests x {args.seeds} seeds per cell (EMULATED energy)")
     print(format_matrix(cells, tested))
     if args.plot:
-        from camel_vllm.sim.plots import plot_matrix
+        from camel_vllm.bench.plots import plot_matrix
 
         print(f"wrote {plot_matrix(cells, args.plot, tested)}")
     print(f"wrote {args.json}")

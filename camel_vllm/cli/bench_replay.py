@@ -18,8 +18,8 @@ import argparse
 import math
 import sys
 
+from camel_vllm.bench.results import BenchResult, format_table
 from camel_vllm.cli.trace_args import add_trace_arguments, load_fitted, tighter_limit
-from camel_vllm.sim.results import BenchResult, format_table
 from camel_vllm.traces import TraceFormatError
 
 PROG = "camel-vllm bench replay"
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from camel_vllm.replay import ServerUnreachable, failures, replay, served_model, to_policy_result
+    from camel_vllm.bench.replay import ServerUnreachable, failures, replay, served_model, to_policy_result
 
     if not math.isfinite(args.timeout_s) or args.timeout_s <= 0:
         print(f"{PROG}: --timeout-s {args.timeout_s}: must be a finite number > 0 (s)", file=sys.stderr)

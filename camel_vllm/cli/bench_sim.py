@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from camel_vllm.cli import checks
 from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
-from camel_vllm.config import CamelConfig, ConfigError, load_yaml_file
+from camel_vllm.core.config import CamelConfig, ConfigError, load_yaml_file
 from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
 from camel_vllm.traces import TraceFormatError
 
@@ -69,9 +69,10 @@ def check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from camel_vllm.devices.profiles import load_model_profile
-    from camel_vllm.sim.bench import ORACLE, SimSetup, SimWorkerError, arm_set, bench, check_specs, parse_policies
-    from camel_vllm.sim.results import format_table
+    from camel_vllm.bench.pool import SimWorkerError
+    from camel_vllm.bench.results import format_table
+    from camel_vllm.bench.sim import ORACLE, SimSetup, arm_set, bench, check_specs, parse_policies
+    from camel_vllm.devices.emulator.profiles import load_model_profile
 
     try:
         check_arguments(args)
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if ORACLE in out.result.details:
         print(f"oracle arm: {out.result.details[ORACLE]['arm']}  (emulated; {wall_s:.1f} s for {runs} runs)")
     if args.plot:
-        from camel_vllm.sim.plots import write_plots
+        from camel_vllm.bench.plots import write_plots
 
         for path in write_plots(out, args.plot):
             print(f"wrote {path}")

@@ -1,6 +1,6 @@
 """Checks of command-line arguments shared by the subcommands, made before any work starts.
 
-Each raises :class:`~camel_vllm.config.ConfigError` naming the option and the value, so a
+Each raises :class:`~camel_vllm.core.config.ConfigError` naming the option and the value, so a
 command prints one line and exits 2 instead of a traceback after minutes of work (an output
 path that is a folder), or waiting forever (an input that is a FIFO).
 """
@@ -11,7 +11,7 @@ import math
 import os
 from typing import Any
 
-from camel_vllm.config import ConfigError
+from camel_vllm.core.config import ConfigError
 
 
 def input_file(option: str, path: str) -> None:

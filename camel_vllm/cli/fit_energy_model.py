@@ -13,16 +13,10 @@ import argparse
 import sys
 
 from camel_vllm.cli import checks
-from camel_vllm.energy_model import (
-    BAND_EDGES,
-    MIN_BAND_REQUESTS,
-    RUNTIME_TARGETS,
-    EnergyModel,
-    WorkloadFit,
-    fit_energy_model,
-    group_by_profile,
-)
-from camel_vllm.reqlog import read_request_log
+from camel_vllm.offline.energy_model import EnergyModel, WorkloadFit
+from camel_vllm.offline.fitting import BAND_EDGES, MIN_BAND_REQUESTS, fit_energy_model
+from camel_vllm.offline.log_records import RUNTIME_TARGETS, group_by_profile
+from camel_vllm.telemetry.reqlog import read_request_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

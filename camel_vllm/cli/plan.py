@@ -14,8 +14,8 @@ import os
 import sys
 
 from camel_vllm.cli import checks
-from camel_vllm.energy_model import POOLED, EnergyModel
-from camel_vllm.planning import DeviceModel, PlanResult, plan
+from camel_vllm.offline.energy_model import POOLED, EnergyModel
+from camel_vllm.offline.planning import DeviceModel, PlanResult, plan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from camel_vllm.cli import checks
-from camel_vllm.config import DEVICE_KINDS, CamelConfig, ConfigError
+from camel_vllm.core.config import DEVICE_KINDS, CamelConfig, ConfigError
 from camel_vllm.devices.base import Device, DeviceError
 
 #: Power is "settled" when this many consecutive readings stay within SETTLE_REL of each other.
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from camel_vllm.devices import make_device
+    from camel_vllm.devices.registry import make_device
 
     try:
         config = CamelConfig(

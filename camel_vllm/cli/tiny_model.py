@@ -1,8 +1,8 @@
 """Write a small Llama-architecture model (random weights, local tokenizer) that vLLM serves offline.
 
-Example: ``camel-vllm make-tiny-model models/tiny`` (2 layers, hidden 128: a 16-request
-decode step takes about 10 ms on the 2-core CI machine) or ``camel-vllm make-tiny-model
-models/mid --layers 4 --hidden 512`` (about 90 ms); docs/vllm-integration.md lists sizes.
+Example: ``camel-vllm make-tiny-model models/tiny`` (2 layers, hidden 128) or ``camel-vllm
+make-tiny-model models/mid --layers 4 --hidden 512``; docs/vllm-integration.md lists the sizes
+and their step times.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from camel_vllm.tiny_model import build_tiny_model
+    from camel_vllm.testing.tiny_model import build_tiny_model
 
     for name in ("layers", "hidden", "vocab", "max_position_embeddings"):
         if getattr(args, name) < 1:

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from camel_vllm.errors import CamelError
+from camel_vllm.core.errors import CamelError
 from camel_vllm.traces import FORMATS, Trace, load_trace, transforms
 
 #: Keys of a Hugging Face ``config.json`` that bound the context, in the order vLLM 0.32 reads

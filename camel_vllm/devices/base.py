@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
-from camel_vllm.errors import CamelError
-from camel_vllm.types import IterationWork
+from camel_vllm.core.errors import CamelError
+from camel_vllm.core.events import IterationWork
 
 EnergySource = Literal["measured", "emulated", "none"]
 

@@ -1,7 +1,7 @@
 """``device: jtop``: power from jetson-stats for users who already run its service.
 
 jetson-stats (``jtop``) is AGPL-3.0 and an optional extra (``pip install 'camel-vllm[jetson]'``);
-the default Jetson backend reads sysfs directly. Facts (hardware.md): the client talks to
+the default Jetson backend reads sysfs directly. Facts (jetson-stats' source): the client talks to
 ``jtop.service`` over ``/run/jtop.sock`` and must match its version; ``jetson.power['rail'][NAME]``
 gives ``volt`` (mV), ``curr`` (mA) and ``power`` (mW). Only ``power`` is used: ``avg`` is an
 exponential smoother, not a time average, and is never integrated. jtop cannot set a GPU
@@ -15,15 +15,15 @@ import logging
 import time
 from typing import Any, Callable, Sequence
 
-from camel_vllm.config import ConfigError
+from camel_vllm.core.config import ConfigError
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
-from camel_vllm.devices.jetson import DEFAULT_RAIL, find_gpu_devfreq, open_sysfs
+from camel_vllm.devices.jetson.sysfs import DEFAULT_RAIL, find_gpu_devfreq, open_sysfs
 from camel_vllm.devices.sampler import PowerSampler
-from camel_vllm.types import IterationWork
 
 logger = logging.getLogger("vllm.camel")
 
-#: jtop reads the whole system every tick; intervals under about 0.5 s are impractical (hardware.md).
+#: jtop reads the whole system every tick; intervals under about 0.5 s are impractical (jetson-stats' source).
 MIN_JTOP_INTERVAL_S = 0.5
 
 

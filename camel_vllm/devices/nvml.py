@@ -1,6 +1,6 @@
 """``device: nvml``: NVIDIA GPUs through NVML (package ``nvidia-ml-py``, module ``pynvml``).
 
-Facts in ../shared/reference/hardware.md:
+From NVML's API reference (docs/devices.md has the details):
 
 - frequencies: ``nvmlDeviceGetSupportedMemoryClocks`` then, for the highest memory clock,
   ``nvmlDeviceGetSupportedGraphicsClocks`` (MHz); all GPUs of a tensor-parallel engine are
@@ -31,9 +31,9 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.sampler import FAILING_AFTER_READS, PowerSampler, sample_period_s
-from camel_vllm.types import IterationWork
 
 logger = logging.getLogger("vllm.camel")
 

@@ -8,7 +8,7 @@ counted; the next good reading integrates over the gap (linear interpolation bet
 readings either side), so the counter never goes backwards. Every failed read and the
 reading that closes a gap count in :attr:`PowerSampler.gaps`, which
 :meth:`PowerSampler.reading` returns with the counter, so the controller knows which
-intervals were not measured (see :mod:`camel_vllm.controller`). Reads that keep failing
+intervals were not measured (see :mod:`camel_vllm.control.controller`). Reads that keep failing
 (:data:`FAILING_AFTER_READS` in a row) are reported in one warning line per episode, and
 one line when the sensor reads again. Readers (the engine thread, the metrics exporter's
 HTTP thread) take one fresh sample when the last is older than half a period, so a counter
@@ -27,7 +27,7 @@ from camel_vllm.devices.base import DeviceError, EnergyReading
 logger = logging.getLogger("vllm.camel")
 
 #: Default rate (Hz) when neither the user nor the sensor says otherwise; the sensor's own
-#: ``update_interval`` wins when it is slower (../shared/reference/hardware.md).
+#: ``update_interval`` (the Linux hwmon ABI) wins when it is slower.
 DEFAULT_SAMPLE_HZ = 50.0
 #: Failed reads in a row after which the sensor "keeps failing": one warning line, and one
 #: ``failing`` episode for the controller's ``camel_device_errors_total{kind="sensor"}``.

@@ -1,15 +1,18 @@
-"""The policy protocol: choose an arm in a context, learn from costs.
+"""The policy base class: choose an arm in a context, learn from costs, and the optional hooks.
 
-Policies address arms by index into the controller's :class:`~camel_vllm.arms.ArmSet` and
-minimise cost (lower is better), on the scale the controller's cost function produces.
+Policies address arms by index into the controller's :class:`~camel_vllm.core.arms.ArmSet` and
+minimise cost (lower is better), on the scale the controller's cost function produces. Every
+policy derives from :class:`Policy`: five methods to define, and hooks with no-op defaults
+that the controller calls directly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Any, Mapping, Sequence
 
-from camel_vllm.types import Context
+from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 
 
 @dataclass(frozen=True)
@@ -47,24 +50,66 @@ class ModelReadout:
     exploratory_decisions: int = 0
 
 
-@runtime_checkable
-class Policy(Protocol):
-    """A bandit over arm indices.
+class Policy(ABC):
+    """A bandit over arm indices, with hooks for policies that learn from more than costs.
 
     ``select`` is called once per decision epoch with the indices of arms available now and
     the arm in force (``None`` before the first decision); it returns one of ``available``.
     ``observe`` credits ``cost`` to ``arm_index`` in ``context`` with ``weight`` in (0, 1]
     (a request served by several arms credits each with its share of tokens).
+    ``estimates``, ``state_dict`` and ``load_state_dict`` give what the policy believes, for
+    metrics and for the state file.
+
+    The hooks (``observe_arrival`` ... ``maintain``) and ``model_readout`` and
+    ``set_prior_means`` do nothing unless a policy overrides them; the controller calls the
+    hooks as documented in :mod:`camel_vllm.control.controller`.
     """
 
     name: str
+    #: Seconds an arm is held when the configuration leaves ``epoch_s`` unset (0: no time bound).
+    default_epoch_s: float = 0.0
+    #: Decide early when the requests in the engine have doubled since the last decision
+    #: (see :meth:`~camel_vllm.control.controller.Controller.decision_due`).
+    decide_on_demand_growth: bool = False
 
+    @abstractmethod
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int: ...
 
+    @abstractmethod
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None: ...
 
+    @abstractmethod
     def estimates(self) -> list[ArmEstimate]: ...
 
+    @abstractmethod
     def state_dict(self) -> dict[str, Any]: ...
 
+    @abstractmethod
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    # ------------------------------------------------------------------ hooks (no-op)
+    def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
+        """A request arrived."""
+
+    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
+        """The engine's state at a decision, just before ``select``."""
+
+    def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
+                          energy_j: float | None = None) -> None:
+        """An iteration ended: its work, its duration (the emulated stretch included) and the
+        device energy counted since the previous mark (``None``: not measured)."""
+
+    def observe_outcome(self, outcome: RequestOutcome) -> None:
+        """A request finished (credited or not: see ``outcome.energy_measured``)."""
+
+    def maintain(self) -> None:
+        """Work the policy can do ahead of its next ``select``, between decisions."""
+
+    def model_readout(self) -> ModelReadout | None:
+        """What a model-based policy believes of its models (metrics); None: no models."""
+        return None
+
+    def set_prior_means(self, means: Sequence[float], strength: float) -> None:
+        """Warm start: a prior mean cost per arm worth ``strength`` observations. Only policies
+        whose beliefs take prior means (``camel-ts``, ``ts``) override this."""
+        raise NotImplementedError(f"policy {self.name} takes no prior means")

@@ -23,13 +23,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.policies.base import ArmEstimate
-from camel_vllm.policies.nig import SufficientStats
-from camel_vllm.types import Context
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.events import Context
+from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.thompson.nig import SufficientStats
 
 
-class EmpiricalPolicy:
+class EmpiricalPolicy(Policy):
     """Shared bookkeeping: weighted count, mean and sum of squares per arm."""
 
     name = "empirical"

@@ -33,8 +33,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.policies.base import ArmEstimate
-from camel_vllm.types import Context
+from camel_vllm.core.events import Context
+from camel_vllm.policies.base import ArmEstimate, Policy
 
 #: Zeus's defaults (zeus 0.16.0, zeus/optimizer/batch_size/common.py, ``JobParams``:
 #: mab_prior_mean, mab_prior_precision, mab_num_explorations, window_size).
@@ -76,7 +76,7 @@ def fit_from_sums(count: float, total: float, total_sq: float) -> tuple[float, f
     return mean, count / var
 
 
-class ZeusTSPolicy:
+class ZeusTSPolicy(Policy):
     name = "zeus-ts"
 
     def __init__(self, num_arms: int, rng: np.random.Generator, *, window: int = ZEUS_WINDOW,

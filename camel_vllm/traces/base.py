@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from camel_vllm.errors import CamelError
+from camel_vllm.core.errors import CamelError
 
 
 class TraceFormatError(CamelError, ValueError):

@@ -23,7 +23,7 @@ at once with the default ``--shutdown-timeout 0`` and the device stays as the co
 left it. On a vLLM carrying ``patches/`` the names are registered in its registry instead.
 
 ``EngineArgs.add_cli_args`` and ``get_engine_process_shutdown_timeout`` are private vLLM
-code; tests/test_vllm_plugin.py pins both wraps.
+code; tests/vllm_plugin/test_vllm_plugin.py pins both wraps.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from camel_vllm.config import CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.vllm_plugin.registry import SCHEDULERS, UnknownSchedulerError, is_camel, resolve_scheduler
 
 logger = logging.getLogger("vllm.camel")
@@ -109,7 +109,7 @@ def give_engine_core_shutdown_grace(grace_s: float = ENGINE_SHUTDOWN_GRACE_S) ->
     engine core never reaches ``Scheduler.shutdown()`` and the GPU clock stays pinned.
     Requests are still aborted at once (abort mode is kept); only the kill waits.
     Wraps ``vllm.v1.engine.utils.get_engine_process_shutdown_timeout`` (private: tested by
-    tests/test_vllm_plugin.py and end to end by tests/test_vllm_sigterm.py). Idempotent.
+    tests/vllm_plugin/test_vllm_plugin.py and end to end by tests/vllm_plugin/test_vllm_sigterm.py). Idempotent.
     """
     try:
         import vllm.v1.engine.utils as engine_utils
@@ -235,12 +235,12 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     given or the batch sizes are listed (``auto`` caps end at the value vLLM resolves); its
     frequency always.
     """
-    from camel_vllm.arms import ArmSet
-    from camel_vllm.context import ContextModel
-    from camel_vllm.devices import make_device
+    from camel_vllm.core.arms import ArmSet
+    from camel_vllm.core.context import ContextModel
     from camel_vllm.devices.base import DeviceError
-    from camel_vllm.factory import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
-    from camel_vllm.policies import make_policy
+    from camel_vllm.devices.registry import make_device
+    from camel_vllm.policies.registry import make_policy
+    from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 
     batch_sizes: list[int] | None = None
     if max_num_seqs is not None:
@@ -276,7 +276,7 @@ def check_metrics_endpoint(config: CamelConfig, data_parallel_size: int = 1, ser
         return
     from prometheus_client import CollectorRegistry
 
-    from camel_vllm.metrics.exporter import serve_http
+    from camel_vllm.telemetry.metrics.exporter import serve_http
 
     ports = [0] if config.metrics_port == 0 else [config.metrics_port + r for r in range(max(1, data_parallel_size))]
     for port in ports:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from camel_vllm.errors import CamelError
+from camel_vllm.core.errors import CamelError
 
 #: Short name -> dotted class path (``None``: vLLM's own scheduler, sync or async).
 SCHEDULERS: Mapping[str, str | None] = {

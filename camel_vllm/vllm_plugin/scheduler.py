@@ -1,7 +1,7 @@
 """``CamelScheduler``: vLLM's scheduler with camel-vllm's controller between iterations.
 
 A thin adapter: it turns vLLM's scheduler events into the controller's plain events
-(:mod:`camel_vllm.controller`) and applies the arm the controller returns.
+(:mod:`camel_vllm.control.controller`) and applies the arm the controller returns.
 
 - ``add_request`` -> ``controller.request_arrived``;
 - ``schedule``: snapshot (running, waiting, waiting prompt tokens) -> ``begin_iteration`` ->
@@ -30,9 +30,8 @@ Set ``CAMEL_VLLM_ITERATION_LOG=PATH`` to write one JSON line per iteration (runn
 requests before and after scheduling, requests admitted, the batch cap in force, the
 controller's wall and thread-CPU time in ns, tokens): the integration tests check admission
 against it and ``benchmarks/overhead.py`` replays it. Lines are buffered and flushed each
-time the engine runs out of requests and at shutdown. The log costs ~30 us per iteration
-(mostly ``json.dumps``); without it the adapter and controller add 20-75 us of scheduler
-CPU to a ~17 ms step of the tiny model (docs/vllm-integration.md, "Overhead").
+time the engine runs out of requests and at shutdown. What the log and the adapter cost a
+step is measured in docs/vllm-integration.md ("Overhead").
 """
 
 from __future__ import annotations
@@ -53,10 +52,10 @@ from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
-from camel_vllm.config import CamelConfig, ConfigError, _writable_file
-from camel_vllm.controller import Controller
-from camel_vllm.factory import EngineLimits, build_controller
-from camel_vllm.types import EngineSnapshot, FinishedRequest, IterationWork
+from camel_vllm.control.controller import Controller
+from camel_vllm.core.config import CamelConfig, ConfigError, _writable_file
+from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
+from camel_vllm.wiring.build import EngineLimits, build_controller
 
 logger = logging.getLogger("vllm.camel")
 

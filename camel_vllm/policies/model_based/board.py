@@ -39,9 +39,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.arms import same_frequency
+from camel_vllm.core.arms import same_frequency
+from camel_vllm.core.events import IterationWork
 from camel_vllm.policies.model_based.blr import BayesLinReg
-from camel_vllm.types import IterationWork
 
 #: Work-term scales: tokens per iteration (prefill chunks are up to a few thousand) and
 #: context tokens read (up to ~1e5).
@@ -431,7 +431,7 @@ def profile_prior(model: Any, freqs_hz: Sequence[float | None]) -> tuple[np.ndar
     """(time mean, time var, energy mean, energy var) fitted to a profile's modelled iterations.
 
     ``model`` answers ``iteration_time_s(work, f)`` and ``iteration_power_w(work, f)`` (a
-    :class:`~camel_vllm.devices.profiles.PerformanceModel`: the published roofline, or the
+    :class:`~camel_vllm.devices.emulator.roofline.PerformanceModel`: the published roofline, or the
     calibration table ``benchmarks/profile_device.py`` measured on the board). Decode steps of
     1-64 requests and prefill chunks of 16-2048 tokens at every clock are fitted like real
     iterations; the fit's covariance is widened so the prior weighs PROFILE_PRIOR_ITERATIONS.

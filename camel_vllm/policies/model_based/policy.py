@@ -27,9 +27,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.arms import ArmSet
-from camel_vllm.config import SLOConfig
-from camel_vllm.policies.base import ArmEstimate, ModelReadout
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.config import SLOConfig
+from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.projection import (
@@ -44,7 +45,6 @@ from camel_vllm.policies.model_based.projection import (
     step_work,
 )
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
-from camel_vllm.types import Context, EngineSnapshot, IterationWork, RequestOutcome
 
 logger = logging.getLogger("vllm.camel")
 
@@ -96,7 +96,7 @@ class ModelParams:
     warmup_requests: int = MIN_FINISHED
 
 
-class ModelBasedPolicy:
+class ModelBasedPolicy(Policy):
     """The ``camel`` policy; see the module docstring."""
 
     name = "camel"

@@ -1,0 +1,309 @@
+"""The robustness matrix (``bench matrix``): every policy on every (trace, load) cell, paired.
+
+*Load* is a fraction of what the emulated board can carry on that trace under the default
+arm: the trace's requests are all queued at time 0 and served by the ``default`` policy;
+their count over the time the last one finishes is the board's capacity in requests per
+second on those requests (saturated throughput). Load ``x`` replays the same requests with
+arrivals rescaled to ``x`` times that rate (:func:`camel_vllm.traces.transforms.target_rps`,
+which keeps the trace's burstiness). Load 1.0 is a board that just keeps up on average;
+bursts then build queues that never fully drain.
+
+*Seeds.* Seed ``s`` draws a synthetic trace with seed ``s``, or takes the ``s``-th window of
+``requests`` rows of a trace file (back to back, or evenly spaced and overlapping when the
+file is shorter than all of them, said in the notes), and seeds the policies and the
+device's noise with ``s``.
+
+*Comparisons.* In each cell every policy serves the same requests as ``default`` and as the
+best static arm of that seed (the oracle: every arm run as ``static``, best mean EDP in
+hindsight). A change is read request by request and pooled over seeds: 100 x the mean
+per-request difference over the baseline's mean EDP, with the standard error of 20 batch
+means per seed (:func:`camel_vllm.bench.paired.pooled_paired_difference`).
+
+*Targets*: no harm (a policy's change against default is at most
+max(2 %, 2 standard errors)) in every cell, and, where the best static arm is at least 5 %
+below default, within 5 % of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from camel_vllm.bench.paired import PairedDifference, pooled_paired_difference
+from camel_vllm.bench.sim import (
+    ORACLE,
+    PolicySpec,
+    SimSetup,
+    _static_sweep_task,
+    arm_set,
+    mean_edp_js,
+    run_one,
+    static_specs,
+)
+from camel_vllm.sim.engine import SimRun
+from camel_vllm.traces import load_trace, transforms
+from camel_vllm.traces.base import Trace
+from camel_vllm.traces.synthetic import SYNTHETIC_KINDS, synthetic
+
+SYNTHETIC_PREFIX = "synthetic:"
+#: Issue 14's thresholds: "no harm" tolerance and "close to the limit" gap (percent).
+NO_HARM_PCT = 2.0
+NO_HARM_STDERRS = 2.0
+ORACLE_GAIN_PCT = 5.0
+CLOSE_PCT = 5.0
+#: The README's suite.
+DEFAULT_TRACES = (
+    "camel_vllm/data/traces/azure_conv_first2000.csv",
+    "camel_vllm/data/traces/azure_code_first2000.csv",
+    "synthetic:long-prompt",
+    "synthetic:short-prompt-long-output",
+    "synthetic:on-off",
+)
+DEFAULT_LOADS = (0.2, 0.5, 0.8, 1.0)
+
+
+def cell_trace(spec: str, seed: int, requests: int, *, max_context_tokens: int | None = None,
+               seeds: int = 1) -> Trace:
+    """The requests seed ``seed`` (of ``seeds``) replays from ``spec`` (a file, or ``synthetic:KIND``)."""
+    if spec.startswith(SYNTHETIC_PREFIX):
+        kind = spec[len(SYNTHETIC_PREFIX):]
+        if kind not in SYNTHETIC_KINDS:
+            raise ValueError(f"trace {spec}: unknown synthetic kind (known: {', '.join(SYNTHETIC_KINDS)})")
+        trace = synthetic(kind, requests, seed=seed)
+    else:
+        trace = _window(load_trace(spec), seed, requests, seeds)
+    return transforms.clip_tokens(trace, max_context_tokens, None)
+
+
+def _window(full: Trace, seed: int, requests: int, seeds: int = 1) -> Trace:
+    """The ``seed``-th of ``seeds`` windows of ``requests`` rows: back to back when the file
+    holds them all, else starting evenly spaced through the file (overlapping); a window that
+    runs past the end continues from the file's start (arrivals shifted to follow on). At
+    most the whole file."""
+    n = min(requests, len(full))
+    step = n if n * seeds <= len(full) else len(full) // max(1, seeds)
+    start = (seed * step) % len(full)
+    rows = list(full.requests[start:start + n])
+    wrapped = len(rows) < n
+    if wrapped:
+        gap = full.duration_s / max(1, len(full) - 1)
+        shift = rows[-1].arrival_s + gap
+        rows += [dataclasses.replace(r, arrival_s=r.arrival_s + shift) for r in full.requests[: n - len(rows)]]
+    t0 = rows[0].arrival_s
+    rows = [dataclasses.replace(r, arrival_s=r.arrival_s - t0) for r in rows]
+    note = f"seed {seed}: rows {start}..{(start + n - 1) % len(full)} of {len(full)}" + (" (wrapped round)" if wrapped else "")
+    if n < requests:
+        note += f"; the file has only {len(full)} requests"
+    return dataclasses.replace(full, requests=tuple(rows), notes=full.notes + (note,))
+
+
+def saturated(trace: Trace) -> Trace:
+    """Every request of ``trace`` arriving at time 0 (the capacity run)."""
+    requests = tuple(dataclasses.replace(r, arrival_s=0.0) for r in trace.requests)
+    return dataclasses.replace(trace, requests=requests, notes=trace.notes + ("all requests at t = 0",))
+
+
+def capacity_rps(run: SimRun) -> float:
+    """Requests per second the saturated run served: count over the last finish time."""
+    end_s = max((r.finish_s for r in run.records), default=0.0)
+    return len(run.records) / end_s if end_s > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class MatrixPlan:
+    """What to run: traces (files or ``synthetic:KIND``), loads, seeds, requests per cell."""
+
+    traces: tuple[str, ...]
+    loads: tuple[float, ...]
+    seeds: int
+    requests: int
+    policies: tuple[PolicySpec, ...]
+    setup: SimSetup
+    max_context_tokens: int | None = None
+
+
+@dataclass
+class CellResult:
+    """One (trace, load) cell over every seed."""
+
+    trace: str
+    load: float
+    capacity_rps: list[float]
+    target_rps: list[float]
+    mean_edp_js: dict[str, float]
+    vs_default: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vs_oracle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oracle_arms: list[str] = field(default_factory=list)
+    verdicts: dict[str, dict[str, bool | None]] = field(default_factory=dict)
+
+
+def _task(task: tuple[SimSetup, list[PolicySpec], Trace, tuple]) -> list[tuple[tuple, str, SimRun]]:
+    """One policy, or the static arms of one clock (runs a larger cap never exceeded reused:
+    :func:`camel_vllm.bench.sim._static_sweep_task`), on one cell's trace."""
+    setup, specs, trace, key = task
+    if len(specs) == 1:
+        return [(key, specs[0].label, run_one(setup, specs[0], trace))]
+    return [(key, label, run) for label, run in _static_sweep_task((setup, specs, trace))]
+
+
+def _pool_map(tasks: list, workers: int, progress: Callable[[int], None] | None) -> list:
+    out: list = []
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            results = _task(t)
+            out.extend(results)
+            if progress:
+                progress(len(results))
+        return out
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(min(workers, len(tasks))) as pool:
+        for results in pool.imap_unordered(_task, tasks, chunksize=1):
+            out.extend(results)
+            if progress:
+                progress(len(results))
+    return out
+
+
+def count_runs(plan: MatrixPlan) -> int:
+    """Simulated runs the plan takes (for a progress bar)."""
+    per_cell = len([p for p in plan.policies if p.policy != ORACLE])
+    if any(p.policy == ORACLE for p in plan.policies):
+        per_cell += len(arm_set(plan.setup))
+    return len(plan.traces) * plan.seeds * (1 + len(plan.loads) * per_cell)
+
+
+def run_matrix(plan: MatrixPlan, *, workers: int = 2, progress: Callable[[int], None] | None = None) -> list[CellResult]:
+    """Run every cell (see the module docstring); one process pool for all runs."""
+    default = PolicySpec("default", "default")
+    base: dict[tuple[str, int], Trace] = {}
+    for spec in plan.traces:
+        for seed in range(plan.seeds):
+            base[(spec, seed)] = cell_trace(spec, seed, plan.requests, max_context_tokens=plan.max_context_tokens,
+                                            seeds=plan.seeds)
+    setups = {seed: dataclasses.replace(plan.setup, config=plan.setup.config.replace(seed=seed))
+              for seed in range(plan.seeds)}
+    cap_tasks = [(setups[seed], [default], saturated(tr), (spec, seed)) for (spec, seed), tr in base.items()]
+    capacity = {key: capacity_rps(run) for key, _, run in _pool_map(cap_tasks, workers, progress)}
+
+    want_oracle = any(p.policy == ORACLE for p in plan.policies)
+    learners = [p for p in plan.policies if p.policy != ORACLE]
+    if not any(p.label == "default" for p in learners):
+        learners.insert(0, default)
+    statics = static_specs(arm_set(plan.setup)) if want_oracle else []
+    by_clock: dict[object, list[PolicySpec]] = {}
+    for spec in statics:
+        by_clock.setdefault(spec.policy_params["arm"][0], []).append(spec)
+    tasks = []
+    traces: dict[tuple[str, float, int], Trace] = {}
+    for (spec, seed), tr in base.items():
+        for load in plan.loads:
+            scaled = transforms.target_rps(tr, load * capacity[(spec, seed)])
+            traces[(spec, load, seed)] = scaled
+            for group in [*([p] for p in learners), *by_clock.values()]:
+                tasks.append((setups[seed], group, scaled, (spec, load, seed)))
+    runs: dict[tuple[str, float, int], dict[str, SimRun]] = {}
+    for key, label, run in _pool_map(tasks, workers, progress):
+        runs.setdefault(key, {})[label] = run
+
+    cells = []
+    for spec in plan.traces:
+        for load in plan.loads:
+            cells.append(_cell(plan, spec, load, runs, capacity, traces, [s.label for s in statics], learners))
+    return cells
+
+
+def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, traces: dict,
+          static_labels: Sequence[str], learners: Sequence[PolicySpec]) -> CellResult:
+    seeds = range(plan.seeds)
+    per_seed = [runs[(spec, load, s)] for s in seeds]
+    oracle_runs: list[SimRun] = []
+    oracle_arms: list[str] = []
+    for seed_runs in per_seed:
+        if static_labels:
+            best = min(static_labels, key=lambda k: mean_edp_js(seed_runs[k]))
+            oracle_runs.append(seed_runs[best])
+            oracle_arms.append(best.split(":", 1)[1].replace(":", "/"))
+    names = [p.label for p in learners] + ([ORACLE] if oracle_runs else [])
+
+    def runs_of(name: str) -> list[SimRun]:
+        return oracle_runs if name == ORACLE else [r[name] for r in per_seed]
+
+    cell = CellResult(
+        trace=spec, load=load, capacity_rps=[capacity[(spec, s)] for s in seeds],
+        target_rps=[load * capacity[(spec, s)] for s in seeds],
+        mean_edp_js={n: sum(mean_edp_js(r) for r in runs_of(n)) / plan.seeds for n in names},
+        oracle_arms=oracle_arms,
+    )
+    for name in names:
+        if name != "default":
+            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of("default"))],
+                                            "default")
+            if diff is not None:
+                cell.vs_default[name] = dataclasses.asdict(diff)
+        if oracle_runs and name != ORACLE:
+            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), oracle_runs)],
+                                            ORACLE)
+            if diff is not None:
+                cell.vs_oracle[name] = dataclasses.asdict(diff)
+    oracle_gain = cell.vs_default.get(ORACLE)
+    for name in names:
+        if name in ("default", ORACLE):
+            continue
+        vd, vo = cell.vs_default.get(name), cell.vs_oracle.get(name)
+        no_harm = None if vd is None else vd["diff_pct"] <= max(NO_HARM_PCT, NO_HARM_STDERRS * vd["stderr_pct"])
+        close = None
+        if oracle_gain is not None and vo is not None and oracle_gain["diff_pct"] <= -ORACLE_GAIN_PCT:
+            close = vo["diff_pct"] <= CLOSE_PCT
+        cell.verdicts[name] = {"no_harm": no_harm, "close_to_oracle": close}
+    return cell
+
+
+def format_matrix(cells: Sequence[CellResult], policy: str = "camel") -> str:
+    """The matrix as a text table: one row per cell, ``policy`` against default and oracle."""
+    head = (f"{'trace':<34}{'load':>5}{'cap rps':>9}{'default EDP':>13}{policy + ' vs default':>22}"
+            f"{'vs best static':>17}{'best static':>22}{'ts vs default':>16}  verdict")
+    lines = [head]
+    for c in cells:
+        vd = c.vs_default.get(policy)
+        vo = c.vs_oracle.get(policy)
+        og = c.vs_default.get(ORACLE)
+        ts = c.vs_default.get("ts")
+        arm = max(set(c.oracle_arms), key=c.oracle_arms.count) if c.oracle_arms else "-"
+        verdict = c.verdicts.get(policy, {})
+        words = []
+        if verdict.get("no_harm") is not None:
+            words.append("no harm" if verdict["no_harm"] else "HARM")
+        if verdict.get("close_to_oracle") is not None:
+            words.append("close" if verdict["close_to_oracle"] else "FAR")
+        name = c.trace.rsplit("/", 1)[-1]
+        lines.append(
+            f"{name[:33]:<34}{c.load:>5.2f}{sum(c.capacity_rps) / len(c.capacity_rps):>9.3f}"
+            f"{c.mean_edp_js.get('default', float('nan')):>13.1f}{_pm(vd):>22}{_pm(vo):>17}"
+            f"{(_pm(og) + ' ' + arm) if og else '-':>22}{_pm(ts):>16}  {', '.join(words)}"
+        )
+    return "\n".join(lines)
+
+
+def _pm(diff: dict[str, Any] | None) -> str:
+    if not diff:
+        return "-"
+    return f"{diff['diff_pct']:+.1f}±{diff['stderr_pct']:.1f}%"
+
+
+def matrix_to_dict(plan: MatrixPlan, cells: Sequence[CellResult], notes: Sequence[str] = ()) -> dict[str, Any]:
+    cfg = plan.setup.config
+    return {
+        "mode": "matrix", "emulated": True, "device": cfg.device_profile, "model": cfg.model_profile,
+        "traces": list(plan.traces), "loads": list(plan.loads), "seeds": plan.seeds, "requests": plan.requests,
+        "policies": [p.label for p in plan.policies],
+        "load_definition": "fraction of the saturated throughput of the default arm on the same requests "
+                           "(all queued at t = 0)",
+        "units": {"mean_edp_js": "J*s", "capacity_rps": "req/s", "diff_pct": "%", "stderr_pct": "%"},
+        "notes": list(notes), "cells": [dataclasses.asdict(c) for c in cells],
+    }
+
+
+__all__ = ["CellResult", "MatrixPlan", "PairedDifference", "capacity_rps", "cell_trace", "count_runs",
+           "format_matrix", "matrix_to_dict", "run_matrix", "saturated"]

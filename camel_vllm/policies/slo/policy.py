@@ -1,0 +1,350 @@
+"""``slo``: SLO-aware frequency scaling after throttLL'eM (arXiv 2408.05235).
+
+Each decision epoch the policy projects the SLO metric (``tpot``, ``e2e`` or ``ttft``) of the
+requests running and waiting under every available arm, with an online iteration-time model
+(:mod:`.step_time`), and keeps the arms whose projection meets ``config.slo`` and that keep up
+with arrivals at a full batch (the *safe set*). Alone (``frequency_only``) it keeps the largest
+batch cap and picks the lowest safe frequency, as throttLL'eM scales frequency only; with
+``inner`` (e.g. camel) the inner policy chooses among the safe set. A guard, moved by
+stochastic quantile tracking on finished requests, scales every projection so the observed
+violation rate settles below the allowed one. docs/seed-systems.md has the projections, the
+capacity check, the guard and the measurements that shaped them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
+
+logger = logging.getLogger("vllm.camel")
+
+#: Output length assumed before any request has finished (tokens): the Azure conversation
+#: trace's median output, 129 (../shared/traces/SOURCES.md).
+DEFAULT_OUTPUT_TOKENS = 128
+#: Output lengths remembered for the residual-life estimate.
+LENGTH_HISTORY = 2000
+#: Iterations observed (at any arm) before the policy leaves the default arm.
+WARMUP_ITERATIONS = 16
+#: Guard: aim the violation rate at this share of the allowed 1 - quantile (margin).
+GUARD_TARGET_SHARE = 0.5
+GUARD_STEP = 0.05
+GUARD_MIN, GUARD_MAX = 0.5, 16.0
+#: Smoothing of the per-iteration prefill tokens and per-request context (EWMA weight).
+EWMA_WEIGHT = 0.05
+#: Finished requests whose arrival times give the arrival rate for the capacity check.
+RATE_WINDOW = 200
+#: Capacity must exceed the arrival rate by this share (headroom for bursts).
+CAPACITY_MARGIN = 0.1
+#: A tracked request unseen for this many iterations was aborted or preempted: forget it.
+STALE_ITERATIONS = 200
+
+
+@dataclass
+class _Running:
+    """What the policy knows of a running request: decode steps and service time so far."""
+
+    decode_tokens: int = 0
+    service_s: float = 0.0
+    last_iteration: int = 0
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What every arm's projection shares in one decision (computed once per epoch)."""
+
+    running: list[_Running]
+    remaining: list[float]
+    mean_out: float
+
+
+class SLOPolicy(Policy):
+    """The ``slo`` policy; see the module docstring."""
+
+    name = "slo"
+
+    def __init__(
+        self,
+        config: CamelConfig,
+        arms: ArmSet,
+        num_contexts: int = 1,
+        inner: Policy | None = None,
+        *,
+        default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+        forgetting: float = 0.999,
+        frequency_only: bool | None = None,
+    ) -> None:
+        if config.slo is None:
+            raise ConfigError("slo", None, "policy slo needs an slo section (metric, threshold_s, quantile)")
+        self.slo = config.slo
+        self.arms = arms
+        self.num_contexts = num_contexts
+        self.inner = inner
+        self.frequency_only = inner is None if frequency_only is None else frequency_only
+        if inner is not None:
+            self.name = f"slo+{inner.name}"
+        freqs = [f for f in arms.frequencies_hz if f is not None]
+        self.model = IterationTimeModel(max(freqs) if freqs else None, forgetting=forgetting)
+        self.guard = 1.0
+        self.default_output_tokens = default_output_tokens
+        self.requests_met = 0
+        self.requests_judged = 0
+        self.fallbacks = 0
+        self.decisions = 0
+        self.last_safe: list[int] = []
+        self._snapshot: EngineSnapshot | None = None
+        self._running: dict[str, _Running] = {}
+        self._iteration = 0
+        self._prefill_per_iter = 0.0
+        self._context_per_request = 0.0
+        self._lengths: deque[int] = deque(maxlen=LENGTH_HISTORY)
+        self._sorted: list[int] = []
+        self._suffix: np.ndarray | None = None
+        self._arrivals_s: deque[float] = deque(maxlen=RATE_WINDOW)
+        self._prompt_mean = 0.0
+
+    # ------------------------------------------------------------------ hooks
+    def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
+        """Hand arrivals to an inner policy that learns from them (camel)."""
+        if self.inner is not None:
+            self.inner.observe_arrival(now_s, prompt_tokens)
+
+    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
+        self._snapshot = snapshot
+        if self.inner is not None:
+            self.inner.observe_snapshot(snapshot)
+
+    def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
+                          energy_j: float | None = None) -> None:
+        """Learn the iteration time; count decode steps and service time per request (and
+        hand the iteration to an inner policy that learns from iterations: camel)."""
+        if self.inner is not None:
+            self.inner.observe_iteration(arm_index, work, duration_s, energy_j)
+        self._iteration += 1
+        load = IterationLoad(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
+        self.model.observe(self.arms[arm_index].freq_hz, load, duration_s)
+        w = EWMA_WEIGHT
+        self._prefill_per_iter += w * (work.num_prefill_tokens - self._prefill_per_iter)
+        if work.num_decode_tokens:
+            per_req = work.context_tokens / work.num_decode_tokens
+            self._context_per_request += w * (per_req - self._context_per_request)
+        for request_id, tokens in work.tokens_by_request.items():
+            state = self._running.get(request_id)
+            if state is None:
+                state = self._running[request_id] = _Running()
+            state.service_s += duration_s
+            state.last_iteration = self._iteration
+            if tokens == 1:
+                state.decode_tokens += 1
+        if self._iteration % STALE_ITERATIONS == 0:
+            horizon = self._iteration - STALE_ITERATIONS
+            for rid in [r for r, s in self._running.items() if s.last_iteration < horizon]:
+                del self._running[rid]
+
+    def observe_outcome(self, outcome: RequestOutcome) -> None:
+        """Forget the request, learn its output length, and move the guard (and hand the
+        outcome to an inner policy that learns from outcomes)."""
+        if self.inner is not None:
+            self.inner.observe_outcome(outcome)
+        request = outcome.request
+        self._running.pop(request.request_id, None)
+        self._remember_length(request.output_tokens)
+        self._arrivals_s.append(request.arrival_s)
+        self._prompt_mean += EWMA_WEIGHT * (request.prompt_tokens - self._prompt_mean)
+        value = self.measured(outcome)
+        if value is None:
+            return
+        violated = value > self.slo.threshold_s
+        self.requests_judged += 1
+        self.requests_met += not violated
+        target = GUARD_TARGET_SHARE * (1.0 - self.slo.quantile)
+        log_guard = math.log(self.guard) + GUARD_STEP * ((1.0 if violated else 0.0) - target)
+        self.guard = min(GUARD_MAX, max(GUARD_MIN, math.exp(log_guard)))
+
+    def measured(self, outcome: RequestOutcome) -> float | None:
+        """The request's value of the SLO metric (s), or ``None`` if it has none."""
+        request = outcome.request
+        if self.slo.metric == "e2e":
+            return request.latency_s
+        if self.slo.metric == "ttft":
+            return request.ttft_s
+        if request.first_token_s is None or request.output_tokens < 2:
+            return None
+        return (request.finish_s - request.first_token_s) / (request.output_tokens - 1)
+
+    @property
+    def attainment(self) -> float | None:
+        """Share of finished requests that met the SLO so far."""
+        return self.requests_met / self.requests_judged if self.requests_judged else None
+
+    # ----------------------------------------------------------------- policy
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        self.decisions += 1
+        if self.frequency_only:
+            available = self._largest_batch(available)
+        if self.model.observations < WARMUP_ITERATIONS:
+            safe = [self._default(available)]
+        else:
+            inputs = self._inputs()
+            projected = {i: self.project(i, inputs) for i in available}
+            safe = [i for i in available if projected[i] <= self.slo.threshold_s and self.keeps_up(i, inputs)]
+            if not safe:  # nothing meets the SLO: the best projection among arms that keep up,
+                self.fallbacks += 1  # else the largest capacity (fastest clock, largest cap)
+                keeping = [i for i in available if self.keeps_up(i, inputs)]
+                if keeping:
+                    best = min(projected[i] for i in keeping)
+                    safe = [i for i in keeping if projected[i] <= best * (1 + 1e-9)]
+                else:
+                    safe = [self._default(available)]
+        self.last_safe = safe
+        if self.inner is not None:
+            return self.inner.select(context, safe, current if current in safe else None)
+        return self._lowest_frequency(safe)
+
+    def _inputs(self) -> "_Inputs":
+        running = list(self._running.values())
+        return _Inputs(
+            running=running,
+            remaining=[self._mean_residual(r.decode_tokens) for r in running],
+            mean_out=self._mean_residual(0),
+        )
+
+    def project(self, arm_index: int, inputs: "_Inputs | None" = None) -> float:
+        """The projected SLO metric (s, guard included) if ``arm_index`` runs from now."""
+        inputs = inputs or self._inputs()
+        arm = self.arms[arm_index]
+        snap = self._snapshot
+        running, remaining, mean_out = inputs.running, inputs.remaining, inputs.mean_out
+        n_run = max(len(running), snap.num_running if snap else 0)
+        n_wait = snap.num_waiting if snap else 0
+        cap = max(1, arm.max_batch)
+        # the cap limits admission, not requests already running (they keep decoding)
+        active = max(n_run, min(n_run + n_wait, cap))
+        context = active * (self._context_per_request + 0.5 * mean_out)
+        step_s = self.model.predict_s(
+            arm.freq_hz, IterationLoad(self._prefill_per_iter, active, context)
+        ) * self.guard
+        if self.slo.metric == "tpot":
+            return step_s
+        # a waiting request gets a slot when one of the running finishes (rounds of the cap)
+        free_slots = max(0, cap - n_run)
+        first_free_s = (min(remaining) if remaining else 0.0) * step_s
+        if self.slo.metric == "ttft":
+            # the q-th waiting request waits for the prefill of those ahead of it and its own;
+            # with nobody waiting, a typical newcomer's prefill is projected
+            queued = (snap.waiting_prompt_tokens if snap and n_wait else self._prompt_mean)
+            ahead = self.slo.quantile * queued if n_wait else queued
+            prefill_s = self.model.predict_s(
+                arm.freq_hz, IterationLoad(max(ahead, self._prefill_per_iter), n_run, context)
+            ) * self.guard
+            return prefill_s + (first_free_s if free_slots == 0 and n_wait else 0.0) + step_s
+        values = [r.service_s + rem * step_s for r, rem in zip(running, remaining)]
+        for k in range(n_wait):
+            rounds = 0 if k < free_slots else 1 + (k - free_slots) // cap
+            values.append(rounds * max(first_free_s, mean_out * step_s / 2) + mean_out * step_s)
+        if not values:
+            return step_s * mean_out
+        return float(np.quantile(values, self.slo.quantile))
+
+    def keeps_up(self, arm_index: int, inputs: "_Inputs | None" = None) -> bool:
+        """Whether the arm, at a full batch, serves requests faster than they arrive.
+
+        Below that rate the queue grows without bound, which no per-epoch projection of the
+        requests present sees in time (docs/seed-systems.md). Capacity = cap / (mean output x full-batch iteration time),
+        against the arrival rate of the last finished requests plus ``CAPACITY_MARGIN``.
+        """
+        rate = self._arrival_rate_per_s()
+        if rate <= 0.0:
+            return True
+        inputs = inputs or self._inputs()
+        arm = self.arms[arm_index]
+        cap = max(1, arm.max_batch)
+        context = cap * (self._context_per_request + 0.5 * inputs.mean_out)
+        prefill = self._prefill_per_iter  # observed prefill tokens per iteration (EWMA)
+        step_s = self.model.predict_s(arm.freq_hz, IterationLoad(prefill, cap, context)) * self.guard
+        return cap / (inputs.mean_out * step_s) >= rate * (1.0 + CAPACITY_MARGIN)
+
+    def _arrival_rate_per_s(self) -> float:
+        if len(self._arrivals_s) < 10:
+            return 0.0
+        span = max(self._arrivals_s) - min(self._arrivals_s)
+        return (len(self._arrivals_s) - 1) / span if span > 0 else 0.0
+
+    def maintain(self) -> None:
+        """Between decisions: the inner policy's housekeeping (see ThompsonPolicy.maintain)."""
+        if self.inner is not None:
+            self.inner.maintain()
+
+    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
+        if self.inner is not None:
+            self.inner.observe(arm_index, context, cost, weight)
+
+    def estimates(self) -> list[ArmEstimate]:
+        return self.inner.estimates() if self.inner is not None else []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": "slo",
+            "guard": self.guard,
+            "model": self.model.state_dict(),
+            "inner": self.inner.state_dict() if self.inner is not None else None,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.guard = float(state.get("guard", 1.0))
+        if state.get("model"):
+            self.model.load_state_dict(state["model"])
+        if self.inner is not None and state.get("inner") is not None:
+            self.inner.load_state_dict(state["inner"])
+
+    def set_prior_means(self, means: Sequence[float], strength: float) -> None:
+        """Warm start passes through to the inner policy (the SLO model needs no prior; an inner
+        policy that takes no prior means raises NotImplementedError)."""
+        if self.inner is not None:
+            self.inner.set_prior_means(means, strength)
+
+    # -------------------------------------------------------------- internals
+    def _largest_batch(self, available: Sequence[int]) -> list[int]:
+        """The available arms with the largest batch cap available (one per frequency)."""
+        cap = max(self.arms[i].max_batch for i in available)
+        return [i for i in available if self.arms[i].max_batch == cap]
+
+    def _default(self, available: Sequence[int]) -> int:
+        return max(available, key=lambda i: (self._freq(i), self.arms[i].max_batch))
+
+    def _lowest_frequency(self, safe: Sequence[int]) -> int:
+        return min(safe, key=lambda i: (self._freq(i), -self.arms[i].max_batch))
+
+    def _freq(self, index: int) -> float:
+        freq = self.arms[index].freq_hz
+        return -1.0 if freq is None else freq
+
+    def _remember_length(self, tokens: int) -> None:
+        if len(self._lengths) == self._lengths.maxlen:
+            del self._sorted[bisect_left(self._sorted, self._lengths[0])]
+        self._lengths.append(tokens)
+        insort(self._sorted, tokens)
+        self._suffix = None
+
+    def _mean_residual(self, produced: int) -> float:
+        """E[L - k | L > k] over the remembered output lengths (tokens, at least 1)."""
+        if not self._sorted:
+            return float(max(1, self.default_output_tokens - produced))
+        if self._suffix is None:  # suffix sums, rebuilt after each new length
+            self._suffix = np.concatenate([np.cumsum(self._sorted[::-1])[::-1], [0.0]])
+        start = bisect_right(self._sorted, produced)
+        count = len(self._sorted) - start
+        if count == 0:
+            return 1.0
+        return max(1.0, float(self._suffix[start]) / count - produced)

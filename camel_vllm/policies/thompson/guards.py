@@ -1,0 +1,75 @@
+"""The arms ``camel-ts`` leaves out before its Thompson draw: the queue guard and the SLO guard.
+
+Queue guard: under continuous batching a batch cap only bounds admission, and the waiting a
+small cap causes is charged to the arms in force later, so a small cap's posterior cannot
+learn it; caps below the requests in the engine are left out while a larger one is
+available. SLO guard: arms whose posterior-predictive latency quantile breaks the SLO are
+left out. Neither ever leaves no arm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from camel_vllm.core.events import RequestOutcome
+from camel_vllm.policies.thompson.nig import SufficientStats, pool, posterior
+
+
+def queue_allowed(idx: np.ndarray, caps: np.ndarray, demand: int) -> np.ndarray:
+    """The arms of ``idx`` whose batch cap (``caps[arm]``) admits all ``demand`` requests in
+    the engine (running + waiting); without such an arm, the largest caps. ``demand`` 0:
+    nothing is known (no snapshot yet), all of ``idx``."""
+    if demand <= 0:
+        return idx
+    caps = caps[idx]
+    ok = caps >= demand
+    if ok.any():
+        return idx[ok]
+    return idx[caps == caps.max()]
+
+
+def slo_allowed(idx: np.ndarray, quantiles: np.ndarray, threshold_s: float) -> np.ndarray:
+    """The arms of ``idx`` whose log-latency quantile is within ``threshold_s`` (NaN, no
+    evidence, is allowed); with none, the arm of the lowest quantile."""
+    limit = math.log(threshold_s)
+    ok = ~(quantiles[idx] > limit)  # NaN (no evidence) stays allowed
+    if ok.any():
+        return idx[ok]
+    return idx[[int(np.nanargmin(quantiles[idx]))]]
+
+
+def latency_quantiles(latency: SufficientStats, row: int, quantile: float, min_evidence: float) -> np.ndarray:
+    """Posterior-predictive ``quantile`` of log latency per arm in context ``row``; NaN
+    without evidence.
+
+    A context's own statistics are used once they carry ``min_evidence``; before that the
+    arm's statistics pooled over contexts, if those do.
+    """
+    n_p, xbar_p, m2_p = pool(latency.n, latency.xbar, latency.m2)
+    local = latency.n[row] >= min_evidence
+    n = np.where(local, latency.n[row], n_p)
+    xbar = np.where(local, latency.xbar[row], xbar_p)
+    m2 = np.where(local, latency.m2[row], m2_p)
+    # Weak prior centred on the data; noise scale from the pooled within-arm spread.
+    dof = np.maximum(n_p - 1.0, 0.0).sum()
+    var = float(m2_p.sum() / dof) if dof >= 1.0 else 0.1
+    alpha0 = 1.0
+    post = posterior(xbar, 1e-3, alpha0, (alpha0 + 1.0) * max(var, 1e-6), n, xbar, m2)
+    q = post.predictive_quantile(quantile)
+    return np.where(n >= min_evidence, q, np.nan)
+
+
+def slo_metric_s(outcome: RequestOutcome, metric: str) -> float | None:
+    """The request's SLO metric in seconds (``None`` if it cannot be computed)."""
+    request = outcome.request
+    if metric == "e2e":
+        return request.latency_s
+    if metric == "ttft":
+        return request.ttft_s
+    if metric == "tpot":
+        if request.first_token_s is None or request.output_tokens < 2:
+            return None
+        return max(0.0, request.finish_s - request.first_token_s) / (request.output_tokens - 1)
+    raise ValueError(f"unknown SLO metric {metric!r}")

@@ -1,0 +1,26 @@
+"""One request's outcome in a run, as the simulator and the live replay record it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request's outcome in a run. ``energy_j`` is NaN where not measured per request."""
+
+    request_id: str
+    arrival_s: float
+    finish_s: float
+    ttft_s: float | None
+    energy_j: float
+    ok: bool = True
+    error: str = ""
+
+    @property
+    def latency_s(self) -> float:
+        return max(0.0, self.finish_s - self.arrival_s)
+
+    @property
+    def edp_js(self) -> float:
+        return self.energy_j * self.latency_s

@@ -1,0 +1,78 @@
+"""vLLM's ``Scheduler`` or ``CamelScheduler`` built in process as an engine core builds it, but
+with no engine, and a driver that serves requests through it with made-up tokens: the same
+steps for every scheduler, so their CPU per step compares exactly (``benchmarks/overhead.py``).
+Needs a real vLLM.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from camel_vllm.testing.vllm_server import TraceRequest
+
+#: In-process schedulers: KV blocks (of 16 tokens) and the per-step token budget. Enough
+#: blocks that nothing is preempted; the budget is vLLM's default for this model length.
+IN_PROCESS_NUM_BLOCKS = 10_000
+IN_PROCESS_BATCHED_TOKENS = 8192
+
+
+def in_process_scheduler(kind: str, model: str, max_num_seqs: int, max_model_len: int = 2048) -> Any:
+    """vLLM's ``Scheduler`` (``stock``) or ``CamelScheduler`` holding the default arm
+    (``camel-none``, ``camel-emulated``), built as an engine core builds it but with no engine."""
+    import torch
+    from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
+    from vllm.v1.core.sched.scheduler import Scheduler
+    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
+    from vllm.v1.structured_output import StructuredOutputManager
+
+    from camel_vllm.vllm_plugin.scheduler import CamelScheduler
+
+    cls, extra = (Scheduler, {}) if kind == "stock" else (
+        CamelScheduler, {"camel": {"device": kind.split("-", 1)[1], "policy": "default"}})
+    cache_config = CacheConfig(block_size=16, cache_dtype="auto", enable_prefix_caching=False)
+    vllm_config = VllmConfig(
+        model_config=ModelConfig(model=model, max_model_len=max_model_len, enforce_eager=True),
+        scheduler_config=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=IN_PROCESS_BATCHED_TOKENS,
+                                         max_model_len=max_model_len, is_encoder_decoder=False,
+                                         enable_chunked_prefill=True),
+        cache_config=cache_config, additional_config=extra,
+    )
+    vllm_config.scheduler_config.async_scheduling = False  # as vLLM's CPU platform sets it
+    cache_config.num_gpu_blocks = IN_PROCESS_NUM_BLOCKS
+    spec = FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=1, dtype=torch.float32)
+    kv_cache_config = KVCacheConfig(num_blocks=IN_PROCESS_NUM_BLOCKS, kv_cache_tensors=[],
+                                    kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
+    return cls(vllm_config=vllm_config, kv_cache_config=kv_cache_config, block_size=16,
+               structured_output_manager=StructuredOutputManager(vllm_config))
+
+
+def scheduler_pass_cpu_ns(scheduler: Any, requests: Sequence[TraceRequest], tag: str) -> tuple[int, int]:
+    """Serve every request to completion (one made-up token per request per step); returns
+    (steps, thread CPU ns spent in ``schedule`` + ``update_from_output``)."""
+    from vllm.sampling_params import SamplingParams
+    from vllm.v1.outputs import ModelRunnerOutput
+    from vllm.v1.request import Request
+
+    now_s = time.time()
+    for i, req in enumerate(requests):
+        scheduler.add_request(Request(
+            request_id=f"cmpl-{tag}-{i}", prompt_token_ids=list(range(4, 4 + req.prompt_tokens)),
+            sampling_params=SamplingParams(max_tokens=req.output_tokens, ignore_eos=True), pooling_params=None,
+            arrival_time=now_s,
+        ))
+    cpu = time.thread_time_ns
+    steps = spent_ns = 0
+    while scheduler.has_unfinished_requests():
+        c0 = cpu()
+        output = scheduler.schedule()
+        spent_ns += cpu() - c0
+        ids = list(output.num_scheduled_tokens)
+        model_output = ModelRunnerOutput(req_ids=ids, req_id_to_index={r: k for k, r in enumerate(ids)},
+                                         sampled_token_ids=[[7] for _ in ids], logprobs=None,
+                                         prompt_logprobs_dict={}, pooler_output=[])
+        c0 = cpu()
+        scheduler.update_from_output(output, model_output)
+        spent_ns += cpu() - c0
+        steps += 1
+    return steps, spent_ns

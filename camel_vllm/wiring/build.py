@@ -1,0 +1,167 @@
+"""Wiring: build a ready controller (device, arms, policy, cost, listeners) from a config.
+
+The vLLM scheduler and the simulator both call :func:`build_controller`, so a configuration
+behaves the same in both. Every check that needs the device or the engine's limits is made
+here and raises :class:`~camel_vllm.core.config.ConfigError` (one line naming key and value).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from camel_vllm.control.controller import Controller, ControllerListener
+from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.core.context import ContextModel
+from camel_vllm.core.cost import make_cost
+from camel_vllm.devices.base import Device
+
+logger = logging.getLogger("vllm.camel")
+
+#: Policy credits handed over per engine iteration (Controller ``observe_budget``): ~11 us
+#: each for camel (benchmarks/overhead.py), so at most ~45 us of learning per step, far
+#: above the mean rate (a request gives ~2 credits; even at 1 req/s a step finishes < 0.1).
+OBSERVE_BUDGET_PER_ITERATION = 4
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Limits fixed at engine start-up that arms must respect.
+
+    ``max_num_seqs`` is vLLM's ``--max-num-seqs`` (vLLM sizes its model-runner buffers and
+    scheduler assertions from it at start-up, so a batch cap above it is rejected).
+    """
+
+    max_num_seqs: int
+    #: vLLM's ``--max-num-batched-tokens``: tokens one step may schedule (None: not known; the
+    #: model-based policy then takes the largest prefill chunk it has seen).
+    max_num_batched_tokens: int | None = None
+
+
+def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
+    """``auto``: caps that end at the engine's ``max_num_seqs``, so the largest arm (the
+    ``default`` policy's) admits what stock vLLM admits.
+
+    Up to 28: Camel's 4..28 clipped to ``max_num_seqs``, plus ``max_num_seqs`` itself. Above:
+    Camel's seven evenly spaced caps scaled to it, ``round(k * max_num_seqs / 7)`` for k = 1..7
+    (at 28 this is Camel's grid; at vLLM's GPU default of 256: 37, 73, ..., 256). Camel's
+    own grid stays available as ``batch_sizes: [4, 8, 12, 16, 20, 24, 28]``.
+    """
+    if config.batch_sizes == "auto":
+        top = limits.max_num_seqs
+        if top > CAMEL_BATCH_SIZES[-1]:
+            steps = len(CAMEL_BATCH_SIZES)
+            return sorted({max(1, round(k * top / steps)) for k in range(1, steps + 1)})
+        sizes = [b for b in CAMEL_BATCH_SIZES if b <= top]
+        sizes.append(top)
+        return sorted(set(sizes))
+    for size in config.batch_sizes:
+        if size > limits.max_num_seqs:
+            raise ConfigError(
+                "batch_sizes", list(config.batch_sizes),
+                f"{size} is above --max-num-seqs {limits.max_num_seqs}",
+            )
+    return sorted(set(int(b) for b in config.batch_sizes))
+
+
+def resolve_frequencies_hz(config: CamelConfig, device: Device) -> list[float | None]:
+    """``auto``: every frequency the device offers; a list must name offered frequencies.
+
+    A device without a settable clock (read-only mode, ``device: none``) gives ``[None]``:
+    batch-only arms.
+    """
+    offered = sorted(device.available_frequencies_hz())
+    writable = device.info().can_set_frequency and not config.read_only
+    if config.frequencies_mhz == "auto":
+        return list(offered) if offered and writable else [None]
+    if not offered:
+        raise ConfigError(
+            "frequencies_mhz", list(config.frequencies_mhz),
+            f"device '{device.info().kind}' has no settable frequencies",
+        )
+    chosen: list[float | None] = []
+    for mhz in config.frequencies_mhz:
+        match = min(offered, key=lambda f: abs(f - mhz * 1e6))
+        if not same_frequency(match, mhz * 1e6):
+            listing = ", ".join(f"{f / 1e6:g}" for f in offered)
+            raise ConfigError(
+                "frequencies_mhz", list(config.frequencies_mhz),
+                f"{mhz:g} MHz is not offered by device '{device.info().kind}' (it offers {listing})",
+            )
+        chosen.append(match)
+    return chosen if writable else [None]
+
+
+def build_controller(
+    config: CamelConfig,
+    limits: EngineLimits,
+    *,
+    device: Device | None = None,
+    clock: Callable[[], float] | None = None,
+    extra_listeners: Sequence[ControllerListener] = (),
+    with_metrics: bool = True,
+) -> Controller:
+    """Open the device (unless given), resolve arms, make the policy, load state, add listeners.
+
+    ``clock`` drives the emulated device (vLLM: ``time.monotonic``; simulator: virtual time).
+    """
+    from camel_vllm.devices.registry import make_device
+    from camel_vllm.policies.registry import make_policy
+
+    if device is None:
+        device = make_device(config, clock=clock)
+    try:
+        arms = ArmSet.product(resolve_frequencies_hz(config, device), resolve_batch_sizes(config, limits))
+        context_model = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
+        policy = make_policy(config, arms, num_contexts=context_model.num_contexts,
+                             token_budget=limits.max_num_batched_tokens)
+        listeners: list[ControllerListener] = list(extra_listeners)
+        state_store = None
+        if config.state_path:
+            from camel_vllm.control.state import PolicyStateStore
+
+            state_store = PolicyStateStore(config.state_path, config=config, arms=arms, device_info=device.info())
+            state_store.load_into(policy)
+        if config.request_log:
+            from camel_vllm.telemetry.reqlog import RequestLog
+
+            listeners.append(
+                RequestLog(config.request_log, device_info=device.info(), arm_labels=[a.label for a in arms.arms])
+            )
+        controller = Controller(
+            arms=arms,
+            policy=policy,
+            device=device,
+            cost=make_cost(config.cost, config.alpha),
+            context_model=context_model,
+            epoch_iterations=config.epoch_iterations,
+            epoch_s=config.epoch_s if config.epoch_s is not None else float(policy.default_epoch_s),
+            batch_only=arms.frequencies_hz == (None,),
+            listeners=listeners,
+            state_store=state_store,
+            state_save_every=config.state_save_every,
+            observe_budget=OBSERVE_BUDGET_PER_ITERATION,
+        )
+        if with_metrics and config.metrics_port is not None:
+            from camel_vllm.telemetry.metrics import MetricsExporter
+
+            controller.listeners.append(MetricsExporter.start(config, controller))
+        _report_start(config, device, controller)
+        return controller
+    except BaseException:
+        device.close()
+        raise
+
+
+def _report_start(config: CamelConfig, device: Device, controller: Controller) -> None:
+    """One line for what the user must know at start: a clock this process cannot write
+    (counted as ``camel_device_errors_total{kind="permission"}``), or no energy measurement."""
+    info = device.info()
+    problem = info.extra.get("clock_write_problem")
+    if problem and not config.read_only and device.available_frequencies_hz():
+        controller.report_device_error("permission", f"camel: {problem}; continuing with batch-only arms")
+    if info.energy_source == "none":
+        logger.info("camel: device %s measures no energy: requests are served and reported, and the policy "
+                    "learns nothing (no cost is computed from 0 J)", info.name)
