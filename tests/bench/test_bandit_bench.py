@@ -90,9 +90,9 @@ def test_cli_refuses_an_unknown_policy_in_one_line(capsys) -> None:
     rc = main(["bench", "bandit", "--policies", "camel-ts,zeus", "--seeds", "1", "--horizon", "10"])
     err = capsys.readouterr().err
     assert rc == 2
-    assert err.count("\n") == 1 and "--policies" in err and "not a request-level bandit: zeus" in err
+    assert err.count("\n") == 1 and "--policies" in err and "unknown zeus" in err and "bench sim" not in err
     assert "zeus-ts-w10" in err
     # camel itself learns the board per iteration, which these environments do not model
     rc = main(["bench", "bandit", "--policies", "camel", "--seeds", "1", "--horizon", "10"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "not a request-level bandit: camel" in err and "bench sim" in err
+    assert rc == 2 and err.count("\n") == 1 and "unknown camel" in err and "bench sim, or camel-ts here" in err
