@@ -62,10 +62,12 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
         "seed": seed,
     })
     clock = [0.0]
-    # "free": a device whose reads cost nothing (the controller's own time, as on hardware)
+    # "free": a device whose reads cost nothing (the controller's own time, as on hardware) and
+    # whose energy counter runs at a constant 10 W on the replay's clock, so that camel learns
+    # and decides as it would on a board (a device without energy keeps it in its warm-up).
     device = None if device_kind == "emulated" else FakeDevice(
-        [f * 1e6 for f in FREQUENCIES_MHZ], kind="free", name="free", energy_source="none", energy_method="none",
-        energy_per_read_j=0.05)
+        [f * 1e6 for f in FREQUENCIES_MHZ], kind="free", name="free", energy_source="measured",
+        energy_method="constant 10 W", clock=lambda: clock[0], idle_power_w=10.0)
     controller = build_controller(config, EngineLimits(max(BATCH_SIZES)), device=device,
                                   clock=lambda: clock[0], with_metrics=False)
     assert len(controller.arms) == 49, len(controller.arms)
@@ -111,8 +113,10 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
     finally:
         gc.unfreeze()
         controller.close()
+    policy = controller.policy
     return {
         "device": device_kind,
+        "model_decisions": getattr(policy, "model_decisions", None),  # camel past its warm-up
         "emulated": device_kind == "emulated",
         "arms": len(controller.arms),
         "policy": "camel",

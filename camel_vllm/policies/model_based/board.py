@@ -34,6 +34,7 @@ weighted over ~2,000 iterations), and the mean misfit multiplies that clock's co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -148,8 +149,12 @@ class BoardModel:
         self.iterations = 0
         self.energy_iterations = 0
         self.frequencies_seen: set[float] = set()
-        self._buffer: list[tuple[float, list[float], float, float | None]] = []
-        #: Iterations fold_time took whose energy fold_energy has not: (count, freqs, terms, J, clock rows)
+        #: Iterations not folded yet, one row each: clock (Hz), the work terms, duration (s),
+        #: energy (J; NaN where the sensor gave none).
+        self._buffer: list[list[float]] = []
+        #: Staged iterations not in the time regression yet: (design rows, durations)
+        self._time_pending: list[tuple[np.ndarray, np.ndarray]] = []
+        #: Staged iterations not in the energy regression yet: (count, freqs, terms, J, clock rows)
         self._energy_pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._time_scale = 0.0
         self._energy_scale = 0.0
@@ -176,41 +181,46 @@ class BoardModel:
         terms = work_terms(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
         if energy_j is not None and not energy_j > 0.0:
             energy_j = None  # a sensor that read nothing teaches nothing
-        self._buffer.append((f, terms, duration_s, energy_j))
+        self._buffer.append([f, *terms, duration_s, math.nan if energy_j is None else energy_j])
         if len(self._buffer) >= MAX_BUFFERED:
             self.fold()
 
     def fold(self) -> None:
         """Fold the buffered iterations into the regressions (one product per model)."""
+        self.stage()
         self.fold_time()
         self.fold_energy()
 
-    def fold_time(self) -> None:
-        """The first half of :meth:`fold` (each half is one chore between decisions): the
-        buffered iterations into the time regression; their energy waits for :meth:`fold_energy`."""
+    def stage(self) -> None:
+        """The first of :meth:`fold`'s three steps (each is one chore between decisions): the
+        buffered iterations as design rows, checked against the models as they are."""
         if not self._buffer:
             return
-        rows = self._buffer
+        rows = np.array(self._buffer)
         self._buffer = []
-        freqs = np.array([r[0] for r in rows])
-        terms = np.array([r[1] for r in rows])
-        dur = np.array([r[2] for r in rows])
+        freqs, terms, dur, energy = rows[:, 0], rows[:, 1:1 + NUM_WORK_TERMS], rows[:, -2], rows[:, -1]
         x_t = _design(terms, time_basis(freqs, self.max_freq_hz))
         clock = np.searchsorted(self._clock_list, freqs)
         self._track_residuals(0, self.time, x_t, dur, clock)
-        self.time.forget(self.forget_per_iteration ** len(rows))
-        self.time.add(x_t / dur[:, None], np.ones_like(dur))
-        self._time_scale = max(self._time_scale, float(dur.max()))
-        has_e = np.array([r[3] is not None for r in rows])
-        en = np.array([r[3] for r in rows if r[3] is not None], dtype=float)
-        self._energy_pending.append((len(rows), freqs[has_e], terms[has_e], en, clock[has_e]))
+        has_e = energy == energy  # not NaN
+        self._time_pending.append((x_t, dur))
+        self._energy_pending.append((len(rows), freqs[has_e], terms[has_e], energy[has_e], clock[has_e]))
         self.iterations += len(rows)
         self.frequencies_seen.update(float(f) for f in np.unique(freqs))
-        self._stale[0] = True
-        self._prepared = None
+
+    def fold_time(self) -> None:
+        """The staged iterations into the time regression."""
+        pending = self._time_pending
+        self._time_pending = []
+        for x_t, dur in pending:
+            self.time.forget(self.forget_per_iteration ** len(dur))
+            self.time.add(x_t / dur[:, None], np.ones_like(dur))
+            self._time_scale = max(self._time_scale, float(dur.max()))
+            self._stale[0] = True
+            self._prepared = None
 
     def fold_energy(self) -> None:
-        """The second half of :meth:`fold`: the energy of the iterations :meth:`fold_time` took."""
+        """The last step of :meth:`fold`: the staged iterations' energy into the energy regression."""
         pending = self._energy_pending
         self._energy_pending = []
         for count, freqs, terms, en, clock in pending:

@@ -31,7 +31,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import SLOConfig
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
-from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel
+from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel, ClockCoefficients
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.projection import (
     ArmGeometry,
@@ -150,6 +150,7 @@ class ModelBasedPolicy(Policy):
         self._decided_s = 0.0
         self._steady: Steady | None = None
         self._steady_half: SteadyStart | None = None
+        self._drawn: ClockCoefficients | None = None
         #: The (energy, service, wait) factors the projection in the making uses.
         self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self._arrivals_since = 0
@@ -166,6 +167,8 @@ class ModelBasedPolicy(Policy):
         self._snapshot: EngineSnapshot | None = None
         self._last_now_s = 0.0
         self.decisions = 0
+        #: Decisions made with the model (past the warm-up).
+        self.model_decisions = 0
         #: Decisions where the Thompson draw chose another arm than the posterior mean would.
         self.exploratory_decisions = 0
         self.pulls = np.zeros(len(arms))
@@ -245,12 +248,16 @@ class ModelBasedPolicy(Policy):
     def _chore_list(self) -> list[Callable[[], None]]:
         """This epoch's chores, popped from the end (fold first, the projection last)."""
         board = self.board
-        return [self._finish_steady, self._start_steady, self._measure_load, self._prepare, board.solve_energy,
-                board.solve_time, board.fold_energy, board.fold_time]
+        return [self._finish_steady, self._start_steady, self._draw, self._measure_load, self._prepare,
+                board.solve_energy, board.solve_time, board.fold_energy, board.fold_time, board.stage]
 
     def _prepare(self) -> None:
         if self._model_ready():
             self.board.prepare()
+
+    def _draw(self) -> None:
+        """The Thompson draw of the board model the next decision plays with."""
+        self._drawn = self.board.explore(self.rng) if self._model_ready() else None
 
     def _measure_load(self) -> None:
         if self._model_ready():
@@ -276,7 +283,8 @@ class ModelBasedPolicy(Policy):
             self._steady_half = None
             return
         factors = self._factors()
-        mean, draw = self.board.mean_coefficients(), self.board.explore(self.rng)
+        mean, draw = self.board.mean_coefficients(), self._drawn or self.board.explore(self.rng)
+        self._drawn = None
         coef = self._coef_buffer
         coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
         coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
@@ -312,6 +320,7 @@ class ModelBasedPolicy(Policy):
                 self._chores.pop()()
             choice = self._default(idx)
         else:
+            self.model_decisions += 1
             self._check_occupancy()
             while self._chores:  # an early decision, or one maintain() did not prepare: all now
                 self._chores.pop()()
