@@ -322,16 +322,22 @@ class ModelBasedPolicy(Policy):
         else:
             self.model_decisions += 1
             self._check_occupancy()
-            while self._chores:  # an early decision, or one maintain() did not prepare: all now
-                self._chores.pop()()
-            if self._steady is None:
+            if self._steady is None:  # the first model decision: everything now
+                while self._chores:
+                    self._chores.pop()()
                 self._start_steady()
                 self._finish_steady()
+            # An early decision (the engine's demand doubled) prices the queue now, at the
+            # arrival rate now, with the last epoch's steady state: the queue and the rate are
+            # what moved, and the rest would cost the decision a whole projection.
+            rate = None
+            if self._chores:
+                rate = self.workload.rate_per_s(self._last_now_s) * self._occupancy
             st = self._steady
             assert st is not None
             snap = self._snapshot
             queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
-            groups = settle(st, queue, self.epoch_iterations)
+            groups = settle(st, queue, self.epoch_iterations, rate)
             mean = groups.take(0)
             self._in_force = (mean, *self._steady_factors)
             self._note_service_window(mean)
@@ -353,7 +359,7 @@ class ModelBasedPolicy(Policy):
             choice = int(trusted[np.argmin(scored[trusted])])
             if choice != int(allowed[np.argmin(robust[allowed])]):
                 self.exploratory_decisions += 1  # the draw, not the mean model, chose this arm
-            self._expected_in_engine = st.rate_per_s * float(
+            self._expected_in_engine = (st.rate_per_s if rate is None else rate) * float(
                 mean.wait_s[choice] + mean.service_fixed_s[choice] + mean.service_prompt_s[choice] * mean.mean_prompt
                 + mean.service_output_s[choice] * mean.mean_output)
         self._chores = self._chore_list()

@@ -367,13 +367,16 @@ def steady_finish(sp: SteadyStart) -> Steady:
     )
 
 
-def settle(st: Steady, queue: QueueState, epoch_iterations: int) -> Projection:
+def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: float | None = None) -> Projection:
     """Price the queue now (``queue``) into a :class:`Steady` projection: the backlog held
     under each arm for one epoch (``epoch_iterations`` of the fastest decode step) plus the
     time the fastest arm needs to clear it, the rest drained by the fastest arm (module
-    docstring); waits and EDP per arm."""
-    lam, capacity = st.rate_per_s, st.capacity_per_s
-    best_drain = st.best_drain_per_s
+    docstring); waits and EDP per arm. ``rate_per_s``: the arrival rate now, where it moved
+    since ``st`` was made (the queue's drain uses it; the steady state keeps its own)."""
+    capacity = st.capacity_per_s
+    lam = st.rate_per_s if rate_per_s is None else rate_per_s
+    best_drain = st.best_drain_per_s if rate_per_s is None else np.maximum(
+        st.fastest_per_s - lam, MIN_DRAIN_SHARE * st.fastest_per_s)
     q0 = np.maximum(queue.num_running - st.caps, 0.0) + float(queue.num_waiting)
     # The current backlog under the arm held over H, the rest drained by the fastest arm.
     horizon = epoch_iterations * st.step_min_s + float(q0.max()) / best_drain
