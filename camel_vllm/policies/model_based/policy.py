@@ -79,6 +79,9 @@ OCCUPANCY_MAX = 4.0
 #: itself only prices the queue. A decision that comes before (an early decision, one after
 #: an idle engine) does what is left itself.
 STEADY_LEAD_ITERATIONS = 3
+#: An early decision projects the steady state again only when the arrival rate moved by more
+#: than this (log ratio; 0.22 = 25 %) since the last projection.
+EARLY_RATE_TOLERANCE = 0.22
 #: Memory of the per-arm spread between a posterior draw and the mean (for metrics).
 SPREAD_MEMORY = 20.0
 
@@ -333,6 +336,10 @@ class ModelBasedPolicy(Policy):
             rate = None
             if self._chores:
                 rate = self.workload.rate_per_s(self._last_now_s) * self._occupancy
+                if abs(math.log(max(rate, 1e-9) / max(self._steady.rate_per_s, 1e-9))) > EARLY_RATE_TOLERANCE:
+                    self._start_steady()  # the rate itself moved: the steady state with it
+                    self._finish_steady()
+                    rate = None
             st = self._steady
             assert st is not None
             snap = self._snapshot
@@ -352,6 +359,12 @@ class ModelBasedPolicy(Policy):
             if self.switch_cost > 0.0 and current is not None:
                 scored = scored * np.exp(self.switch_cost * (self._arm_freq != self._arm_freq[current]))
             allowed = self._slo_allowed(mean, idx) if self.slo is not None else idx
+            if rate is not None and current is not None:
+                # An early decision on the last epoch's steady state only speeds up: that
+                # state underrates the waits a burst builds under the slower arms.
+                faster = allowed[groups.capacity_per_s[0, allowed] >= groups.capacity_per_s[0, current]]
+                if faster.size:
+                    allowed = faster
             # Exploration only while nobody waits: with a queue, a slower epoch delays every
             # request in it, beyond what one epoch's projection charges the arm.
             margin = EXPLORE_MARGIN if queue.num_waiting == 0 else 0.0
