@@ -1,5 +1,5 @@
 """vLLM's ``Scheduler`` or ``CamelScheduler`` built in process as an engine core builds it, but
-with no engine, and a driver that serves requests through it with made-up tokens: the same
+with no engine (the scheduler tests build theirs here too), and a driver that serves requests through it with made-up tokens: the same
 steps for every scheduler, so their CPU per step compares exactly (``benchmarks/overhead.py``).
 Needs a real vLLM.
 """
@@ -17,34 +17,44 @@ IN_PROCESS_NUM_BLOCKS = 10_000
 IN_PROCESS_BATCHED_TOKENS = 8192
 
 
+def build_scheduler(cls: type, model: str, additional_config: dict, *, max_num_seqs: int,
+                    max_num_batched_tokens: int = IN_PROCESS_BATCHED_TOKENS, num_blocks: int = IN_PROCESS_NUM_BLOCKS,
+                    block_size: int = 16, max_model_len: int = 2048, async_scheduling: bool = False) -> Any:
+    """A scheduler of class ``cls`` (vLLM's or camel's) built as an engine core builds it, with a
+    one-layer KV cache of ``num_blocks`` blocks and no engine. ``async_scheduling`` False is
+    what vLLM's CPU platform sets; True is the GPU default (AsyncScheduler)."""
+    import torch
+    from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
+    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
+    from vllm.v1.structured_output import StructuredOutputManager
+
+    cache_config = CacheConfig(block_size=block_size, cache_dtype="auto", enable_prefix_caching=False)
+    vllm_config = VllmConfig(
+        model_config=ModelConfig(model=model, max_model_len=max_model_len, enforce_eager=True),
+        scheduler_config=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                         max_model_len=max_model_len, is_encoder_decoder=False,
+                                         enable_chunked_prefill=True),
+        cache_config=cache_config, additional_config=additional_config,
+    )
+    vllm_config.scheduler_config.async_scheduling = async_scheduling
+    cache_config.num_gpu_blocks = num_blocks
+    spec = FullAttentionSpec(block_size=block_size, num_kv_heads=1, head_size=1, dtype=torch.float32)
+    kv_cache_config = KVCacheConfig(num_blocks=num_blocks, kv_cache_tensors=[],
+                                    kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
+    return cls(vllm_config=vllm_config, kv_cache_config=kv_cache_config, block_size=block_size,
+               structured_output_manager=StructuredOutputManager(vllm_config))
+
+
 def in_process_scheduler(kind: str, model: str, max_num_seqs: int, max_model_len: int = 2048) -> Any:
     """vLLM's ``Scheduler`` (``stock``) or ``CamelScheduler`` holding the default arm
     (``camel-none``, ``camel-emulated``), built as an engine core builds it but with no engine."""
-    import torch
-    from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
     from vllm.v1.core.sched.scheduler import Scheduler
-    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
-    from vllm.v1.structured_output import StructuredOutputManager
 
     from camel_vllm.vllm_plugin.scheduler import CamelScheduler
 
     cls, extra = (Scheduler, {}) if kind == "stock" else (
         CamelScheduler, {"camel": {"device": kind.split("-", 1)[1], "policy": "default"}})
-    cache_config = CacheConfig(block_size=16, cache_dtype="auto", enable_prefix_caching=False)
-    vllm_config = VllmConfig(
-        model_config=ModelConfig(model=model, max_model_len=max_model_len, enforce_eager=True),
-        scheduler_config=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=IN_PROCESS_BATCHED_TOKENS,
-                                         max_model_len=max_model_len, is_encoder_decoder=False,
-                                         enable_chunked_prefill=True),
-        cache_config=cache_config, additional_config=extra,
-    )
-    vllm_config.scheduler_config.async_scheduling = False  # as vLLM's CPU platform sets it
-    cache_config.num_gpu_blocks = IN_PROCESS_NUM_BLOCKS
-    spec = FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=1, dtype=torch.float32)
-    kv_cache_config = KVCacheConfig(num_blocks=IN_PROCESS_NUM_BLOCKS, kv_cache_tensors=[],
-                                    kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
-    return cls(vllm_config=vllm_config, kv_cache_config=kv_cache_config, block_size=16,
-               structured_output_manager=StructuredOutputManager(vllm_config))
+    return build_scheduler(cls, model, extra, max_num_seqs=max_num_seqs, max_model_len=max_model_len)
 
 
 def scheduler_pass_cpu_ns(scheduler: Any, requests: Sequence[TraceRequest], tag: str) -> tuple[int, int]:

@@ -13,17 +13,14 @@ from collections import deque
 from pathlib import Path
 
 import pytest
-import torch
-from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
 from vllm.sampling_params import SamplingParams
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.scheduler import Scheduler
-from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
 from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request, RequestStatus
-from vllm.v1.structured_output import StructuredOutputManager
 
 from camel_vllm.core.events import RequestOutcome
+from camel_vllm.testing.in_process import build_scheduler
 from camel_vllm.vllm_plugin.scheduler import ITERATION_LOG_ENV, CamelAsyncScheduler, CamelScheduler
 
 MAX_NUM_SEQS = 8
@@ -34,22 +31,8 @@ REQUESTS = [(40 + 13 * i, 3 + (7 * i) % 11) for i in range(20)]
 
 
 def _scheduler(cls: type, model_dir: Path, additional_config: dict, *, async_scheduling: bool = False) -> Scheduler:
-    model_config = ModelConfig(model=str(model_dir), max_model_len=2048, enforce_eager=True)
-    scheduler_config = SchedulerConfig(max_num_seqs=MAX_NUM_SEQS, max_num_batched_tokens=512, max_model_len=2048,
-                                       is_encoder_decoder=False, enable_chunked_prefill=True)
-    cache_config = CacheConfig(block_size=BLOCK_SIZE, cache_dtype="auto", enable_prefix_caching=False)
-    vllm_config = VllmConfig(model_config=model_config, scheduler_config=scheduler_config, cache_config=cache_config,
-                             additional_config=additional_config)
-    # False is what vLLM's CPU platform sets; True is the GPU default (AsyncScheduler).
-    vllm_config.scheduler_config.async_scheduling = async_scheduling
-    cache_config.num_gpu_blocks = NUM_BLOCKS
-    kv_cache_config = KVCacheConfig(
-        num_blocks=NUM_BLOCKS, kv_cache_tensors=[],
-        kv_cache_groups=[KVCacheGroupSpec(["layer"], FullAttentionSpec(block_size=BLOCK_SIZE, num_kv_heads=1,
-                                                                      head_size=1, dtype=torch.float32))],
-    )
-    return cls(vllm_config=vllm_config, kv_cache_config=kv_cache_config, block_size=BLOCK_SIZE,
-               structured_output_manager=StructuredOutputManager(vllm_config))
+    return build_scheduler(cls, str(model_dir), additional_config, max_num_seqs=MAX_NUM_SEQS, max_num_batched_tokens=512,
+                           num_blocks=NUM_BLOCKS, block_size=BLOCK_SIZE, async_scheduling=async_scheduling)
 
 
 def _add_requests(scheduler: Scheduler) -> None:

@@ -14,15 +14,12 @@ from collections import deque
 from pathlib import Path
 
 import pytest
-import torch
-from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
 from vllm.sampling_params import SamplingParams
 from vllm.v1.core.sched.scheduler import Scheduler
-from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
 from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request, RequestStatus
-from vllm.v1.structured_output import StructuredOutputManager
 
+from camel_vllm.testing.in_process import build_scheduler
 from camel_vllm.vllm_plugin.scheduler import CamelAsyncScheduler, CamelScheduler
 
 BLOCK_SIZE = 16
@@ -33,21 +30,9 @@ SAMPLED_TOKEN = 7
 
 def _scheduler(cls: type, model_dir: Path, additional_config: dict, *, max_num_seqs: int = 8,
                async_scheduling: bool = False) -> Scheduler:
-    model_config = ModelConfig(model=str(model_dir), max_model_len=2048, enforce_eager=True)
-    scheduler_config = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=2048, max_model_len=2048,
-                                       is_encoder_decoder=False, enable_chunked_prefill=True)
-    cache_config = CacheConfig(block_size=BLOCK_SIZE, cache_dtype="auto", enable_prefix_caching=False)
-    vllm_config = VllmConfig(model_config=model_config, scheduler_config=scheduler_config, cache_config=cache_config,
-                             additional_config=additional_config)
-    vllm_config.scheduler_config.async_scheduling = async_scheduling
-    cache_config.num_gpu_blocks = NUM_BLOCKS
-    kv_cache_config = KVCacheConfig(
-        num_blocks=NUM_BLOCKS, kv_cache_tensors=[],
-        kv_cache_groups=[KVCacheGroupSpec(["layer"], FullAttentionSpec(block_size=BLOCK_SIZE, num_kv_heads=1,
-                                                                      head_size=1, dtype=torch.float32))],
-    )
-    return cls(vllm_config=vllm_config, kv_cache_config=kv_cache_config, block_size=BLOCK_SIZE,
-               structured_output_manager=StructuredOutputManager(vllm_config))
+    return build_scheduler(cls, str(model_dir), additional_config, max_num_seqs=max_num_seqs,
+                           max_num_batched_tokens=2048, num_blocks=NUM_BLOCKS, block_size=BLOCK_SIZE,
+                           async_scheduling=async_scheduling)
 
 
 def _request(request_id: str, prompt: int, output: int, *, stop_on_sampled: bool = False) -> Request:

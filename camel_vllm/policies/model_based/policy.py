@@ -73,7 +73,7 @@ EXPLORE_MARGIN = 0.1
 #: in the engine's queue first.
 OCCUPANCY_GAIN = 0.3
 OCCUPANCY_MAX = 4.0
-#: The queue-free projection (:func:`~camel_vllm.policies.model_based.projection.steady`)
+#: The queue-free projection (:func:`~camel_vllm.policies.model_based.projection.steady_start`)
 #: is computed ahead of a decision, in two halves on the iterations expected to come this
 #: many iterations (or steps of the recent length) before it and the next, so the decision
 #: itself only prices the queue. A decision that comes before (an early decision, one after

@@ -194,52 +194,16 @@ def project(
     wait_scale: float = 1.0,
     work: np.ndarray | None = None,
 ) -> Projection:
-    """Project every arm for G coefficient sets at once: :func:`steady`, then :func:`settle`
-    with the queue now (arguments as there)."""
-    return settle(steady(arms, coef, top_time_coef, load, energy_scale=energy_scale, service_scale=service_scale,
-                         wait_scale=wait_scale, work=work), queue, epoch_iterations)
-
-
-def steady(
-    arms: ArmGeometry,
-    coef: np.ndarray,
-    top_time_coef: np.ndarray,
-    load: LoadView,
-    *,
-    energy_scale: float = 1.0,
-    service_scale: float | np.ndarray = 1.0,
-    wait_scale: float = 1.0,
-    work: np.ndarray | None = None,
-) -> Steady:
-    """The queue-free part of the projection of every arm for G coefficient sets at once:
-    ``coef`` (G, C, 2, 5) holds each clock's time (``[..., 0, :]``) and energy (``[..., 1,
-    :]``) coefficients of the five work terms (``arms.clock_index`` says which clock an arm
-    runs), ``top_time_coef`` (G, 5) the time model at the highest clock; every output is (G,
-    A). One call serves the posterior mean, a Thompson draw and a pessimistic scenario
-    together (numpy's cost here is per call, not per arm).
-
-    No arm's step is taken faster than the highest clock doing the same work (the roofline's
-    physics: a lower clock is no faster; a fresh model's draw can say otherwise where it has
-    no data). ``energy_scale``, ``service_scale`` and ``wait_scale`` are the outcome
-    corrections (:mod:`~camel_vllm.policies.model_based.correction`), 1 without evidence.
-    ``service_scale`` may differ per group (an array of G): a group projected with slower
-    service is the same model with less capacity (a pessimistic scenario). ``work`` is
-    :func:`step_work` of these arms and load, when the caller has it already.
-
-    A step's time (and energy) is linear in the number decoding ``n`` between one and a full
-    batch (the secant: the token segments make it convex, so this errs slow), which makes the
-    occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
-    decision projects 49 arms three times in ~50 vector operations here and ~15 in settle().
-    :func:`steady_start` and :func:`steady_finish` are its two halves, for callers that spread
-    the work over two engine iterations.
-    """
-    return steady_finish(steady_start(arms, coef, top_time_coef, load, energy_scale=energy_scale,
-                                      service_scale=service_scale, wait_scale=wait_scale, work=work))
+    """Project every arm for G coefficient sets at once: :func:`steady_start` and
+    :func:`steady_finish`, then :func:`settle` with the queue now (arguments as there)."""
+    return settle(steady_finish(steady_start(arms, coef, top_time_coef, load, energy_scale=energy_scale,
+                                             service_scale=service_scale, wait_scale=wait_scale, work=work)),
+                  queue, epoch_iterations)
 
 
 @dataclass(frozen=True)
 class SteadyStart:
-    """The first half of :func:`steady`: each arm's step times and energies and its capacity."""
+    """The first half of the steady-state projection (:func:`steady_start`): each arm's step times and energies and its capacity."""
 
     load: LoadView
     caps: np.ndarray
@@ -271,7 +235,28 @@ def steady_start(
     wait_scale: float = 1.0,
     work: np.ndarray | None = None,
 ) -> SteadyStart:
-    """The first half of :func:`steady` (same arguments)."""
+    """The queue-free part of the projection of every arm for G coefficient sets at once:
+    ``coef`` (G, C, 2, 5) holds each clock's time (``[..., 0, :]``) and energy (``[..., 1,
+    :]``) coefficients of the five work terms (``arms.clock_index`` says which clock an arm
+    runs), ``top_time_coef`` (G, 5) the time model at the highest clock; every output is (G,
+    A). One call serves the posterior mean, a Thompson draw and a pessimistic scenario
+    together (numpy's cost here is per call, not per arm).
+
+    No arm's step is taken faster than the highest clock doing the same work (the roofline's
+    physics: a lower clock is no faster; a fresh model's draw can say otherwise where it has
+    no data). ``energy_scale``, ``service_scale`` and ``wait_scale`` are the outcome
+    corrections (:mod:`~camel_vllm.policies.model_based.correction`), 1 without evidence.
+    ``service_scale`` may differ per group (an array of G): a group projected with slower
+    service is the same model with less capacity (a pessimistic scenario). ``work`` is
+    :func:`step_work` of these arms and load, when the caller has it already.
+
+    A step's time (and energy) is linear in the number decoding ``n`` between one and a full
+    batch (the secant: the token segments make it convex, so this errs slow), which makes the
+    occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
+    decision projects 49 arms three times in ~50 vector operations here and ~15 in settle().
+    This is the first half; :func:`steady_finish` completes it (two calls, so that a caller can
+    spread the work over two engine iterations).
+    """
     caps = arms.caps
     m = load.moments
     if isinstance(service_scale, np.ndarray):
@@ -307,7 +292,7 @@ def steady_start(
 
 
 def steady_finish(sp: SteadyStart) -> Steady:
-    """The second half of :func:`steady`: occupancy, energy, service, steady wait, EDP terms."""
+    """The second half of the steady-state projection: occupancy, energy, service, steady wait, EDP terms."""
     load, caps, capacity, c, t1, g_t, e1, g_e = sp.load, sp.caps, sp.capacity, sp.c, sp.t1, sp.g_t, sp.e1, sp.g_e
     beta_t, beta_e, k_dec, service_scale = sp.beta_t, sp.beta_e, sp.k_dec, sp.service_scale
     energy_scale, wait_scale = sp.energy_scale, sp.wait_scale
