@@ -10,7 +10,11 @@ One difference: Camel batched statically (waited for the batch to fill); this si
 models vLLM's continuous batching, where the batch cap bounds admission. All energy is
 emulated (calibrated roofline model of the board), not measured.
 
-    python benchmarks/camel_repro.py [--requests 1000] [--seed 0] [--out results/camel_repro]
+    python benchmarks/camel_repro.py [--requests 1000] [--seed 0] [--seeds 8] [--out results/camel_repro]
+
+``--seeds K`` repeats the bandits (ts, camel) on seeds 1..K-1 (new requests, new device noise)
+and prints each policy's reduction against default as a mean over the K seeds with its standard
+error across seeds (written to ``seeds.json``): one seed's figure moves by about a point.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from camel_vllm.bench.results import format_table, reduction_pct
 from camel_vllm.bench.sim import SimSetup, bench, parse_policies
 from camel_vllm.traces import alpaca_like
@@ -28,6 +34,7 @@ from camel_vllm.traces import alpaca_like
 MODELS = ("llama-3.2-1b", "qwen-2.5-3b")
 POLICIES = "default,grid,ts,camel,oracle"
 PAPER_RANGE = "12.4% to 29.9%"
+SEEDED = ("ts", "camel")
 
 
 def _stderr_pct(details: dict) -> float:
@@ -39,14 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="also average ts and camel over this many seeds (seed, seed+1, ...)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--device", default="orin-agx-32gb")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="results/camel_repro", help="folder for JSON results")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     os.makedirs(args.out, exist_ok=True)
     trace = alpaca_like(args.requests, rate_per_s=1.0, seed=args.seed, max_output_tokens=70)
     rows = []
+    per_seed: dict[tuple[str, str], list[float]] = {}
     for model in args.models.split(","):
         setup = SimSetup.make(device_profile=args.device, model_profile=model, seed=args.seed)
         t0 = time.perf_counter()
@@ -57,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(out.result))
         print(f"  ({wall:.0f} s wall; oracle arm {out.result.details['oracle']['arm']})\n")
         p = out.result.policies
+        for name in SEEDED:
+            per_seed[(model, name)] = [reduction_pct(p[name].mean_edp_js, p["default"].mean_edp_js)]
+        for seed in range(args.seed + 1, args.seed + args.seeds):
+            more = bench(SimSetup.make(device_profile=args.device, model_profile=model, seed=seed),
+                         parse_policies("default," + ",".join(SEEDED)),
+                         alpaca_like(args.requests, rate_per_s=1.0, seed=seed, max_output_tokens=70),
+                         workers=args.workers).result.policies
+            for name in SEEDED:
+                per_seed[(model, name)].append(reduction_pct(more[name].mean_edp_js, more["default"].mean_edp_js))
         for name in ("grid", "ts", "camel"):
             d = out.result.details[name]
             rows.append((model, name, p[name].mean_edp_js, p[name].energy_j, p[name].mean_latency_s,
@@ -82,7 +103,26 @@ def main(argv: list[str] | None = None) -> int:
         json.dump([dict(zip(("model", "policy", "mean_edp_js", "energy_j", "mean_latency_s", "reduction_vs_default_pct",
                              "reduction_vs_default_stderr_pct", "reduction_vs_grid_pct", "settled_after_requests", "final_arm"), r)) for r in rows],
                   fh, indent=2)
+    if args.seeds > 1:
+        _report_seeds(per_seed, args)
     return 0
+
+
+def _report_seeds(per_seed: dict[tuple[str, str], list[float]], args: argparse.Namespace) -> None:
+    """Print and write each bandit's reduction against default, mean and standard error over seeds."""
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    print(f"\nOver seeds {seeds[0]}..{seeds[-1]} (EMULATED): reduction of mean EDP against default, "
+          "mean +- standard error across seeds")
+    summary = []
+    for (model, name), values in per_seed.items():
+        arr = np.asarray(values)
+        se = float(arr.std(ddof=1) / np.sqrt(arr.size))
+        print(f"{model:<14}{name:<9}{arr.mean():>6.1f}% +- {se:.1f}   (per seed: "
+              + ", ".join(f"{v:.1f}" for v in arr) + ")")
+        summary.append({"model": model, "policy": name, "seeds": seeds, "reduction_vs_default_pct": values,
+                        "mean_pct": float(arr.mean()), "stderr_pct": se})
+    with open(os.path.join(args.out, "seeds.json"), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
 
 
 if __name__ == "__main__":

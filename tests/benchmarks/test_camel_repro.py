@@ -27,3 +27,25 @@ def test_summary_rows_come_from_the_model_results(tmp_path, capsys):
         # on the default arm over 60 requests, may serve every request exactly as default does
         assert (paired["stderr_pct"] > 0) == (paired["diff_pct"] != 0)
     assert rows["oracle"]["final_arm"] == result["details"]["oracle"]["arm"]
+
+
+def test_seeds_average_the_bandits_over_seeds_with_the_first_seed_included(tmp_path, capsys):
+    module = load_benchmark("camel_repro")
+    args = ["--requests", "40", "--models", "llama-3.2-1b", "--workers", "1", "--seeds", "2", "--out", str(tmp_path)]
+    assert module.main(args) == 0
+    assert "Over seeds 0..1 (EMULATED)" in capsys.readouterr().out
+    first = {r["policy"]: r for r in json.loads((tmp_path / "summary.json").read_text())}
+    seeds = {r["policy"]: r for r in json.loads((tmp_path / "seeds.json").read_text())}
+    assert set(seeds) == {"ts", "camel"}
+    for name, row in seeds.items():
+        assert row["seeds"] == [0, 1] and len(row["reduction_vs_default_pct"]) == 2
+        assert row["reduction_vs_default_pct"][0] == pytest.approx(first[name]["reduction_vs_default_pct"])
+        assert row["mean_pct"] == pytest.approx(sum(row["reduction_vs_default_pct"]) / 2)
+
+
+def test_seeds_below_one_is_refused_in_one_line(tmp_path, capsys):
+    module = load_benchmark("camel_repro")
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--seeds", "0", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--seeds must be at least 1, got 0" in capsys.readouterr().err
