@@ -158,7 +158,7 @@ def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, An
     if prior == "profile":
         from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
         from camel_vllm.devices.emulator.roofline import PerformanceModel
-        from camel_vllm.policies.model_based.board import profile_prior
+        from camel_vllm.policies.model_based.profile_prior import profile_prior
 
         model = PerformanceModel(load_device_profile(config.device_profile), load_model_profile(config.model_profile))
         policy.board.set_prior(*profile_prior(model, [a.freq_hz for a in arms.arms]))

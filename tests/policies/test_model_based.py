@@ -23,7 +23,8 @@ from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
 from camel_vllm.devices.emulator.roofline import PerformanceModel
 from camel_vllm.policies.model_based.blr import BayesLinReg
-from camel_vllm.policies.model_based.board import BoardModel, profile_prior
+from camel_vllm.policies.model_based.board import BoardModel
+from camel_vllm.policies.model_based.profile_prior import profile_prior
 from camel_vllm.policies.model_based.correction import MAX_FACTOR, WAIT_MAX, OutcomeCorrection
 from camel_vllm.policies.model_based.projection import ArmGeometry, QueueState, project
 from camel_vllm.policies.model_based.workload import LoadView, WorkloadEstimator

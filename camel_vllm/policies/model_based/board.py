@@ -67,8 +67,8 @@ ENERGY_SDS = (0.1, 0.25, 0.25)
 #: Pessimism of the time model a decision uses (posterior standard deviations).
 TIME_PESSIMISM = 2.0
 #: Energy a draw may give a clock, at least, as a share of the top clock's: the static power
-#: alone (~13 % of the GPU rail under load on AGX Orin: 5.2 W quiet of 40.4 W, hw.md) over
-#: a step at least as long as the top clock's.
+#: alone (~13 % of the GPU rail under load on AGX Orin: 5.2 W quiet of 40.4 W, from the
+#: orin-agx-32gb profile's sources, docs/devices.md) over a step at least as long as the top clock's.
 ENERGY_FLOOR_SHARE = 0.1
 #: Largest factor a draw or the pessimism may apply to a clock's mean.
 DRAW_MAX = 3.0
@@ -431,42 +431,3 @@ def _relative_prior(model: BayesLinReg, num_basis: int, scale: float, slope_mean
     else:
         sd[:, 1:] = level_sd
     return mean.reshape(-1), (sd**2).reshape(-1)
-
-
-#: A profile-built prior is worth this many iterations of the board's own data.
-PROFILE_PRIOR_ITERATIONS = 64.0
-
-
-def profile_prior(model: Any, freqs_hz: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(time mean, time var, energy mean, energy var) fitted to a profile's modelled iterations.
-
-    ``model`` answers ``iteration_time_s(work, f)`` and ``iteration_power_w(work, f)`` (a
-    :class:`~camel_vllm.devices.emulator.roofline.PerformanceModel`: the published roofline, or the
-    calibration table ``benchmarks/profile_device.py`` measured on the board). Decode steps of
-    1-64 requests and prefill chunks of 16-2048 tokens at every clock are fitted like real
-    iterations; the fit's covariance is widened so the prior weighs PROFILE_PRIOR_ITERATIONS.
-    """
-    clocks = sorted({float(f) for f in freqs_hz if f is not None}) or [1.0]
-    board = BoardModel(clocks)
-    rows = 0
-    for f in clocks:
-        for n in (1, 2, 4, 8, 16, 28, 64):
-            for ctx in (256, 2048):
-                work = IterationWork({f"r{i}": 1 for i in range(n)}, 0, n, n * ctx)
-                board.observe(f, work, model.iteration_time_s(work, f),
-                              model.iteration_power_w(work, f) * model.iteration_time_s(work, f))
-                rows += 1
-        for chunk in (16, 64, 256, 1024, 2048):
-            for n in (0, 8):
-                tokens = {"p": chunk, **{f"r{i}": 1 for i in range(n)}}
-                work = IterationWork(tokens, chunk, n, n * 1024)
-                t = model.iteration_time_s(work, f)
-                board.observe(f, work, t, model.iteration_power_w(work, f) * t)
-                rows += 1
-    board.fold()
-    board.refresh_prior()
-    widen = rows / PROFILE_PRIOR_ITERATIONS
-    out = []
-    for reg in (board.time, board.energy):
-        out.extend([reg.mean.copy(), np.diag(reg.covariance()) * widen])
-    return out[0], out[1], out[2], out[3]

@@ -33,6 +33,7 @@ from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, Reque
 from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel, ClockCoefficients
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
+from camel_vllm.policies.model_based.load_checks import LoadChecks
 from camel_vllm.policies.model_based.projection import (
     ArmGeometry,
     Projection,
@@ -59,20 +60,10 @@ DEFAULT_SERVICE_WINDOW_S = 5.0
 #: How much less capacity than projected an arm is also judged with (the projection of a
 #: saturated default arm is within ~10-20 % of the simulated throughput: test_model_based).
 CAPACITY_DOUBT = 0.1
-#: A saturated stretch measures capacity once it spans this many mean service times.
-CAPACITY_STRETCH_SERVICES = 3.0
 #: An exploratory choice is made only among arms whose cost at the posterior mean is within
 #: this share of the best arm's: one epoch of exploration never risks more (a draw that makes
 #: a clock's energy look a tenth of the top clock's would otherwise buy any queue).
 EXPLORE_MARGIN = 0.1
-#: Occupancy check (Little's law): at each decision the requests in the engine (running and
-#: waiting) are set against what the last projection expected, rate x latency of the arm it
-#: chose. Their log ratio moves a load factor (>= 1, at most OCCUPANCY_MAX) by OCCUPANCY_GAIN
-#: per decision, which multiplies the arrival rate of later projections: a load that grew
-#: faster than the rate and size estimates follow (outputs are known only once finished) shows
-#: in the engine's queue first.
-OCCUPANCY_GAIN = 0.3
-OCCUPANCY_MAX = 4.0
 #: The queue-free projection (:func:`~camel_vllm.policies.model_based.projection.steady_start`)
 #: is computed ahead of a decision, in two halves on the iterations expected to come this
 #: many iterations (or steps of the recent length) before it and the next, so the decision
@@ -156,13 +147,7 @@ class ModelBasedPolicy(Policy):
         self._drawn: ClockCoefficients | None = None
         #: The (energy, service, wait) factors the projection in the making uses.
         self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
-        self._arrivals_since = 0
-        #: A saturated stretch so far: (seconds, requests admitted, projected capacity x seconds)
-        self._stretch = (0.0, 0.0, 0.0)
-        #: (time, running, waiting, arm, its projected capacity without the capacity factor)
-        self._last_decision: tuple[float, int, int, int, float] | None = None
-        self._occupancy = 1.0
-        self._expected_in_engine: float | None = None
+        self.load_checks = LoadChecks(self._caps)
         self.board = BoardModel([a.freq_hz for a in arms.arms])
         self.workload = WorkloadEstimator(token_budget, min_finished=params.warmup_requests)
         self.correction = OutcomeCorrection()
@@ -190,7 +175,7 @@ class ModelBasedPolicy(Policy):
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
         self.workload.observe_arrival(now_s, prompt_tokens)
-        self._arrivals_since += 1
+        self.load_checks.observe_arrival()
         self._last_now_s = max(self._last_now_s, now_s)
 
     def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
@@ -295,8 +280,9 @@ class ModelBasedPolicy(Policy):
         load = self.workload.view(self._last_now_s)
         if self._work is None:
             self._work = step_work(self._geometry, load)
-        if self._occupancy > 1.0:
-            load = dataclasses.replace(load, rate_per_s=load.rate_per_s * self._occupancy)
+        occupancy = self.load_checks.occupancy
+        if occupancy > 1.0:
+            load = dataclasses.replace(load, rate_per_s=load.rate_per_s * occupancy)
         service = np.array([1.0, 1.0, 1.0 / (1.0 - CAPACITY_DOUBT)]) * factors[1]
         self._steady_half = steady_start(self._geometry, coef, coef[:, self._top_clock, 0], load,
                                          energy_scale=factors[0], service_scale=service, wait_scale=factors[2],
@@ -317,14 +303,14 @@ class ModelBasedPolicy(Policy):
         if idx.size == 0:
             raise ValueError("select() needs at least one available arm")
         self.decisions += 1
-        self._check_capacity()
+        self.load_checks.check_capacity(self._snapshot, self.correction, self._service_window_s)
         if not self._model_ready():
             while self._chores:  # what maintain() did not get to (or no maintain at all)
                 self._chores.pop()()
             choice = self._default(idx)
         else:
             self.model_decisions += 1
-            self._check_occupancy()
+            self.load_checks.check_occupancy(self._snapshot)
             if self._steady is None:  # the first model decision: everything now
                 while self._chores:
                     self._chores.pop()()
@@ -335,7 +321,7 @@ class ModelBasedPolicy(Policy):
             # what moved, and the rest would cost the decision a whole projection.
             rate = None
             if self._chores:
-                rate = self.workload.rate_per_s(self._last_now_s) * self._occupancy
+                rate = self.workload.rate_per_s(self._last_now_s) * self.load_checks.occupancy
                 if abs(math.log(max(rate, 1e-9) / max(self._steady.rate_per_s, 1e-9))) > EARLY_RATE_TOLERANCE:
                     self._start_steady()  # the rate itself moved: the steady state with it
                     self._finish_steady()
@@ -372,53 +358,19 @@ class ModelBasedPolicy(Policy):
             choice = int(trusted[np.argmin(scored[trusted])])
             if choice != int(allowed[np.argmin(robust[allowed])]):
                 self.exploratory_decisions += 1  # the draw, not the mean model, chose this arm
-            self._expected_in_engine = (st.rate_per_s if rate is None else rate) * float(
+            self.load_checks.expect((st.rate_per_s if rate is None else rate) * float(
                 mean.wait_s[choice] + mean.service_fixed_s[choice] + mean.service_prompt_s[choice] * mean.mean_prompt
-                + mean.service_output_s[choice] * mean.mean_output)
+                + mean.service_output_s[choice] * mean.mean_output))
         self._chores = self._chore_list()
         self._iterations_since = 0
         self._busy_since_s = 0.0
         self._decided_s = self._last_now_s
         self._in_force_index = choice
         self.pulls[choice] += 1
-        snap = self._snapshot
-        if snap is not None and self._in_force is not None:
-            self._last_decision = (snap.now_s, snap.num_running, snap.num_waiting, choice,
-                                   float(self._in_force[0].capacity_per_s[choice]) / self._in_force[2])
-        self._arrivals_since = 0
+        in_force = self._in_force
+        self.load_checks.decided(self._snapshot, choice, None if in_force is None else
+                                 float(in_force[0].capacity_per_s[choice]) / in_force[2])
         return choice
-
-    def _check_occupancy(self) -> None:
-        """Move the load factor by the log ratio of the requests in the engine now to those the
-        last projection expected (one added to both: a few requests are noise)."""
-        snap, expected = self._snapshot, self._expected_in_engine
-        if snap is None or expected is None:
-            return
-        ratio = (snap.num_running + snap.num_waiting + 1.0) / (expected + 1.0)
-        self._occupancy = min(max(self._occupancy * ratio**OCCUPANCY_GAIN, 1.0), OCCUPANCY_MAX)
-
-    def _check_capacity(self) -> None:
-        """Measure the capacity of the arms played over a stretch in which the batch stayed
-        full and requests stayed waiting (see correction.OutcomeCorrection). A stretch counts
-        once it spans CAPACITY_STRETCH_SERVICES mean service times: over a shorter one the
-        requests running are the long ones (those still running when the queue formed), so
-        their completions would understate what the arm carries."""
-        last, snap = self._last_decision, self._snapshot
-        if last is None or snap is None:
-            return
-        t0, running0, waiting0, arm, projected = last
-        cap = self._caps[arm]
-        span = snap.now_s - t0
-        if waiting0 > 0 and snap.num_waiting > 0 and running0 >= cap and snap.num_running >= cap and span > 0:
-            admitted = self._arrivals_since - (snap.num_waiting - waiting0)
-            s_span, s_admitted, s_projected = self._stretch
-            self._stretch = (s_span + span, s_admitted + admitted, s_projected + projected * span)
-            s_span, s_admitted, s_projected = self._stretch
-            if s_span >= CAPACITY_STRETCH_SERVICES * self._service_window_s:
-                self.correction.observe_capacity(s_admitted / s_span, s_projected / s_span, s_span)
-                self._stretch = (0.0, 0.0, 0.0)
-        else:
-            self._stretch = (0.0, 0.0, 0.0)
 
     def _note_service_window(self, mean: Projection) -> None:
         top = self._default_index  # the default arm's mean service time
@@ -444,7 +396,7 @@ class ModelBasedPolicy(Policy):
         e_err, s_err = self.correction.mean_abs_error()
         return ModelReadout(
             corrections={"energy": energy, "service": service, "wait": self.correction.wait_factor(WAIT_FLOOR_S),
-                         "capacity": self.correction.capacity_factor(), "load": self._occupancy},
+                         "capacity": self.correction.capacity_factor(), "load": self.load_checks.occupancy},
             clock_corrections=tuple((float(f), float(clocks[0, i]), float(clocks[1, i]))
                                     for i, f in enumerate(self.board.clocks_hz)),
             errors={"energy": e_err, "service": s_err},
