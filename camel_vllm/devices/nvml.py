@@ -16,6 +16,12 @@ From NVML's API reference (docs/devices.md has the details):
 
 In ``read_only`` mode no setter is ever called (not even the reset on exit).
 
+SIGKILL cannot be caught: before camel locks the clocks it records so (the GPUs' UUIDs, a
+:class:`~camel_vllm.devices.run_record.RunRecord` ``nvml-gpu-<hash>.json`` under
+``/run/camel-vllm``), and removes the record once they are reset. A start on the same GPUs that
+finds the record of a process that is gone resets them and says so in one line; a live
+process's record is left alone; in ``read_only`` mode it only says how to reset them.
+
 Errors: an NVML failure this backend reports is an :class:`NvmlError` (a :class:`DeviceError`)
 of the class its ``NVML_ERROR_*`` code maps to (:func:`nvml_error`: not supported, no
 permission, GPU not found, GPU lost, driver or library missing), with pynvml's exception as
@@ -26,13 +32,16 @@ logged and not raised.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
+from camel_vllm.devices.run_record import RunRecord, default_folders
 from camel_vllm.devices.sampler import FAILING_AFTER_READS, PowerSampler, sample_period_s
 
 logger = logging.getLogger("vllm.camel")
@@ -41,6 +50,8 @@ PERMISSION_LINE = (
     "nvml: locking GPU clocks needs root or CAP_SYS_ADMIN (NVML_ERROR_NO_PERMISSION): run as root, "
     "or set read_only: true for batch-only arms"
 )
+RECORD_FORMAT = "camel-vllm-nvml-locked-clocks"
+RESET_BY_HAND = "sudo nvidia-smi -rgc"
 
 
 class NvmlError(DeviceError):
@@ -125,12 +136,16 @@ class NvmlDevice:
         read_only: bool = False,
         sample_hz: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        record_folders: Sequence[Path] | None = None,
     ) -> None:
+        """``record_folders``: where the locked-clocks record goes (first writable; default
+        ``/run/camel-vllm``, ``$XDG_RUNTIME_DIR/camel-vllm``, ``<tmp>/camel-vllm-<uid>``)."""
         nvml = _pynvml()
         self.read_only = read_only
         self._lock = threading.Lock()
         self._closed = False
         self._locked = False
+        self._left_locked = False  # an earlier run's lock could not be reset at open
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as err:
@@ -143,6 +158,15 @@ class NvmlDevice:
             self.handles = [self._handle(g) for g in gpus]
             self.gpus = list(gpus)
             self.names = [_text(nvml.nvmlDeviceGetName(h)) for h in self.handles]
+            self.uuids = self._uuids()
+            key = hashlib.sha1(",".join(self.uuids).encode("utf-8")).hexdigest()[:12]
+            self.record = RunRecord(
+                f"nvml-gpu-{key}.json", default_folders() if record_folders is None else record_folders,
+                format=RECORD_FORMAT,
+                unwritable="camel: cannot record that camel locks the GPU clocks (%s); if this process is killed "
+                           f"with SIGKILL they stay locked until `{RESET_BY_HAND}` (docs/devices.md)",
+            )
+            self._recover()
             self._frequencies_hz = self._supported_clocks_hz()
             self._counter_mj: list[float] | None = self._first_energy_mj()
             self._energy_j = [0.0] * len(self.handles)
@@ -191,12 +215,16 @@ class NvmlDevice:
         nvml = _pynvml()
         mhz = int(round(min(self._frequencies_hz, key=lambda f: abs(f - freq_hz)) / 1e6))
         with self._lock:
+            if not self._locked:
+                self._record_lock()  # before the first lock: a kill -9 can be undone
             for handle in self.handles:
                 try:
                     nvml.nvmlDeviceSetGpuLockedClocks(handle, mhz, mhz)
                 except nvml.NVMLError as err:
                     if self._locked or handle is not self.handles[0]:
                         self._reset_locked()
+                    elif not self._left_locked:
+                        self.record.remove()  # nothing was locked
                     if err.value == nvml.NVML_ERROR_NO_PERMISSION:
                         raise nvml_error(err, PERMISSION_LINE) from err
                     raise nvml_error(err, f"nvml: locking clocks at {mhz} MHz failed: {err}") from err
@@ -329,13 +357,70 @@ class NvmlDevice:
         return sm_mhz
 
     def _reset_locked(self) -> None:
+        errors = self._reset_all()
+        for err in errors:
+            logger.error("camel: resetting NVML locked clocks failed: %s", err)
+        self._locked = False
+        if not errors:
+            self._left_locked = False
+            self.record.remove()
+
+    def _reset_all(self) -> list[str]:
+        """``nvmlDeviceResetGpuLockedClocks`` on every GPU; the failures, one string each."""
         nvml = _pynvml()
-        for handle in self.handles:
+        errors = []
+        for gpu, handle in zip(self.gpus, self.handles):
             try:
                 nvml.nvmlDeviceResetGpuLockedClocks(handle)
             except nvml.NVMLError as err:
-                logger.error("camel: resetting NVML locked clocks failed: %s", err)
-        self._locked = False
+                errors.append(f"GPU {gpu}: {err}")
+        return errors
+
+    def _uuids(self) -> list[str]:
+        """The GPUs' UUIDs, sorted (the record's key); the indices as given if NVML has none."""
+        nvml = _pynvml()
+        try:
+            return sorted(_text(nvml.nvmlDeviceGetUUID(h)) for h in self.handles)
+        except nvml.NVMLError as err:
+            logger.info("camel: NVML gives no GPU UUID (%s); the locked-clocks record is keyed by index", err)
+            return sorted(str(g) for g in self.gpus)
+
+    def _record_lock(self) -> None:
+        """Write this process's record, unless a live process's record is there."""
+        if self.record.shared:
+            self.record.load()  # that process may be gone by now
+            if self.record.shared:
+                return
+        self.record.write({"gpus": self.uuids})
+
+    def _recover(self) -> None:
+        """Reset the clocks an earlier run locked and did not reset (its process is gone).
+
+        One warning line when they are reset; a live process's record (another engine on these
+        GPUs) is not acted on; in ``read_only`` mode nothing is reset, the line says how to.
+        """
+        earlier = self.record.load()
+        if earlier is None:
+            return
+        gpus = ", ".join(str(g) for g in self.gpus)
+        if earlier.alive():
+            logger.info("camel: process %d also locks the clocks of GPU %s; its record (%s) is left to it",
+                        earlier.pid, gpus, self.record.name)
+            return
+        if self.read_only:
+            logger.warning("camel: GPU clocks of %s may still be locked by an earlier run (pid %d) that was killed; "
+                           "read_only: not reset here (`%s` resets them)", gpus, earlier.pid, RESET_BY_HAND)
+            return
+        errors = self._reset_all()
+        if errors:
+            self._left_locked = True
+            logger.error("camel: GPU clocks of %s were left locked by an earlier run (pid %d) that did not restore "
+                         "them; resetting them failed (%s): run `%s`", gpus, earlier.pid, "; ".join(errors),
+                         RESET_BY_HAND)
+            return
+        logger.warning("camel: GPU clocks of %s were left locked by an earlier run (pid %d) that did not restore "
+                       "them; reset them (nvmlDeviceResetGpuLockedClocks)", gpus, earlier.pid)
+        self.record.remove()
 
 
 def _text(value: object) -> str:

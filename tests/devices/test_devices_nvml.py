@@ -5,12 +5,19 @@ in ``sys.modules`` (the backend imports ``pynvml`` at each use): every NVML func
 backend calls must exist there and be called with its real signature, or the test fails
 with a ``TypeError``. The module's constants and exception classes stay the real ones, so
 error codes and ``except pynvml.NVMLError`` behave as in production. A :class:`FakeGpus`
-holds the state behind the functions' side effects.
+holds the state behind the functions' side effects. Locked-clocks records go to a folder
+under the test's ``tmp_path`` (the fixture replaces the default folders).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Iterator
 from unittest import mock
@@ -21,7 +28,9 @@ import pytest
 from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.errors import CamelError
 from camel_vllm.devices.base import DeviceError, DevicePermissionError
+from camel_vllm.devices import nvml as nvml_module
 from camel_vllm.devices.nvml import (
+    RECORD_FORMAT,
     NvmlDevice,
     NvmlDriverError,
     NvmlError,
@@ -31,9 +40,11 @@ from camel_vllm.devices.nvml import (
     parse_visible_devices,
 )
 from camel_vllm.devices.registry import make_device
+from camel_vllm.devices.run_record import boot_id, process_start_ticks
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 
 SETTERS = ("nvmlDeviceSetGpuLockedClocks", "nvmlDeviceResetGpuLockedClocks")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def autospec_pynvml() -> mock.NonCallableMagicMock:
@@ -58,14 +69,14 @@ class FakeGpus:
         self.idle_mhz = 210
 
 
-@pytest.fixture()
-def nvml() -> Iterator[tuple[mock.NonCallableMagicMock, FakeGpus]]:
-    gpus = FakeGpus()
+def fake_pynvml(gpus: FakeGpus) -> mock.NonCallableMagicMock:
+    """:func:`autospec_pynvml` with side effects that read and change ``gpus``."""
     m = autospec_pynvml()
     m.nvmlDeviceGetCount.return_value = gpus.n
     m.nvmlDeviceGetHandleByIndex.side_effect = lambda i: int(i)
     m.nvmlDeviceGetHandleByUUID.side_effect = lambda uuid: 1
     m.nvmlDeviceGetName.side_effect = lambda h: "NVIDIA H100 80GB HBM3"
+    m.nvmlDeviceGetUUID.side_effect = lambda h: f"GPU-{h:08d}-5f2c-4c1e-9a4b-000000000000"
     m.nvmlDeviceGetSupportedMemoryClocks.side_effect = lambda h: [2619, 1593]
     m.nvmlDeviceGetSupportedGraphicsClocks.side_effect = (
         lambda h, mem: [1980, 1500, 1005, 705] if h == 0 else [1980, 1500, 1005, 345]
@@ -86,6 +97,19 @@ def nvml() -> Iterator[tuple[mock.NonCallableMagicMock, FakeGpus]]:
     m.nvmlDeviceGetTotalEnergyConsumption.side_effect = lambda h: gpus.energy_mj[h]
     m.nvmlDeviceGetPowerUsage.side_effect = lambda h: gpus.power_mw[h]
     m.nvmlDeviceGetCurrentClocksEventReasons.return_value = 0
+    return m
+
+
+@pytest.fixture()
+def records(tmp_path: Path) -> Path:
+    return tmp_path / "camel-vllm-records"
+
+
+@pytest.fixture()
+def nvml(records: Path, monkeypatch) -> Iterator[tuple[mock.NonCallableMagicMock, FakeGpus]]:
+    gpus = FakeGpus()
+    m = fake_pynvml(gpus)
+    monkeypatch.setattr(nvml_module, "default_folders", lambda: [records])
     with mock.patch.dict(sys.modules, {"pynvml": m}):
         yield m, gpus
 
@@ -293,3 +317,199 @@ def test_never_chosen_on_a_jetson(nvml, tmp_path: Path) -> None:
         make_device(CamelConfig(device="nvml", sysfs_root=str(tmp_path)))
     assert err.value.key == "device"
     m.nvmlInit.assert_not_called()
+
+
+# ------------------------------------------------------------------ kill -9 records
+def _record_files(records: Path) -> list[Path]:
+    return sorted(records.glob("nvml-gpu-*.json")) if records.exists() else []
+
+
+def _write_record(records: Path, pid: int, *, boot: str | None = None) -> Path:
+    """The record a process ``pid`` leaves for GPUs 0 and 1: the one an open of them writes."""
+    device = NvmlDevice([0, 1], record_folders=[records])
+    device.set_frequency_hz(1500e6)
+    [path] = _record_files(records)
+    data = json.loads(path.read_text())
+    data.update(pid=pid, start_ticks=process_start_ticks(pid), boot_id=boot or data["boot_id"])
+    device.record.path = None  # keep the file: this "process" is killed, it does not close
+    device.close()
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=20)
+    return child.pid
+
+
+def test_locking_writes_a_record_and_close_removes_it(nvml, records: Path) -> None:
+    m, gpus = nvml
+    device = NvmlDevice([1, 0])
+    assert _record_files(records) == []  # nothing locked yet
+    device.set_frequency_hz(1500e6)
+    [path] = _record_files(records)
+    data = json.loads(path.read_text())
+    assert data["format"] == RECORD_FORMAT and data["pid"] == os.getpid() and data["boot_id"] == boot_id()
+    assert data["gpus"] == [f"GPU-{h:08d}-5f2c-4c1e-9a4b-000000000000" for h in (0, 1)]
+    assert data["start_ticks"] == process_start_ticks(os.getpid()) and data["written_at"] > 0
+    device.set_frequency_hz(1005e6)
+    assert _record_files(records) == [path]
+    device.close()
+    assert _record_files(records) == [] and gpus.locked == {0: None, 1: None}
+
+
+def test_uuids_missing_key_the_record_by_index(nvml, records: Path) -> None:
+    m, gpus = nvml
+    m.nvmlDeviceGetUUID.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    device = NvmlDevice([0, 1])
+    device.set_frequency_hz(1500e6)
+    [path] = _record_files(records)
+    assert json.loads(path.read_text())["gpus"] == ["0", "1"]
+    device.close()
+
+
+def test_a_failed_first_lock_leaves_no_record(nvml, records: Path) -> None:
+    m, gpus = nvml
+    m.nvmlDeviceSetGpuLockedClocks.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+    device = NvmlDevice([0, 1])
+    with pytest.raises(NvmlNoPermissionError):
+        device.set_frequency_hz(1500e6)
+    assert _record_files(records) == []
+    device.close()
+    m.nvmlDeviceResetGpuLockedClocks.assert_not_called()
+
+
+def test_a_dead_runs_record_resets_the_clocks_at_open(nvml, records: Path, caplog) -> None:
+    m, gpus = nvml
+    pid = _dead_pid()
+    path = _write_record(records, pid)
+    gpus.locked = {0: 1500, 1: 1500}  # left locked
+    m.nvmlDeviceResetGpuLockedClocks.reset_mock()
+    with caplog.at_level(logging.INFO, logger="vllm.camel"):
+        device = NvmlDevice([0, 1])
+    assert m.nvmlDeviceResetGpuLockedClocks.call_args_list == [mock.call(0), mock.call(1)]
+    assert gpus.locked == {0: None, 1: None}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"camel: GPU clocks of 0, 1 were left locked by an earlier run (pid {pid}) that did not restore them; "
+        "reset them (nvmlDeviceResetGpuLockedClocks)"
+    ]
+    assert not path.exists()
+    device.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vllm.camel"):
+        NvmlDevice([0, 1]).close()
+    assert not caplog.records  # a clean start says nothing
+
+
+def test_a_dead_runs_record_of_other_gpus_is_not_acted_on(nvml, records: Path) -> None:
+    m, gpus = nvml
+    path = _write_record(records, _dead_pid())
+    m.nvmlDeviceResetGpuLockedClocks.reset_mock()
+    NvmlDevice([0]).close()
+    m.nvmlDeviceResetGpuLockedClocks.assert_not_called()
+    assert path.exists()
+
+
+def test_a_failed_reset_at_open_keeps_the_record(nvml, records: Path, caplog) -> None:
+    m, gpus = nvml
+    pid = _dead_pid()
+    path = _write_record(records, pid)
+    m.nvmlDeviceResetGpuLockedClocks.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+    with caplog.at_level(logging.WARNING, logger="vllm.camel"):
+        device = NvmlDevice([0, 1])
+    [line] = [r.getMessage() for r in caplog.records]
+    assert f"(pid {pid})" in line and "resetting them failed" in line and "nvidia-smi -rgc" in line
+    device.close()
+    assert path.exists()  # the next start (as root) resets them
+
+
+def test_a_live_processs_record_is_not_acted_on_nor_overwritten(nvml, records: Path, caplog) -> None:
+    m, gpus = nvml
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = _write_record(records, holder.pid)
+        before = path.read_text()
+        m.nvmlDeviceResetGpuLockedClocks.reset_mock()
+        with caplog.at_level(logging.INFO, logger="vllm.camel"):
+            device = NvmlDevice([0, 1])
+        m.nvmlDeviceResetGpuLockedClocks.assert_not_called()
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any(f"process {holder.pid} also locks" in r.getMessage() for r in caplog.records)
+        device.set_frequency_hz(1005e6)
+        assert path.read_text() == before
+        device.close()  # resets this run's locks, and leaves the holder's record alone
+        assert path.read_text() == before
+    finally:
+        holder.kill()
+        holder.wait(timeout=20)
+    device = NvmlDevice([0, 1])  # the holder is gone: its record is a dead run's now
+    assert not path.exists()
+    device.close()
+
+
+def test_a_record_from_another_boot_is_ignored(nvml, records: Path) -> None:
+    m, gpus = nvml
+    path = _write_record(records, _dead_pid(), boot="0000-another-boot")
+    m.nvmlDeviceResetGpuLockedClocks.reset_mock()
+    NvmlDevice([0, 1]).close()
+    m.nvmlDeviceResetGpuLockedClocks.assert_not_called()
+    assert not path.exists()  # dropped as stale
+
+
+def test_read_only_never_resets_a_dead_runs_lock(nvml, records: Path, caplog) -> None:
+    m, gpus = nvml
+    pid = _dead_pid()
+    path = _write_record(records, pid)
+    m.reset_mock()
+    with caplog.at_level(logging.WARNING, logger="vllm.camel"):
+        device = make_device(CamelConfig(device="nvml", read_only=True), gpu_indices=[0, 1])
+    device.restore()
+    device.close()
+    for name in SETTERS:
+        getattr(m, name).assert_not_called()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert f"(pid {pid})" in line and "sudo nvidia-smi -rgc" in line
+    assert path.exists()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import importlib.util, sys, time
+    from pathlib import Path
+    from unittest import mock
+    spec = importlib.util.spec_from_file_location("nvml_tests", sys.argv[1])
+    tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tests)
+    with mock.patch.dict(sys.modules, {"pynvml": tests.fake_pynvml(tests.FakeGpus())}):
+        device = tests.NvmlDevice([0, 1], record_folders=[Path(sys.argv[2])])
+        device.set_frequency_hz(1500e6)
+        print("locked", flush=True)
+        while True:
+            time.sleep(0.05)
+    """
+)
+
+
+def test_kill_9_then_the_next_open_resets_the_locked_clocks(nvml, records: Path, caplog) -> None:
+    m, gpus = nvml
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, __file__, str(records)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked", holder.stderr.read()
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(timeout=20) == -signal.SIGKILL
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert len(_record_files(records)) == 1
+    gpus.locked = {0: 1500, 1: 1500}  # what the killed run left on the (shared) GPUs
+    with caplog.at_level(logging.WARNING, logger="vllm.camel"):
+        device = NvmlDevice([0, 1])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"camel: GPU clocks of 0, 1 were left locked by an earlier run (pid {holder.pid}) that did not restore "
+        "them; reset them (nvmlDeviceResetGpuLockedClocks)"
+    ]
+    assert m.nvmlDeviceResetGpuLockedClocks.call_args_list == [mock.call(0), mock.call(1)]
+    assert gpus.locked == {0: None, 1: None} and _record_files(records) == []
+    device.close()

@@ -2,52 +2,33 @@
 a SIGKILL, from the settings a start recorded on disk (:class:`ClockRecord`).
 
 SIGKILL cannot be caught: from camel's first write until the restore, the settings found at
-open are kept in a small file under ``/run/camel-vllm``, and a start that finds the file of a
-process that is gone, with the clock not back at those settings, puts them back and says so.
+open are kept in a small file under ``/run/camel-vllm`` (:mod:`camel_vllm.devices.run_record`),
+and a start that finds the file of a process that is gone, with the clock not back at those
+settings, puts them back and says so.
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
-import json
 import logging
 import multiprocessing.util
 import os
 import signal
-import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from camel_vllm.devices.jetson.sysfs import SysfsAccess
+from camel_vllm.devices.run_record import RUN_DIR, RunRecord, fallback_folders, process_alive
 
 logger = logging.getLogger("vllm.camel")
 
 #: Folder of clock records relative to the sysfs root: tmpfs on a real board, so a record
 #: never outlives a reboot (when the kernel resets the clock anyway).
-RECORD_DIR = "/run/camel-vllm"
+RECORD_DIR = RUN_DIR
 RECORD_FORMAT = "camel-vllm-clock-record"
-
-
-def _boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
-def _process_start_ticks(pid: int) -> int | None:
-    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks), or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -60,10 +41,11 @@ class RecordedStart:
 
     def alive(self) -> bool:
         """The recording process still runs (same pid and start time: not a reused pid)."""
-        if self.pid == os.getpid():
-            return False
-        ticks = _process_start_ticks(self.pid)
-        return ticks is not None and (self.start_ticks is None or ticks == self.start_ticks)
+        return process_alive(self.pid, self.start_ticks)
+
+
+def _settings(data: dict) -> tuple[str, str, str]:
+    return str(int(data["min_freq"])), str(int(data["max_freq"])), str(data["governor"])
 
 
 class ClockRecord:
@@ -74,85 +56,45 @@ class ClockRecord:
     folder of ``<sysfs_root>/run/camel-vllm`` and, for the real root only,
     ``$XDG_RUNTIME_DIR/camel-vllm`` and ``<tmp>/camel-vllm-<uid>``. A record from another
     boot is ignored. JSON: format, devfreq, min_freq, max_freq, governor, pid, start_ticks,
-    boot_id, written_at.
+    boot_id, written_at (a :class:`~camel_vllm.devices.run_record.RunRecord`).
     """
 
     def __init__(self, access: SysfsAccess, node: Path) -> None:
         self.node = node
         key = hashlib.sha1(os.path.realpath(node).encode("utf-8")).hexdigest()[:12]
-        self.name = f"jetson-gpu-{key}.json"
-        self.folders = [access.path(RECORD_DIR)]
+        folders = [access.path(RECORD_DIR)]
         if access.root.resolve() == Path("/"):
-            runtime = os.environ.get("XDG_RUNTIME_DIR")
-            if runtime:
-                self.folders.append(Path(runtime) / "camel-vllm")
-            self.folders.append(Path(tempfile.gettempdir()) / f"camel-vllm-{os.getuid()}")
-        self.path: Path | None = None  # where this process's record is, once written
-        self.shared = False
-        self._warned = False
+            folders += fallback_folders()
+        self._record = RunRecord(
+            f"jetson-gpu-{key}.json", folders, format=RECORD_FORMAT,
+            unwritable="camel: cannot record the GPU clock settings found at start (%s); if this process is "
+                       "killed with SIGKILL the clock stays as camel left it until restored by hand "
+                       "(docs/devices.md)",
+        )
+        self.name = self._record.name
+        self.folders = self._record.folders
+
+    @property
+    def path(self) -> Path | None:
+        """Where this process's record is once written (or a dead run's once loaded)."""
+        return self._record.path
+
+    @property
+    def shared(self) -> bool:
+        return self._record.shared
 
     def load(self) -> RecordedStart | None:
         """The record an earlier start left for this node (this boot), or None."""
-        for folder in self.folders:
-            path = folder / self.name
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if data.get("format") != RECORD_FORMAT or data.get("boot_id") != _boot_id():
-                    raise ValueError("another boot or not a record")
-                start = RecordedStart((str(int(data["min_freq"])), str(int(data["max_freq"])), str(data["governor"])),
-                                      int(data["pid"]), data.get("start_ticks"))
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                logger.info("camel: ignoring clock record %s (%s)", path, err)
-                _unlink(path)
-                continue
-            if start.alive():
-                self.shared = True  # another live process's record: never overwritten nor removed here
-            else:
-                self.path = path  # an earlier run's: removed once its settings are back
-            return start
-        return None
+        found = self._record.load(_settings)
+        return None if found is None else RecordedStart(found.value, found.pid, found.start_ticks)
 
     def write(self, settings: tuple[str, str, str]) -> None:
         """Record ``settings`` as this process's (a failure is one warning; the write goes on)."""
-        if self.shared:
-            return
-        data = {
-            "format": RECORD_FORMAT, "devfreq": str(self.node), "min_freq": int(settings[0]),
-            "max_freq": int(settings[1]), "governor": settings[2], "pid": os.getpid(),
-            "start_ticks": _process_start_ticks(os.getpid()), "boot_id": _boot_id(), "written_at": time.time(),
-        }
-        errors = []
-        for folder in self.folders:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.name}.", suffix=".tmp")
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh)
-                os.replace(tmp, folder / self.name)
-            except OSError as err:
-                errors.append(f"{folder}: {err.strerror or err}")
-                continue
-            self.path = folder / self.name
-            return
-        if not self._warned:
-            self._warned = True
-            logger.warning("camel: cannot record the GPU clock settings found at start (%s); if this process is "
-                           "killed with SIGKILL the clock stays as camel left it until restored by hand "
-                           "(docs/devices.md)", "; ".join(errors))
+        self._record.write({"devfreq": str(self.node), "min_freq": int(settings[0]),
+                            "max_freq": int(settings[1]), "governor": settings[2]})
 
     def remove(self) -> None:
-        if self.path is not None:
-            _unlink(self.path)
-            self.path = None
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
+        self._record.remove()
 
 
 class ExitRestore:
