@@ -493,3 +493,26 @@ def test_the_slo_policy_hands_camel_what_it_learns_from(board_path) -> None:
         assert inner.workload.arrivals == 120
     finally:
         controller.close()
+
+
+def test_slo_around_camel_keeps_camels_decision_cadence() -> None:
+    """slo+camel runs on camel's 2 s epochs with early decisions, so camel's refreshes spread
+    over the epoch's maintain() calls finish before each decision (with the wrapper's 64-step
+    epochs they did not, and every decision was taken as an early one that may only speed up)."""
+    from camel_vllm.core.config import SLOConfig
+    from camel_vllm.sim.engine import VirtualClock
+    from camel_vllm.wiring.build import EngineLimits, build_controller
+
+    slo = SLOConfig(metric="tpot", threshold_s=0.05, quantile=0.9)
+    base = CamelConfig(device="emulated", emulation_time="absolute", slo=slo)
+    clock = VirtualClock()
+    wrapped = build_controller(base.replace(policy="slo", policy_params={"inner": "camel"}), EngineLimits(28, 2048),
+                               clock=clock, with_metrics=False)
+    pure = build_controller(base.replace(policy="slo"), EngineLimits(28, 2048), clock=clock, with_metrics=False)
+    try:
+        assert wrapped.policy.name == "slo+camel"
+        assert wrapped.epoch_s == 2.0 and wrapped.policy.decide_on_demand_growth
+        assert pure.epoch_s == 0.0 and not pure.policy.decide_on_demand_growth
+    finally:
+        wrapped.close()
+        pure.close()

@@ -94,6 +94,10 @@ class SLOPolicy(Policy):
         self.frequency_only = inner is None if frequency_only is None else frequency_only
         if inner is not None:
             self.name = f"slo+{inner.name}"
+            # The inner policy's decision cadence: its epoch length and early decisions (the
+            # model-based camel spreads its refreshes over the epoch's maintain() calls).
+            self.default_epoch_s = inner.default_epoch_s
+            self.decide_on_demand_growth = inner.decide_on_demand_growth
         freqs = [f for f in arms.frequencies_hz if f is not None]
         self.model = IterationTimeModel(max(freqs) if freqs else None, forgetting=forgetting)
         self.guard = 1.0
