@@ -151,6 +151,7 @@ class Controller:
         self._pending: deque[tuple[int, Context, float, float]] = deque()
         self._closed = False
         self._decide_on_growth = bool(policy.decide_on_demand_growth)
+        self._maintain_each = bool(policy.maintain_each_iteration)
         self._demand_trigger: int | None = None
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
@@ -200,7 +201,7 @@ class Controller:
             self._credit_pending(self.observe_budget)
         if self.decision_due(now_s, snapshot.num_running + snapshot.num_waiting):
             self._decide(snapshot)
-        elif self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0:
+        elif self._maintain_each or self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0:
             self.policy.maintain()  # the policy's housekeeping, just ahead of the decision
         self._epoch_iterations_left -= 1
         if not self._in_flight:

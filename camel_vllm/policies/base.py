@@ -71,6 +71,9 @@ class Policy(ABC):
     #: Decide early when the requests in the engine have doubled since the last decision
     #: (see :meth:`~camel_vllm.control.controller.Controller.decision_due`).
     decide_on_demand_growth: bool = False
+    #: Call ``maintain`` on every iteration between decisions, not only on the last few
+    #: (a policy that spreads a decision's refreshes over the whole epoch).
+    maintain_each_iteration: bool = False
 
     @abstractmethod
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int: ...

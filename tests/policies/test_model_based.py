@@ -353,11 +353,14 @@ def test_a_load_that_rises_before_its_outputs_show_is_caught_by_the_occupancy_ch
     assert any(label.startswith("930.75/") for label in during[:15])  # heavy: the top clock, soon
 
 
-def test_decisions_that_maintain_prepared_only_price_the_queue(monkeypatch) -> None:
+@pytest.mark.parametrize("epoch_s", [None, 0.0], ids=["2-s-epochs", "iteration-epochs"])
+def test_decisions_that_maintain_prepared_only_price_the_queue(monkeypatch, epoch_s) -> None:
     """The engine loop's cost: between decisions, maintain() does one chore per iteration
     (folds, solves, the load, then the queue-free projection in two halves just before the
     decision is due), so a regular decision only settles the queue. Only decisions that come
-    earlier than foreseen (demand doubled, an idle engine) project themselves."""
+    earlier than foreseen (demand doubled, an idle engine) project themselves. The same with
+    ``epoch_s: 0`` (epochs of 64 iterations): the controller still calls maintain() on every
+    iteration for camel, so its epoch-end decisions are not taken for early ones."""
     from camel_vllm.policies.model_based import policy as policy_module
 
     calls = {"select": 0, "maintain": 0}
@@ -382,7 +385,8 @@ def test_decisions_that_maintain_prepared_only_price_the_queue(monkeypatch) -> N
                         tracked("select", policy_module.ModelBasedPolicy.select))
     monkeypatch.setattr(policy_module.ModelBasedPolicy, "maintain",
                         tracked("maintain", policy_module.ModelBasedPolicy.maintain))
-    setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b", seed=0)
+    setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b", seed=0,
+                          base=CamelConfig(epoch_s=epoch_s))
     saturated = transforms.target_rps(synthetic("short-prompt-long-output", 400, seed=2), 50.0)
     run_one(setup, PolicySpec("camel", "camel"), saturated)
     assert calls["maintain"] > 20, calls

@@ -100,6 +100,8 @@ class ModelBasedPolicy(Policy):
     default_epoch_s = 2.0
     #: Decide again as soon as the requests in the engine double (controller.decision_due).
     decide_on_demand_growth = True
+    #: The epoch's refreshes are spread over maintain() calls (one chore each).
+    maintain_each_iteration = True
 
     def __init__(
         self,

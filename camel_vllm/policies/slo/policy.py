@@ -98,6 +98,7 @@ class SLOPolicy(Policy):
             # model-based camel spreads its refreshes over the epoch's maintain() calls).
             self.default_epoch_s = inner.default_epoch_s
             self.decide_on_demand_growth = inner.decide_on_demand_growth
+            self.maintain_each_iteration = inner.maintain_each_iteration
         freqs = [f for f in arms.frequencies_hz if f is not None]
         self.model = IterationTimeModel(max(freqs) if freqs else None, forgetting=forgetting)
         self.guard = 1.0
