@@ -9,11 +9,12 @@ and outputs clipped to the model), four measurements:
    ``schedule`` + ``update_from_output`` per step.
 2. **Throughput, stock vs camel, interleaved** (``overhead_throughput.py``): stock vLLM, a
    second stock server (the A/A control; ``--no-control`` leaves it out) and one
-   ``--scheduler camel`` server per device of ``--devices`` holding the default arm, all up
-   together, ``--rounds`` rounds of one pass per server; the figure checked is the median of
-   the per-round paired ratios camel/stock.
+   ``--scheduler camel`` server per device of ``--devices`` holding the default arm, as
+   deployed (no iteration log), all up together, ``--rounds`` rounds of one pass per server;
+   the figure checked is the median of the per-round paired ratios camel/stock.
 3. **Controller in the engine** (here): wall and thread-CPU time per iteration from the
-   camel servers' iteration logs.
+   iteration log of one more camel server per device, which logs (``CAMEL_VLLM_ITERATION_LOG``)
+   and is not timed.
 4. **Controller replay, 49 arms** (``overhead_replay.py``): the iterations of (2) replayed
    through a ``camel``-policy controller over 7 frequencies x 7 batch caps, in a fresh
    interpreter, with a zero-cost device and with the emulated Orin.
@@ -102,10 +103,10 @@ def scheduler_cpu_in_process(model: str, requests: Sequence[TraceRequest], max_n
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "models" / "tiny"), help="model folder (default models/tiny)")
-    parser.add_argument("--requests", type=int, default=64, help="trace rows per pass (default 64)")
+    parser.add_argument("--requests", type=int, default=128, help="trace rows per pass (default 128)")
     parser.add_argument("--skip", type=int, default=0, help="trace rows to skip first")
-    parser.add_argument("--rounds", type=int, default=8,
-                        help="timed rounds; each runs one pass per server (default 8)")
+    parser.add_argument("--rounds", type=int, default=12,
+                        help="timed rounds; each runs one pass per server (default 12)")
     parser.add_argument("--settle-s", type=float, default=SETTLE_S,
                         help=f"seconds between passes (default {SETTLE_S}: vLLM's idle busy-poll is 1 s)")
     parser.add_argument("--max-num-seqs", type=int, default=28, help="all servers (default 28 = Camel's largest cap)")
@@ -148,11 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.control:
         specs.append(ServerSpec("stock-control", common))
     for device in devices:
-        iteration_log = work_dir / f"iterations-{device}.jsonl"
-        camel = {"camel": {"device": device, "policy": "default"}}
-        specs.append(ServerSpec(f"camel-default-arm-{device}",
-                                [*common, "--scheduler", "camel", "--additional-config", json.dumps(camel)],
-                                {"CAMEL_VLLM_ITERATION_LOG": str(iteration_log)}, iteration_log))
+        camel = [*common, "--scheduler", "camel", "--additional-config",
+                 json.dumps({"camel": {"device": device, "policy": "default"}})]
+        specs.append(ServerSpec(f"camel-default-arm-{device}", camel))
+    logged = [ServerSpec(f"camel-default-arm-{device}-logged", specs[-len(devices) + k].args,
+                         {"CAMEL_VLLM_ITERATION_LOG": str(work_dir / f"iterations-{device}.jsonl")},
+                         work_dir / f"iterations-{device}.jsonl", timed=False) for k, device in enumerate(devices)]
 
     print(f"trace: {len(requests)} requests, {sum(r.prompt_tokens for r in requests)} prompt and "
           f"{sum(r.output_tokens for r in requests)} output tokens; model {args.model}; servers "
@@ -160,13 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with machine_lock():  # no other vLLM server on the machine while we measure
         print(f"scheduler CPU per step, in process ({args.in_process_passes} passes each)", flush=True)
         in_process = scheduler_cpu_in_process(args.model, requests, args.max_num_seqs, args.in_process_passes)
-        runs = dict(zip((spec.label for spec in specs),
-                        measure_interleaved(args.model, specs, requests, args.rounds, args.settle_s, work_dir)))
+        runs = dict(zip((spec.label for spec in specs + logged),
+                        measure_interleaved(args.model, specs + logged, requests, args.rounds, args.settle_s,
+                                            work_dir)))
     stock = runs["stock"]
 
     in_engine: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
-    for device, spec in zip(devices, specs[-len(devices):] if devices else []):
+    for device, spec in zip(devices, logged):
         assert spec.iteration_log is not None
         device_rows = read_iteration_log(spec.iteration_log)
         rows = rows or device_rows
@@ -175,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **summary_us([row["begin_ns"] + row["end_ns"] for row in device_rows]),
             "thread_cpu": summary_us([row["begin_cpu_ns"] + row["end_cpu_ns"] for row in device_rows]),
         }
-    replays = replay_in_fresh_interpreter(next(s.iteration_log for s in specs if s.iteration_log)) if rows else []
+    replays = replay_in_fresh_interpreter(logged[0].iteration_log) if rows else []
     # A step of the served model: its forward time (the iteration log's ``forward_s``) plus
     # stock vLLM's own scheduler CPU; camel's in-process addition is set against it.
     forward_ms = statistics.median(row["forward_s"] for row in rows) * 1e3 if rows else float("nan")
@@ -202,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settle_s": args.settle_s,
         "order": "interleaved: one pass per server per round, order rotated each round; all servers up together",
         "max_num_seqs": args.max_num_seqs,
-        "iteration_log_on_in_camel_runs": True,
+        "iteration_log": "off in the timed camel servers; on in an untimed camel server per device "
+                         "(warm-up and one pass) whose log gives the in-engine and replay timings",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_1m": os.getloadavg()[0]},
         "throughput": throughput,

@@ -33,12 +33,18 @@ SETTLE_S = 1.5
 
 @dataclass
 class ServerSpec:
-    """One server of the comparison: its label, extra vLLM flags and environment."""
+    """One server of the comparison: its label, extra vLLM flags and environment.
+
+    ``timed``: the server runs the timed rounds; an untimed one (a camel server writing its
+    iteration log, which costs a step ~35 us that production does not pay) runs the warm-up
+    pass and one more pass, for the log only.
+    """
 
     label: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
     iteration_log: Path | None = None
+    timed: bool = True
 
 
 @dataclass
@@ -126,14 +132,18 @@ def running_servers(model: str, specs: Sequence[ServerSpec], log_dir: Path) -> I
 
 def measure_interleaved(model: str, specs: Sequence[ServerSpec], requests: Sequence[TraceRequest], rounds: int,
                         settle_s: float, log_dir: Path) -> list[ThroughputResult]:
-    """Warm every server up, then ``rounds`` rounds of one pass per server, rotating the order."""
+    """Warm every server up, then ``rounds`` rounds of one pass per timed server, rotating the
+    order; an untimed server gets one more pass after the warm-up (its results stay empty)."""
     results = [ThroughputResult(label=spec.label) for spec in specs]
     output_tokens = sum(r.output_tokens for r in requests)
+    timed = [i for i, spec in enumerate(specs) if spec.timed]
     with running_servers(model, specs, log_dir) as servers:
-        for server in servers:
+        for server, spec in zip(servers, specs):
             send_all(server, requests, concurrency=len(requests))  # warm-up pass, not timed
+            if not spec.timed:
+                send_all(server, requests, concurrency=len(requests))  # for its iteration log only
         for round_index in range(rounds):
-            order = [(round_index + k) % len(servers) for k in range(len(servers))]
+            order = [timed[(round_index + k) % len(timed)] for k in range(len(timed))]
             for index in order:
                 server, result = servers[index], results[index]
                 time.sleep(settle_s)
@@ -149,7 +159,7 @@ def measure_interleaved(model: str, specs: Sequence[ServerSpec], requests: Seque
                 result.passes_output_tok_per_s.append(output_tokens / wall_s)
                 result.passes_cpu_s.append(cpu_after[index] - cpu_before[index])
                 for other, other_result in enumerate(results):
-                    if other != index:
+                    if other != index and specs[other].timed:
                         other_result.idle_cpu_s.append(cpu_after[other] - cpu_before[other])
                 print(f"  round {round_index + 1}/{rounds} {result.label}: {output_tokens / wall_s:8.1f} "
                       f"output tok/s ({wall_s:.2f} s)", flush=True)
