@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     os.makedirs(args.out, exist_ok=True)
-    trace = alpaca_like(args.requests, rate_per_s=1.0, seed=args.seed, max_output_tokens=70)
+    def trace_for(seed: int):
+        return alpaca_like(args.requests, rate_per_s=1.0, seed=seed, max_output_tokens=70)
+
+    trace = trace_for(args.seed)
     rows = []
     per_seed: dict[tuple[str, str], list[float]] = {}
     for model in args.models.split(","):
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seed + 1, args.seed + args.seeds):
             more = bench(SimSetup.make(device_profile=args.device, model_profile=model, seed=seed),
                          parse_policies("default," + ",".join(SEEDED)),
-                         alpaca_like(args.requests, rate_per_s=1.0, seed=seed, max_output_tokens=70),
+                         trace_for(seed),
                          workers=args.workers).result.policies
             for name in SEEDED:
                 per_seed[(model, name)].append(reduction_pct(more[name].mean_edp_js, more["default"].mean_edp_js))

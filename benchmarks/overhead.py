@@ -148,13 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = [ServerSpec("stock", common)]
     if args.control:
         specs.append(ServerSpec("stock-control", common))
+    logged: list[ServerSpec] = []  # untimed twins that write the iteration log
     for device in devices:
         camel = [*common, "--scheduler", "camel", "--additional-config",
                  json.dumps({"camel": {"device": device, "policy": "default"}})]
+        log = work_dir / f"iterations-{device}.jsonl"
         specs.append(ServerSpec(f"camel-default-arm-{device}", camel))
-    logged = [ServerSpec(f"camel-default-arm-{device}-logged", specs[-len(devices) + k].args,
-                         {"CAMEL_VLLM_ITERATION_LOG": str(work_dir / f"iterations-{device}.jsonl")},
-                         work_dir / f"iterations-{device}.jsonl", timed=False) for k, device in enumerate(devices)]
+        logged.append(ServerSpec(f"camel-default-arm-{device}-logged", camel, {"CAMEL_VLLM_ITERATION_LOG": str(log)},
+                                 log, timed=False))
 
     print(f"trace: {len(requests)} requests, {sum(r.prompt_tokens for r in requests)} prompt and "
           f"{sum(r.output_tokens for r in requests)} output tokens; model {args.model}; servers "
