@@ -12,16 +12,14 @@ import os
 from typing import Any
 
 from camel_vllm.core.config import ConfigError
+from camel_vllm.core.paths import file_problem
 
 
 def input_file(option: str, path: str) -> None:
     """An existing, readable regular file (a FIFO would block the first read forever)."""
-    if not os.path.exists(path):
-        raise ConfigError(option, path, "no such file")
-    if os.path.isdir(path):
-        raise ConfigError(option, path, "is a folder, not a file")
-    if not os.path.isfile(path):
-        raise ConfigError(option, path, "is not a regular file (a FIFO, socket or device)")
+    problem = file_problem(path)
+    if problem:
+        raise ConfigError(option, path, problem)
     if not os.access(path, os.R_OK):
         raise ConfigError(option, path, "is not readable")
 

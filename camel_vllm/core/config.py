@@ -14,11 +14,11 @@ import dataclasses
 import json
 import math
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from camel_vllm.core.errors import CamelError
+from camel_vllm.core.paths import file_problem
 
 DEVICE_KINDS = ("auto", "jetson", "nvml", "jtop", "emulated", "none")
 POLICY_NAMES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo")
@@ -184,9 +184,9 @@ class CamelConfig:
         if not os.path.isdir(self.sysfs_root):
             raise ConfigError("sysfs_root", self.sysfs_root, "is not a folder")
         if self.state_path is not None:
-            _writable_file("state_path", self.state_path)
+            writable_file("state_path", self.state_path)
         if self.request_log is not None:
-            _writable_file("request_log", self.request_log)
+            writable_file("request_log", self.request_log)
 
     def replace(self, **changes: Any) -> "CamelConfig":
         config = dataclasses.replace(self, **changes)
@@ -199,9 +199,9 @@ def load_yaml_file(path: str, *, base_dir: str = ".") -> dict[str, Any]:
     import yaml
 
     full = path if os.path.isabs(path) else os.path.join(base_dir, path)
-    if os.path.exists(full) and not os.path.isfile(full):
-        kind = "a folder" if os.path.isdir(full) else "not a regular file (a FIFO, socket or device)"
-        raise ConfigError("config_file", path, f"is {kind}")
+    problem = file_problem(full, must_exist=False)
+    if problem:
+        raise ConfigError("config_file", path, problem)
     try:
         with open(full, encoding="utf-8") as fh:
             loaded = yaml.safe_load(fh)
@@ -262,7 +262,7 @@ def _non_negative(key: str, value: Any) -> None:
         raise ConfigError(key, value, "must be a finite number >= 0")
 
 
-def _writable_file(key: str, path: Any) -> None:
+def writable_file(key: str, path: Any) -> None:
     """The file must be readable if it exists, and its folder writable (atomic rename)."""
     if not isinstance(path, str) or not path:
         raise ConfigError(key, path, "must be a file path")
@@ -271,10 +271,8 @@ def _writable_file(key: str, path: Any) -> None:
         raise ConfigError(key, path, f"folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise ConfigError(key, path, f"folder {folder} is not writable")
-    if os.path.isdir(path):
-        raise ConfigError(key, path, "is a folder, not a file")
-    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
-        # a FIFO would block the engine core's first read or write forever
-        raise ConfigError(key, path, "is not a regular file (a FIFO, socket or device)")
+    problem = file_problem(path, must_exist=False)
+    if problem:
+        raise ConfigError(key, path, problem)
     if os.path.exists(path) and not os.access(path, os.R_OK):
         raise ConfigError(key, path, "exists but is not readable")

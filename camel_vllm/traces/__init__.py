@@ -11,6 +11,7 @@ import csv
 import os
 from typing import Callable
 
+from camel_vllm.core.paths import file_problem
 from camel_vllm.traces import transforms
 from camel_vllm.traces.azure import load_azure
 from camel_vllm.traces.base import Trace, TraceFormatError, TraceRequest
@@ -38,12 +39,9 @@ _MOONCAKE_NAME_HINT = "mooncake"
 
 def _check_regular_file(path: str) -> None:
     """A missing path, a folder or a FIFO/device (whose read could block forever) is refused."""
-    if not os.path.exists(path):
-        raise TraceFormatError(path, None, "no such file")
-    if os.path.isdir(path):
-        raise TraceFormatError(path, None, "is a folder, not a trace file")
-    if not os.path.isfile(path):
-        raise TraceFormatError(path, None, "is not a regular file (a FIFO or device?)")
+    problem = file_problem(path)
+    if problem:
+        raise TraceFormatError(path, None, problem)
 
 
 def _not_text(path: str, err: UnicodeDecodeError) -> TraceFormatError:

@@ -53,7 +53,7 @@ from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
 from camel_vllm.control.controller import Controller
-from camel_vllm.core.config import CamelConfig, ConfigError, _writable_file
+from camel_vllm.core.config import CamelConfig, ConfigError, writable_file
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.wiring.build import EngineLimits, build_controller
 
@@ -104,7 +104,7 @@ class _CamelMixin:
         log_path = os.environ.get(ITERATION_LOG_ENV)
         if log_path:  # checked before the device is opened: a FIFO here would block the engine's start
             try:
-                _writable_file(ITERATION_LOG_ENV, log_path)
+                writable_file(ITERATION_LOG_ENV, log_path)
             except ConfigError as err:
                 print(str(err), file=sys.stderr, flush=True)
                 raise SystemExit(2) from err

@@ -152,9 +152,9 @@ def test_bad_trace_files_name_the_file(tmp_path):
     os.mkfifo(fifo)
     done = _bench_sim(tmp_path, trace=str(fifo))  # reading it would block forever
     assert done.returncode == 2
-    assert _one_line(done) == PREFIX + f"{fifo}: is not a regular file (a FIFO or device?)"
+    assert _one_line(done) == PREFIX + f"{fifo}: is not a regular file (a FIFO, socket or device)"
     done = _bench_sim(tmp_path, trace=str(tmp_path))
-    assert _one_line(done) == PREFIX + f"{tmp_path}: is a folder, not a trace file"
+    assert _one_line(done) == PREFIX + f"{tmp_path}: is a folder, not a file"
     done = _bench_sim(tmp_path, trace=str(tmp_path / "missing.csv"))
     assert _one_line(done) == PREFIX + f"{tmp_path / 'missing.csv'}: no such file"
 

@@ -65,7 +65,7 @@ def test_config_file_that_is_binary_a_folder_or_a_fifo_names_the_file(tmp_path):
     os.mkfifo(fifo)
     cases = {
         str(binary): "not a UTF-8 text file (byte at offset 0)",
-        str(tmp_path): "is a folder",
+        str(tmp_path): "is a folder, not a file",
         str(fifo): "is not a regular file (a FIFO, socket or device)",  # reading it would block forever
     }
     for path, reason in cases.items():
