@@ -68,7 +68,7 @@ EXPLORE_MARGIN = 0.1
 #: is computed ahead of a decision, in two halves on the iterations expected to come this
 #: many iterations (or steps of the recent length) before it and the next, so the decision
 #: itself only prices the queue. A decision that comes before (an early decision, one after
-#: an idle engine) does what is left itself.
+#: an idle engine, one at the end of an epoch of a few long steps) is treated as early.
 STEADY_LEAD_ITERATIONS = 3
 #: An early decision projects the steady state again only when the arrival rate moved by more
 #: than this (log ratio; 0.22 = 25 %) since the last projection.
@@ -318,9 +318,11 @@ class ModelBasedPolicy(Policy):
                     self._chores.pop()()
                 self._start_steady()
                 self._finish_steady()
-            # An early decision (the engine's demand doubled) prices the queue now, at the
-            # arrival rate now, with the last epoch's steady state: the queue and the rate are
-            # what moved, and the rest would cost the decision a whole projection.
+            # A decision that comes before maintain() finished the epoch's refreshes (the
+            # engine's demand doubled, or steps so long that the epoch ended within a few of
+            # them) prices the queue now, at the arrival rate now, with the last epoch's steady
+            # state: the queue and the rate are what moved, and the rest would cost the
+            # decision a whole projection. Such a decision may only keep or speed up the clock.
             rate = None
             if self._chores:
                 rate = self.workload.rate_per_s(self._last_now_s) * self.load_checks.occupancy
