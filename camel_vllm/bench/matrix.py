@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -270,7 +271,9 @@ def format_matrix(cells: Sequence[CellResult], policy: str = "camel") -> str:
         vo = c.vs_oracle.get(policy)
         og = c.vs_default.get(ORACLE)
         ts = c.vs_default.get("ts")
-        arm = max(set(c.oracle_arms), key=c.oracle_arms.count) if c.oracle_arms else "-"
+        # the most frequent best arm over the seeds; a tie goes to the earliest seed's (a set's
+        # order would change with the interpreter's string hashing)
+        arm = Counter(c.oracle_arms).most_common(1)[0][0] if c.oracle_arms else "-"
         verdict = c.verdicts.get(policy, {})
         words = []
         if verdict.get("no_harm") is not None:

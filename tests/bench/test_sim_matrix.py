@@ -93,3 +93,17 @@ def test_bad_input_is_one_line_and_exit_2_within_seconds(tmp_path, args, message
     err = done.stderr.strip()
     assert err.count("\n") == 0 and err.startswith("camel-vllm bench matrix: ") and message in err, err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_table_names_the_most_frequent_best_arm_and_a_tie_goes_to_the_earliest_seed() -> None:
+    from camel_vllm.bench.matrix import ORACLE, CellResult, format_matrix
+
+    def row(arms):
+        cell = CellResult(trace="t.csv", load=0.2, capacity_rps=[1.0] * 3, target_rps=[0.2] * 3,
+                          mean_edp_js={"default": 1.0}, oracle_arms=arms,
+                          vs_default={ORACLE: {"diff_pct": -6.0, "stderr_pct": 1.0}})
+        return format_matrix([cell]).splitlines()[1]
+
+    assert "612/8" in row(["714/20", "612/8", "612/8"])
+    for arms in (["714/24", "816/28", "714/20"], ["714/20", "816/28", "714/24"]):
+        assert arms[0] in row(arms) and all(a not in row(arms) for a in arms[1:])
