@@ -22,6 +22,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     (None, "probe"): "camel_vllm.cli.probe",
     (None, "fit-energy-model"): "camel_vllm.cli.fit_energy_model",
     (None, "plan"): "camel_vllm.cli.plan",
+    (None, "fidelity"): "camel_vllm.cli.fidelity",
     ("bench", "sim"): "camel_vllm.cli.bench_sim",
     ("bench", "matrix"): "camel_vllm.cli.bench_matrix",
     ("bench", "bandit"): "camel_vllm.cli.bench_bandit",

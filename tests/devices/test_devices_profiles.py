@@ -23,8 +23,9 @@ def profile_device():
 
 
 def test_shipped_profiles() -> None:
-    assert available_profiles("device") == ["orin-agx-32gb", "orin-agx-64gb"]
-    assert available_profiles("model") == ["llama-3.2-1b", "qwen-2.5-3b"]
+    assert available_profiles("device") == ["h100-sxm", "orin-agx-32gb", "orin-agx-32gb-roofline", "orin-agx-64gb",
+                                            "orin-agx-64gb-roofline"]
+    assert available_profiles("model") == ["llama-3.1-8b", "llama-3.2-1b", "qwen-2.5-3b"]
     llama = load_model_profile("llama-3.2-1b")
     assert llama.kv_bytes_per_token == 2 * 16 * 8 * 64 * 2
 

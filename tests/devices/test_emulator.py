@@ -39,36 +39,70 @@ def model(device: str = "orin-agx-32gb", name: str = "llama-3.2-1b") -> Performa
 
 
 @pytest.mark.parametrize("name", ["llama-3.2-1b", "qwen-2.5-3b"])
-def test_decode_flat_above_714_and_steep_below(name: str) -> None:
-    pm = model(name=name)
+def test_roofline_profile_decode_flat_above_714_and_steep_below(name: str) -> None:
+    pm = model("orin-agx-32gb-roofline", name=name)
     for batch in (1, 8, 28):
         t = {f: pm.iteration_time_s(decode(batch), f * MHZ) for f in (306, 612, 714, 930.75)}
         assert 0.0 < 1 - t[930.75] / t[714] < 0.20  # +30% clock cuts decode time < 20%
         assert 1 - t[612] / t[306] > 0.25  # steep below the knee
 
 
-def test_decode_shape_on_64gb_matches_published_16_percent() -> None:
-    pm = model("orin-agx-64gb")
-    cut = 1 - pm.iteration_time_s(decode(), 1300.5 * MHZ) / pm.iteration_time_s(decode(), 714 * MHZ)
-    assert cut == pytest.approx(0.16, abs=0.05)  # published: 714 -> 1300 MHz cuts 16% (docs/devices.md)
-
-
 @pytest.mark.parametrize("device", ["orin-agx-32gb", "orin-agx-64gb"])
+def test_recalibrated_orin_decode_follows_the_clock_below_a_sharp_knee(device: str) -> None:
+    """The published Orin-class shape (docs/devices.md, "Fidelity"): decode time close to 1/f
+    below ~0.93 x f_max and nearly flat above; a decode token costs about the same energy at
+    every clock below the knee (power falls as the clock does)."""
+    pm = model(device)
+    f_max = pm.device.max_frequency_hz
+    for batch in (1, 8):
+        t = {r: pm.iteration_time_s(decode(batch), r * f_max) for r in (0.4, 0.6, 0.8, 0.93, 1.0)}
+        e = {r: t[r] * pm.iteration_power_w(decode(batch), r * f_max) for r in t}
+        assert t[0.6] / t[1.0] == pytest.approx(0.93 / 0.6, rel=0.05)
+        assert t[0.93] / t[1.0] < 1.06  # above the knee the clock barely matters
+        assert max(e[r] / e[1.0] for r in (0.4, 0.6, 0.8)) - min(e[r] / e[1.0] for r in (0.4, 0.6, 0.8)) < 0.1
+        assert all(0.8 < e[r] / e[1.0] < 1.0 for r in (0.4, 0.6, 0.8))
+
+
+def test_roofline_profile_64gb_decode_shape() -> None:
+    pm = model("orin-agx-64gb-roofline")
+    cut = 1 - pm.iteration_time_s(decode(), 1300.5 * MHZ) / pm.iteration_time_s(decode(), 714 * MHZ)
+    assert cut == pytest.approx(0.16, abs=0.05)  # the roofline profile's (unsourced) 714 -> 1300 MHz shape
+
+
+@pytest.mark.parametrize("device", ["orin-agx-32gb", "orin-agx-64gb", "orin-agx-32gb-roofline", "h100-sxm"])
 def test_prefill_close_to_linear(device: str) -> None:
     pm = model(device)
     f_max = pm.device.max_frequency_hz
-    ratio = pm.iteration_time_s(prefill(512, 4), 306 * MHZ) / pm.iteration_time_s(prefill(512, 4), f_max)
-    assert ratio == pytest.approx(f_max / (306 * MHZ), rel=0.10)
+    low = min(pm.device.frequencies_hz)
+    ratio = pm.iteration_time_s(prefill(512, 4), low) / pm.iteration_time_s(prefill(512, 4), f_max)
+    assert ratio == pytest.approx(f_max / low, rel=0.10)
+
+
+def test_h100_decode_is_memory_bound_and_cheaper_at_lower_clocks() -> None:
+    """What the published H100/H200 statements say: decode's time barely moves from 1980 down to
+    about 0.3 x f_max while its energy falls (docs/devices.md, "Fidelity")."""
+    pm = model("h100-sxm", "llama-3.1-8b")
+    f_max = pm.device.max_frequency_hz
+    for batch in (1, 64):
+        t1, e1 = pm.iteration_time_s(decode(batch, 1024), f_max), None
+        e1 = t1 * pm.iteration_power_w(decode(batch, 1024), f_max)
+        t = pm.iteration_time_s(decode(batch, 1024), 0.5 * f_max)
+        e = t * pm.iteration_power_w(decode(batch, 1024), 0.5 * f_max)
+        assert t / t1 < 1.02 and 0.6 < e / e1 < 0.8
+    assert pm.idle_power_w(345 * MHZ) == pytest.approx(71.8, abs=0.5)
+    assert pm.idle_power_w(f_max) == pytest.approx(121.7, abs=0.5)
+    assert pm.iteration_power_w(prefill(8192), f_max) == pytest.approx(700, rel=0.02)
 
 
 def test_power_envelope_32gb() -> None:
     pm = model()
-    assert pm.power_w(930.75 * MHZ, 1.0) == pytest.approx(40.4, abs=2.0)  # MAXN stress test
+    assert pm.power_w(930.75 * MHZ, 1.0) == pytest.approx(40.4, abs=0.5)  # MAXN stress test
     for f in pm.device.frequencies_hz:
         assert 4.0 <= pm.idle_power_w(f) <= 6.5  # quiet about 5.2 W
     busy = pm.iteration_power_w(prefill(512, 4), 930.75 * MHZ)
     assert busy == pytest.approx(40.4, abs=3.0)
-    assert pm.iteration_power_w(decode(), 930.75 * MHZ) < 0.8 * busy  # decode draws far below the limit
+    # decode draws less than prefill (published, Orin Nano Super: prefill 1.03-1.52x decode's power)
+    assert 0.65 * busy < pm.iteration_power_w(decode(), 930.75 * MHZ) < 0.97 * busy
     powers = [pm.power_w(f, 1.0) for f in pm.device.frequencies_hz]
     assert powers == sorted(powers)
 

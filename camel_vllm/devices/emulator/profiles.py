@@ -10,6 +10,7 @@ also be the path of a file. :mod:`.roofline` turns a pair into iteration times a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -52,6 +53,18 @@ class CalibrationRow:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How vLLM serves on a board by default: the model profile benchmarks run there and the
+    engine limits vLLM picks on that hardware (``--max-num-seqs``, ``--max-num-batched-tokens``).
+    ``bench matrix --device-profile`` uses them for each board unless the command line says
+    otherwise."""
+
+    model_profile: str | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """A board as the emulator sees it. Units in field names; sources in the YAML file."""
 
@@ -74,6 +87,16 @@ class DeviceProfile:
     source: str = "published"
     calibration: tuple[CalibrationRow, ...] = ()
     path: str | None = None
+    #: Exponent of the p-norm that joins the DRAM limit and the SMs' request limit into one
+    #: effective bandwidth: 2 is a soft knee (the roofline profiles), larger is sharper.
+    knee_sharpness: float = 2.0
+    #: The clock (Hz) at and below which the GPU voltage sits at ``min_voltage_ratio`` of its
+    #: top value; above it the voltage rises linearly to 1 at the top clock. None: the lowest step.
+    voltage_floor_hz: float | None = None
+    #: Power (W) of DRAM traffic at the effective bandwidth, clock-independent (HBM boards).
+    memory_power_w: float = 0.0
+    #: How vLLM is run on this board by default (``serving:`` in the file; see :class:`Serving`).
+    serving: Serving | None = None
 
     @functools.cached_property
     def max_frequency_hz(self) -> float:
@@ -204,6 +227,17 @@ def load_device_profile(name: str) -> DeviceProfile:
     zero_ok = {n: _field(data, n, key, name, positive=False) for n in (
         "iteration_overhead_s", "clock_power_w", "switch_latency_s", "power_noise",
     )}
+    if num["min_voltage_ratio"] > 1.0:
+        raise ConfigError(key, name, f"field min_voltage_ratio={num['min_voltage_ratio']} must be at most 1")
+    optional: dict[str, Any] = {}
+    if data.get("knee_sharpness") is not None:
+        optional["knee_sharpness"] = _field(data, "knee_sharpness", key, name)
+        if optional["knee_sharpness"] < 1.0:
+            raise ConfigError(key, name, f"field knee_sharpness={optional['knee_sharpness']} must be >= 1")
+    if data.get("voltage_floor_hz") is not None:
+        optional["voltage_floor_hz"] = _field(data, "voltage_floor_hz", key, name)
+    if data.get("memory_power_w") is not None:
+        optional["memory_power_w"] = _field(data, "memory_power_w", key, name, positive=False)
     rows = tuple(_calibration_row(r, name, i) for i, r in enumerate(data.get("calibration") or []))
     return DeviceProfile(
         name=str(data.get("name", name)),
@@ -212,9 +246,33 @@ def load_device_profile(name: str) -> DeviceProfile:
         source=str(data.get("source", "published")),
         calibration=rows,
         path=path,
+        serving=_serving(data.get("serving"), name),
         **num,
         **zero_ok,
+        **optional,
     )
+
+
+def _serving(raw: Any, where: str) -> Serving | None:
+    key = "device_profile.serving"
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, where, "must be a mapping (model_profile, max_num_seqs, max_num_batched_tokens)")
+    unknown = set(raw) - {"model_profile", "max_num_seqs", "max_num_batched_tokens"}
+    if unknown:
+        raise ConfigError(key, where, f"unknown field {sorted(unknown)[0]} (known: model_profile, max_num_seqs, "
+                          "max_num_batched_tokens)")
+    ints: dict[str, int | None] = {}
+    for n in ("max_num_seqs", "max_num_batched_tokens"):
+        value = raw.get(n)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(key, where, f"field {n}={value!r} must be a positive integer")
+        ints[n] = value
+    model = raw.get("model_profile")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ConfigError(key, where, f"field model_profile={model!r} must be a model profile name or path")
+    return Serving(model_profile=model, **ints)
 
 
 def _calibration_row(raw: Any, where: str, index: int) -> CalibrationRow:
@@ -276,5 +334,10 @@ def device_profile_to_dict(profile: DeviceProfile) -> dict[str, Any]:
         "power_ceiling_w": profile.power_ceiling_w,
         "switch_latency_s": profile.switch_latency_s,
         "power_noise": profile.power_noise,
+        "knee_sharpness": profile.knee_sharpness,
+        "voltage_floor_hz": profile.voltage_floor_hz,
+        "memory_power_w": profile.memory_power_w,
+        **({"serving": {k: v for k, v in dataclasses.asdict(profile.serving).items() if v is not None}}
+           if profile.serving is not None else {}),
         "calibration": [r.as_dict() for r in profile.calibration],
     }

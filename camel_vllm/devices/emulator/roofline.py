@@ -9,7 +9,9 @@ Per iteration at GPU frequency ``f`` (:class:`PerformanceModel`):
   FLOPs / (peak x f / f_max) and memory time is bytes over the *effective* bandwidth: the
   DRAM limit and the bytes the SMs can request per clock (``sm_bytes_per_cycle`` x f)
   combined as a 2-norm, so decode slows almost like 1/f below the knee and flattens above;
-- power = static + clock-tree (grows with f V(f)^2) + utilisation x dynamic (f V(f)^2).
+- power = static + clock-tree (grows with f V(f)^2) + utilisation x dynamic (f V(f)^2) + the
+  DRAM's share of the step x ``memory_power_w`` (traffic power, clock-independent; 0 on the
+  Orin profiles, whose GPU rail the fit covers).
 
 A device profile's calibration table overrides this for the model it was measured with:
 times are rescaled per (frequency, phase) and busy power is the measured power.
@@ -36,6 +38,8 @@ class IterationCost:
     compute_time_s: float
     time_s: float
     utilization: float
+    #: Share of the step the DRAM streams at its effective bandwidth (drives ``memory_power_w``).
+    memory_utilization: float = 0.0
 
 
 @dataclass
@@ -75,18 +79,25 @@ class PerformanceModel:
 
     # ------------------------------------------------------------------------- time
     def voltage_ratio(self, freq_hz: float) -> float:
-        """V(f)/V(f_max): linear from ``min_voltage_ratio`` at f_min to 1 at f_max."""
+        """V(f)/V(f_max): ``min_voltage_ratio`` up to the voltage floor's clock (the lowest step
+        unless the profile names one), then linear to 1 at f_max."""
         d = self.device
-        span = d.max_frequency_hz - d.min_frequency_hz
-        x = 1.0 if span <= 0 else min(1.0, max(0.0, (freq_hz - d.min_frequency_hz) / span))
+        floor_hz = d.min_frequency_hz if d.voltage_floor_hz is None else d.voltage_floor_hz
+        span = d.max_frequency_hz - floor_hz
+        x = 1.0 if span <= 0 else min(1.0, max(0.0, (freq_hz - floor_hz) / span))
         return d.min_voltage_ratio + (1.0 - d.min_voltage_ratio) * x
 
     def effective_bandwidth_bps(self, freq_hz: float) -> float:
-        """DRAM limit and per-clock SM request limit combined as a 2-norm of their inverses."""
+        """DRAM limit and per-clock SM request limit combined as a p-norm of their inverses
+        (``knee_sharpness`` p: 2 a soft knee, larger sharper)."""
         d = self.device
         dram = d.memory_bandwidth_bps * d.memory_efficiency
         sm = d.sm_bytes_per_cycle * freq_hz
-        return 1.0 / math.sqrt(1.0 / dram**2 + 1.0 / sm**2)
+        p = d.knee_sharpness
+        if p == 2.0:
+            return 1.0 / math.sqrt(1.0 / dram**2 + 1.0 / sm**2)
+        low, high = min(dram, sm), max(dram, sm)  # the tighter limit, scaled (no underflow at large p)
+        return low / (1.0 + (low / high) ** p) ** (1.0 / p)
 
     def _roofline(self, work: IterationWork, freq_hz: float) -> IterationCost:
         d, m = self.device, self.model
@@ -105,7 +116,9 @@ class PerformanceModel:
         # SM activity: the busier of the two engines, over the iteration's time.
         sm_time_s = bytes_moved / (d.sm_bytes_per_cycle * freq_hz)
         utilization = min(1.0, max(sm_time_s, compute_time_s) / time_s)
-        return IterationCost(bytes_moved, flops, memory_time_s, compute_time_s, time_s, utilization)
+        dram_s = bytes_moved / (d.memory_bandwidth_bps * d.memory_efficiency)
+        return IterationCost(bytes_moved, flops, memory_time_s, compute_time_s, time_s, utilization,
+                             min(1.0, dram_s / time_s))
 
     def cost(self, work: IterationWork, freq_hz: float) -> IterationCost:
         """The roofline cost, rescaled by the calibration table when there is one."""
@@ -115,19 +128,22 @@ class PerformanceModel:
             return base
         scale = _interpolate(table, freq_hz)
         return IterationCost(base.bytes_moved, base.flops, base.memory_time_s * scale,
-                             base.compute_time_s * scale, base.time_s * scale, base.utilization)
+                             base.compute_time_s * scale, base.time_s * scale, base.utilization,
+                             base.memory_utilization)
 
     def iteration_time_s(self, work: IterationWork, freq_hz: float) -> float:
         """Modelled seconds for one iteration doing ``work`` at ``freq_hz``."""
         return self.cost(work, freq_hz).time_s
 
     # ------------------------------------------------------------------------ power
-    def power_w(self, freq_hz: float, utilization: float) -> float:
-        """GPU-rail power (W) at ``freq_hz`` with the SMs ``utilization`` (0..1) busy."""
+    def power_w(self, freq_hz: float, utilization: float, memory_utilization: float = 0.0) -> float:
+        """GPU-rail power (W) at ``freq_hz`` with the SMs ``utilization`` (0..1) busy and the
+        DRAM streaming ``memory_utilization`` (0..1) of the time (``memory_power_w`` at 1)."""
         d = self.device
         fv2 = (freq_hz / d.max_frequency_hz) * self.voltage_ratio(freq_hz) ** 2
         u = min(1.0, max(0.0, utilization))
-        return d.static_power_w + d.clock_power_w * fv2 + d.dynamic_power_w * fv2 * u
+        m = min(1.0, max(0.0, memory_utilization))
+        return d.static_power_w + d.clock_power_w * fv2 + d.dynamic_power_w * fv2 * u + d.memory_power_w * m
 
     def idle_power_w(self, freq_hz: float) -> float:
         """Quiet GPU-rail power (W) with the clock held at ``freq_hz``."""
@@ -141,7 +157,8 @@ class PerformanceModel:
         table = self._busy_power.get(_phase(work))
         if table:
             return _interpolate(table, freq_hz)
-        return self.power_w(freq_hz, self._roofline(work, freq_hz).utilization)
+        cost = self._roofline(work, freq_hz)
+        return self.power_w(freq_hz, cost.utilization, cost.memory_utilization)
 
 
 def _row_work(row: CalibrationRow) -> IterationWork:
