@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from camel_vllm.bench.latency import latency_summary
 from camel_vllm.bench.paired import PairedDifference, pooled_paired_difference
 from camel_vllm.bench.sim import (
     ORACLE,
@@ -138,6 +138,11 @@ class CellResult:
     vs_oracle: dict[str, dict[str, Any]] = field(default_factory=dict)
     oracle_arms: list[str] = field(default_factory=list)
     verdicts: dict[str, dict[str, bool | None]] = field(default_factory=dict)
+    #: Requests each seed replayed (fewer than the plan's when the trace file is shorter).
+    requests: int = 0
+    #: Per policy: p50 and p99 of TTFT and TPOT (s) over every seed's requests, and the share of
+    #: requests meeting the configured SLO (``slo_met``; None without an SLO).
+    latency: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def _task(task: tuple[SimSetup, list[PolicySpec], Trace, tuple]) -> list[tuple[tuple, str, SimRun]]:
@@ -235,7 +240,9 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
         trace=spec, load=load, capacity_rps=[capacity[(spec, s)] for s in seeds],
         target_rps=[load * capacity[(spec, s)] for s in seeds],
         mean_edp_js={n: sum(mean_edp_js(r) for r in runs_of(n)) / plan.seeds for n in names},
-        oracle_arms=oracle_arms,
+        oracle_arms=oracle_arms, requests=len(traces[(spec, load, 0)]),
+        latency={n: latency_summary([r for run in runs_of(n) for r in run.records], plan.setup.config.slo)
+                 for n in names},
     )
     for name in names:
         if name != "default":
@@ -261,52 +268,5 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
     return cell
 
 
-def format_matrix(cells: Sequence[CellResult], policy: str = "camel") -> str:
-    """The matrix as a text table: one row per cell, ``policy`` against default and oracle."""
-    head = (f"{'trace':<34}{'load':>5}{'cap rps':>9}{'default EDP':>13}{policy + ' vs default':>22}"
-            f"{'vs best static':>17}{'best static':>22}{'ts vs default':>16}  verdict")
-    lines = [head]
-    for c in cells:
-        vd = c.vs_default.get(policy)
-        vo = c.vs_oracle.get(policy)
-        og = c.vs_default.get(ORACLE)
-        ts = c.vs_default.get("ts")
-        # the most frequent best arm over the seeds; a tie goes to the earliest seed's (a set's
-        # order would change with the interpreter's string hashing)
-        arm = Counter(c.oracle_arms).most_common(1)[0][0] if c.oracle_arms else "-"
-        verdict = c.verdicts.get(policy, {})
-        words = []
-        if verdict.get("no_harm") is not None:
-            words.append("no harm" if verdict["no_harm"] else "HARM")
-        if verdict.get("close_to_oracle") is not None:
-            words.append("close" if verdict["close_to_oracle"] else "FAR")
-        name = c.trace.rsplit("/", 1)[-1]
-        lines.append(
-            f"{name[:33]:<34}{c.load:>5.2f}{sum(c.capacity_rps) / len(c.capacity_rps):>9.3f}"
-            f"{c.mean_edp_js.get('default', float('nan')):>13.1f}{_pm(vd):>22}{_pm(vo):>17}"
-            f"{(_pm(og) + ' ' + arm) if og else '-':>22}{_pm(ts):>16}  {', '.join(words)}"
-        )
-    return "\n".join(lines)
-
-
-def _pm(diff: dict[str, Any] | None) -> str:
-    if not diff:
-        return "-"
-    return f"{diff['diff_pct']:+.1f}±{diff['stderr_pct']:.1f}%"
-
-
-def matrix_to_dict(plan: MatrixPlan, cells: Sequence[CellResult], notes: Sequence[str] = ()) -> dict[str, Any]:
-    cfg = plan.setup.config
-    return {
-        "mode": "matrix", "emulated": True, "device": cfg.device_profile, "model": cfg.model_profile,
-        "traces": list(plan.traces), "loads": list(plan.loads), "seeds": plan.seeds, "requests": plan.requests,
-        "policies": [p.label for p in plan.policies],
-        "load_definition": "fraction of the saturated throughput of the default arm on the same requests "
-                           "(all queued at t = 0)",
-        "units": {"mean_edp_js": "J*s", "capacity_rps": "req/s", "diff_pct": "%", "stderr_pct": "%"},
-        "notes": list(notes), "cells": [dataclasses.asdict(c) for c in cells],
-    }
-
-
 __all__ = ["CellResult", "MatrixPlan", "PairedDifference", "capacity_rps", "cell_trace", "count_runs",
-           "format_matrix", "matrix_to_dict", "run_matrix", "saturated"]
+           "run_matrix", "saturated"]

@@ -147,16 +147,16 @@ def write_plots(out: "BenchOutput", folder: str) -> list[str]:
     ]
 
 
-def plot_matrix(cells_in: Any, path: str, policy: str = "camel") -> str:
+def plot_matrix(cells_in: Any, path: str, policy: str = "camel", title: str | None = None) -> str:
     """``bench matrix`` heatmaps: ``policy`` vs default and vs the best static arm per cell,
-    each annotated with the paired change and its standard error (emulated)."""
+    each annotated with the paired change and its standard error (emulated); ``title``: the board."""
     import numpy as np
 
     plt = _pyplot()
     traces = list(dict.fromkeys(c.trace for c in cells_in))
     loads = sorted({c.load for c in cells_in})
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.6 * len(loads) * 2, 1.2 + 0.7 * len(traces)), squeeze=False)
-    for ax, (what, title) in zip(axes[0], (("vs_default", "vs default"), ("vs_oracle", "vs best static arm"))):
+    for ax, (what, what_title) in zip(axes[0], (("vs_default", "vs default"), ("vs_oracle", "vs best static arm"))):
         grid = np.full((len(traces), len(loads)), np.nan)
         cells: list = []
         for c in cells_in:
@@ -176,6 +176,8 @@ def plot_matrix(cells_in: Any, path: str, policy: str = "camel") -> str:
         ax.set_yticks(range(len(traces)))
         ax.set_yticklabels([t.rsplit("/", 1)[-1] for t in traces], fontsize=7)
         ax.set_xlabel("load (fraction of the default arm's capacity)")
-        ax.set_title(f"{policy} {title}: mean EDP change, % (emulated)", fontsize=9)
+        ax.set_title(f"{policy} {what_title}: mean EDP change, % (emulated)", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)

@@ -1,7 +1,10 @@
-"""Run policies on every (trace, load) cell and report camel against default and the best static arm.
+"""Run policies on every (board, trace, load) cell and report camel against default and the best static arm.
 
 Load is a fraction of the default arm's saturated throughput on each trace (see
-:mod:`camel_vllm.bench.matrix`). Every figure is emulated.
+:mod:`camel_vllm.bench.matrix`). Each ``--device-profile`` is a board (a shipped name or a
+profile file); a board's profile may say how vLLM serves there (``serving:`` model profile and
+engine limits), which the command line overrides. One table and one heatmap per board. Every
+energy figure is emulated.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ import math
 import os
 import sys
 import time
+from typing import Any
 
+from camel_vllm.cli import checks
 from camel_vllm.core.config import CamelConfig, ConfigError, load_yaml_file
-from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
 from camel_vllm.traces import TraceFormatError
+
+DEFAULT_DEVICE_PROFILE = "orin-agx-32gb"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,15 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per cell and seed (default 1000)")
     parser.add_argument("--policies", default="default,camel,ts,oracle",
                         help="comma list as in bench sim (default default,camel,ts,oracle)")
-    parser.add_argument("--device", default="orin-agx-32gb", help="device profile (default orin-agx-32gb)")
-    parser.add_argument("--model", default="llama-3.2-1b", help="model profile (default llama-3.2-1b)")
-    parser.add_argument("--config", default=None, help="YAML with other camel keys")
-    parser.add_argument("--max-num-seqs", type=int, default=DEFAULT_MAX_NUM_SEQS, help="engine --max-num-seqs")
-    parser.add_argument("--max-num-batched-tokens", type=int, default=DEFAULT_MAX_NUM_BATCHED_TOKENS,
-                        help="engine token budget per step")
+    parser.add_argument("--device-profile", action="append", default=None, metavar="NAME|FILE",
+                        help=f"a board: device profile name or file; repeat for several (default {DEFAULT_DEVICE_PROFILE}, "
+                             "or the --config file's device_profile)")
+    parser.add_argument("--model-profile", default=None, metavar="NAME|FILE",
+                        help="model profile on every board (default: each board's serving model, else llama-3.2-1b)")
+    parser.add_argument("--device", action="append", default=None, help=argparse.SUPPRESS)  # deprecated
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)  # deprecated
+    parser.add_argument("--config", default=None, help="YAML with other camel keys (device_profile and "
+                                                        "model_profile are used where the options are not given)")
+    parser.add_argument("--max-num-seqs", type=int, default=None,
+                        help="engine --max-num-seqs (default: the board's serving value, else 28)")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=None,
+                        help="engine token budget per step (default: the board's serving value, else 2048)")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulation processes (default 2)")
-    parser.add_argument("--json", required=True, help="write the result JSON here")
-    parser.add_argument("--plot", default=None, help="write the heatmap PNG here")
+    parser.add_argument("--json", required=True, help="write the result JSON here (its folder is made if missing)")
+    parser.add_argument("--plot", default=None,
+                        help="write the heatmap PNG here; with several boards, one per board: STEM-BOARD.png")
 
 
 def _loads(text: str) -> tuple[float, ...]:
@@ -49,53 +63,119 @@ def _loads(text: str) -> tuple[float, ...]:
     return loads
 
 
+def _deprecated(args: argparse.Namespace) -> None:
+    """The old spellings still work, with one line each on stderr."""
+    if args.device:
+        print("camel-vllm bench matrix: --device is deprecated, use --device-profile", file=sys.stderr)
+        args.device_profile = (args.device_profile or []) + args.device
+    if args.model:
+        print("camel-vllm bench matrix: --model is deprecated, use --model-profile", file=sys.stderr)
+        args.model_profile = args.model_profile or args.model
+
+
+def plot_paths(path: str, boards: list[str]) -> list[str]:
+    """One heatmap per board: ``path`` itself for one board, else ``STEM-BOARD.EXT`` per board."""
+    if len(boards) == 1:
+        return [path]
+    stem, ext = os.path.splitext(path)
+    return [f"{stem}-{os.path.splitext(os.path.basename(b))[0]}{ext or '.png'}" for b in boards]
+
+
+def _plans(args: argparse.Namespace, raw_config: dict[str, Any]) -> list[Any]:
+    """One matrix plan per board (checked: profiles, engine limits, policies, traces)."""
+    from camel_vllm.bench.matrix import DEFAULT_TRACES, MatrixPlan, cell_trace
+    from camel_vllm.bench.sim import SimSetup, check_specs, parse_policies
+    from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
+    from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
+
+    base = CamelConfig.from_mapping(raw_config)
+    specs = tuple(parse_policies(args.policies))
+    boards = args.device_profile or [raw_config.get("device_profile", DEFAULT_DEVICE_PROFILE)]
+    plans = []
+    for name in boards:
+        device = load_device_profile(name)
+        serving = device.serving
+        model_name = (args.model_profile or raw_config.get("model_profile")
+                      or (serving.model_profile if serving else None) or base.model_profile)
+        model = load_model_profile(model_name)
+        seqs = args.max_num_seqs or (serving.max_num_seqs if serving else None) or DEFAULT_MAX_NUM_SEQS
+        tokens = (args.max_num_batched_tokens or (serving.max_num_batched_tokens if serving else None)
+                  or DEFAULT_MAX_NUM_BATCHED_TOKENS)
+        setup = SimSetup.make(device_profile=name, model_profile=model_name, base=base, engine=EngineConfig(seqs, tokens))
+        check_specs(setup, specs)
+        plans.append(MatrixPlan(traces=tuple(args.trace or DEFAULT_TRACES), loads=_loads(args.loads), seeds=args.seeds,
+                                requests=args.requests, policies=specs, setup=setup,
+                                max_context_tokens=model.max_context_tokens))
+    for spec in plans[0].traces:  # every trace readable before anything runs
+        cell_trace(spec, 0, 2, max_context_tokens=plans[0].max_context_tokens)
+    return plans
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from camel_vllm.bench.matrix import DEFAULT_TRACES, MatrixPlan, count_runs, format_matrix, matrix_to_dict, run_matrix
-    from camel_vllm.bench.sim import SimSetup, parse_policies
-    from camel_vllm.devices.emulator.profiles import load_model_profile
+    from camel_vllm.bench.matrix import cell_trace, count_runs, run_matrix
+    from camel_vllm.bench.matrix_report import (BoardResult, board_heading, format_latency, format_matrix,
+                                                matrix_to_dict)
+    from camel_vllm.bench.sim import arm_set
 
+    _deprecated(args)
     try:
         for key, value, ok in (("seeds", args.seeds, args.seeds >= 1), ("requests", args.requests, args.requests >= 2),
                                ("workers", args.workers, args.workers >= 1),
-                               ("max-num-seqs", args.max_num_seqs, args.max_num_seqs >= 1),
-                               ("max-num-batched-tokens", args.max_num_batched_tokens, args.max_num_batched_tokens >= 1)):
+                               ("max-num-seqs", args.max_num_seqs, args.max_num_seqs is None or args.max_num_seqs >= 1),
+                               ("max-num-batched-tokens", args.max_num_batched_tokens,
+                                args.max_num_batched_tokens is None or args.max_num_batched_tokens >= 1)):
             if not ok:
                 raise ConfigError(key, value, "must be a positive integer" if key != "requests" else "must be >= 2")
-        for key, path, want_dir in (("json", args.json, False), ("plot", args.plot, False)):
-            if path is not None and os.path.isdir(path):
-                raise ConfigError(key, path, "is a folder; give a file path")
-        base = CamelConfig.from_mapping(load_yaml_file(args.config)) if args.config else CamelConfig()
-        specs = tuple(parse_policies(args.policies))
-        model = load_model_profile(args.model)
-        setup = SimSetup.make(device_profile=args.device, model_profile=args.model, base=base,
-                              engine=EngineConfig(args.max_num_seqs, args.max_num_batched_tokens))
-        plan = MatrixPlan(traces=tuple(args.trace or DEFAULT_TRACES), loads=_loads(args.loads), seeds=args.seeds,
-                          requests=args.requests, policies=specs, setup=setup,
-                          max_context_tokens=model.max_context_tokens)
-        from camel_vllm.bench.matrix import cell_trace
-
-        for spec in plan.traces:  # every trace readable before anything runs
-            cell_trace(spec, 0, 2, max_context_tokens=plan.max_context_tokens)
+        checks.output_file("json", args.json, make_folder=True)
+        if args.plot is not None:
+            checks.output_file("plot", args.plot, make_folder=True)
+        for key, path in (("json", args.json), ("plot", args.plot)):
+            for trace in args.trace or ():
+                if path and os.path.exists(trace) and os.path.exists(path) and os.path.samefile(trace, path):
+                    raise ConfigError(key, path, "is the --trace file; writing it would overwrite the trace")
+        raw_config = load_yaml_file(args.config) if args.config else {}
+        plans = _plans(args, raw_config)
+        notes = []
+        for spec in plans[0].traces:
+            n = len(cell_trace(spec, 0, plans[0].requests, max_context_tokens=plans[0].max_context_tokens))
+            if n < plans[0].requests:
+                notes.append(f"{spec} holds {n} requests, fewer than --requests {plans[0].requests}: its cells replay {n}")
+                print(f"camel-vllm bench matrix: note: {notes[-1]}", file=sys.stderr)
         t0 = time.perf_counter()
-        with tqdm(total=count_runs(plan), desc="matrix", unit="run") as bar:
-            cells = run_matrix(plan, workers=args.workers, progress=bar.update)
+        results = []
+        for plan in plans:
+            arms = len(arm_set(plan.setup))
+            with tqdm(total=count_runs(plan), desc=f"matrix {plan.setup.config.device_profile}", unit="run") as bar:
+                results.append(BoardResult(plan, run_matrix(plan, workers=args.workers, progress=bar.update), arms))
     except (ConfigError, TraceFormatError, ValueError) as err:
         print(f"camel-vllm bench matrix: {err}", file=sys.stderr)
         return 2
     wall_s = time.perf_counter() - t0
-    data = matrix_to_dict(plan, cells, notes=[f"{count_runs(plan)} simulated runs in {wall_s:.0f} s wall "
-                                              f"({args.workers} worker processes); every energy figure is emulated"])
+    runs = sum(count_runs(p) for p in plans)
+    data = matrix_to_dict(results, notes=notes + [f"{runs} simulated runs in {wall_s:.0f} s wall ({args.workers} "
+                                                  "worker processes); every energy figure is emulated"])
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
         fh.write("\n")
+    specs = plans[0].policies
     tested = next((p.label for p in specs if p.policy == "camel"), specs[-1].label)
-    print(f"{args.device} / {args.model}, {args.requests} requests x {args.seeds} seeds per cell (EMULATED energy)")
-    print(format_matrix(cells, tested))
+    names = [p.label for p in specs if p.policy != "oracle"]
+    if "default" not in names:
+        names.insert(0, "default")
+    for board in results:
+        print(board_heading(board))
+        print(format_matrix(board.cells, tested))
+        print("latency (emulated board, simulated engine):")
+        print(format_latency(board.cells, names))
+        print()
     if args.plot:
         from camel_vllm.bench.plots import plot_matrix
 
-        print(f"wrote {plot_matrix(cells, args.plot, tested)}")
+        os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+        for board, path in zip(results, plot_paths(args.plot, [b.device for b in results])):
+            print(f"wrote {plot_matrix(board.cells, path, tested, title=board.device)}")
     print(f"wrote {args.json}")
     return 0

@@ -252,7 +252,7 @@ class SimEngine:
                             r.rid, r.arrival_s, t, r.prompt, r.generated, r.first_token_s))
                         energy = outcome.energy_j if outcome is not None else 0.0
                         ttft = None if r.first_token_s is None else r.first_token_s - r.arrival_s
-                        records.append(RequestRecord(r.rid, r.arrival_s, t, ttft, energy))
+                        records.append(RequestRecord(r.rid, r.arrival_s, t, ttft, energy, output_tokens=r.generated))
                         if on_finish is not None:
                             on_finish(1)
                     else:

@@ -16,6 +16,8 @@ class RequestRecord:
     energy_j: float
     ok: bool = True
     error: str = ""
+    #: Output tokens generated (0: not recorded), for the time per output token.
+    output_tokens: int = 0
 
     @property
     def latency_s(self) -> float:
@@ -24,3 +26,10 @@ class RequestRecord:
     @property
     def edp_js(self) -> float:
         return self.energy_j * self.latency_s
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Mean time per output token after the first (s); None without a first token or a second."""
+        if self.ttft_s is None or self.output_tokens < 2:
+            return None
+        return max(0.0, self.latency_s - self.ttft_s) / (self.output_tokens - 1)

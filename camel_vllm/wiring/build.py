@@ -66,8 +66,32 @@ def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
     return sorted(set(int(b) for b in config.batch_sizes))
 
 
+#: ``frequencies_mhz: auto`` takes at most this many clocks (a Jetson's 7-13 steps all; an H100's
+#: 110 NVML steps would make 770 arms, most of them a step apart: exploration spent on
+#: neighbours that cost the same, and a decision that projects them all).
+MAX_AUTO_CLOCKS = 12
+#: ... spread evenly from the top clock down to this share of it: the span of Camel's grid on the
+#: AGX Orin 32GB (306 / 930.75 MHz, arXiv 2508.09173). Lower clocks only slow a GPU whose decode is
+#: memory-bound without saving energy (docs/devices.md).
+AUTO_LOWEST_SHARE = 1.0 / 3.0
+
+
+def auto_frequencies_hz(offered: Sequence[float]) -> list[float]:
+    """Every offered clock, or when there are more than MAX_AUTO_CLOCKS, the offered steps
+    nearest MAX_AUTO_CLOCKS evenly spaced clocks from the top down to AUTO_LOWEST_SHARE of it."""
+    offered = sorted(offered)
+    if len(offered) <= MAX_AUTO_CLOCKS:
+        return list(offered)
+    top = offered[-1]
+    low = min((f for f in offered if f >= AUTO_LOWEST_SHARE * top), default=offered[0])
+    picked = {min(offered, key=lambda f: abs(f - (low + (top - low) * k / (MAX_AUTO_CLOCKS - 1))))
+              for k in range(MAX_AUTO_CLOCKS)}
+    return sorted(picked)
+
+
 def resolve_frequencies_hz(config: CamelConfig, device: Device) -> list[float | None]:
-    """``auto``: every frequency the device offers; a list must name offered frequencies.
+    """``auto``: the device's clocks (at most MAX_AUTO_CLOCKS, see :func:`auto_frequencies_hz`);
+    a list must name offered frequencies.
 
     A device without a settable clock (read-only mode, ``device: none``) gives ``[None]``:
     batch-only arms.
@@ -75,7 +99,7 @@ def resolve_frequencies_hz(config: CamelConfig, device: Device) -> list[float | 
     offered = sorted(device.available_frequencies_hz())
     writable = device.info().can_set_frequency and not config.read_only
     if config.frequencies_mhz == "auto":
-        return list(offered) if offered and writable else [None]
+        return auto_frequencies_hz(offered) if offered and writable else [None]
     if not offered:
         raise ConfigError(
             "frequencies_mhz", list(config.frequencies_mhz),

@@ -71,7 +71,11 @@ def test_cli_writes_table_json_and_heatmap(tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert "EMULATED" in text and "synthetic:long-prompt" in text
     data = json.loads(out.read_text())
-    assert data["emulated"] is True and data["mode"] == "matrix" and len(data["cells"]) == 1
+    assert data["emulated"] is True and data["mode"] == "matrix" and len(data["boards"]) == 1
+    (board,) = data["boards"]
+    assert board["device"] == "orin-agx-32gb" and len(board["cells"]) == 1 and board["arms"] == 49
+    latency = board["cells"][0]["latency"]["camel"]
+    assert 0 < latency["ttft_p50_s"] <= latency["ttft_p99_s"] and latency["slo_met"] is None
     assert "saturated throughput" in data["load_definition"]
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -96,7 +100,8 @@ def test_bad_input_is_one_line_and_exit_2_within_seconds(tmp_path, args, message
 
 
 def test_table_names_the_most_frequent_best_arm_and_a_tie_goes_to_the_earliest_seed() -> None:
-    from camel_vllm.bench.matrix import ORACLE, CellResult, format_matrix
+    from camel_vllm.bench.matrix import ORACLE, CellResult
+    from camel_vllm.bench.matrix_report import format_matrix
 
     def row(arms):
         cell = CellResult(trace="t.csv", load=0.2, capacity_rps=[1.0] * 3, target_rps=[0.2] * 3,
