@@ -132,7 +132,7 @@ FREQUENCY_SWITCHES = MetricSpec(
 DEVICE_ERRORS = MetricSpec(
     "camel_device_errors", "counter",
     "Device and state errors by kind (permission, set_frequency, frequency_mismatch, "
-    "state_save, read, sensor).",
+    "state_save, read, sensor; policy: the policy raised and the default arm is played from then on).",
     ("kind",),
 )
 CONTROLLER_INFO = MetricSpec(
@@ -172,7 +172,9 @@ MODEL_EXPLORATIONS = MetricSpec(
 )
 
 #: Error kinds pre-created at 0 so that ``rate()`` sees the first error.
-KNOWN_ERROR_KINDS: tuple[str, ...] = ("permission", "set_frequency", "frequency_mismatch", "state_save", "read", "sensor")
+KNOWN_ERROR_KINDS: tuple[str, ...] = (
+    "permission", "set_frequency", "frequency_mismatch", "state_save", "read", "sensor", "policy",
+)
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
     ARM_PULLS, ARM_REQUESTS, ARM_ENERGY, ARM_COST_MEAN, ARM_COST_STD, ARM_SELECTED, ARM_AVAILABLE,
