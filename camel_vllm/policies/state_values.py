@@ -65,14 +65,15 @@ def item(state: Mapping[str, Any], key: str, default: Any = _MISSING) -> Any:
 
 
 def _show(value: Any) -> str:
-    return repr(float(value)) if isinstance(value, np.floating) else repr(value)
+    text = repr(float(value)) if isinstance(value, np.floating) else repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def check_number(value: Any, field: str, *, low: float | None = 0.0, high: float = MAX_MAGNITUDE,
                  integer: bool = False) -> float:
     """``value`` as a float: a finite number in ``[low, high]`` (a whole number if ``integer``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise BadStateValue(field, f"= {value!r} is not a number")
+        raise BadStateValue(field, f"= {_show(value)} is not a number")
     try:
         number = float(value)
     except OverflowError:  # an integer beyond any float
@@ -106,13 +107,15 @@ def array(value: Any, field: str, shape: tuple[int, ...], *, low: float | None =
     """``value`` as a float array of ``shape`` whose entries are finite and in range (``low``
     None: |x| <= ``high``). The first bad entry is named with its index: ``xty[3] = ...``."""
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise BadStateValue(field, f"= {value!r} is not a list of numbers")
+        raise BadStateValue(field, f"= {_show(value)} is not a list of numbers")
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError, OverflowError):
         arr = None
-    if arr is None or arr.dtype != float or _has_bool(value):
-        raise BadStateValue(field, "is not a list of numbers (of equal lengths)")
+    if not _all_numbers(value):
+        raise BadStateValue(field, "holds something other than numbers")
+    if arr is None or arr.dtype != float:
+        raise BadStateValue(field, "is not a list of numbers with rows of equal length")
     if arr.shape != shape:
         raise BadStateValue(field, f"has shape {arr.shape}, expected {shape}")
     floor = -high if low is None else low
@@ -124,12 +127,13 @@ def array(value: Any, field: str, shape: tuple[int, ...], *, low: float | None =
     return arr
 
 
-def _has_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
+def _all_numbers(value: Any) -> bool:
+    """Every leaf of nested lists is a number (numpy would also turn "1.5" and True into floats)."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "fiu"
     if isinstance(value, (list, tuple)):
-        return any(_has_bool(v) for v in value)
-    return False
+        return all(_all_numbers(v) for v in value)
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
 def check_statistics(xtx: np.ndarray, xty: np.ndarray, yty: float | None, *, names: tuple[str, str] = ("xtx", "xty")

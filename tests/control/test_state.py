@@ -227,6 +227,7 @@ def _set(keys: str, value):
     ("camel", lambda s: s["correction"].pop("weight"), "correction.weight is missing"),
     ("camel-ts", _set("stats.n.0.1", -1.0), "stats.n[0, 1] = -1.0 must be >= 0"),
     ("camel-ts", _set("warm_mean.2", "x"), "warm_mean[2] = 'x' is not a number"),
+    ("camel-ts", _set("stats.xbar.0.0", "1.5"), "stats.xbar holds something other than numbers"),
     ("ts", _set("latency.xbar.0.0", 1e200), "latency.xbar[0, 0] = 1e+200 must be <= 1e+100"),
     ("zeus-ts", _set("sums.1", [2.0, 10.0, 1.0]), "sums[1, 1] = 10.0 exceeds sqrt(count x sum of squares)"),
     ("ucb", _set("stats.m2", [0.0, 0.0]), "stats.m2 has shape (2,), expected (9,)"),
