@@ -5,6 +5,11 @@ Engine adapters (the vLLM scheduler, the simulator) feed it the same few events:
 :meth:`~Controller.end_iteration` (the step's tokens per request), :meth:`~Controller.request_finished`
 or :meth:`~Controller.request_aborted`, and :meth:`~Controller.close`. docs/controller.md
 describes epochs, energy attribution, unmeasured energy, crediting and the policy hooks.
+
+A policy that raises from any of its hooks never takes the engine down: the controller logs
+one line, counts ``camel_device_errors_total{kind="policy"}`` and from then on plays the
+default arm (:class:`DefaultArmPolicy`) without calling that policy again; energy attribution
+and request accounting go on, and the learned-state file is left as it was.
 """
 
 from __future__ import annotations
@@ -73,6 +78,32 @@ class StateStore(Protocol):
     load_outcome: str | None
 
     def save(self, policy: Policy) -> None: ...
+
+
+class DefaultArmPolicy(Policy):
+    """What the controller plays once its policy failed: the default arm
+    (:meth:`ArmSet.default_index <camel_vllm.core.arms.ArmSet.default_index>`: the highest
+    available clock with the largest cap, vLLM left alone), learning nothing."""
+
+    name = "default-arm"
+
+    def __init__(self, arms: ArmSet) -> None:
+        self.arms = arms
+
+    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+        return self.arms.default_index()
+
+    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
+        return None
+
+    def estimates(self) -> list:
+        return []
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: object) -> None:
+        return None
 
 
 @dataclass
@@ -153,6 +184,8 @@ class Controller:
         self._decide_on_growth = bool(policy.decide_on_demand_growth)
         self._maintain_each = bool(policy.maintain_each_iteration)
         self._demand_trigger: int | None = None
+        #: The policy that raised from a hook (None: none did); ``policy`` is then a DefaultArmPolicy.
+        self.failed_policy: Policy | None = None
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
 
@@ -173,7 +206,10 @@ class Controller:
     # ---------------------------------------------------------------- events
     def request_arrived(self, request_id: str, now_s: float, prompt_tokens: int) -> None:
         self.context_model.request_arrived(now_s, prompt_tokens)
-        self.policy.observe_arrival(now_s, prompt_tokens)
+        try:
+            self.policy.observe_arrival(now_s, prompt_tokens)
+        except Exception as err:
+            self._policy_failed("observe_arrival", err)
         self._traces.setdefault(request_id, _RequestTrace())
 
     def decision_due(self, now_s: float, demand: int | None = None) -> bool:
@@ -202,7 +238,10 @@ class Controller:
         if self.decision_due(now_s, snapshot.num_running + snapshot.num_waiting):
             self._decide(snapshot)
         elif self._maintain_each or self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0:
-            self.policy.maintain()  # the policy's housekeeping, just ahead of the decision
+            try:
+                self.policy.maintain()  # the policy's housekeeping, just ahead of the decision
+            except Exception as err:
+                self._policy_failed("maintain", err)
         self._epoch_iterations_left -= 1
         if not self._in_flight:
             reading = self._read_energy()
@@ -224,7 +263,11 @@ class Controller:
         delta_j = max(0.0, energy_now_j - self._energy_mark_j)
         measured = self._energy_measurable and reading.gaps == self._gaps_mark
         self._energy_mark_j, self._gaps_mark = energy_now_j, reading.gaps
-        self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s, delta_j if measured else None)
+        try:
+            self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s,
+                                          delta_j if measured else None)
+        except Exception as err:
+            self._policy_failed("observe_iteration", err)
         total_tokens = work.num_tokens or sum(work.tokens_by_request.values())
         if total_tokens <= 0:
             return extra_s
@@ -273,8 +316,11 @@ class Controller:
             if self.observe_budget > 0:
                 self._pending.extend((arm_index, context, cost, share) for (context, arm_index), share in shares.items())
             else:
-                for (context, arm_index), share in shares.items():
-                    self.policy.observe(arm_index, context, cost, share)
+                try:
+                    for (context, arm_index), share in shares.items():
+                        self.policy.observe(arm_index, context, cost, share)
+                except Exception as err:
+                    self._policy_failed("observe", err)
         outcome = RequestOutcome(
             request=request,
             energy_j=trace.energy_j,
@@ -285,7 +331,10 @@ class Controller:
             first_scheduled_s=trace.first_s,
             energy_measured=not trace.unmeasured,
         )
-        self.policy.observe_outcome(outcome)
+        try:
+            self.policy.observe_outcome(outcome)
+        except Exception as err:
+            self._policy_failed("observe_outcome", err)
         self.updates += 1
         for listener in self.listeners:
             listener.on_outcome(outcome)
@@ -319,14 +368,15 @@ class Controller:
     # --------------------------------------------------------------- internals
     def _decide(self, snapshot: EngineSnapshot) -> None:
         context = self.context_model.context(snapshot)
-        self.policy.observe_snapshot(snapshot)
+        try:
+            self.policy.observe_snapshot(snapshot)
+        except Exception as err:
+            self._policy_failed("observe_snapshot", err)
         previous_freq_hz = self.applied_freq_hz
         # Each refused frequency is switched off, so this ends within len(frequencies) tries.
         for _ in range(len(self.arms.frequencies_hz) + 1):
             available = self.arms.available_indices()
-            index = self.policy.select(context, available, self.current_index)
-            if index not in available:
-                raise RuntimeError(f"policy {self.policy.name} chose unavailable arm {index}")
+            index = self._select(context, available)
             if self._apply_frequency(self.arms[index].freq_hz):
                 break
         self.current_index = index
@@ -353,13 +403,42 @@ class Controller:
         for listener in self.listeners:
             listener.on_decision(decision)
 
+    def _select(self, context: Context, available: list[int]) -> int:
+        """The policy's choice among ``available``; the default arm if the policy fails (raises,
+        or names an arm that is not available)."""
+        try:
+            index = self.policy.select(context, available, self.current_index)
+            if index not in available:
+                raise RuntimeError(f"chose arm {index!r}, which is not among the available arms {available}")
+            return int(index)
+        except Exception as err:
+            self._policy_failed("select", err)
+            return self.policy.select(context, available, self.current_index)
+
+    def _policy_failed(self, hook: str, err: Exception) -> None:
+        """The policy raised from ``hook``: one line, ``camel_device_errors_total{kind="policy"}``,
+        and the default arm from the next iteration on (the failed policy is never called again)."""
+        logger.error("camel: policy %s failed in %s: %s: %s; serving with the default arm from now on",
+                     self.policy.name, hook, type(err).__name__, err)
+        logger.debug("camel: where policy %s failed", self.policy.name, exc_info=err)
+        self.failed_policy = self.policy
+        self.policy = DefaultArmPolicy(self.arms)
+        self._decide_on_growth = self._maintain_each = False
+        self._demand_trigger = None
+        self._pending.clear()
+        self._epoch_iterations_left = 0  # decide (the default arm) at the next iteration
+        self._device_error("policy")
+
     def _credit_pending(self, limit: int | None) -> None:
         """Hand up to ``limit`` waiting credits (all if None) to the policy, oldest first."""
         pending, observe = self._pending, self.policy.observe
         count = len(pending) if limit is None else min(limit, len(pending))
-        for _ in range(count):
-            arm_index, context, cost, weight = pending.popleft()
-            observe(arm_index, context, cost, weight)
+        try:
+            for _ in range(count):
+                arm_index, context, cost, weight = pending.popleft()
+                observe(arm_index, context, cost, weight)
+        except Exception as err:
+            self._policy_failed("observe", err)
 
     def _read_energy(self) -> EnergyReading:
         """The device's counter with its gap count; a new episode of failing reads is counted."""
@@ -418,8 +497,12 @@ class Controller:
 
     def _save_state(self) -> None:
         assert self.state_store is not None
+        if self.failed_policy is not None:
+            return  # a policy that failed may hold what made it fail: the file keeps the last good state
         try:
             self.state_store.save(self.policy)
         except OSError as err:
             logger.warning("camel: saving learned state failed: %s", err)
             self._device_error("state_save")
+        except Exception as err:  # the policy's state_dict raised (or gave a value JSON refuses)
+            self._policy_failed("state_dict", err)

@@ -4,7 +4,8 @@ One JSON file per state path::
 
     {"format": "camel-vllm-state", "schema": 1,
      "meta": {"policy", "arms" (labels), "cost", "device_kind", "device_profile",
-              "device_name", "contextual", "saved_at"},
+              "device_name", "contextual", "written_by" (the policy's name: "slo+camel-ts"),
+              "saved_at"},
      "checksum": sha256 of the canonical policy_state JSON,
      "policy_state": policy.state_dict()}
 
@@ -13,10 +14,11 @@ one (``os.replace`` is atomic on POSIX), so a crash leaves either the old file o
 one, never a partial file. Loading accepts a file whose policy, arm set, cost and device
 kind/profile match; the device *name* may differ, so a state learned on one board
 warm-starts another of the same kind. A file that cannot be read back (truncated, not JSON,
-bad checksum, rejected by the policy) is moved aside as ``<path>.corrupt-<timestamp>``; a
-well-formed file made for something else (another schema, policy, arm set, cost, device
-kind, or number of load contexts: saved with ``contextual`` on, loaded with it off) as
-``<path>.foreign-<timestamp>``. Either way one warning is logged and learning
+bad checksum, or a value the policy refuses: every policy checks each value it loads, see
+:mod:`camel_vllm.policies.state_values`) is moved aside as ``<path>.corrupt-<timestamp>``; a
+well-formed file made for something else (another schema, policy, or inner policy of ``slo``,
+arm set, cost, device kind, or number of load contexts: saved with ``contextual`` on, loaded
+with it off) as ``<path>.foreign-<timestamp>``. Either way one warning is logged and learning
 starts fresh.
 """
 
@@ -89,7 +91,7 @@ class PolicyStateStore:
         payload = {
             "format": STATE_FORMAT,
             "schema": SCHEMA_VERSION,
-            "meta": {**self.meta, "saved_at": self.clock()},
+            "meta": {**self.meta, "written_by": str(policy.name), "saved_at": self.clock()},
             "checksum": _checksum(state),
             "policy_state": state,
         }
@@ -121,10 +123,12 @@ class PolicyStateStore:
             return False
         try:
             state, meta = self._read()
-            self._check_shape(state, meta, policy)
+            fresh = policy.state_dict()
+            self._check_policy(state, meta, policy, fresh)
+            self._check_shape(state, meta, fresh)
             try:
                 policy.load_state_dict(state)
-            except (ValueError, KeyError, TypeError, IndexError) as err:
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError) as err:
                 raise StateFileError("corrupt", f"policy rejected the state ({err})") from err
         except StateFileError as err:
             moved = self._move_aside(err.kind)
@@ -144,14 +148,28 @@ class PolicyStateStore:
         self.load_outcome = f"started from the learned state in {self.path}"
         return True
 
-    def _check_shape(self, state: dict[str, Any], meta: dict[str, Any], policy: Policy) -> None:
+    def _check_policy(self, state: dict[str, Any], meta: dict[str, Any], policy: Policy,
+                      fresh: dict[str, Any]) -> None:
+        """A state another policy wrote is foreign, not corrupt, also where ``meta.policy``
+        matches (``slo`` around another inner policy): by the name the file records, and in a
+        file without it by the kind of state each level holds."""
+        theirs = meta.get("written_by")
+        if theirs is not None and theirs != policy.name:
+            raise StateFileError("foreign", f"written by policy {theirs}, this run is {policy.name}")
+        their_kinds, our_kinds = _kinds(state), _kinds(fresh)
+        if their_kinds != our_kinds:
+            raise StateFileError("foreign", f"holds a {'/'.join(their_kinds)} state, this run's policy {policy.name} "
+                                            f"keeps a {'/'.join(our_kinds)} state")
+
+    def _check_shape(self, state: dict[str, Any], meta: dict[str, Any], fresh: dict[str, Any]) -> None:
         """A state learned over another number of load contexts (saved with ``contextual``
         on, loaded with it off, or the reverse) is foreign, not corrupt: compared with the
-        fresh policy's own ``num_contexts`` before the policy is asked to load it."""
+        fresh policy's own ``num_contexts`` (in ``fresh``, its state) before the policy is asked
+        to load it."""
         theirs = state.get("num_contexts")
         if theirs is None:
             return
-        ours = policy.state_dict().get("num_contexts")
+        ours = fresh.get("num_contexts")
         if ours is None or theirs == ours:
             return
         saved = f", saved with contextual: {json.dumps(meta['contextual'])}" if "contextual" in meta else ""
@@ -173,11 +191,17 @@ class PolicyStateStore:
         meta, state = payload.get("meta"), payload.get("policy_state")
         if not isinstance(meta, dict) or not isinstance(state, dict):
             raise StateFileError("corrupt", "missing meta or policy_state")
-        if payload.get("checksum") != _checksum(state):
+        try:
+            checksum = _checksum(state)
+        except ValueError as err:  # NaN or Infinity: json reads them, no state holds them
+            raise StateFileError("corrupt", f"policy_state holds a number JSON does not allow ({err})") from err
+        if payload.get("checksum") != checksum:
             raise StateFileError("corrupt", "checksum mismatch")
         for key in MATCH_KEYS:
             if meta.get(key) != self.meta[key]:
                 theirs = meta.get(key)
+                if key == "policy":
+                    raise StateFileError("foreign", f"written by policy {theirs}, this run is {self.meta[key]}")
                 if key == "arms" and isinstance(theirs, list):
                     theirs = f"{len(theirs)} arms"
                     ours = f"{len(self.meta['arms'])} arms (or different labels)"
@@ -195,6 +219,15 @@ class PolicyStateStore:
             target = f"{self.path}.{kind}-{stamp}-{n}"
         os.replace(self.path, target)
         return target
+
+
+def _kinds(state: Any) -> tuple[str, ...]:
+    """The kind of state at each level: ``("model-based",)``, ``("slo", "nig-thompson")``."""
+    if not isinstance(state, dict):
+        return ("none",)
+    if state.get("policy") == "slo":
+        return ("slo", *_kinds(state.get("inner")))
+    return (str(state.get("kind", "unnamed")),)
 
 
 def _checksum(state: Any) -> str:

@@ -109,7 +109,11 @@ class Device(Protocol):
         ...
 
     def restore(self) -> None:
-        """Put the clock settings back to what was found when the device was opened."""
+        """Put the clock settings back to what was found when the device was opened.
+
+        Runs at exit and from signal handlers, so it does not raise: a failure is one error
+        line saying what the clock is left at and what puts it back (the next start, from
+        the run record, or a command by hand)."""
         ...
 
     def close(self) -> None:

@@ -145,7 +145,8 @@ class NvmlDevice:
         self._lock = threading.Lock()
         self._closed = False
         self._locked = False
-        self._left_locked = False  # an earlier run's lock could not be reset at open
+        self._left_locked = False  # a lock (an earlier run's, or this one's) could not be reset
+        self._locked_mhz: int | None = None  # the SM clock camel last locked
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as err:
@@ -229,6 +230,7 @@ class NvmlDevice:
                         raise nvml_error(err, PERMISSION_LINE) from err
                     raise nvml_error(err, f"nvml: locking clocks at {mhz} MHz failed: {err}") from err
                 self._locked = True
+                self._locked_mhz = mhz
             return min(self._read_back_mhz(h, mhz) for h in self.handles) * 1e6
 
     def energy_j(self) -> float:
@@ -278,7 +280,8 @@ class NvmlDevice:
         return 0.0
 
     def restore(self) -> None:
-        """Reset locked clocks (NVML cannot read the previous lock back); never in read_only."""
+        """Reset locked clocks (NVML cannot read the previous lock back); never in read_only.
+        Never raises: a failure is one error line (see :meth:`_reset_locked`)."""
         with self._lock:
             if self._locked and not self.read_only:
                 self._reset_locked()
@@ -357,13 +360,24 @@ class NvmlDevice:
         return sm_mhz
 
     def _reset_locked(self) -> None:
+        """Reset every GPU's locked clocks. A failure is one error line: which GPUs, why, the
+        clock they stay locked at, and that the record is kept so the next start resets them."""
         errors = self._reset_all()
-        for err in errors:
-            logger.error("camel: resetting NVML locked clocks failed: %s", err)
         self._locked = False
         if not errors:
             self._left_locked = False
             self.record.remove()
+            return
+        self._left_locked = True  # keep the record: the next start resets what is still locked
+        at = "" if self._locked_mhz is None else f" at {self._locked_mhz} MHz"
+        if self.record.path is not None:
+            then = f"the record {self.record.path} is kept, so the next start resets them (or run `{RESET_BY_HAND}`)"
+        elif self.record.shared:
+            then = f"another live process's record covers these GPUs; `{RESET_BY_HAND}` resets them"
+        else:
+            then = f"no record could be written: run `{RESET_BY_HAND}`"
+        logger.error("camel: resetting the locked clocks failed (%s); they stay locked%s; %s",
+                     "; ".join(errors), at, then)
 
     def _reset_all(self) -> list[str]:
         """``nvmlDeviceResetGpuLockedClocks`` on every GPU; the failures, one string each."""

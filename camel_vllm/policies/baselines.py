@@ -26,6 +26,7 @@ import numpy as np
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.events import Context
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.state_values import BadStateValue, count, item, under
 from camel_vllm.policies.thompson.nig import SufficientStats
 
 
@@ -53,10 +54,14 @@ class EmpiricalPolicy(Policy):
         return {"kind": "empirical", "num_arms": self.num_arms, "stats": self.stats.to_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("kind") != "empirical" or int(state["num_arms"]) != self.num_arms:
-            raise ValueError(f"state is not an empirical state for {self.num_arms} arms")
+        """Load a state after checking every value (a failure names the field and changes nothing)."""
+        if state.get("kind") != "empirical":
+            raise ValueError(f"state kind {state.get('kind')!r} is not empirical")
+        if count(state, "num_arms") != self.num_arms:
+            raise BadStateValue("num_arms", f"= {state['num_arms']} but the policy has {self.num_arms} arms")
         stats = SufficientStats((self.num_arms,))
-        stats.load(state["stats"])
+        with under("stats"):
+            stats.load(item(state, "stats"))
         self.stats = stats
 
     def _best_mean(self, idx: np.ndarray) -> int:

@@ -35,6 +35,7 @@ import numpy as np
 
 from camel_vllm.core.events import Context
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.state_values import BadStateValue, array, check_number, count, item
 
 #: Zeus's defaults (zeus 0.16.0, zeus/optimizer/batch_size/common.py, ``JobParams``:
 #: mab_prior_mean, mab_prior_precision, mab_num_explorations, window_size).
@@ -148,29 +149,37 @@ class ZeusTSPolicy(Policy):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Load a state; a windowed state also loads into window 0 (its costs become the history)."""
-        if state.get("kind") != "zeus-ts" or int(state["num_arms"]) != self.num_arms:
-            raise ValueError(f"state is not a zeus-ts state for {self.num_arms} arms")
-        pulls = np.asarray(state["pulls"], dtype=float)
-        if pulls.shape != (self.num_arms,):
-            raise ValueError("zeus-ts state does not match the number of arms")
+        """Load a state; a windowed state also loads into window 0 (its costs become the history).
+        Every value is checked first (a failure names the field and changes nothing)."""
+        if state.get("kind") != "zeus-ts":
+            raise ValueError(f"state kind {state.get('kind')!r} is not zeus-ts")
+        if count(state, "num_arms") != self.num_arms:
+            raise BadStateValue("num_arms", f"= {state['num_arms']} but the policy has {self.num_arms} arms")
+        pulls = array(item(state, "pulls"), "pulls", (self.num_arms,), low=0.0)
+        windows: list[list[float]] | None = None
         if "windows" in state:
-            windows = [[float(x) for x in w] for w in state["windows"]]
-            if len(windows) != self.num_arms:
-                raise ValueError("zeus-ts state does not match the number of arms")
-            if self.window == 0:
-                sums = np.array([[len(w), sum(w), sum(x * x for x in w)] for w in windows], dtype=float)
-                self.sums = sums.reshape(self.num_arms, 3)
-            else:
-                self.windows = [deque(w, maxlen=self.window) for w in windows]
+            raw = state["windows"]
+            if not isinstance(raw, list) or len(raw) != self.num_arms:
+                raise BadStateValue("windows", f"is not a list of {self.num_arms} lists of costs")
+            windows = [array(w, f"windows[{a}]", (len(w) if isinstance(w, list) else 0,)).tolist()
+                       for a, w in enumerate(raw)]
+            sums = np.array([[len(w), sum(w), sum(x * x for x in w)] for w in windows], dtype=float)
+            sums = sums.reshape(self.num_arms, 3)
         elif "sums" in state:
             if self.window != 0:
                 raise ValueError(f"zeus-ts state holds all-history sums (window 0); it cannot fill a window of "
                                  f"{self.window}")
-            sums = np.asarray(state["sums"], dtype=float)
-            if sums.shape != (self.num_arms, 3):
-                raise ValueError("zeus-ts state does not match the number of arms")
-            self.sums = sums
+            sums = array(state["sums"], "sums", (self.num_arms, 3), low=None)
+            for a, (n, total, total_sq) in enumerate(sums):
+                check_number(n, f"sums[{a}, 0]", integer=True)
+                check_number(total_sq, f"sums[{a}, 2]")
+                if total * total > n * total_sq * (1.0 + 1e-9) + 1e-12:
+                    raise BadStateValue(f"sums[{a}, 1]", f"= {float(total)!r} exceeds sqrt(count x sum of squares), "
+                                                         "which no costs can")
         else:
-            raise ValueError("zeus-ts state has neither windows nor sums")
+            raise BadStateValue("sums", "is missing (and so is windows)")
+        if windows is not None and self.window > 0:
+            self.windows = [deque(w, maxlen=self.window) for w in windows]
+        else:
+            self.sums = sums
         self.pulls = pulls

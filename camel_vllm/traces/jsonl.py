@@ -11,7 +11,7 @@ from camel_vllm.traces.base import Trace, TraceFormatError, from_rows, parse_flo
 def load_jsonl(path: str, *, seconds_per_unit: float) -> Trace:
     """Each line ``{"timestamp", "input_length", "output_length"[, "hash_ids"]}``.
 
-    ``timestamp`` x ``seconds_per_unit`` gives seconds (Mooncake: ms -> 0.001; vLLM: 1).
+    ``timestamp`` (>= 0) x ``seconds_per_unit`` gives seconds (Mooncake: ms -> 0.001; vLLM: 1).
     """
     rows: list[tuple[float, int, int, tuple[int, ...]]] = []
     with open(path, encoding="utf-8") as fh:
@@ -27,7 +27,10 @@ def load_jsonl(path: str, *, seconds_per_unit: float) -> Trace:
             for key in ("timestamp", "input_length", "output_length"):
                 if key not in entry:
                     raise TraceFormatError(path, line, f"missing key '{key}' (has {sorted(entry)})")
-            ts = parse_float(path, line, "timestamp", entry["timestamp"]) * seconds_per_unit
+            ts = parse_float(path, line, "timestamp", entry["timestamp"])
+            if ts < 0:
+                raise TraceFormatError(path, line, f"timestamp={ts} must be >= 0")
+            ts *= seconds_per_unit
             prompt = parse_int(path, line, "input_length", entry["input_length"], minimum=1)
             output = parse_int(path, line, "output_length", entry["output_length"], minimum=0)
             hashes = entry.get("hash_ids", [])

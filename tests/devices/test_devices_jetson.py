@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import subprocess
@@ -337,3 +338,77 @@ def test_restore_in_forked_child_on_sigterm(tmp_path: Path) -> None:
             child.kill()
     assert child.exitcode == 0
     assert (tree.min_freq(), tree.max_freq(), tree.governor()) == (306000000, 930750000, "nvhost_podgov")
+
+
+# ------------------------------------------- a restore that fails (issue 23, item 2)
+EXIT_CHILD = textwrap.dedent(
+    """
+    import logging, sys
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    from camel_vllm.devices.jetson.device import JetsonDevice
+    from camel_vllm.testing.fake_sysfs import install_fault_injection
+    install_fault_injection(sys.argv[1])
+    device = JetsonDevice(sys.argv[1], sample_hz=100)
+    device.set_frequency_hz(612e6)
+    print("pinned", flush=True)
+    sys.stdin.readline()  # the permission is taken away meanwhile
+    if sys.argv[2] == "scheduler":  # what the vLLM scheduler does on SIGTERM, then at shutdown
+        try:
+            device.restore()
+        except Exception:
+            logging.getLogger("vllm.camel").exception("camel: restoring the device on signal failed")
+        device.close()
+    # "exit": nothing; atexit and the multiprocessing finaliser restore
+    """
+)
+
+
+def _left_line(tree, node: Path, record: Path) -> str:
+    return (f"ERROR camel: restoring the GPU clock at {node} failed (jetson: cannot write {node / 'max_freq'} "
+            f"(Permission denied): run as root, or install the udev rule in docs/devices.md that lets your group "
+            f"write the GPU devfreq min_freq/max_freq (or set read_only: true)); it is left at min_freq 612000000 "
+            f"max_freq 612000000 governor nvhost_podgov; the record {record} is kept, so the next start puts back "
+            f"min_freq 306000000 max_freq 930750000 governor nvhost_podgov")
+
+
+@pytest.mark.parametrize("mode", ["exit", "scheduler"])
+def test_a_restore_that_fails_at_exit_is_one_line_and_the_next_start_puts_the_clock_back(tmp_path: Path,
+                                                                                         mode: str) -> None:
+    root = tmp_path / "root"
+    tree = build_fake_orin_tree(root, 6, governor="nvhost_podgov")
+    child = subprocess.Popen([sys.executable, "-c", EXIT_CHILD, str(root), mode], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "pinned"
+        for path in (tree.min_freq_path, tree.max_freq_path, tree.governor_path):
+            tree.fail(path, write="EACCES")  # the udev rule was removed mid-run
+        _, stderr = child.communicate("\n", timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0
+    [record] = list((root / "run" / "camel-vllm").glob("jetson-gpu-*.json"))
+    assert stderr.splitlines() == [_left_line(tree, tree.class_link, record)]  # before: a 25-line traceback
+    tree.clear_faults()
+    device = JetsonDevice(str(root), start_sampler=False, install_exit_restore=False)  # the next start
+    assert (tree.min_freq(), tree.max_freq(), tree.governor()) == (306000000, 930750000, "nvhost_podgov")
+    assert not record.exists()
+    device.close()
+
+
+def test_a_restore_that_cannot_even_read_the_clock_says_what_camel_set(tmp_path: Path, caplog) -> None:
+    tree = build_fake_orin_tree(tmp_path, 6)
+    device = JetsonDevice(str(tmp_path), start_sampler=False, install_exit_restore=False)
+    device.set_frequency_hz(510e6)
+    tree.fail(tree.min_freq_path, read="EIO")
+    with caplog.at_level(logging.WARNING, logger="vllm.camel"):
+        device.restore()  # never raises
+        device.restore()  # tried again (at exit): says nothing more
+        device.close()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"camel: restoring the GPU clock at {tree.class_link} failed (jetson: reading "
+                           f"{tree.class_link / 'min_freq'} failed: ")
+    assert ("; it is left as camel set it (min_freq 510000000 max_freq 510000000); the record "
+            in line and line.endswith("so the next start puts back min_freq 306000000 max_freq 930750000 "
+                                      "governor nvhost_podgov"))

@@ -513,3 +513,26 @@ def test_kill_9_then_the_next_open_resets_the_locked_clocks(nvml, records: Path,
     assert m.nvmlDeviceResetGpuLockedClocks.call_args_list == [mock.call(0), mock.call(1)]
     assert gpus.locked == {0: None, 1: None} and _record_files(records) == []
     device.close()
+
+
+def test_a_reset_that_fails_at_exit_is_one_line_and_the_next_start_resets(nvml, records: Path, caplog) -> None:
+    """Permission taken away mid-run (issue 23, item 2): close says in one line which GPUs stay
+    locked at which clock and that the record is kept; the next start resets them."""
+    m, gpus = nvml
+    device = NvmlDevice([0, 1])
+    device.set_frequency_hz(1005e6)
+    [path] = _record_files(records)
+    m.nvmlDeviceResetGpuLockedClocks.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+    with caplog.at_level(logging.INFO, logger="vllm.camel"):
+        device.restore()  # never raises
+        device.close()  # nothing more to say
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "camel: resetting the locked clocks failed (GPU 0: Insufficient Permissions; GPU 1: Insufficient "
+        f"Permissions); they stay locked at 1005 MHz; the record {path} is kept, so the next start resets them "
+        "(or run `sudo nvidia-smi -rgc`)"
+    ]
+    assert path.exists() and gpus.locked == {0: 1005, 1: 1005}
+    m.nvmlDeviceResetGpuLockedClocks.side_effect = lambda h: gpus.locked.__setitem__(h, None)
+    # The next start: a record whose process is gone (this process's own pid counts as gone).
+    NvmlDevice([0, 1]).close()
+    assert gpus.locked == {0: None, 1: None} and not path.exists()

@@ -414,7 +414,7 @@ def test_learned_state_round_trips_through_the_state_file(board_path, tmp_path) 
 
 
 def test_a_profile_started_model_explores_less_than_a_cold_one(board_path, monkeypatch) -> None:
-    """Exploratory decisions (``camel_model_exploratory_decisions``: the posterior draw, not the
+    """Exploratory decisions (``camel_model_exploratory_decisions_total``: the posterior draw, not the
     posterior mean, chose) among the first 100 model-based decisions, summed over four seeds:
     a prior from the profile starts the board model nearer the truth, so its draws stray less
     while it learns (later both models know the board and explore alike)."""

@@ -8,6 +8,9 @@
   panel's selector, with Grafana's variable interpolation, to a real controller's scrape.
 - Several engine instances: every per-arm panel sits in a row repeated per instance, and
   every other aggregate keeps ``instance`` (and says it in the legend).
+- Counters and gauges: only counters (and histogram samples) go through ``rate()`` or
+  ``increase()``, and a ratio never divides a gauge by a counter or a raw counter by a rate
+  (issue 23: the exploration share divided a gauge by ``camel_decisions_total``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import jsonschema
 import pytest
 
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.telemetry.metrics import MetricsExporter
-from tests.telemetry.test_metrics_helpers import DASHBOARD, REPO, drive, fetch, make_rig, samples
+from camel_vllm.telemetry.metrics import ALL_METRICS, MetricsExporter
+from tests.telemetry.test_metrics_helpers import (
+    DASHBOARD, REPO, dashboard_exprs, drive, fetch, make_rig, metric_names, samples,
+)
 
 SCHEMA_DIR = REPO / "deploy" / "grafana" / "schema"
 SCHEMA = SCHEMA_DIR / "dashboard-13.2.3.schema.json"
@@ -200,3 +205,36 @@ def test_per_arm_panels_repeat_per_instance_and_other_sums_keep_the_instance():
             if target.get("format") == "time_series":
                 assert "{{instance}}" in target["legendFormat"], (panel["title"], target["legendFormat"])
     assert per_arm == 5  # pulls and posterior heatmaps, decisions over time, requests and energy per arm
+
+
+# -------------------------------------------------------------- counters and gauges
+#: Exposed sample name -> "counter" (counter and histogram samples: they only go up) or "gauge".
+_KIND = {name: "gauge" if spec.type == "gauge" else "counter" for spec in ALL_METRICS for name in spec.exposed_names}
+_RATE_RE = re.compile(r"\b(?:rate|increase|irate)\s*\(\s*(\w+)")
+
+
+def _ratio_problems(expr: str) -> list[str]:
+    """What is wrong with how ``expr`` reads counters: a gauge under rate(), and a division
+    whose sides are not both gauges or both rates of counters."""
+    problems = [f"rate() of the gauge {n}" for n in _RATE_RE.findall(expr) if _KIND.get(n) == "gauge"]
+    if " / " in expr:
+        sides = expr.split(" / ")
+        kinds = [{_KIND[n] for n in metric_names(side) if n in _KIND} for side in sides]
+        rated = [bool(_RATE_RE.search(side)) for side in sides]
+        if any(k == {"gauge"} for k in kinds) and any("counter" in k for k in kinds):
+            problems.append("divides a gauge by a counter")
+        elif any("counter" in k for k in kinds) and not all(rated):
+            problems.append("divides a raw counter")
+    return problems
+
+
+def test_counters_are_read_through_rate_and_ratios_compare_like_with_like():
+    for expr in dashboard_exprs(_dashboard()):
+        assert _ratio_problems(expr) == [], expr
+    share = next(t["expr"] for t in _panel(_dashboard(), "Model error and exploration")["targets"]
+                 if "exploratory" in t["expr"])
+    assert "rate(camel_model_exploratory_decisions_total" in share and "rate(camel_decisions_total" in share
+    # The check can fail: the panel as the issue found it, and a rate of a gauge.
+    assert _ratio_problems('sum by (instance) (camel_model_exploratory_decisions{instance=~"$i"}) / '
+                           'sum by (instance) (camel_decisions_total{instance=~"$i"})') != []
+    assert _ratio_problems('rate(camel_power_watts{instance=~"$i"}[5m])') == ["rate() of the gauge camel_power_watts"]

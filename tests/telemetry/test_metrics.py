@@ -252,6 +252,28 @@ def test_close_stops_the_server(rig_exporter):
 
 
 # ------------------------------------------------------------------- multiprocess
+def test_model_counts_are_counters_that_never_go_back(rig_exporter):
+    """Issue 23: camel_model_iterations and camel_model_exploratory_decisions only go up, so they
+    are counters (``_total``), set from the policy's running counts and never shown lower."""
+    rig, exporter = rig_exporter
+    drive(rig, 6)
+    text = fetch(exporter.url)
+    kinds = families(text)
+    assert kinds["camel_model_iterations"] == kinds["camel_model_exploratory_decisions"] == "counter"
+    got = samples(text)
+    assert "camel_model_iterations" not in got and "camel_model_exploratory_decisions" not in got
+    policy = rig.controller.policy
+    readout = policy.model_readout()
+    assert one(got, "camel_model_iterations_total", kind="time").value == readout.iterations["time"] > 0
+    assert one(got, "camel_model_exploratory_decisions_total").value == policy.exploratory_decisions
+    drive(rig, 6)
+    later = scrape(exporter)
+    assert one(later, "camel_model_iterations_total", kind="time").value > readout.iterations["time"]
+    shown = one(later, "camel_model_exploratory_decisions_total").value
+    policy.exploratory_decisions = -1  # a count that went back (it never should): the counter holds
+    assert one(scrape(exporter), "camel_model_exploratory_decisions_total").value == shown
+
+
 CHILD = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
@@ -293,7 +315,8 @@ def test_multiprocess_files_merge_like_vllm_metrics(tmp_path):
     assert total(merged, "camel_arm_pulls_total") == decisions
     for name in ("camel_arm_pulls_total", "camel_arm_requests_total", "camel_arm_energy_joules_total",
                  "camel_request_latency_seconds_bucket", "camel_request_edp_joule_seconds_sum",
-                 "camel_arm_cost_mean", "camel_arm_selected", "camel_controller_info"):
+                 "camel_arm_cost_mean", "camel_arm_selected", "camel_controller_info",
+                 "camel_model_iterations_total", "camel_model_exploratory_decisions_total"):
         want = {tuple(sorted(s.labels.items())): s.value for s in own[name]}
         got = {tuple(sorted(s.labels.items())): s.value for s in merged[name]}
         assert got.keys() == want.keys(), name

@@ -84,8 +84,8 @@ def test_camel_endpoint_consistency(live):
     assert total(got, "camel_arm_energy_joules_total") == pytest.approx(
         one(got, "camel_request_energy_joules_sum").value)
     # the model-based policy learned from the engine's iterations and judged arms with its model
-    assert one(got, "camel_model_iterations", kind="time").value >= 8
-    assert one(got, "camel_model_iterations", kind="energy").value >= 8
+    assert one(got, "camel_model_iterations_total", kind="time").value >= 8
+    assert one(got, "camel_model_iterations_total", kind="energy").value >= 8
     assert got["camel_arm_cost_mean"] and all(s.value == s.value for s in got["camel_arm_cost_mean"])
     energies = [one(samples(live[k]), "camel_energy_joules_total").value for k in ("before", "after", "later")]
     assert energies[0] <= energies[1] <= energies[2] and energies[2] > 0, energies

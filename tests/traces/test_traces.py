@@ -60,6 +60,21 @@ def test_jsonl_malformed(tmp_path):
         load_trace(_write(tmp_path, "u.jsonl", "{oops\n"))
 
 
+@pytest.mark.parametrize("name", ["mooncake_trace.jsonl", "timed.jsonl"])
+def test_a_negative_timestamp_is_refused_as_burstgpt_refuses_it(tmp_path, name):
+    """Issue 23: JSONL traces took a negative timestamp (the trace then started before it began)
+    where BurstGPT refuses it; now both name the file, the line and the value in the same words."""
+    text = '{"timestamp": 0, "input_length": 6, "output_length": 2}\n' \
+           '{"timestamp": -1.5, "input_length": 6, "output_length": 2}\n'
+    with pytest.raises(TraceFormatError) as err:
+        load_trace(_write(tmp_path, name, text))
+    assert str(err.value).endswith(f"{name}:2: timestamp=-1.5 must be >= 0")
+    burst = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n-1.5,GPT-4,6,2,8,API log\n"
+    with pytest.raises(TraceFormatError) as err:
+        load_trace(_write(tmp_path, "b.csv", burst))
+    assert str(err.value).endswith("b.csv:2: Timestamp=-1.5 must be >= 0")
+
+
 def test_burstgpt(tmp_path):
     text = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n" \
            "5,ChatGPT,472,18,490,Conversation log\n" \

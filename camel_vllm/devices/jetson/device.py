@@ -75,6 +75,8 @@ class JetsonDevice:
         found = (self._read("min_freq"), self._read("max_freq"), self._read("governor"))
         self._dirty = False
         self._closed = False
+        self._restore_error_logged = False
+        self._pinned_hz: tuple[int, int] | None = None  # the (min, max) camel last wrote
         self.record = ClockRecord(self.access, node)
         self._saved = found if read_only else self._recover(found)
         logger.info("camel: jetson GPU clock found at %s: min_freq %s max_freq %s governor %s (restored on exit)",
@@ -151,15 +153,20 @@ class JetsonDevice:
         return 0.0
 
     def restore(self) -> None:
-        """Write back the saved min/max (safe order) and governor; no-op if nothing was written."""
+        """Write back the saved min/max (safe order) and governor; no-op if nothing was written.
+
+        Never raises (it runs at exit, on SIGTERM and from close): a failure is one error line
+        saying what the clock is left at and that the record stays for the next start, which
+        puts the settings back (:meth:`_recover`). Later tries that fail again say nothing more.
+        """
         with self._lock:
             if not self._dirty:
                 return
             try:
                 self._put_back(self._saved)
-            except DeviceError:
-                logger.error("camel: restoring the GPU clock at %s failed", self.node)
-                raise
+            except DeviceError as err:
+                self._restore_failed(err)
+                return
             self._dirty = False
             self.record.remove()
 
@@ -171,8 +178,6 @@ class JetsonDevice:
             if self.sampler is not None:
                 self.sampler.close()
             self.restore()
-        except DeviceError as err:  # already logged by restore; close must not mask the exit
-            logger.error("camel: %s", err)
         finally:
             if self._exit_restore is not None:
                 self._exit_restore.remove()
@@ -198,8 +203,34 @@ class JetsonDevice:
         """Write ``(min_freq, max_freq, governor)`` back in the safe order (not recorded)."""
         saved_min, saved_max, saved_governor = settings
         self._pin(int(saved_min), int(saved_max), record=False)
-        if self._read("governor") != saved_governor:
+        try:
+            governor = self._read("governor")
+        except OSError as err:
+            raise DeviceError(f"jetson: reading {self._governor_path} failed: {err.strerror or err}") from err
+        if governor != saved_governor:
             self._write(self._governor_path, saved_governor, record=False)
+
+    def _restore_failed(self, err: DeviceError) -> None:
+        """One error line (the first time): why, what the clock is left at, what happens next."""
+        if self._restore_error_logged:
+            logger.debug("camel: restoring the GPU clock at %s failed again: %s", self.node, err)
+            return
+        self._restore_error_logged = True
+        try:
+            left = "at min_freq {} max_freq {} governor {}".format(*(self._read(n) for n in ("min_freq", "max_freq",
+                                                                                        "governor")))
+        except OSError:
+            left = "as camel set it" + ("" if self._pinned_hz is None else f" (min_freq {self._pinned_hz[0]} "
+                                                                          f"max_freq {self._pinned_hz[1]})")
+        saved = "min_freq {} max_freq {} governor {}".format(*self._saved)
+        if self.record.path is not None:
+            then = f"the record {self.record.path} is kept, so the next start puts back {saved}"
+        elif self.record.shared:
+            then = f"the process that recorded {saved} puts them back when it exits"
+        else:
+            then = f"no record could be written: put back {saved} by hand (docs/devices.md)"
+        logger.error("camel: restoring the GPU clock at %s failed (%s); it is left %s; %s",
+                     self.node, err, left, then)
 
     def _recover(self, found: tuple[str, str, str]) -> tuple[str, str, str]:
         """The settings to restore on exit: ``found``, or those an earlier run recorded.
@@ -253,6 +284,7 @@ class JetsonDevice:
         else:
             self._write(self._min_path, str(min_hz), record=record)
             self._write(self._max_path, str(max_hz), record=record)
+        self._pinned_hz = (min_hz, max_hz)
 
     def _read_rails_w(self) -> float:
         total_w = 0.0

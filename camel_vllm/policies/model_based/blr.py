@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from camel_vllm.policies.state_values import array, check_statistics, item, number
+
 #: Floor on the noise variance (relative units when rows are scaled by 1/y): 1% noise.
 MIN_NOISE_VAR = 1e-4
 
@@ -139,13 +141,15 @@ class BayesLinReg:
         return {"xtx": self.xtx.tolist(), "xty": self.xty.tolist(), "yty": self.yty, "weight": self.weight}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        xtx = np.asarray(state["xtx"], dtype=float)
-        xty = np.asarray(state["xty"], dtype=float)
-        if xtx.shape != (self.dim, self.dim) or xty.shape != (self.dim,):
-            raise ValueError(f"regression state has shape {xtx.shape}, expected ({self.dim}, {self.dim})")
-        if not (np.isfinite(xtx).all() and np.isfinite(xty).all()):
-            raise ValueError("regression state is not finite")
-        self.xtx, self.xty = xtx, xty
-        self.yty = float(state["yty"])
-        self.weight = float(state["weight"])
+        """Load the statistics after checking they are ones data could have made: finite, of
+        this model's shapes, ``X' W X`` symmetric positive semi-definite, ``y' W y`` and the
+        weight >= 0, and ``|X' W y|_j <= sqrt((X' W X)_jj y' W y)`` (Cauchy-Schwarz: every
+        weight is >= 0). A failure is a :class:`~camel_vllm.policies.state_values.BadStateValue`
+        naming the field; nothing is changed then."""
+        xtx = array(item(state, "xtx"), "xtx", (self.dim, self.dim))
+        xty = array(item(state, "xty"), "xty", (self.dim,))
+        yty, weight = number(state, "yty"), number(state, "weight")
+        check_statistics(xtx, xty, yty)
+        self.xtx, self.xty, self.yty, self.weight = xtx, xty, yty, weight
         self._post = None
+

@@ -43,6 +43,7 @@ import numpy as np
 from camel_vllm.core.arms import same_frequency
 from camel_vllm.core.events import IterationWork
 from camel_vllm.policies.model_based.blr import BayesLinReg
+from camel_vllm.policies.state_values import BadStateValue, array, count, item, number, under
 
 #: Work-term scales: tokens per iteration (prefill chunks are up to a few thousand) and
 #: context tokens read (up to ~1e5).
@@ -386,19 +387,33 @@ class BoardModel:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if not same_frequency(float(state["max_freq_hz"]), self.max_freq_hz):
-            raise ValueError(f"board state is for a top clock of {state['max_freq_hz']} Hz, not {self.max_freq_hz}")
-        self.time.load_state_dict(state["time"])
+        """Load a state after checking every value (:mod:`~camel_vllm.policies.state_values`: a
+        failure names the field, e.g. ``time.xty[0]``, and changes nothing)."""
+        top_hz = number(state, "max_freq_hz", high=1e12)
+        if not same_frequency(top_hz, self.max_freq_hz):
+            raise BadStateValue("max_freq_hz", f"= {top_hz:g} is another top clock than this board's "
+                                               f"{self.max_freq_hz:g} Hz")
+        with under("time"):  # checked on a scratch model: this one keeps its prior
+            BayesLinReg(self.time.dim).load_state_dict(item(state, "time"))
+        with under("energy"):
+            BayesLinReg(self.energy.dim).load_state_dict(item(state, "energy"))
+        iterations = count(state, "iterations", default=0)
+        energy_iterations = count(state, "energy_iterations", default=0)
+        if energy_iterations > iterations:
+            raise BadStateValue("energy_iterations", f"= {energy_iterations} must be <= iterations ({iterations})")
+        time_scale = number(state, "time_scale", default=0.0)
+        energy_scale = number(state, "energy_scale", default=0.0)
+        seen = item(state, "frequencies_seen", [])
+        seen = array(seen, "frequencies_seen", (len(seen) if isinstance(seen, list) else 0,), low=0.0, high=1e12)
+        shape = self._resid_sum.shape
+        resid_sum = array(item(state, "residual_sum", self._resid_sum.tolist()), "residual_sum", shape)
+        resid_weight = array(item(state, "residual_weight", self._resid_weight.tolist()), "residual_weight", shape,
+                             low=0.0, high=1.0 / (1.0 - RESIDUAL_DECAY) * (1.0 + 1e-9))
+        self.time.load_state_dict(state["time"])  # checked above: both load now
         self.energy.load_state_dict(state["energy"])
-        self.iterations = int(state.get("iterations", 0))
-        self.energy_iterations = int(state.get("energy_iterations", 0))
-        self._time_scale = float(state.get("time_scale", 0.0))
-        self._energy_scale = float(state.get("energy_scale", 0.0))
-        self.frequencies_seen = {float(f) for f in state.get("frequencies_seen", [])}
-        resid_sum = np.asarray(state.get("residual_sum", np.zeros_like(self._resid_sum)), dtype=float)
-        resid_weight = np.asarray(state.get("residual_weight", np.zeros_like(self._resid_weight)), dtype=float)
-        if resid_sum.shape != self._resid_sum.shape or resid_weight.shape != self._resid_weight.shape:
-            raise ValueError("board state: residuals are for another set of clocks")
+        self.iterations, self.energy_iterations = iterations, energy_iterations
+        self._time_scale, self._energy_scale = time_scale, energy_scale
+        self.frequencies_seen = {float(f) for f in seen}
         self._resid_sum, self._resid_weight = resid_sum, resid_weight
         self._stale = [True, True]
         self._prepared = None

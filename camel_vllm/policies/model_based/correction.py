@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from camel_vllm.policies.state_values import BadStateValue, array, check_number, count, item
+
 #: Requests the corrections remember (exponential weighting).
 MEMORY = 500
 #: Pseudo-requests at "no correction" that the evidence must outweigh.
@@ -122,10 +124,23 @@ class OutcomeCorrection:
                 "capacity": [self._cap_sum, self._cap_weight], "requests": self.requests}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        values = [list(map(float, state[k])) for k in ("sum", "abs", "weight")]
-        if any(len(v) != 2 or not all(math.isfinite(x) for x in v) for v in values):
-            raise ValueError("correction state: sum, abs and weight must be two finite numbers each")
-        self._sum, self._abs, self._weight = values
-        self._wait_measured_s, self._wait_projected_s, self._wait_weight = (float(v) for v in state["wait"])
-        self._cap_sum, self._cap_weight = (float(v) for v in state.get("capacity", [0.0, 0.0]))
-        self.requests = int(state.get("requests", 0))
+        """Load a state after checking every value (a failure names the field and changes
+        nothing): weights in [0, their memory], sums finite, the capacity sum within
+        log(MAX_FACTOR) x its weight (each measurement is clipped to that)."""
+        memory = MEMORY * (1.0 + 1e-9)
+        sums = array(item(state, "sum"), "sum", (2,))
+        abs_sums = array(item(state, "abs"), "abs", (2,), low=0.0)
+        weights = array(item(state, "weight"), "weight", (2,), low=0.0, high=memory)
+        wait = item(state, "wait")
+        wait = array(wait, "wait", (3,), low=0.0)
+        check_number(float(wait[2]), "wait[2]", high=memory)
+        cap_sum, cap_weight = array(item(state, "capacity", [0.0, 0.0]), "capacity", (2,), low=None)
+        check_number(cap_weight, "capacity[1]", high=1.0 + 1e-9)
+        if abs(cap_sum) > math.log(MAX_FACTOR) * cap_weight * (1.0 + 1e-9) + 1e-12:
+            raise BadStateValue("capacity[0]", f"= {float(cap_sum)!r} exceeds log({MAX_FACTOR:g}) x capacity[1] "
+                                               f"= {math.log(MAX_FACTOR) * cap_weight:.6g}")
+        requests = count(state, "requests", default=0)
+        self._sum, self._abs, self._weight = sums.tolist(), abs_sums.tolist(), weights.tolist()
+        self._wait_measured_s, self._wait_projected_s, self._wait_weight = (float(v) for v in wait)
+        self._cap_sum, self._cap_weight = float(cap_sum), float(cap_weight)
+        self.requests = requests

@@ -18,6 +18,7 @@ the policy learns from iterations (``observe_iteration``) and finished requests
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import logging
@@ -46,6 +47,7 @@ from camel_vllm.policies.model_based.projection import (
     step_work,
 )
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
+from camel_vllm.policies.state_values import BadStateValue, count, item, under
 
 logger = logging.getLogger("vllm.camel")
 
@@ -413,13 +415,32 @@ class ModelBasedPolicy(Policy):
                 "workload": self.workload.state_dict(), "correction": self.correction.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a state after checking every value: a bad one raises
+        :class:`~camel_vllm.policies.state_values.BadStateValue` naming its field
+        (``workload.prompts[0] = -5 must be >= 0``) and leaves the policy as it was. The board
+        model is also solved once: statistics within every bound that still cannot be solved
+        are refused here rather than at the first decision."""
         if state.get("kind") != "model-based":
             raise ValueError(f"state kind {state.get('kind')!r} is not model-based")
-        if int(state["num_arms"]) != len(self.arms):
-            raise ValueError(f"state has {state['num_arms']} arms, policy has {len(self.arms)}")
-        self.board.load_state_dict(state["board"])
-        self.workload.load_state_dict(state["workload"])
-        self.correction.load_state_dict(state["correction"])
+        if count(state, "num_arms") != len(self.arms):
+            raise BadStateValue("num_arms", f"= {state['num_arms']} but the policy has {len(self.arms)} arms")
+        board, workload, correction = copy.deepcopy((self.board, self.workload, self.correction))
+        with under("board"):
+            board.load_state_dict(item(state, "board"))
+        with under("workload"):
+            workload.load_state_dict(item(state, "workload"))
+        with under("correction"):
+            correction.load_state_dict(item(state, "correction"))
+        try:
+            with np.errstate(all="ignore"):
+                coef = board.coefficients(board.clocks_hz)
+            solved = bool(np.isfinite(coef.time_s).all() and np.isfinite(coef.energy_j).all())
+        except (ValueError, ArithmeticError) as err:  # numpy's LinAlgError is a ValueError
+            raise BadStateValue("board", f"cannot be solved ({type(err).__name__}: {err})") from None
+        if not solved:
+            raise BadStateValue("board", "gives clock coefficients that are not finite")
+        self.board, self.workload, self.correction = board, workload, correction
+        self._chores = self._chore_list()  # bound to the board now in force
 
     # --------------------------------------------------------------- internals
     def _model_ready(self) -> bool:

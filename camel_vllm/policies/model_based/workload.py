@@ -22,6 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from camel_vllm.policies.state_values import BadStateValue, array, check_number, count, item, number
+
 #: Arrivals and finished requests the estimates remember (exponential weighting).
 GAP_MEMORY = 64
 SIZE_MEMORY = 128
@@ -45,6 +47,9 @@ MIN_DISPERSION_WINDOWS = 8
 #: (../shared/traces/SOURCES.md), with a coefficient of variation of 1.
 DEFAULT_OUTPUT_TOKENS = 128.0
 DEFAULT_PROMPT_TOKENS = 512.0
+#: The most tokens a loaded state may give one request (prompt or output): more than any
+#: model's context, so a state that says more is corrupt.
+MAX_TOKENS = 1e7
 
 
 @dataclass(frozen=True)
@@ -251,13 +256,24 @@ class WorkloadEstimator:
                 "chunks": self._chunks, "max_chunk": self._max_chunk, "prompts": [self._prompts, self._p1, self._p2]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        moments = np.asarray(state["moments"], dtype=float)
-        if moments.shape != (3, 3) or not np.isfinite(moments).all():
-            raise ValueError("workload state: moments must be a finite 3 x 3 matrix")
-        self._moments = moments
-        self.finished = int(state["finished"])
-        self._chunk = float(state["chunk"])
-        self._chunks = float(state["chunks"])
-        self._max_chunk = int(state.get("max_chunk", 0))
-        prompts = state.get("prompts", [0, 0.0, 0.0])
-        self._prompts, self._p1, self._p2 = int(prompts[0]), float(prompts[1]), float(prompts[2])
+        """Load a state after checking every value (a failure names the field, e.g.
+        ``prompts[0] = -5 must be >= 0``, and changes nothing): counts are whole numbers >= 0,
+        token sizes in [0, MAX_TOKENS] (their second moments up to its square)."""
+        moments = array(item(state, "moments"), "moments", (3, 3), low=0.0, high=MAX_TOKENS**2)
+        if moments[0, 0] > 1.0 + 1e-9:
+            raise BadStateValue("moments[0, 0]", f"= {float(moments[0, 0])!r} must be <= 1 (the weight of a mean)")
+        for i, j in ((0, 1), (0, 2)):
+            check_number(float(moments[i, j]), f"moments[{i}, {j}]", high=MAX_TOKENS)
+        finished = count(state, "finished")
+        chunk = number(state, "chunk", high=MAX_TOKENS)
+        chunks = number(state, "chunks", high=MAX_TOKENS)
+        max_chunk = count(state, "max_chunk", default=0, high=MAX_TOKENS)
+        prompts = item(state, "prompts", [0, 0.0, 0.0])
+        if not isinstance(prompts, list) or len(prompts) != 3:
+            raise BadStateValue("prompts", f"= {prompts!r} is not [count, mean, mean square]")
+        n_prompts = int(check_number(prompts[0], "prompts[0]", integer=True))
+        p1 = check_number(prompts[1], "prompts[1]", high=MAX_TOKENS)
+        p2 = check_number(prompts[2], "prompts[2]", high=MAX_TOKENS**2)
+        self._moments, self.finished, self._chunk, self._chunks, self._max_chunk = (
+            moments, finished, chunk, chunks, max_chunk)
+        self._prompts, self._p1, self._p2 = n_prompts, p1, p2

@@ -13,6 +13,7 @@ capacity check, the guard and the measurements that shaped them.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from bisect import bisect_left, bisect_right, insort
@@ -27,6 +28,7 @@ from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
+from camel_vllm.policies.state_values import item, number, under
 
 logger = logging.getLogger("vllm.camel")
 
@@ -307,11 +309,19 @@ class SLOPolicy(Policy):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.guard = float(state.get("guard", 1.0))
-        if state.get("model"):
-            self.model.load_state_dict(state["model"])
-        if self.inner is not None and state.get("inner") is not None:
-            self.inner.load_state_dict(state["inner"])
+        """Load a state after checking every value (a failure names the field, e.g.
+        ``inner.workload.prompts[0]``, and changes nothing)."""
+        guard = number(state, "guard", default=1.0, low=GUARD_MIN, high=GUARD_MAX)
+        model = item(state, "model", None)
+        inner = item(state, "inner", None)
+        fresh_model = copy.deepcopy(self.model)
+        if model:
+            with under("model"):
+                fresh_model.load_state_dict(model)
+        if self.inner is not None and inner is not None:
+            with under("inner"):
+                self.inner.load_state_dict(inner)  # last: it changes nothing when it refuses
+        self.guard, self.model = guard, fresh_model
 
     def set_prior_means(self, means: Sequence[float], strength: float) -> None:
         """Warm start passes through to the inner policy (the SLO model needs no prior; an inner

@@ -28,6 +28,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from camel_vllm.policies.state_values import array, check_statistics, count, item
+
 #: Feature scales (tokens), so that coefficients are of similar size: a prefill chunk is up
 #: to a few thousand tokens, a decode batch tens of requests, context up to ~1e5 tokens.
 PREFILL_SCALE = 1000.0
@@ -102,10 +104,12 @@ class IterationTimeModel:
         return {"a": self._a.tolist(), "b": self._b.tolist(), "observations": self.observations}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        a = np.asarray(state["a"], dtype=float)
-        b = np.asarray(state["b"], dtype=float)
-        if a.shape != (NUM_FEATURES, NUM_FEATURES) or b.shape != (NUM_FEATURES,):
-            raise ValueError("iteration-time model state has the wrong shape")
+        """Load a state after checking it (a failure names the field and changes nothing):
+        ``a`` a symmetric positive semi-definite sum of x x', both finite and of this shape."""
+        a = array(item(state, "a"), "a", (NUM_FEATURES, NUM_FEATURES))
+        b = array(item(state, "b"), "b", (NUM_FEATURES,))
+        check_statistics(a, b, None, names=("a", "b"))
+        observations = count(state, "observations", default=0)
         self._a, self._b = a, b
-        self.observations = int(state.get("observations", 0))
+        self.observations = observations
         self._coef = None

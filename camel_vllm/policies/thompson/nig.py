@@ -27,8 +27,11 @@ Thompson draw over 49 arms is a handful of vector operations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
+
+from camel_vllm.policies.state_values import array, item
 
 
 @dataclass(frozen=True)
@@ -153,16 +156,13 @@ class SufficientStats:
     def to_dict(self) -> dict[str, list]:
         return {"n": self.n.tolist(), "xbar": self.xbar.tolist(), "m2": self.m2.tolist()}
 
-    def load(self, data: dict) -> None:
-        arrays = [np.asarray(data[k], dtype=float) for k in ("n", "xbar", "m2")]
-        for arr in arrays:
-            if arr.shape != self.shape:
-                raise ValueError(f"statistics of shape {arr.shape}, expected {self.shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError("statistics hold non-finite values")
-        if np.any(arrays[0] < 0) or np.any(arrays[2] < -1e-9):
-            raise ValueError("statistics hold negative weights or sums of squares")
-        self.n, self.xbar, self.m2 = arrays
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Load ``{"n", "xbar", "m2"}`` of this shape after checking them: finite, weights and
+        sums of squares >= 0 (a failure names the field, e.g. ``n[2]``, and changes nothing)."""
+        n = array(item(data, "n"), "n", self.shape, low=0.0)
+        xbar = array(item(data, "xbar"), "xbar", self.shape)
+        m2 = array(item(data, "m2"), "m2", self.shape, low=-1e-9)  # rounding
+        self.n, self.xbar, self.m2 = n, xbar, m2
 
 
 def pool(n: np.ndarray, xbar: np.ndarray, m2: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

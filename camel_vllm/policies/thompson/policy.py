@@ -27,6 +27,7 @@ from camel_vllm.policies.thompson.change import ChangeDetector
 from camel_vllm.policies.thompson.guards import latency_quantiles, queue_allowed, slo_allowed, slo_metric_s
 from camel_vllm.policies.thompson.nig import NIGParams, NIGPrior, SufficientStats, pool, posterior
 from camel_vllm.policies.thompson.priors import ContextPriors
+from camel_vllm.policies.state_values import BadStateValue, array, check_number, count, item, under
 
 logger = logging.getLogger("vllm.camel")
 
@@ -206,21 +207,27 @@ class ThompsonPolicy(ContextPriors, Policy):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a state after checking every value (a failure names the field, e.g.
+        ``stats.n[0, 3] = -1.0 must be >= 0``, and changes nothing)."""
         if state.get("kind") != "nig-thompson":
             raise ValueError(f"state kind {state.get('kind')!r} is not nig-thompson")
-        if int(state["num_arms"]) != self.num_arms:
-            raise ValueError(f"state has {state['num_arms']} arms, policy has {self.num_arms}")
-        rows = int(state["num_contexts"])
+        if count(state, "num_arms") != self.num_arms:
+            raise BadStateValue("num_arms", f"= {state['num_arms']} but the policy has {self.num_arms} arms")
+        rows = count(state, "num_contexts")
         if rows != self.stats.shape[0]:
-            raise ValueError(f"state has {rows} contexts, policy has {self.stats.shape[0]}")
+            raise BadStateValue("num_contexts", f"= {rows} but the policy has {self.stats.shape[0]} contexts")
         stats = SufficientStats(self.stats.shape)
-        stats.load(state["stats"])
+        with under("stats"):
+            stats.load(item(state, "stats"))
         latency = SufficientStats(self.stats.shape)
-        latency.load(state["latency"])
-        warm_mean = np.array([np.nan if v is None else float(v) for v in state["warm_mean"]])
-        warm_kappa = np.asarray(state["warm_kappa"], dtype=float)
-        if warm_mean.shape != (self.num_arms,) or warm_kappa.shape != (self.num_arms,):
-            raise ValueError("warm-start arrays do not match the number of arms")
+        with under("latency"):
+            latency.load(item(state, "latency"))
+        raw_mean = item(state, "warm_mean")
+        if not isinstance(raw_mean, list) or len(raw_mean) != self.num_arms:
+            raise BadStateValue("warm_mean", f"= {raw_mean!r} is not a list of {self.num_arms} numbers or nulls")
+        warm_mean = np.array([np.nan if v is None else check_number(v, f"warm_mean[{i}]", low=None)
+                              for i, v in enumerate(raw_mean)])
+        warm_kappa = array(item(state, "warm_kappa"), "warm_kappa", (self.num_arms,), low=0.0)
         self.stats, self.latency = stats, latency
         self._warm_mean, self._warm_kappa = warm_mean, warm_kappa
         self._rebuild_totals()

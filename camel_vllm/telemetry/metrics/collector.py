@@ -24,6 +24,10 @@ from camel_vllm.telemetry.metrics.readout import ControllerReader, arm_labels, c
 from camel_vllm.telemetry.metrics.tally import HistogramTally, Tally, TallySnapshot
 
 
+#: Model series that are counters: set from the policy's running counts (see schema.MODEL_METRICS).
+_MODEL_COUNTERS = frozenset(spec.name for spec in s.MODEL_METRICS if spec.type == "counter")
+
+
 def _family(spec: s.MetricSpec) -> Metric:
     if spec.type == "counter":
         return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
@@ -55,6 +59,8 @@ class CamelCollector(Collector):
         self.reader = reader
         self.energy_source = energy_source
         self.info_labels = dict(info_labels)
+        #: The value each model counter series last showed (scrapes run one at a time).
+        self._counted: dict[tuple[str, tuple[str, ...]], float] = {}
 
     def describe(self) -> Iterable[Metric]:
         # Registering must not trigger a device read or a policy call.
@@ -125,7 +131,11 @@ class CamelCollector(Collector):
 
     def _model_families(self) -> Iterable[Metric]:
         families = {spec.name: _family(spec) for spec in s.MODEL_METRICS}
+        counted = self._counted
         for name, labels, value in model_samples(self.reader.model_readout()):
+            if name in _MODEL_COUNTERS:  # the policy's running count, never shown going back
+                key = (name, tuple(labels))
+                value = counted[key] = max(value, counted.get(key, 0.0))
             families[name].add_metric(labels, value)
         yield from families.values()
 

@@ -7,8 +7,9 @@ values to mmap files there and the API server merges them with ``MultiProcessCol
 *not* registered anywhere (``registry=None``): they exist only to write those files.
 
 Counters and histograms are updated on controller events (a few mmap writes per decision
-and per finished request). Values that change without events (device energy, power, clock)
-and the policy's posterior are refreshed by a small thread every :data:`REFRESH_S` seconds,
+and per finished request). Values that change without events (device energy, power, clock),
+the policy's posterior and its model's running counts (counters increased by what they grew)
+are refreshed by a small thread every :data:`REFRESH_S` seconds,
 so the engine's iteration path never reads the device for metrics. Gauges use
 ``livemostrecent``: the value last written by a live process.
 
@@ -85,6 +86,8 @@ class MultiprocessWriter:
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._energy_written_j = 0.0
+        #: What each model counter series has been increased to so far (the policy's count).
+        self._counted: dict[tuple[str, tuple[str, ...]], float] = {}
         self._estimates_dirty = True
         current = controller.current_arm
         self._selected: tuple[str, str] | None = None if current is None else arm_labels(current)
@@ -169,7 +172,15 @@ class MultiprocessWriter:
             self._refresh_estimates()
         for name, labels, value in model_samples(self.reader.model_readout()):
             metric = self._m[name]
-            (metric.labels(*labels) if labels else metric).set(value)
+            child = metric.labels(*labels) if labels else metric
+            if isinstance(metric, Counter):  # a policy's running count: add what it grew by
+                key = (name, tuple(labels))
+                with self._lock:
+                    last = self._counted.get(key)
+                    self._counted[key] = value if last is None else max(last, value)
+                child.inc(max(0.0, value - (last or 0.0)))  # inc(0) creates the series
+            else:
+                child.set(value)
 
     def _refresh_availability(self) -> None:
         arms = self.controller.arms

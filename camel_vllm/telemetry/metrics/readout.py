@@ -73,11 +73,13 @@ class ControllerReader:
         return DeviceReadout(energy_j=energy_j, power_w=power_w, current_freq_hz=freq_hz)
 
     def estimates(self) -> list[ArmEstimate]:
-        """``policy.estimates()``, retried if the engine thread changed the policy meanwhile."""
+        """``policy.estimates()``, retried if the engine thread changed the policy meanwhile; the
+        last good copy if it keeps failing (a broken policy never breaks the scrape)."""
         for _ in range(ESTIMATE_TRIES):
             try:
                 fresh = list(self.controller.policy.estimates())
-            except RuntimeError:
+            except Exception as err:  # RuntimeError: a dict resized mid-iteration
+                logger.debug("camel: metrics read policy.estimates failed: %s", err)
                 continue
             with self._lock:
                 self._estimates = fresh
@@ -86,12 +88,14 @@ class ControllerReader:
             return list(self._estimates)
 
     def model_readout(self) -> ModelReadout | None:
-        """``policy.model_readout()`` where the policy has models (None otherwise or on a race)."""
+        """``policy.model_readout()`` where the policy has models (None otherwise, on a race, or
+        when it keeps failing)."""
         read = self.controller.policy.model_readout
         for _ in range(ESTIMATE_TRIES):
             try:
                 return read()
-            except (RuntimeError, ValueError, FloatingPointError):
+            except Exception as err:
+                logger.debug("camel: metrics read policy.model_readout failed: %s", err)
                 continue
         return None
 

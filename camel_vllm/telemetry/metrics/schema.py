@@ -132,7 +132,7 @@ FREQUENCY_SWITCHES = MetricSpec(
 DEVICE_ERRORS = MetricSpec(
     "camel_device_errors", "counter",
     "Device and state errors by kind (permission, set_frequency, frequency_mismatch, "
-    "state_save, read, sensor).",
+    "state_save, read, sensor; policy: the policy raised and the default arm is played from then on).",
     ("kind",),
 )
 CONTROLLER_INFO = MetricSpec(
@@ -161,18 +161,20 @@ MODEL_ERROR = MetricSpec(
     ("kind",),
 )
 MODEL_ITERATIONS = MetricSpec(
-    "camel_model_iterations", "gauge",
-    "Iterations the board model has learned from (carried over with the learned state): kind=time|energy.",
+    "camel_model_iterations", "counter",
+    "Iterations the board model has learned from (starts from the count in the learned state): kind=time|energy.",
     ("kind",),
 )
 MODEL_EXPLORATIONS = MetricSpec(
-    "camel_model_exploratory_decisions", "gauge",
+    "camel_model_exploratory_decisions", "counter",
     "Decisions where the model-based policy's posterior draw, not its posterior mean, chose the arm "
-    "(exploration; compare with camel_decisions_total).",
+    "(exploration; compare rate() with that of camel_decisions_total).",
 )
 
 #: Error kinds pre-created at 0 so that ``rate()`` sees the first error.
-KNOWN_ERROR_KINDS: tuple[str, ...] = ("permission", "set_frequency", "frequency_mismatch", "state_save", "read", "sensor")
+KNOWN_ERROR_KINDS: tuple[str, ...] = (
+    "permission", "set_frequency", "frequency_mismatch", "state_save", "read", "sensor", "policy",
+)
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
     ARM_PULLS, ARM_REQUESTS, ARM_ENERGY, ARM_COST_MEAN, ARM_COST_STD, ARM_SELECTED, ARM_AVAILABLE,
@@ -180,7 +182,9 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     DECISIONS, FREQUENCY_SWITCHES, DEVICE_ERRORS, CONTROLLER_INFO,
     MODEL_CORRECTION, MODEL_CLOCK_CORRECTION, MODEL_ERROR, MODEL_ITERATIONS, MODEL_EXPLORATIONS,
 )
-#: Families only a model-based policy fills (empty for the others).
+#: Families only a model-based policy fills (empty for the others). Its counters
+#: (camel_model_iterations, camel_model_exploratory_decisions) are read from the policy's own
+#: running counts at scrape time, never below a value already exported.
 MODEL_METRICS: tuple[MetricSpec, ...] = (
     MODEL_CORRECTION, MODEL_CLOCK_CORRECTION, MODEL_ERROR, MODEL_ITERATIONS, MODEL_EXPLORATIONS,
 )
