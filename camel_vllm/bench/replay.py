@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from camel_vllm.core.errors import CamelError
 from camel_vllm.sim.records import RequestRecord
@@ -108,16 +108,21 @@ def served_model(url: str, model: str | None = None, timeout_s: float = MODELS_T
 
 
 def wait_for_server(url: str, model: str | None = None, ready_timeout_s: float = 60.0,
-                    poll_s: float = READY_POLL_S) -> ServedModel:
+                    poll_s: float = READY_POLL_S, on_wait: Callable[[str], None] | None = None) -> ServedModel:
     """:func:`served_model`, asked again every ``poll_s`` while the server is not ready, for up to
-    ``ready_timeout_s`` seconds (0: once). Any other failure is raised at once."""
+    ``ready_timeout_s`` seconds (0: once). Any other failure is raised at once. ``on_wait(why)``
+    is called once, when the first try finds the server not ready and there is time to wait."""
     deadline = time.monotonic() + ready_timeout_s
+    waited = False
     while True:
         left_s = deadline - time.monotonic()
         try:
             return served_model(url, model, timeout_s=max(0.5, min(MODELS_TIMEOUT_S, left_s)))
         except ServerNotReady as err:
             left_s = deadline - time.monotonic()
+            if left_s > 0 and not waited and on_wait is not None:
+                on_wait(str(err))
+            waited = True
             if left_s <= 0:
                 raise ServerUnreachable(f"--url {url}: no server answered /v1/models within {ready_timeout_s:g} s "
                                         f"(last: {err})") from err

@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     try:
-        served = wait_for_server(args.url, args.model, ready_timeout_s=args.ready_timeout_s)
+        served = wait_for_server(args.url, args.model, ready_timeout_s=args.ready_timeout_s, on_wait=lambda why: print(
+            f"waiting up to {args.ready_timeout_s:g} s (--ready-timeout-s) for a server at {args.url} ({why})",
+            flush=True))
         metrics_url, metrics_note = _metrics(args)
     except (ServerUnreachable, MetricsUnavailable) as err:
         where = "--metrics-url: " if isinstance(err, MetricsUnavailable) else ""

@@ -307,8 +307,11 @@ def test_bench_replay_waits_for_a_server_that_is_still_starting(tmp_path, capsys
     with _served(fake, port=_free_port(), start_after_s=2.0) as url:
         rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--ready-timeout-s", "30",
                        "--json", str(out)])
-    assert rc == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
     assert time.monotonic() - t0 >= 2.0  # it waited for the server instead of replaying into nothing
+    assert captured.out.startswith(f"waiting up to 30 s (--ready-timeout-s) for a server at {url} (cannot reach "
+                                   f"{url}/v1/models: ")
     assert json.loads(out.read_text())["policies"]["replay"]["requests_completed"] == 3
     assert len(fake.bodies) == 3
 
