@@ -1,17 +1,22 @@
-"""The four ``bench sim --plot`` figures (matplotlib, Agg backend; PNG). All energy is emulated.
+"""The four ``bench sim --plot-dir`` figures (matplotlib, Agg backend; PNG). All energy is emulated.
 
 - ``edp_over_time.png``: each policy's per-request EDP, rolling mean over 50 requests,
   against finish time;
-- ``arm_choices.png``: for each policy, decisions per arm per time bin (heatmap);
+- ``arm_choices.png``: for each policy, decisions per arm per time bin (heatmap); not written
+  when only ``oracle`` ran;
 - ``regret.png``: cumulative EDP regret against the oracle arm, request by request (the
-  same requests, so the difference is the policy's alone);
+  same requests, so the difference is the policy's alone); written only when ``oracle`` ran
+  with another policy;
 - ``energy_latency.png``: mean energy per request vs mean latency of every static arm,
   the oracle's and each policy's most chosen arm marked, each policy's own point too.
+
+:func:`write_plots` says which it wrote and why it left any out.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -90,24 +95,24 @@ def plot_arm_choices(out: "BenchOutput", path: str) -> str:
 
 
 def plot_regret(out: "BenchOutput", path: str) -> str:
-    plt = _pyplot()
+    """Raises ValueError without an oracle run (nothing to measure regret against)."""
     oracle = out.runs.get("oracle")
+    if oracle is None:
+        raise ValueError("regret needs the oracle run (--policies ...,oracle)")
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    if oracle is not None:
-        ref = {r.request_id: r.edp_js for r in oracle.records}
-        for name, run in out.runs.items():
-            if name == "oracle":
-                continue
-            recs = sorted(run.records, key=lambda r: r.arrival_s)
-            acc, ys = 0.0, []
-            for r in recs:
-                acc += r.edp_js - ref.get(r.request_id, r.edp_js)
-                ys.append(acc)
-            ax.plot(range(1, len(ys) + 1), ys, label=name, lw=1.2)
-        ax.axhline(0.0, color="k", lw=0.6)
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "run with --policies ...,oracle for regret", ha="center", transform=ax.transAxes)
+    ref = {r.request_id: r.edp_js for r in oracle.records}
+    for name, run in out.runs.items():
+        if name == "oracle":
+            continue
+        recs = sorted(run.records, key=lambda r: r.arrival_s)
+        acc, ys = 0.0, []
+        for r in recs:
+            acc += r.edp_js - ref.get(r.request_id, r.edp_js)
+            ys.append(acc)
+        ax.plot(range(1, len(ys) + 1), ys, label=name, lw=1.2)
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.legend(fontsize=8)
     ax.set_xlabel("request (arrival order)")
     ax.set_ylabel("cumulative EDP regret vs oracle, J*s (emulated)")
     ax.set_title("cumulative regret against the best static arm")
@@ -137,14 +142,38 @@ def plot_energy_latency(out: "BenchOutput", path: str) -> str:
     return _save(plt, fig, path)
 
 
-def write_plots(out: "BenchOutput", folder: str) -> list[str]:
+#: The files :func:`write_plots` may write, in the order it writes them.
+PLOT_FILES = ("edp_over_time.png", "arm_choices.png", "regret.png", "energy_latency.png")
+
+
+def plot_paths(folder: str) -> list[str]:
+    """Every file :func:`write_plots` may write into ``folder`` (to check them before a run)."""
+    return [os.path.join(folder, name) for name in PLOT_FILES]
+
+
+@dataclass
+class PlotsWritten:
+    """What :func:`write_plots` did: the files written, and each one left out with the reason."""
+
+    paths: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def write_plots(out: "BenchOutput", folder: str) -> PlotsWritten:
+    """Write the figures ``out`` has data for into ``folder`` (made if missing)."""
     os.makedirs(folder, exist_ok=True)
-    return [
-        plot_edp_over_time(out, os.path.join(folder, "edp_over_time.png")),
-        plot_arm_choices(out, os.path.join(folder, "arm_choices.png")),
-        plot_regret(out, os.path.join(folder, "regret.png")),
-        plot_energy_latency(out, os.path.join(folder, "energy_latency.png")),
-    ]
+    others = [name for name in out.runs if name != "oracle"]
+    written = PlotsWritten()
+    makers = {"edp_over_time.png": plot_edp_over_time, "arm_choices.png": plot_arm_choices,
+              "regret.png": plot_regret, "energy_latency.png": plot_energy_latency}
+    for name in PLOT_FILES:
+        if name == "regret.png" and "oracle" not in out.runs:
+            written.skipped[name] = "no oracle run to measure regret against (add oracle to --policies)"
+        elif name in ("regret.png", "arm_choices.png") and not others:
+            written.skipped[name] = "no policy but oracle ran"
+        else:
+            written.paths.append(makers[name](out, os.path.join(folder, name)))
+    return written
 
 
 def plot_matrix(cells_in: Any, path: str, policy: str = "camel", title: str | None = None) -> str:

@@ -14,10 +14,15 @@ and after the run: ``camel_energy_joules_total{source}`` (device total, idle inc
 it). Without a metrics URL, energy and EDP are reported as null. Every request ends: it
 completes, or it is recorded as failed with its error after at most ``request_timeout_s``.
 
-Before a replay, :func:`served_model` asks the server's ``/v1/models`` which model it serves
+Before a replay, :func:`wait_for_server` asks the server's ``/v1/models`` which model it serves
 and its ``max_model_len`` (vLLM's ``ModelCard``, vllm/entrypoints/serve/engine/protocol.py),
-so the trace can be clipped to what the server accepts; a server that cannot be reached is a
-:class:`ServerUnreachable` whose text is one line naming the URL.
+so the trace can be clipped to what the server accepts. A server still starting (connection
+refused, HTTP 503) is asked again until a deadline; one that never answers, or answers as no
+OpenAI-compatible server does, is a :class:`ServerUnreachable` whose text is one line naming
+the URL. :func:`read_metrics_once` reads the metrics URL once before the replay: a page that
+is not Prometheus text is a :class:`MetricsUnavailable`; a reading without any ``camel_*``
+series (:attr:`MetricsReading.has_camel`) means energy, EDP and arms cannot be measured there,
+and the result leaves them out (``None``, JSON null) instead of reporting NaN and 0 switches.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from camel_vllm.core.errors import CamelError
 from camel_vllm.sim.records import RequestRecord
@@ -47,8 +52,20 @@ PROMPT_TOKEN_IDS = range(1000, 4000)
 MODELS_TIMEOUT_S = 10.0
 
 
+#: Seconds between the tries of :func:`wait_for_server`.
+READY_POLL_S = 1.0
+
+
 class ServerUnreachable(CamelError, RuntimeError):
     """The server did not answer as an OpenAI-compatible server; ``str(err)`` is one line with the URL."""
+
+
+class ServerNotReady(ServerUnreachable):
+    """Nothing answered yet (connection refused or reset, a timeout, HTTP 503): a starting server."""
+
+
+class MetricsUnavailable(CamelError, RuntimeError):
+    """The metrics URL could not be read as Prometheus text; ``str(err)`` is one line with the URL."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +83,13 @@ def served_model(url: str, model: str | None = None, timeout_s: float = MODELS_T
         with urllib.request.urlopen(models_url, timeout=timeout_s) as response:
             data = json.loads(response.read())
     except urllib.error.HTTPError as err:
-        raise ServerUnreachable(f"{models_url} answered HTTP {err.code} ({err.reason})") from err
+        kind = ServerNotReady if err.code == 503 else ServerUnreachable
+        raise kind(f"{models_url} answered HTTP {err.code} ({err.reason})") from err
     except (urllib.error.URLError, OSError, socket.timeout) as err:
         reason = getattr(err, "reason", None) or err
-        raise ServerUnreachable(f"cannot reach {models_url}: {reason}") from err
+        starting = isinstance(reason, (ConnectionError, socket.timeout, TimeoutError))
+        kind = ServerNotReady if starting else ServerUnreachable
+        raise kind(f"cannot reach {models_url}: {reason}") from err
     except ValueError as err:
         raise ServerUnreachable(f"{models_url} did not answer JSON (is this an OpenAI-compatible server?)") from err
     cards = data.get("data") if isinstance(data, dict) else None
@@ -87,6 +107,28 @@ def served_model(url: str, model: str | None = None, timeout_s: float = MODELS_T
     return ServedModel(str(card["id"]), limit if valid else None)
 
 
+def wait_for_server(url: str, model: str | None = None, ready_timeout_s: float = 60.0,
+                    poll_s: float = READY_POLL_S, on_wait: Callable[[str], None] | None = None) -> ServedModel:
+    """:func:`served_model`, asked again every ``poll_s`` while the server is not ready, for up to
+    ``ready_timeout_s`` seconds (0: once). Any other failure is raised at once. ``on_wait(why)``
+    is called once, when the first try finds the server not ready and there is time to wait."""
+    deadline = time.monotonic() + ready_timeout_s
+    waited = False
+    while True:
+        left_s = deadline - time.monotonic()
+        try:
+            return served_model(url, model, timeout_s=max(0.5, min(MODELS_TIMEOUT_S, left_s)))
+        except ServerNotReady as err:
+            left_s = deadline - time.monotonic()
+            if left_s > 0 and not waited and on_wait is not None:
+                on_wait(str(err))
+            waited = True
+            if left_s <= 0:
+                raise ServerUnreachable(f"--url {url}: no server answered /v1/models within {ready_timeout_s:g} s "
+                                        f"(last: {err})") from err
+            time.sleep(min(poll_s, left_s))
+
+
 @dataclass(frozen=True)
 class MetricsReading:
     """Cumulative camel counters at one instant (``None``: series absent)."""
@@ -97,6 +139,11 @@ class MetricsReading:
     edp_count: float | None
     decisions: float | None
     arm_pulls: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def has_camel(self) -> bool:
+        """Whether any camel series was there (a camel scheduler exporting its metrics)."""
+        return any(v is not None for v in (self.energy_j, self.edp_count, self.decisions)) or bool(self.arm_pulls)
 
 
 @dataclass
@@ -130,10 +177,18 @@ class ReplayRun:
                 if v - (b.arm_pulls.get(k, 0.0) if b else 0.0) > 0}
 
     @property
-    def arm_switches(self) -> int:
-        """Decisions in the run minus one when several arms were used (a lower bound on switches)."""
+    def arm_switches(self) -> int | None:
+        """Decisions in the run minus one when several arms were used (a lower bound on switches);
+        ``None`` without camel metrics."""
+        if not self.has_camel:
+            return None
         pulls = self.arm_pulls
         return 0 if len(pulls) <= 1 else len(pulls) - 1
+
+    @property
+    def has_camel(self) -> bool:
+        """Whether camel's series were read after the run."""
+        return bool(self.after and self.after.has_camel)
 
 
 def parse_metrics(text: str) -> MetricsReading:
@@ -160,6 +215,25 @@ def parse_metrics(text: str) -> MetricsReading:
     return MetricsReading(energy, source, edp_sum, edp_count, decisions, pulls)
 
 
+def read_metrics_once(url: str, timeout_s: float = MODELS_TIMEOUT_S) -> MetricsReading:
+    """One reading of ``url``; :class:`MetricsUnavailable` (one line) if it cannot be read or is
+    not Prometheus text (e.g. ``/v1/models``'s JSON)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            text = response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:
+        raise MetricsUnavailable(f"{url} answered HTTP {err.code} ({err.reason})") from err
+    except (urllib.error.URLError, OSError, socket.timeout) as err:
+        raise MetricsUnavailable(f"cannot reach {url}: {getattr(err, 'reason', None) or err}") from err
+    try:
+        return parse_metrics(text)
+    except ValueError as err:
+        head = text.strip()[:1]
+        hint = " (it answers JSON)" if head in ("{", "[") else ""
+        raise MetricsUnavailable(f"{url} is not Prometheus text{hint}; camel's series are at a /metrics "
+                                 "URL") from err
+
+
 def build_prompt(prompt_tokens: int, request_id: str) -> list[int]:
     """``prompt_tokens`` token ids, reproducible per request id."""
     import random
@@ -178,7 +252,7 @@ async def _read_metrics(session, url: str | None) -> MetricsReading | None:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
             resp.raise_for_status()
             return parse_metrics(await resp.text())
-    except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
         logger.warning("camel replay: reading metrics from %s failed: %s", url, err)
         return None
 
@@ -276,14 +350,15 @@ def replay(trace: Trace, url: str, **kwargs) -> ReplayRun:
 
 
 def to_policy_result(trace: Trace, run: ReplayRun):
-    """The shared per-policy result for one replay (energy/EDP null without metrics)."""
+    """The shared per-policy result for one replay: energy, EDP, switches and arms are ``None``
+    (JSON null) where camel's series were not read (no metrics URL, or none at it)."""
     from camel_vllm.bench.results import PolicyResult
 
-    energy = run.energy_j
+    camel = run.has_camel
     return PolicyResult.from_records(
-        run.records, requests_total=len(trace), energy_j=float("nan") if energy is None else energy,
-        arm_switches=run.arm_switches, arms=run.arm_pulls,
-        mean_edp_js=float("nan") if run.mean_edp_js is None else run.mean_edp_js,
+        run.records, requests_total=len(trace), energy_j=run.energy_j,
+        arm_switches=run.arm_switches, arms=run.arm_pulls if camel else None,
+        mean_edp_js=run.mean_edp_js,
     )
 
 

@@ -19,42 +19,53 @@ from camel_vllm.sim.records import RequestRecord
 UNITS = {"energy_j": "J", "latency_s": "s", "ttft_s": "s", "edp_js": "J*s"}
 
 
+#: ``PolicyResult.from_records(mean_edp_js=FROM_RECORDS)``: the mean of the records' own EDP.
+FROM_RECORDS: Any = object()
+
+
 @dataclass
 class PolicyResult:
-    """Issue 6 item 3, one policy. ``arms`` maps ``"MHZ/BATCH"`` to decisions that chose it."""
+    """Issue 6 item 3, one policy. ``arms`` maps ``"MHZ/BATCH"`` to decisions that chose it.
+
+    ``energy_j``, ``mean_edp_js``, ``arm_switches`` and ``arms`` are ``None`` (JSON null) where
+    they were not measured: a replay against a server without camel's metrics.
+    """
 
     requests_total: int
     requests_completed: int
-    energy_j: float
+    energy_j: float | None
     mean_latency_s: float
     p50_latency_s: float
     p99_latency_s: float
     mean_ttft_s: float
-    mean_edp_js: float
-    arm_switches: int
-    arms: dict[str, int] = field(default_factory=dict)
+    mean_edp_js: float | None
+    arm_switches: int | None
+    arms: dict[str, int] | None = field(default_factory=dict)
 
     @classmethod
     def from_records(
-        cls, records: Sequence[RequestRecord], *, requests_total: int, energy_j: float,
-        arm_switches: int, arms: Mapping[str, int], mean_edp_js: float | None = None,
+        cls, records: Sequence[RequestRecord], *, requests_total: int, energy_j: float | None,
+        arm_switches: int | None, arms: Mapping[str, int] | None, mean_edp_js: Any = FROM_RECORDS,
     ) -> "PolicyResult":
-        """Summarise completed records. ``mean_edp_js`` overrides the per-record mean (replay)."""
+        """Summarise completed records. ``mean_edp_js`` overrides the per-record mean (replay;
+        ``None``: not measured)."""
         done = [r for r in records if r.ok]
         lat = sorted(r.latency_s for r in done)
         ttfts = [r.ttft_s for r in done if r.ttft_s is not None]
         edps = [r.edp_js for r in done if not math.isnan(r.energy_j)]
+        if mean_edp_js is FROM_RECORDS:
+            mean_edp_js = _mean(edps)
         return cls(
             requests_total=requests_total,
             requests_completed=len(done),
-            energy_j=float(energy_j),
+            energy_j=None if energy_j is None else float(energy_j),
             mean_latency_s=_mean(lat),
             p50_latency_s=percentile(lat, 50.0),
             p99_latency_s=percentile(lat, 99.0),
             mean_ttft_s=_mean(ttfts),
-            mean_edp_js=_mean(edps) if mean_edp_js is None else float(mean_edp_js),
-            arm_switches=int(arm_switches),
-            arms={k: int(v) for k, v in arms.items() if v},
+            mean_edp_js=None if mean_edp_js is None else float(mean_edp_js),
+            arm_switches=None if arm_switches is None else int(arm_switches),
+            arms=None if arms is None else {k: int(v) for k, v in arms.items() if v},
         )
 
 
@@ -130,20 +141,36 @@ def format_table(result: BenchResult, *, baseline: str | None = "default") -> st
     "vs BASELINE" is the mean-EDP change against the baseline policy; where the run paired
     the requests (``details[NAME]["edp_vs_BASELINE"]``, :mod:`camel_vllm.bench.paired`) it is
     the paired change (on the requests both completed) with its batch-means standard error,
-    e.g. ``-20.9±1.2%``.
+    e.g. ``-20.9±1.2%``. A column no policy measured (``None``: a replay without camel's
+    metrics) is left out.
     """
     tag = " (emulated)" if result.emulated else ""
-    head = f"{'policy':<16}{'done':>9}{'energy_J':>12}{'mean_lat_s':>11}{'p99_lat_s':>10}{'ttft_s':>8}" \
-           f"{'mean_EDP_Js':>13}{'vs ' + (baseline or '-'):>14}{'switches':>9}"
+    policies = result.policies.values()
+    show_energy = any(p.energy_j is not None for p in policies)
+    show_edp = any(p.mean_edp_js is not None for p in policies)
+    show_switches = any(p.arm_switches is not None for p in policies)
+    head = f"{'policy':<16}{'done':>9}" + (f"{'energy_J':>12}" if show_energy else "") + \
+        f"{'mean_lat_s':>11}{'p99_lat_s':>10}{'ttft_s':>8}" + \
+        (f"{'mean_EDP_Js':>13}{'vs ' + (baseline or '-'):>14}" if show_edp else "") + \
+        (f"{'switches':>9}" if show_switches else "")
     lines = [f"{result.trace} on {result.device} / {result.model}, {result.requests} requests{tag}", head]
     base = result.policies.get(baseline) if baseline else None
     for name, p in result.policies.items():
-        vs = f"{-reduction_pct(p.mean_edp_js, base.mean_edp_js):+.1f}%" if base and name != baseline else ""
+        vs = ""
+        if base and name != baseline and p.mean_edp_js is not None and base.mean_edp_js is not None:
+            vs = f"{-reduction_pct(p.mean_edp_js, base.mean_edp_js):+.1f}%"
         paired = result.details.get(name, {}).get(f"edp_vs_{baseline}")
         if vs and paired:  # the paired change and its error, on the requests both completed
             vs = f"{paired['diff_pct']:+.1f}±{paired['stderr_pct']:.1f}%"
         lines.append(
-            f"{name:<16}{p.requests_completed:>4}/{p.requests_total:<4}{p.energy_j:>12.1f}{p.mean_latency_s:>11.3f}"
-            f"{p.p99_latency_s:>10.3f}{p.mean_ttft_s:>8.3f}{p.mean_edp_js:>13.3f}{vs:>14}{p.arm_switches:>9}"
+            f"{name:<16}{p.requests_completed:>4}/{p.requests_total:<4}"
+            + (f"{_num(p.energy_j):>12.1f}" if show_energy else "")
+            + f"{p.mean_latency_s:>11.3f}{p.p99_latency_s:>10.3f}{p.mean_ttft_s:>8.3f}"
+            + (f"{_num(p.mean_edp_js):>13.3f}{vs:>14}" if show_edp else "")
+            + (f"{'-' if p.arm_switches is None else p.arm_switches:>9}" if show_switches else "")
         )
     return "\n".join(lines)
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from camel_vllm.bench.paired import paired_edp_difference
-from camel_vllm.bench.pool import pool_results
+from camel_vllm.bench.pool import local_results, pool_results, report_progress
 from camel_vllm.bench.results import BenchResult, PolicyResult
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
@@ -98,13 +98,25 @@ class SimSetup:
     state_dir: str | None = None
 
     @classmethod
-    def make(cls, *, device_profile: str, model_profile: str, seed: int = 0, base: CamelConfig | None = None,
-             engine: EngineConfig = EngineConfig(), state_dir: str | None = None) -> "SimSetup":
+    def make(cls, *, device_profile: str | None = None, model_profile: str | None = None, seed: int | None = None,
+             base: CamelConfig | None = None, engine: EngineConfig = EngineConfig(),
+             state_dir: str | None = None) -> "SimSetup":
+        """The setup for ``base`` (a camel config, e.g. ``bench sim --config``) on the emulator.
+
+        ``device_profile``, ``model_profile`` and ``seed`` override ``base``'s keys; ``None``
+        keeps ``base``'s (its file's, else the config defaults). An unknown profile is a
+        :class:`ConfigError` naming the key, raised here, before any run.
+        """
+        from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
+
         base = base or CamelConfig()
         config = base.replace(
-            device="emulated", device_profile=device_profile, model_profile=model_profile, seed=seed,
-            emulation_time="absolute", metrics_port=None, state_path=None,
+            device="emulated", device_profile=base.device_profile if device_profile is None else device_profile,
+            model_profile=base.model_profile if model_profile is None else model_profile,
+            seed=base.seed if seed is None else seed, emulation_time="absolute", metrics_port=None, state_path=None,
         )
+        load_device_profile(config.device_profile)
+        load_model_profile(config.model_profile)
         return cls(config=config, engine=engine, state_dir=state_dir)
 
     def config_for(self, spec: PolicySpec) -> CamelConfig:
@@ -212,7 +224,7 @@ def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
 
 def _run_task(task: tuple[SimSetup, PolicySpec, Trace]) -> tuple[str, SimRun]:
     setup, spec, trace = task
-    return spec.label, run_one(setup, spec, trace)
+    return spec.label, run_one(setup, spec, trace, on_finish=report_progress)
 
 
 def _static_sweep_task(task: tuple[SimSetup, list[PolicySpec], Trace]) -> list[tuple[str, SimRun]]:
@@ -220,7 +232,8 @@ def _static_sweep_task(task: tuple[SimSetup, list[PolicySpec], Trace]) -> list[t
 
     A static run whose running count never exceeded a smaller cap C is exactly the run at
     cap C: admission was never blocked by a cap at or above C, the policy never changes arm,
-    and the device draws the same noise per iteration. So it is reused, not re-simulated.
+    and the device draws the same noise per iteration. So it is reused, not re-simulated
+    (and its requests are reported done at once, :func:`camel_vllm.bench.pool.report_progress`).
     """
     setup, specs, trace = task
     specs = sorted(specs, key=lambda s: -s.policy_params["arm"][1])
@@ -230,8 +243,9 @@ def _static_sweep_task(task: tuple[SimSetup, list[PolicySpec], Trace]) -> list[t
         cap = spec.policy_params["arm"][1]
         if last is not None and last.max_running <= cap:
             out.append((spec.label, _as_cap(last, cap)))
+            report_progress(len(trace))
         else:
-            last = run_one(setup, spec, trace)
+            last = run_one(setup, spec, trace, on_finish=report_progress)
             out.append((spec.label, last))
     return out
 
@@ -246,28 +260,45 @@ def _as_cap(run: SimRun, cap: int) -> SimRun:
     return dataclasses.replace(run, pulls=pulls, decisions=[(t, new) for t, _ in run.decisions])
 
 
+class _Progress:
+    """Passes reported requests on to ``progress`` and tops up at the end to ``total`` (a request
+    that never finished still counts as done once its run has ended), never past it."""
+
+    def __init__(self, progress: Callable[[int], None] | None, total: int) -> None:
+        self.progress, self.total, self.passed = progress, total, 0
+
+    def __call__(self, n: int) -> None:
+        n = min(n, self.total - self.passed)
+        if self.progress is not None and n > 0:
+            self.passed += n
+            self.progress(n)
+
+    def finish(self) -> None:
+        self(self.total - self.passed)
+
+
+def _results(fn: Callable[[Any], Any], tasks: Sequence[Any], labels: Sequence[str], workers: int,
+             progress: _Progress) -> Any:
+    """``fn(task)`` for every task: in worker processes, or here with one worker or one task."""
+    if workers <= 1 or len(tasks) == 1:
+        return local_results(fn, tasks, labels, progress)
+    return pool_results(fn, tasks, labels, workers, progress)
+
+
 def run_static_sweep(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, workers: int = 2,
                      progress: Callable[[int], None] | None = None) -> dict[str, SimRun]:
-    """Every static spec (grouped by frequency, see :func:`_static_sweep_task`)."""
+    """Every static spec (grouped by frequency, see :func:`_static_sweep_task`);
+    ``progress(n)`` as requests are simulated (``len(trace)`` per spec in all)."""
     groups: dict[Any, list[PolicySpec]] = {}
     for spec in specs:
         groups.setdefault(spec.policy_params["arm"][0], []).append(spec)
     tasks = [(setup, g, trace) for g in groups.values()]
+    labels = [g[0].label.rsplit(":", 1)[0] + ":*" for _, g, _ in tasks]
     runs: dict[str, SimRun] = {}
-
-    def take(results: list[tuple[str, SimRun]]) -> None:
-        for label, run in results:
-            runs[label] = run
-            if progress:
-                progress(len(trace))
-
-    if workers <= 1 or len(tasks) == 1:
-        for t in tasks:
-            take(_static_sweep_task(t))
-    else:
-        labels = [g[0].label.rsplit(":", 1)[0] + ":*" for _, g, _ in tasks]
-        for results in pool_results(_static_sweep_task, tasks, labels, workers):
-            take(results)
+    counted = _Progress(progress, len(specs) * len(trace))
+    for results in _results(_static_sweep_task, tasks, labels, workers, counted):
+        runs.update(results)
+    counted.finish()
     return runs
 
 
@@ -278,20 +309,12 @@ def static_specs(arms: ArmSet) -> list[PolicySpec]:
 
 def run_many(setup: SimSetup, specs: Sequence[PolicySpec], trace: Trace, *, workers: int = 2,
              progress: Callable[[int], None] | None = None) -> dict[str, SimRun]:
-    """Run ``specs`` (no ``oracle``) on ``trace``; ``progress(n_requests)`` after each run."""
+    """Run ``specs`` (no ``oracle``) on ``trace``; ``progress(n)`` as requests are simulated
+    (``len(trace)`` per spec in all)."""
     tasks = [(setup, s, trace) for s in specs]
-    runs: dict[str, SimRun] = {}
-    if workers <= 1 or len(tasks) == 1:
-        for t in tasks:
-            label, run = _run_task(t)
-            runs[label] = run
-            if progress:
-                progress(len(trace))
-    else:
-        for label, run in pool_results(_run_task, tasks, [s.label for s in specs], workers):
-            runs[label] = run
-            if progress:
-                progress(len(trace))
+    counted = _Progress(progress, len(specs) * len(trace))
+    runs = dict(_results(_run_task, tasks, [s.label for s in specs], workers, counted))
+    counted.finish()
     return {s.label: runs[s.label] for s in specs}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 from camel_vllm.bench.bandit import BANDIT_POLICIES, BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
@@ -28,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-std", type=float, default=0.25,
                         help="per-request noise of the log-EDP cost (default 0.25)")
     parser.add_argument("--no-ablation", action="store_true", help="skip camel-independent (no sharing)")
-    parser.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT")
-    parser.add_argument("--plot", metavar="OUT.png", help="write the cumulative-regret plot")
+    parser.add_argument("--json", metavar="PATH", help=f"write the result as JSON to PATH ({checks.OUTPUT_HELP})")
+    parser.add_argument("--plot", metavar="PATH.png",
+                        help=f"write the cumulative-regret plot to this file ({checks.OUTPUT_HELP})")
     parser.add_argument("--cost-fit", metavar="TRACE.csv",
                         help="instead: print how Gaussian EDP, log EDP and Camel's weighted cost are per request, "
                              "with lengths from an Azure-format trace (emulated pricing)")
@@ -38,11 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.json:
-            checks.output_file("--json", args.json, make_folder=not args.cost_fit)
+            checks.output_file("--json", args.json, make_folder=True)
         if args.plot:
-            checks.output_file("--plot", args.plot)
+            checks.output_file("--plot", args.plot, make_folder=True)
         if args.cost_fit:
             checks.input_file("--cost-fit", args.cost_fit)
+        checks.distinct_files([("--cost-fit", args.cost_fit)], [("--json", args.json), ("--plot", args.plot)])
     except ConfigError as err:
         print(f"camel-vllm bench bandit: {err}", file=sys.stderr)
         return 2
@@ -78,12 +79,12 @@ def run(args: argparse.Namespace) -> int:
                   f"best-arm share (last quarter) {s['best_arm_share_last_quarter']:.2f}  "
                   f"near-best {s['near_best_share_last_quarter']:.2f}")
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(folder, exist_ok=True)
+        checks.make_parent(args.json)
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
+        checks.make_parent(args.plot)
         plot_curves(curves, args.plot)
         print(f"wrote {args.plot}")
     return 0
@@ -106,6 +107,7 @@ def _cost_fit(args: argparse.Namespace) -> int:
             print(f"  {name:22s} skew {s['skew']:6.2f}  excess kurtosis {s['excess_kurtosis']:7.2f}  "
                   f"Shapiro W {s['shapiro_w']:.3f}  KS D {s['ks_d']:.3f}  std {s['std']:.3g}")
     if args.json:
+        checks.make_parent(args.json)
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"emulated": True, "cost_fit": study}, fh, indent=2)
         print(f"wrote {args.json}")

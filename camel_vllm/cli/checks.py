@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from camel_vllm.core.config import ConfigError
 from camel_vllm.core.paths import file_problem
+
+#: Said in the --help of every option that names a file to write (``bench``, ``trace to-vllm``).
+OUTPUT_HELP = "missing folders are made; refused before any work if it cannot be written or is an input file"
 
 
 def input_file(option: str, path: str) -> None:
@@ -26,7 +29,8 @@ def input_file(option: str, path: str) -> None:
 
 def output_file(option: str, path: str, *, make_folder: bool = False) -> None:
     """A file to write: not a folder or special file, in a folder that exists and is writable
-    (``make_folder``: a folder the command makes, see :func:`output_folder`)."""
+    (``make_folder``: a folder the command makes, see :func:`output_folder` and
+    :func:`make_parent`), and that opens for writing."""
     if os.path.isdir(path):
         raise ConfigError(option, path, "is a folder; name the file to write")
     if os.path.exists(path) and not os.path.isfile(path):
@@ -35,12 +39,64 @@ def output_file(option: str, path: str, *, make_folder: bool = False) -> None:
         raise ConfigError(option, path, "exists and is not writable")
     folder = os.path.dirname(os.path.abspath(path))
     if make_folder:
-        output_folder(option, folder)
-        return
-    if not os.path.isdir(folder):
+        try:
+            output_folder(option, folder)
+        except ConfigError as err:
+            raise ConfigError(option, path, f"folder {folder}: {err.reason}") from err
+    elif not os.path.isdir(folder):
         raise ConfigError(option, path, f"folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
+    elif not os.access(folder, os.W_OK):
         raise ConfigError(option, path, f"folder {folder} is not writable")
+    if os.path.isdir(folder):
+        try_open(option, path)
+
+
+def try_open(option: str, path: str, *, value: str | None = None) -> None:
+    """Open ``path`` for appending and close it (removed again if this made it), so a file that
+    cannot be written (a read-only mount, ``/proc``; permission bits do not stop root) is refused
+    before the work, not after it. ``value``: what the error names (default ``path``)."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        where = "" if value is None or value == path else f"{path}: "
+        raise ConfigError(option, path if value is None else value,
+                          f"{where}cannot write ({err.strerror or err})") from err
+    if not existed:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def make_parent(path: str) -> None:
+    """Make the folder ``path`` is written into (checked beforehand by :func:`output_file`)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def distinct_files(inputs: Sequence[tuple[str, str | None]], outputs: Sequence[tuple[str, str | None]]) -> None:
+    """No output is an input file (it would be overwritten) or another output (one would overwrite
+    the other); pairs are ``(option, path)``, ``None`` paths skipped. Same file: ``samefile``
+    where both exist (links included), else the same resolved path."""
+    seen: list[tuple[str, str]] = [(o, p) for o, p in inputs if p]
+    for option, path in outputs:
+        if not path:
+            continue
+        for other_option, other_path in seen:
+            if _same_file(path, other_path):
+                raise ConfigError(option, path, f"is the same file as {other_option} {other_path}; "
+                                                "writing it would overwrite that")
+        seen.append((option, path))
 
 
 def output_folder(option: str, path: str) -> None:

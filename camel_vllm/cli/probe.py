@@ -1,8 +1,9 @@
 """Show the GPU device camel-vllm finds: kind, frequencies, rails, power, energy, permissions.
 
-Nothing is written unless ``--test-switch`` is given: then one frequency switch is made and
-timed (write -> read-back, and -> settled power), and the frequency is restored. Emulated
-figures are labelled ``emulated``.
+Nothing is written to the device unless ``--test-switch`` is given: then one frequency switch
+is made and timed (write -> read-back, and -> settled power), and the frequency is restored.
+Emulated figures are labelled ``emulated``. ``--json PATH`` writes the report as JSON to PATH
+(``-``: standard output); the bare ``--json`` of earlier versions still prints it, with a notice.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ import time
 from typing import Any
 
 from camel_vllm.cli import checks
+from camel_vllm.cli.deprecated import notice
 from camel_vllm.core.config import DEVICE_KINDS, CamelConfig, ConfigError
 from camel_vllm.devices.base import Device, DeviceError
+
+#: ``--json`` given without a path (the old switch): standard output, after a deprecation notice.
+BARE_JSON = ""
+PROG = "camel-vllm probe"
 
 #: Power is "settled" when this many consecutive readings stay within SETTLE_REL of each other.
 SETTLE_READINGS = 3
@@ -26,7 +32,8 @@ SETTLE_TIMEOUT_S = 2.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICE_KINDS, default="auto", help="backend to probe (default: auto)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", nargs="?", const=BARE_JSON, default=None, metavar="PATH",
+                        help="write the report as one JSON object to PATH (-: standard output)")
     parser.add_argument("--test-switch", action="store_true",
                         help="switch the frequency once, time it, and restore (writes the clock)")
     parser.add_argument("--sysfs-root", default="/", help="root of the sysfs tree (tests, containers)")
@@ -46,9 +53,14 @@ def run(args: argparse.Namespace) -> int:
         )
         config.validate()
         checks.number("--window-s", args.window_s, minimum=0.0)
+        if args.json == BARE_JSON:
+            notice(PROG, "--json without a path", "--json - (standard output) or --json PATH")
+            args.json = "-"
+        if args.json not in (None, "-"):
+            checks.output_file("--json", args.json, make_folder=True)
         device = make_device(config)
     except (ConfigError, DeviceError) as err:
-        print(f"camel-vllm probe: {err}", file=sys.stderr)
+        print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     try:
         report = probe(device, window_s=args.window_s)
@@ -56,7 +68,15 @@ def run(args: argparse.Namespace) -> int:
             report["switch_test"] = test_switch(device)
     finally:
         device.close()
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.json in (None, "-"):
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        return 0
+    checks.make_parent(args.json)
+    with open(args.json, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2)
+        fh.write("\n")
+    print(format_report(report))
+    print(f"wrote {args.json}")
     return 0
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from camel_vllm.cli import checks
 from camel_vllm.cli.trace_args import add_trace_arguments, context_from_model_dir, load_fitted, tighter_limit
+from camel_vllm.core.config import ConfigError
 from camel_vllm.traces import TraceFormatError, write_timed_trace
 
 PROG = "camel-vllm trace to-vllm"
@@ -25,7 +27,7 @@ PROG = "camel-vllm trace to-vllm"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trace_arguments(parser, positional=True)
-    parser.add_argument("out", help="output JSONL file")
+    parser.add_argument("out", help=f"output JSONL file ({checks.OUTPUT_HELP})")
     parser.add_argument("--model-dir", default=None,
                         help="model folder whose config.json sets the context limit (as vLLM reads it); "
                              "a server started with a smaller --max-model-len needs --max-context too")
@@ -33,13 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        checks.output_file("OUT", args.out, make_folder=True)
+        checks.distinct_files([("TRACE", args.trace)], [("OUT", args.out)])
         from_model = context_from_model_dir(args.model_dir) if args.model_dir else (None, "")
         limit, source = tighter_limit((args.max_context, "--max-context"), from_model)
         trace, fit = load_fitted(args, limit=limit, source=source)
-    except (TraceFormatError, ValueError) as err:
+    except (ConfigError, TraceFormatError, ValueError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     try:
+        checks.make_parent(args.out)
         n = write_timed_trace(trace, args.out)
     except OSError as err:
         print(f"{PROG}: cannot write {args.out}: {err.strerror}", file=sys.stderr)

@@ -99,14 +99,113 @@ def test_json_folder_and_plot_file_are_refused_before_simulating(tmp_path):
     assert "simulating" not in done.stderr  # refused before the progress bar starts
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    done = _bench_sim(tmp_path, "--plot", str(a_file))
+    done = _bench_sim(tmp_path, "--plot-dir", str(a_file))
     assert done.returncode == 2
-    assert _one_line(done) == PREFIX + f'camel config: --plot="{a_file}": is a file, not a folder'
+    assert _one_line(done) == PREFIX + f'camel config: --plot-dir="{a_file}": is a file, not a folder'
     assert not (tmp_path / "out.json").exists()
-    missing = tmp_path / "no-such-folder" / "out.json"
-    done = _bench_sim(tmp_path, "--json", str(missing))
+    under_a_file = a_file / "out.json"
+    done = _bench_sim(tmp_path, "--json", str(under_a_file))
     assert done.returncode == 2
-    assert _one_line(done) == PREFIX + f'camel config: --json="{missing}": folder {missing.parent} does not exist'
+    assert _one_line(done) == PREFIX + (f'camel config: --json="{under_a_file}": folder {a_file}: '
+                                        "is a file, not a folder")
+
+
+def test_a_missing_json_folder_is_made(tmp_path):
+    """One behaviour for every bench command: missing folders of an output are made (they used to
+    be refused here and made by bench bandit)."""
+    missing = tmp_path / "no-such-folder" / "sub" / "out.json"
+    done = _bench_sim(tmp_path, "--policies", "default", "--workers", "1", "--json", str(missing))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(missing.read_text())["requests"] == 30
+
+
+def test_outputs_that_are_inputs_or_each_other_are_refused_before_simulating(tmp_path):
+    trace = _timed_trace(tmp_path / "t.jsonl")
+    before = Path(trace).read_text()
+    os.link(trace, tmp_path / "hard.json")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epoch_iterations: 8\n")
+    same = "is the same file as --trace {}; writing it would overwrite that"
+    for args, option, path, why in (
+        (["--json", trace], "--json", trace, same.format(trace)),
+        (["--json", str(tmp_path / "hard.json")], "--json", tmp_path / "hard.json", same.format(trace)),
+        (["--config", str(cfg), "--json", str(cfg)], "--json", cfg,
+         f"is the same file as --config {cfg}; writing it would overwrite that"),
+    ):
+        done = _bench_sim(tmp_path, "--policies", "default", *args, trace=trace)
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert _one_line(done) == PREFIX + f'camel config: {option}="{path}": {why}'
+    # a plot, a request log, a state file that would land on the trace
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    plot_trace = plots / "regret.png"
+    plot_trace.write_text(before)
+    done = _bench_sim(tmp_path, "--format", "timed_trace", "--policies", "default", "--plot-dir", str(plots),
+                      trace=str(plot_trace))
+    assert _one_line(done) == PREFIX + f'camel config: --plot-dir="{plot_trace}": {same.format(plot_trace)}'
+    log_trace = tmp_path / "log.default.jsonl"
+    log_trace.write_text(before)
+    cfg.write_text(f"request_log: {tmp_path / 'log.jsonl'}\n")
+    done = _bench_sim(tmp_path, "--policies", "default", "--config", str(cfg), trace=str(log_trace))
+    assert _one_line(done) == PREFIX + f'camel config: request_log="{log_trace}": {same.format(log_trace)}'
+    state_json = tmp_path / "state" / "camel.json"
+    done = _bench_sim(tmp_path, "--policies", "camel", "--state-dir", str(tmp_path / "state"), "--json",
+                      str(state_json))
+    assert _one_line(done) == PREFIX + (f'camel config: --state-dir="{state_json}": is the same file as --json '
+                                        f"{state_json}; writing it would overwrite that")
+    assert Path(trace).read_text() == before and log_trace.read_text() == before and plot_trace.read_text() == before
+
+
+def test_a_request_log_that_cannot_be_written_is_one_line_before_any_run(tmp_path):
+    """/proc passes the folder checks (and root passes every permission check), but no file can
+    be made there: the run used to end in 'default: FileNotFoundError: ...' from a worker."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("request_log: /proc/camel-log.jsonl\n")
+    for workers in ("1", "2"):
+        done = _bench_sim(tmp_path, "--policies", "default,camel", "--config", str(cfg), "--workers", workers)
+        assert done.returncode == 2
+        assert _one_line(done) == PREFIX + ('camel config: request_log="/proc/camel-log.jsonl": '
+                                            "/proc/camel-log.default.jsonl: cannot write (No such file or directory)")
+        assert "simulating" not in done.stderr
+
+
+def test_config_profiles_and_seed_apply_and_options_win(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("device_profile: orin-agx-64gb\nmodel_profile: qwen-2.5-3b\nseed: 4\n")
+    out = tmp_path / "out.json"
+    done = _bench_sim(tmp_path, "--policies", "default", "--workers", "1", "--config", str(cfg))
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert (data["device"], data["model"]) == ("orin-agx-64gb", "qwen-2.5-3b")
+    assert any(note.startswith("seed 4,") for note in data["notes"])
+    done = _bench_sim(tmp_path, "--policies", "default", "--workers", "1", "--config", str(cfg),
+                      "--model-profile", "llama-3.2-1b", "--seed", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert (data["device"], data["model"]) == ("orin-agx-64gb", "llama-3.2-1b")
+    assert any(note.startswith("seed 2,") for note in data["notes"])
+
+
+@pytest.mark.parametrize("config, args, line", [
+    ("model_profile: no-such-model\n", [],
+     'camel config: model_profile="no-such-model": unknown model profile (known: llama-3.2-1b, qwen-2.5-3b; '
+     "or give a file path)"),
+    ("device_profile: no-such-board\n", [],
+     'camel config: device_profile="no-such-board": unknown device profile (known: orin-agx-32gb, orin-agx-64gb; '
+     "or give a file path)"),
+    ("", ["--model-profile", "nope"],
+     'camel config: --model-profile="nope": unknown model profile (known: llama-3.2-1b, qwen-2.5-3b; '
+     "or give a file path)"),
+    ("state_path: s.json\n", [],
+     'camel config: state_path="s.json": bench sim keeps each policy\'s learned state with --state-dir DIR instead'),
+])
+def test_an_unknown_profile_or_a_refused_key_is_one_line(tmp_path, config, args, line):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config)
+    done = _bench_sim(tmp_path, "--policies", "default", "--config", str(cfg), *args)
+    assert done.returncode == 2
+    assert _one_line(done) == PREFIX + line
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_config_policy_params_reach_the_policies_that_take_them(tmp_path):

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from aiohttp import web
@@ -44,16 +46,19 @@ class FakeServer:
     and enforced as vLLM does: prompt + max_tokens above it is HTTP 400.
     """
 
-    def __init__(self, max_model_len: int | None = None) -> None:
+    def __init__(self, max_model_len: int | None = None, metrics_text: str | None = None) -> None:
         self.bodies: list[dict] = []
         self.served = 0
         self.max_model_len = max_model_len
+        self.metrics_text = metrics_text  # what /metrics answers (None: camel's series)
 
     async def models(self, request):
         card = {"id": "tiny"} if self.max_model_len is None else {"id": "tiny", "max_model_len": self.max_model_len}
         return web.json_response({"data": [card]})
 
     async def metrics(self, request):
+        if self.metrics_text is not None:
+            return web.Response(text=self.metrics_text)
         return web.Response(text=METRICS_BEFORE if self.served == 0 else _metrics_after(self.served))
 
     async def completions(self, request):
@@ -74,15 +79,15 @@ class FakeServer:
         return resp
 
 
-async def _start(fake: FakeServer) -> tuple[web.AppRunner, int]:
-    """Serve ``fake`` on a free local port; returns the runner (to clean up) and the port."""
+async def _start(fake: FakeServer, port: int = 0) -> tuple[web.AppRunner, int]:
+    """Serve ``fake`` on ``port`` (0: a free one); returns the runner (to clean up) and the port."""
     app = web.Application()
     app.router.add_get("/v1/models", fake.models)
     app.router.add_get("/metrics", fake.metrics)
     app.router.add_post("/v1/completions", fake.completions)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]
 
@@ -148,22 +153,31 @@ def test_json_schema_round_trip(tmp_path):
 
 
 @contextlib.contextmanager
-def _served(fake: FakeServer):
-    """Run ``fake`` on a background event loop (the CLI runs its own); yields the base URL."""
+def _served(fake: FakeServer, *, port: int = 0, start_after_s: float = 0.0):
+    """Run ``fake`` on a background event loop (the CLI runs its own); yields the base URL.
+
+    ``start_after_s`` > 0 (with a ``port``): the URL is yielded at once and the server starts
+    listening that much later, as a vLLM server started in the background does.
+    """
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     state = {}
 
     async def start():
-        state["runner"], state["port"] = await _start(fake)
+        await asyncio.sleep(start_after_s)
+        state["runner"], state["port"] = await _start(fake, port)
         ready.set()
 
     thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
     thread.start()
-    assert ready.wait(10)
+    if start_after_s == 0:
+        assert ready.wait(10)
+    else:
+        state["port"] = port
     try:
         yield f"http://127.0.0.1:{state['port']}"
     finally:
+        assert ready.wait(10)
         asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -252,16 +266,22 @@ def _dead_url() -> str:
 
 
 def test_bench_replay_against_a_dead_url_is_one_line_naming_it(tmp_path):
-    """Run as a user would (a subprocess, under a timeout): one stderr line, no traceback."""
+    """Run as a user would (a subprocess, under a timeout): it waits --ready-timeout-s for the
+    server, then one stderr line, no traceback, nothing written."""
     url = _dead_url()
     trace = _timed_trace(tmp_path, [(5, 2)])
+    t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "camel_vllm", "bench", "replay", "--trace", trace, "--url", url,
-                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=60)
+                           "--ready-timeout-s", "2", "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=60)
+    waited_s = time.monotonic() - t0
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("camel-vllm bench replay: cannot reach ")
-    assert f"{url}/v1/models" in lines[0]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"camel-vllm bench replay: --url {url}: no server answered /v1/models within 2 s "
+                               f"(last: cannot reach {url}/v1/models: ")
+    assert waited_s >= 2.0
     assert not (tmp_path / "r.json").exists()
 
 
@@ -270,3 +290,121 @@ def test_bench_replay_refuses_a_bad_timeout(tmp_path, capsys):
                    "--timeout-s", "nan", "--json", str(tmp_path / "r.json")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err == "camel-vllm bench replay: --timeout-s nan: must be a finite number > 0 (s)"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_bench_replay_waits_for_a_server_that_is_still_starting(tmp_path, capsys):
+    """The README's case: the server is started in the background and replay runs at once."""
+    fake = FakeServer()
+    trace = _timed_trace(tmp_path, [(5, 2)] * 3)
+    out = tmp_path / "r.json"
+    t0 = time.monotonic()
+    with _served(fake, port=_free_port(), start_after_s=2.0) as url:
+        rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--ready-timeout-s", "30",
+                       "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert time.monotonic() - t0 >= 2.0  # it waited for the server instead of replaying into nothing
+    assert captured.out.startswith(f"waiting up to 30 s (--ready-timeout-s) for a server at {url} (cannot reach "
+                                   f"{url}/v1/models: ")
+    assert json.loads(out.read_text())["policies"]["replay"]["requests_completed"] == 3
+    assert len(fake.bodies) == 3
+
+
+VLLM_ONLY_METRICS = """# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="tiny"} 0.0
+"""
+
+
+def test_a_server_without_camel_metrics_is_said_and_its_columns_left_out(tmp_path, capsys):
+    fake = FakeServer(metrics_text=VLLM_ONLY_METRICS)
+    trace = _timed_trace(tmp_path, [(5, 2)] * 3)
+    out = tmp_path / "r.json"
+    with _served(fake) as url:
+        rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    notes = [line for line in captured.out.splitlines() if line.startswith("no camel metrics")]
+    assert notes == [f"no camel metrics at {url}/metrics (no camel_* series there): energy, EDP and switches are "
+                     "not measured and left out (serve with --scheduler camel and a metrics_port, then pass "
+                     "--metrics-url)"]
+    header = next(line for line in captured.out.splitlines() if line.startswith("policy"))
+    assert "energy_J" not in header and "mean_EDP_Js" not in header and "switches" not in header
+    assert "mean_lat_s" in header
+    assert "nan" not in captured.out
+    data = json.loads(out.read_text())
+    policy = data["policies"]["replay"]
+    assert policy["requests_completed"] == 3
+    assert (policy["energy_j"], policy["mean_edp_js"], policy["arm_switches"], policy["arms"]) == (None,) * 4
+    assert data["details"]["replay"]["camel_metrics"] == {"url": f"{url}/metrics", "found": False,
+                                                          "why": "no camel_* series there"}
+    # with camel's series the same command reports them
+    with _served(FakeServer()) as url:
+        assert cli_main(["bench", "replay", "--trace", trace, "--url", url, "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "no camel metrics" not in captured.out and "energy_J" in captured.out and "switches" in captured.out
+    assert json.loads(out.read_text())["policies"]["replay"]["arm_switches"] == 0
+
+
+def test_a_metrics_url_that_is_not_prometheus_text_is_one_line_before_replaying(tmp_path, capsys):
+    fake = FakeServer()
+    trace = _timed_trace(tmp_path, [(5, 2)] * 2)
+    with _served(fake) as url:
+        rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--metrics-url", f"{url}/v1/models",
+                       "--json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err == (f"camel-vllm bench replay: --metrics-url: {url}/v1/models is not Prometheus text (it answers "
+                   "JSON); camel's series are at a /metrics URL")
+    assert fake.bodies == [] and not (tmp_path / "r.json").exists()
+
+
+def test_output_paths_are_checked_before_replaying_and_missing_folders_made(tmp_path, capsys):
+    fake = FakeServer()
+    trace = _timed_trace(tmp_path, [(5, 2)] * 2)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with _served(fake) as url:
+        for bad, why in ((a_file / "out.json", f"folder {a_file}: is a file, not a folder"),
+                         (tmp_path, "is a folder; name the file to write")):
+            rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--json", str(bad)])
+            assert rc == 2
+            assert capsys.readouterr().err.strip() == f'camel-vllm bench replay: camel config: --json="{bad}": {why}'
+        assert fake.bodies == []  # refused before anything was sent
+        made = tmp_path / "new" / "sub" / "out.json"
+        assert cli_main(["bench", "replay", "--trace", trace, "--url", url, "--json", str(made)]) == 0
+    assert json.loads(made.read_text())["policies"]["replay"]["requests_completed"] == 2
+
+
+def test_an_output_that_is_the_trace_is_refused(tmp_path, capsys):
+    fake = FakeServer()
+    trace = _timed_trace(tmp_path, [(5, 2)] * 2)
+    before = open(trace).read()
+    link = tmp_path / "link.json"
+    os.link(trace, link)  # another name for the same file
+    with _served(fake) as url:
+        for out in (trace, str(link)):
+            assert cli_main(["bench", "replay", "--trace", trace, "--url", url, "--json", out]) == 2
+            assert capsys.readouterr().err.strip() == (f'camel-vllm bench replay: camel config: --json="{out}": is '
+                                                       f"the same file as --trace {trace}; writing it would "
+                                                       "overwrite that")
+    assert open(trace).read() == before and fake.bodies == []
+
+
+def test_the_old_device_option_still_labels_the_json_with_a_notice(tmp_path, capsys):
+    trace = _timed_trace(tmp_path, [(5, 2)])
+    out = tmp_path / "r.json"
+    with _served(FakeServer()) as url:
+        assert cli_main(["bench", "replay", "--trace", trace, "--url", url, "--device", "orin", "--json",
+                         str(out)]) == 0
+        assert "camel-vllm bench replay: --device is deprecated, use --device-label" in capsys.readouterr().err
+        assert json.loads(out.read_text())["device"] == "orin"
+        assert cli_main(["bench", "replay", "--trace", trace, "--url", url, "--device-label", "agx", "--json",
+                         str(out)]) == 0
+        assert "deprecated" not in capsys.readouterr().err
+    assert json.loads(out.read_text())["device"] == "agx"

@@ -73,7 +73,7 @@ def test_cli_writes_schema_and_plots(tmp_path):
     cfg.write_text("frequencies_mhz: [306, 930.75]\nbatch_sizes: [4, 8]\n")
     out = tmp_path / "r.json"
     rc = cli_main(["bench", "sim", "--trace", trace, "--policies", "default,ts,oracle", "--config", str(cfg),
-                   "--workers", "1", "--json", str(out), "--plot", str(tmp_path / "plots")])
+                   "--workers", "1", "--json", str(out), "--plot-dir", str(tmp_path / "plots")])
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["emulated"] is True and data["requests"] == 30 and data["device"] == "orin-agx-32gb"
@@ -82,6 +82,20 @@ def test_cli_writes_schema_and_plots(tmp_path):
         assert p["p50_latency_s"] <= p["p99_latency_s"]
     for name in ("edp_over_time", "arm_choices", "regret", "energy_latency"):
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+def test_without_the_oracle_no_regret_plot_is_written_and_the_command_says_so(tmp_path, capsys):
+    trace = _timed_trace(tmp_path / "t.jsonl", 30)
+    plots = tmp_path / "plots"
+    rc = cli_main(["bench", "sim", "--trace", trace, "--policies", "default,ts", "--workers", "1",
+                   "--json", str(tmp_path / "r.json"), "--plot-dir", str(plots)])
+    assert rc == 0
+    assert sorted(p.name for p in plots.iterdir()) == ["arm_choices.png", "edp_over_time.png", "energy_latency.png"]
+    out = capsys.readouterr().out
+    for name in ("edp_over_time", "arm_choices", "energy_latency"):
+        assert f"wrote {plots / name}.png" in out
+    assert ("did not write regret.png: no oracle run to measure regret against (add oracle to --policies)"
+            in out.splitlines())
 
 
 def test_cli_bad_trace_is_one_line(tmp_path, capsys):
@@ -165,3 +179,18 @@ def test_state_dir_with_state_learned_on_other_arms_says_it_started_cold(tmp_pat
                            "(arms is '4 arms', this run has '6 arms (or different labels)'), moved to ")
     # the first run's state is kept aside, and this run's learning is saved in its place
     assert len(list(state_dir.glob("camel.json.foreign-*"))) == 1 and (state_dir / "camel.json").exists()
+
+
+def test_with_only_the_oracle_the_per_policy_plots_are_left_out(tmp_path, capsys):
+    """arm_choices.png used to fail on zero panels; regret has nothing to compare."""
+    trace = _timed_trace(tmp_path / "t.jsonl", 20)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("frequencies_mhz: [306, 930.75]\nbatch_sizes: [4, 8]\n")
+    plots = tmp_path / "plots"
+    rc = cli_main(["bench", "sim", "--trace", trace, "--policies", "oracle", "--config", str(cfg), "--workers", "1",
+                   "--json", str(tmp_path / "r.json"), "--plot-dir", str(plots)])
+    assert rc == 0
+    assert sorted(p.name for p in plots.iterdir()) == ["edp_over_time.png", "energy_latency.png"]
+    out = capsys.readouterr().out.splitlines()
+    assert "did not write arm_choices.png: no policy but oracle ran" in out
+    assert "did not write regret.png: no policy but oracle ran" in out
