@@ -149,6 +149,22 @@ class SimSetup:
         return {**{k: v for k, v in base.items() if k in taken}, **spec.policy_params}
 
 
+def board_serving(device_profile: str, *, model_profile: str | None = None, max_num_seqs: int | None = None,
+                  max_num_batched_tokens: int | None = None) -> tuple[str | None, EngineConfig]:
+    """How a board serves where the caller said nothing: the model profile (``None``: keep the
+    base config's) and the engine limits, from the profile's ``serving:`` block, else the
+    simulator's defaults (Camel's 28 sequences, vLLM's 2048 tokens). Given values win."""
+    from camel_vllm.devices.emulator.profiles import load_device_profile
+    from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
+
+    serving = load_device_profile(device_profile).serving
+    model = model_profile or (serving.model_profile if serving else None)
+    seqs = max_num_seqs or (serving.max_num_seqs if serving else None) or DEFAULT_MAX_NUM_SEQS
+    tokens = (max_num_batched_tokens or (serving.max_num_batched_tokens if serving else None)
+              or DEFAULT_MAX_NUM_BATCHED_TOKENS)
+    return model, EngineConfig(seqs, tokens)
+
+
 def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
     """Build every spec's controller once, here, so a bad spec fails before any worker starts.
 

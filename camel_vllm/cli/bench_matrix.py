@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from camel_vllm.cli import checks
+from camel_vllm.cli.deprecated import add_deprecated_alias
 from camel_vllm.core.config import CamelConfig, ConfigError, load_yaml_file
 from camel_vllm.traces import TraceFormatError
 
@@ -39,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or the --config file's device_profile)")
     parser.add_argument("--model-profile", default=None, metavar="NAME|FILE",
                         help="model profile on every board (default: each board's serving model, else llama-3.2-1b)")
-    parser.add_argument("--device", action="append", default=None, help=argparse.SUPPRESS)  # deprecated
-    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)  # deprecated
     parser.add_argument("--config", default=None, help="YAML with other camel keys (device_profile and "
                                                         "model_profile are used where the options are not given)")
     parser.add_argument("--max-num-seqs", type=int, default=None,
@@ -48,9 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", type=int, default=None,
                         help="engine token budget per step (default: the board's serving value, else 2048)")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulation processes (default 2)")
-    parser.add_argument("--json", required=True, help="write the result JSON here (its folder is made if missing)")
+    parser.add_argument("--json", required=True, help=f"write the result JSON here ({checks.OUTPUT_HELP})")
     parser.add_argument("--plot", default=None,
-                        help="write the heatmap PNG here; with several boards, one per board: STEM-BOARD.png")
+                        help=f"write the heatmap PNG here; with several boards, one per board: STEM-BOARD.png "
+                             f"({checks.OUTPUT_HELP})")
+    add_deprecated_alias(parser, "--device", "--device-profile")
+    add_deprecated_alias(parser, "--model", "--model-profile")
 
 
 def _loads(text: str) -> tuple[float, ...]:
@@ -61,16 +63,6 @@ def _loads(text: str) -> tuple[float, ...]:
     if not loads or not all(math.isfinite(x) and x > 0 for x in loads):
         raise ConfigError("loads", text, "every load must be a number > 0")
     return loads
-
-
-def _deprecated(args: argparse.Namespace) -> None:
-    """The old spellings still work, with one line each on stderr."""
-    if args.device:
-        print("camel-vllm bench matrix: --device is deprecated, use --device-profile", file=sys.stderr)
-        args.device_profile = (args.device_profile or []) + args.device
-    if args.model:
-        print("camel-vllm bench matrix: --model is deprecated, use --model-profile", file=sys.stderr)
-        args.model_profile = args.model_profile or args.model
 
 
 def plot_paths(path: str, boards: list[str]) -> list[str]:
@@ -84,24 +76,20 @@ def plot_paths(path: str, boards: list[str]) -> list[str]:
 def _plans(args: argparse.Namespace, raw_config: dict[str, Any]) -> list[Any]:
     """One matrix plan per board (checked: profiles, engine limits, policies, traces)."""
     from camel_vllm.bench.matrix import DEFAULT_TRACES, MatrixPlan, cell_trace
-    from camel_vllm.bench.sim import SimSetup, check_specs, parse_policies
-    from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
-    from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
+    from camel_vllm.bench.sim import SimSetup, board_serving, check_specs, parse_policies
+    from camel_vllm.devices.emulator.profiles import load_model_profile
 
     base = CamelConfig.from_mapping(raw_config)
     specs = tuple(parse_policies(args.policies))
     boards = args.device_profile or [raw_config.get("device_profile", DEFAULT_DEVICE_PROFILE)]
     plans = []
     for name in boards:
-        device = load_device_profile(name)
-        serving = device.serving
-        model_name = (args.model_profile or raw_config.get("model_profile")
-                      or (serving.model_profile if serving else None) or base.model_profile)
+        model_name, engine = board_serving(name, model_profile=args.model_profile or raw_config.get("model_profile"),
+                                           max_num_seqs=args.max_num_seqs,
+                                           max_num_batched_tokens=args.max_num_batched_tokens)
+        model_name = model_name or base.model_profile
         model = load_model_profile(model_name)
-        seqs = args.max_num_seqs or (serving.max_num_seqs if serving else None) or DEFAULT_MAX_NUM_SEQS
-        tokens = (args.max_num_batched_tokens or (serving.max_num_batched_tokens if serving else None)
-                  or DEFAULT_MAX_NUM_BATCHED_TOKENS)
-        setup = SimSetup.make(device_profile=name, model_profile=model_name, base=base, engine=EngineConfig(seqs, tokens))
+        setup = SimSetup.make(device_profile=name, model_profile=model_name, base=base, engine=engine)
         check_specs(setup, specs)
         plans.append(MatrixPlan(traces=tuple(args.trace or DEFAULT_TRACES), loads=_loads(args.loads), seeds=args.seeds,
                                 requests=args.requests, policies=specs, setup=setup,
@@ -119,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
                                                 matrix_to_dict)
     from camel_vllm.bench.sim import arm_set
 
-    _deprecated(args)
     try:
         for key, value, ok in (("seeds", args.seeds, args.seeds >= 1), ("requests", args.requests, args.requests >= 2),
                                ("workers", args.workers, args.workers >= 1),
@@ -131,10 +118,9 @@ def run(args: argparse.Namespace) -> int:
         checks.output_file("json", args.json, make_folder=True)
         if args.plot is not None:
             checks.output_file("plot", args.plot, make_folder=True)
-        for key, path in (("json", args.json), ("plot", args.plot)):
-            for trace in args.trace or ():
-                if path and os.path.exists(trace) and os.path.exists(path) and os.path.samefile(trace, path):
-                    raise ConfigError(key, path, "is the --trace file; writing it would overwrite the trace")
+        inputs = [("--trace", t) for t in args.trace or () if not t.startswith("synthetic:")]
+        inputs += [("--config", args.config)] + [("--device-profile", d) for d in args.device_profile or ()]
+        checks.distinct_files(inputs, [("--json", args.json), ("--plot", args.plot)])
         raw_config = load_yaml_file(args.config) if args.config else {}
         plans = _plans(args, raw_config)
         notes = []
@@ -156,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     runs = sum(count_runs(p) for p in plans)
     data = matrix_to_dict(results, notes=notes + [f"{runs} simulated runs in {wall_s:.0f} s wall ({args.workers} "
                                                   "worker processes); every energy figure is emulated"])
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    checks.make_parent(args.json)
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
         fh.write("\n")
@@ -174,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from camel_vllm.bench.plots import plot_matrix
 
-        os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+        checks.make_parent(args.plot)
         for board, path in zip(results, plot_paths(args.plot, [b.device for b in results])):
             print(f"wrote {plot_matrix(board.cells, path, tested, title=board.device)}")
     print(f"wrote {args.json}")

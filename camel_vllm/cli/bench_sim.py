@@ -45,9 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "given on the command line wins over the file. Its policy_params go to every listed "
                              "policy that takes them (a key none takes is an error); state_path is refused "
                              "(--state-dir); device, emulation_time and metrics_port are bench sim's own")
-    parser.add_argument("--max-num-seqs", type=int, default=DEFAULT_MAX_NUM_SEQS, help="engine --max-num-seqs")
-    parser.add_argument("--max-num-batched-tokens", type=int, default=DEFAULT_MAX_NUM_BATCHED_TOKENS,
-                        help="engine token budget per step")
+    parser.add_argument("--max-num-seqs", type=int, default=None,
+                        help=f"engine --max-num-seqs (default: the board profile's serving value, else {DEFAULT_MAX_NUM_SEQS})")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=None,
+                        help="engine token budget per step (default: the board profile's serving value, else "
+                             f"{DEFAULT_MAX_NUM_BATCHED_TOKENS})")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulation processes (default 2)")
     parser.add_argument("--state-dir", default=None,
                         help="learning policies start from STATE_DIR/NAME.json if it exists and save what they "
@@ -88,6 +90,7 @@ def base_config(args: argparse.Namespace) -> CamelConfig:
     if not args.config:
         return CamelConfig()
     raw = load_yaml_file(args.config)
+    args.config_model_profile = raw.get("model_profile")
     if raw.get("state_path") is not None:
         raise ConfigError("state_path", raw["state_path"],
                           "bench sim keeps each policy's learned state with --state-dir DIR instead")
@@ -97,12 +100,14 @@ def base_config(args: argparse.Namespace) -> CamelConfig:
 def make_setup(args: argparse.Namespace, base: CamelConfig) -> SimSetup:
     """The setup: a profile or seed given on the command line wins over ``--config``'s.
     A bad profile given as an option is named by the option."""
-    from camel_vllm.bench.sim import SimSetup
+    from camel_vllm.bench.sim import SimSetup, board_serving
 
     try:
-        return SimSetup.make(device_profile=args.device_profile, model_profile=args.model_profile, seed=args.seed,
-                             base=base, engine=EngineConfig(args.max_num_seqs, args.max_num_batched_tokens),
-                             state_dir=_state_dir(args.state_dir))
+        model, engine = board_serving(args.device_profile or base.device_profile,
+                                      model_profile=args.model_profile or getattr(args, "config_model_profile", None),
+                                      max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens)
+        return SimSetup.make(device_profile=args.device_profile, model_profile=model, seed=args.seed,
+                             base=base, engine=engine, state_dir=_state_dir(args.state_dir))
     except ConfigError as err:
         given = {"device_profile": args.device_profile, "model_profile": args.model_profile}
         if given.get(err.key) is not None and err.value == given[err.key]:
