@@ -14,7 +14,8 @@ def _compat_constant(name: str) -> str:
     """A string constant of camel_vllm/vllm_plugin/compat.py."""
     tree = ast.parse((Path(__file__).parent / "camel_vllm" / "vllm_plugin" / "compat.py").read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             return ast.literal_eval(node.value)
     raise RuntimeError(f"{name} not found in camel_vllm/vllm_plugin/compat.py")
 

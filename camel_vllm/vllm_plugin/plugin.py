@@ -156,7 +156,8 @@ def _additional_config(value: Any) -> Any:
 
 
 #: Frontend flags only the OpenAI server's parser has (``make_arg_parser`` in
-#: vllm/entrypoints/launchers/cli_args.py, used by ``vllm serve`` and the api_server module):
+#: vllm/entrypoints/launchers/cli_args.py in 0.32, entrypoints/common/cli_args.py in 0.33; used by
+#: ``vllm serve`` and the api_server module):
 #: args that carry it are resolved with ``UsageContext.OPENAI_API_SERVER``.
 OPENAI_SERVER_ONLY_ARG = "api_server_count"
 
