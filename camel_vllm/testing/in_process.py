@@ -19,10 +19,12 @@ IN_PROCESS_BATCHED_TOKENS = 8192
 
 def build_scheduler(cls: type, model: str, additional_config: dict, *, max_num_seqs: int,
                     max_num_batched_tokens: int = IN_PROCESS_BATCHED_TOKENS, num_blocks: int = IN_PROCESS_NUM_BLOCKS,
-                    block_size: int = 16, max_model_len: int = 2048, async_scheduling: bool = False) -> Any:
+                    block_size: int = 16, max_model_len: int = 2048, async_scheduling: bool = False,
+                    max_num_active_seqs: int | None = None) -> Any:
     """A scheduler of class ``cls`` (vLLM's or camel's) built as an engine core builds it, with a
     one-layer KV cache of ``num_blocks`` blocks and no engine. ``async_scheduling`` False is
-    what vLLM's CPU platform sets; True is the GPU default (AsyncScheduler)."""
+    what vLLM's CPU platform sets; True is the GPU default (AsyncScheduler).
+    ``max_num_active_seqs`` is vLLM's ``--max-num-active-seqs`` (None: not set)."""
     import torch
     from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
     from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
@@ -32,6 +34,7 @@ def build_scheduler(cls: type, model: str, additional_config: dict, *, max_num_s
     vllm_config = VllmConfig(
         model_config=ModelConfig(model=model, max_model_len=max_model_len, enforce_eager=True),
         scheduler_config=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                         max_num_active_seqs=max_num_active_seqs,
                                          max_model_len=max_model_len, is_encoder_decoder=False,
                                          enable_chunked_prefill=True),
         cache_config=cache_config, additional_config=additional_config,

@@ -9,9 +9,9 @@ first). :func:`register` wraps ``EngineArgs.add_cli_args`` so the parser it buil
   through :mod:`camel_vllm.vllm_plugin.registry` (``camel``, ``default``, or a class path);
 - a check, right after parsing, of the ``camel`` section of ``--additional-config`` when the
   chosen scheduler is camel-vllm's: a bad value (including a frequency the device lacks,
-  read from the device, and a batch size above an explicit ``--max-num-seqs``) prints one
-  line naming key and value and exits with status 2 before any engine starts; without
-  ``--max-num-seqs``, a batch size above the default vLLM will pick is caught here too
+  read from the device, and a batch size above an explicit ``--max-num-active-seqs`` or
+  ``--max-num-seqs``) prints one line naming key and value and exits with status 2 before
+  any engine starts; without either, a batch size above the default vLLM will pick is caught here too
   (:func:`default_max_num_seqs`: the OpenAI server's, ``vllm serve``'s, default; the largest
   default of any usage context for other entry points). The engine core checks again against
   the value vLLM resolved (the ``scheduler_cls`` route from Python's ``LLM`` class, which parses
@@ -84,9 +84,10 @@ def check_camel_args(args: argparse.Namespace) -> None:
     try:
         config = CamelConfig.from_additional_config(_additional_config(getattr(args, "additional_config", None)))
         max_num_seqs = getattr(args, "max_num_seqs", None)
-        if max_num_seqs is None and config.batch_sizes != "auto":
+        max_num_active_seqs = getattr(args, "max_num_active_seqs", None)
+        if max_num_seqs is None and max_num_active_seqs is None and config.batch_sizes != "auto":
             check_against_vllm_default(config, default_max_num_seqs(args))
-        validate_for_engine(config, max_num_seqs)
+        validate_for_engine(config, max_num_seqs, max_num_active_seqs)
         check_metrics_endpoint(config, int(getattr(args, "data_parallel_size", 1) or 1), getattr(args, "port", None))
     except ConfigError as err:
         fail(str(err))
@@ -155,7 +156,8 @@ def _additional_config(value: Any) -> Any:
 
 
 #: Frontend flags only the OpenAI server's parser has (``make_arg_parser`` in
-#: vllm/entrypoints/launchers/cli_args.py, used by ``vllm serve`` and the api_server module):
+#: vllm/entrypoints/launchers/cli_args.py in 0.32, entrypoints/common/cli_args.py in 0.33; used by
+#: ``vllm serve`` and the api_server module):
 #: args that carry it are resolved with ``UsageContext.OPENAI_API_SERVER``.
 OPENAI_SERVER_ONLY_ARG = "api_server_count"
 
@@ -224,15 +226,17 @@ def check_against_vllm_default(config: CamelConfig, default: DefaultMaxNumSeqs |
         )
 
 
-def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
+def validate_for_engine(config: CamelConfig, max_num_seqs: int | None,
+                        max_num_active_seqs: int | None = None) -> None:
     """Every check possible before the engine starts. Raises :class:`ConfigError`.
 
-    Batch sizes against ``max_num_seqs`` when it was given (otherwise vLLM picks it later
-    and the engine core checks); frequencies against the device, opened here only to read
-    what it offers and closed again (nothing is written); the policy, built once over those
-    arms and dropped (``policy: slo`` without an ``slo`` section, ``policy: oracle``, every
-    ``policy_params`` value). A static arm's batch cap is checked only when ``max_num_seqs`` was
-    given or the batch sizes are listed (``auto`` caps end at the value vLLM resolves); its
+    Batch sizes against vLLM's admission cap when it was given: ``max_num_active_seqs``
+    (``--max-num-active-seqs``, which vLLM keeps at most ``--max-num-seqs``), else
+    ``max_num_seqs`` (neither: vLLM picks it later and the engine core checks); frequencies
+    against the device, opened here only to read what it offers and closed again (nothing is
+    written); the policy, built once over those arms and dropped (``policy: slo`` without an
+    ``slo`` section, ``policy: oracle``, every ``policy_params`` value). A static arm's batch
+    cap is checked only when either flag was given or the batch sizes are listed (``auto`` caps end at the value vLLM resolves); its
     frequency always.
     """
     from camel_vllm.core.arms import ArmSet
@@ -243,8 +247,11 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None) -> None:
     from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 
     batch_sizes: list[int] | None = None
-    if max_num_seqs is not None:
-        batch_sizes = resolve_batch_sizes(config, EngineLimits(max_num_seqs=int(max_num_seqs)))
+    if max_num_seqs is not None or max_num_active_seqs is not None:
+        # Only --max-num-active-seqs given: it is the cap (vLLM refuses one above --max-num-seqs).
+        seqs = max_num_seqs if max_num_seqs is not None else max_num_active_seqs
+        active = None if max_num_active_seqs is None else int(max_num_active_seqs)
+        batch_sizes = resolve_batch_sizes(config, EngineLimits(max_num_seqs=int(seqs), max_num_active_seqs=active))
     elif config.batch_sizes != "auto":
         batch_sizes = sorted(set(int(b) for b in config.batch_sizes))
     try:
@@ -340,7 +347,18 @@ def register() -> None:
 
     if wrap_add_cli_args(EngineArgs):
         logger.debug("camel: added --scheduler to vLLM's engine arguments")
+        warn_if_unsupported_vllm()
     register_names()
+
+
+def warn_if_unsupported_vllm() -> None:
+    """One warning (per process) when the installed vLLM is outside the supported range."""
+    from camel_vllm.vllm_plugin.compat import unsupported_warning
+    from camel_vllm.vllm_plugin.serve import vllm_version
+
+    line = unsupported_warning(vllm_version())
+    if line:
+        logger.warning("%s", line)
 
 
 def register_names() -> None:

@@ -6,8 +6,8 @@ A thin adapter: it turns vLLM's scheduler events into the controller's plain eve
 - ``add_request`` -> ``controller.request_arrived``;
 - ``schedule``: snapshot (running, waiting, waiting prompt tokens) -> ``begin_iteration`` ->
   the arm's batch cap becomes vLLM's admission cap ``max_num_active_reqs`` (never above
-  its start-up value, so never above ``--max-num-seqs``; lowering it never preempts:
-  running requests drain) -> vLLM schedules;
+  its start-up value, ``--max-num-active-seqs`` or else ``--max-num-seqs``, which is also
+  where the arms end; lowering it never preempts: running requests drain) -> vLLM schedules;
 - ``update_from_output``: the iteration's tokens per request (prefill chunks, decode
   steps, decode context) -> ``end_iteration``; the emulator's modelled slowdown is slept
   here, inside the step, so clients see it; finished requests -> ``request_finished``;
@@ -108,6 +108,8 @@ class _CamelMixin:
             except ConfigError as err:
                 print(str(err), file=sys.stderr, flush=True)
                 raise SystemExit(2) from err
+        # vLLM's admission cap at start-up (--max-num-active-seqs, default --max-num-seqs): the
+        # arms are built up to it and no cap ever goes above it.
         self._camel_max_active = int(self.max_num_active_reqs)  # type: ignore[attr-defined]
         # One entry per schedule() not yet matched by update_from_output() (FIFO: vLLM's
         # batch queue keeps the order): the work, and the debug-log row (or None).
@@ -134,8 +136,10 @@ class _CamelMixin:
         try:
             config = camel_config_for(vllm_config)
             scheduler_config = vllm_config.scheduler_config
+            active = getattr(scheduler_config, "max_num_active_seqs", None)  # None: not set (or a vLLM without it)
             limits = EngineLimits(max_num_seqs=int(scheduler_config.max_num_seqs),
-                                  max_num_batched_tokens=int(scheduler_config.max_num_batched_tokens))
+                                  max_num_batched_tokens=int(scheduler_config.max_num_batched_tokens),
+                                  max_num_active_seqs=None if active is None else int(active))
             return build_controller(config, limits, clock=time.monotonic)
         except ConfigError as err:
             # One clear line (stderr, so it shows even with vLLM's logging off); vLLM then

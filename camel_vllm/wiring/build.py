@@ -38,19 +38,39 @@ class EngineLimits:
     #: vLLM's ``--max-num-batched-tokens``: tokens one step may schedule (None: not known; the
     #: model-based policy then takes the largest prefill chunk it has seen).
     max_num_batched_tokens: int | None = None
+    #: vLLM's admission cap ``--max-num-active-seqs`` (``SchedulerConfig.max_num_active_seqs``,
+    #: at most ``max_num_seqs``; vLLM 0.33 also lowers it itself for some speculative decoding
+    #: methods). None: not set, the cap is ``max_num_seqs``.
+    max_num_active_seqs: int | None = None
+
+    @property
+    def batch_ceiling(self) -> int:
+        """The largest batch cap an arm may have: requests stock vLLM lets run at once."""
+        if self.max_num_active_seqs is None:
+            return self.max_num_seqs
+        return min(self.max_num_seqs, self.max_num_active_seqs)
+
+    @property
+    def ceiling_flag(self) -> str:
+        """The vLLM flag that sets :attr:`batch_ceiling` (named in errors)."""
+        if self.max_num_active_seqs is not None and self.max_num_active_seqs <= self.max_num_seqs:
+            return "--max-num-active-seqs"
+        return "--max-num-seqs"
 
 
 def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
-    """``auto``: caps that end at the engine's ``max_num_seqs``, so the largest arm (the
-    ``default`` policy's) admits what stock vLLM admits.
+    """``auto``: caps that end at the engine's admission cap (:attr:`EngineLimits.batch_ceiling`:
+    ``--max-num-active-seqs`` when set, else ``--max-num-seqs``), so the largest arm (the
+    ``default`` policy's) admits what stock vLLM admits and no arm above it duplicates it.
 
-    Up to 28: Camel's 4..28 clipped to ``max_num_seqs``, plus ``max_num_seqs`` itself. Above:
-    Camel's seven evenly spaced caps scaled to it, ``round(k * max_num_seqs / 7)`` for k = 1..7
+    Up to 28: Camel's 4..28 clipped to the cap, plus the cap itself. Above:
+    Camel's seven evenly spaced caps scaled to it, ``round(k * cap / 7)`` for k = 1..7
     (at 28 this is Camel's grid; at vLLM's GPU default of 256: 37, 73, ..., 256). Camel's
-    own grid stays available as ``batch_sizes: [4, 8, 12, 16, 20, 24, 28]``.
+    own grid stays available as ``batch_sizes: [4, 8, 12, 16, 20, 24, 28]``. A listed size
+    above the cap is an error naming the flag that set it.
     """
+    top = limits.batch_ceiling
     if config.batch_sizes == "auto":
-        top = limits.max_num_seqs
         if top > CAMEL_BATCH_SIZES[-1]:
             steps = len(CAMEL_BATCH_SIZES)
             return sorted({max(1, round(k * top / steps)) for k in range(1, steps + 1)})
@@ -58,10 +78,10 @@ def resolve_batch_sizes(config: CamelConfig, limits: EngineLimits) -> list[int]:
         sizes.append(top)
         return sorted(set(sizes))
     for size in config.batch_sizes:
-        if size > limits.max_num_seqs:
+        if size > top:
             raise ConfigError(
                 "batch_sizes", list(config.batch_sizes),
-                f"{size} is above --max-num-seqs {limits.max_num_seqs}",
+                f"{size} is above {limits.ceiling_flag} {top}",
             )
     return sorted(set(int(b) for b in config.batch_sizes))
 

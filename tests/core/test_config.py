@@ -122,6 +122,21 @@ def test_batch_sizes_against_max_num_seqs():
     assert one_line(err) == "camel config: batch_sizes=[16, 4, 4]: 16 is above --max-num-seqs 8"
 
 
+def test_batch_sizes_end_at_the_active_cap():
+    """vLLM's --max-num-active-seqs (admission cap below --max-num-seqs) is the ceiling: no arm
+    above it (it would admit exactly what the cap admits: a duplicate)."""
+    auto = CamelConfig()
+    assert resolve_batch_sizes(auto, EngineLimits(256, max_num_active_seqs=12)) == [4, 8, 12]
+    assert resolve_batch_sizes(auto, EngineLimits(256, max_num_active_seqs=128)) == [18, 37, 55, 73, 91, 110, 128]
+    assert resolve_batch_sizes(auto, EngineLimits(28, max_num_active_seqs=28)) == [4, 8, 12, 16, 20, 24, 28]
+    assert EngineLimits(16, max_num_active_seqs=64).batch_ceiling == 16  # vLLM refuses this; never above max_num_seqs
+    listed = CamelConfig(batch_sizes=[4, 16])
+    assert resolve_batch_sizes(listed, EngineLimits(32, max_num_active_seqs=16)) == [4, 16]
+    with pytest.raises(ConfigError) as err:
+        resolve_batch_sizes(listed, EngineLimits(32, max_num_active_seqs=12))
+    assert one_line(err) == "camel config: batch_sizes=[4, 16]: 16 is above --max-num-active-seqs 12"
+
+
 def steps_device(writable: bool = True) -> FakeDevice:
     """A device offering the Orin's 930.75 MHz step among others (Hz, as devfreq lists)."""
     return FakeDevice((306000000.0, 612000000.0, 930750000.0), kind="steps", name="steps", energy_source="none",

@@ -103,10 +103,11 @@ def test_profile_file_with_nan_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def parser():
     camel_vllm.register()
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    return make_arg_parser(FlexibleArgumentParser())
+    from camel_vllm.vllm_plugin.compat import cli_args_module
+
+    return cli_args_module().make_arg_parser(FlexibleArgumentParser())
 
 
 def _parse_fails(parser, capsys, section, *extra) -> str:

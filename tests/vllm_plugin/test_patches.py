@@ -1,13 +1,15 @@
 """patches/: the first-class ``--scheduler NAME`` option for vLLM.
 
-The 0.32.0 patch must apply to the installed vLLM source (``patch --dry-run``); applied to a
-copy it must give valid Python whose registry resolves names; the 0.33.0 patch must make
+The installed vLLM must be in the supported range (``camel_vllm.vllm_plugin.compat``), and
+the patch for its version must apply to its source (``patch --dry-run``); applied to a copy it
+must give valid Python whose registry resolves names; the 0.32.0 and 0.33.0 patches must make
 the same change (only line offsets differ: vLLM 0.33.0's arg_utils.py moved).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import py_compile
 import shutil
 import subprocess
@@ -25,6 +27,18 @@ PATCH_033 = PATCHES / "vllm-0.33.0-scheduler-option.patch"
 TOUCHED = ("vllm/engine/arg_utils.py",)
 
 
+def _installed_patch() -> Path:
+    """The patch for the installed vLLM, which must be in the supported range."""
+    from camel_vllm.vllm_plugin.compat import SUPPORTED_VLLM, base_version, is_supported
+    from camel_vllm.vllm_plugin.serve import vllm_version
+
+    version = vllm_version()
+    assert version is not None and is_supported(version), f"vLLM {version} is outside vllm{SUPPORTED_VLLM}"
+    patch_file = PATCHES / f"vllm-{base_version(version)}-scheduler-option.patch"
+    assert patch_file.is_file(), f"patches/ has no patch for the installed vLLM {version}"
+    return patch_file
+
+
 def _patch_bin() -> str:
     found = shutil.which("patch")
     assert found, "GNU patch is needed (apt-get install patch)"
@@ -38,11 +52,15 @@ def _apply(patch_file: Path, root: Path, *extra: str) -> subprocess.CompletedPro
     )
 
 
-def test_patch_applies_to_installed_vllm():
-    from camel_vllm.vllm_plugin.serve import vllm_version
+def test_every_patch_is_for_a_supported_vllm():
+    from camel_vllm.vllm_plugin.compat import is_supported
 
-    assert (vllm_version() or "").startswith("0.32.0")
-    result = _apply(PATCH_032, SITE, "--dry-run")
+    versions = [p.name.split("-")[1] for p in PATCHES.glob("vllm-*-scheduler-option.patch")]
+    assert sorted(versions) == ["0.32.0", "0.33.0"] and all(is_supported(v) for v in versions)
+
+
+def test_patch_applies_to_installed_vllm():
+    result = _apply(_installed_patch(), SITE, "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout and "offset" not in result.stdout
 
@@ -51,7 +69,7 @@ def test_patched_copy_compiles_and_resolves(tmp_path):
     for rel in TOUCHED:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(SITE / rel, tmp_path / rel)
-    result = _apply(PATCH_032, tmp_path)
+    result = _apply(_installed_patch(), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     arg_utils = tmp_path / "vllm/engine/arg_utils.py"
     registry = tmp_path / "vllm/v1/core/sched/registry.py"
@@ -86,3 +104,12 @@ def test_033_patch_makes_the_same_change():
     hunks_033 = [line for line in PATCH_033.read_text().splitlines() if line.startswith("@@")]
     hunks_032 = [line for line in PATCH_032.read_text().splitlines() if line.startswith("@@")]
     assert len(hunks_033) == len(hunks_032) and hunks_033 != hunks_032
+
+
+@pytest.mark.skipif(not os.environ.get("CAMEL_VLLM_033_SRC"),
+                    reason="CAMEL_VLLM_033_SRC (the vllm/ folder of the unpacked vllm-0.33.0 sdist) not set")
+def test_033_patch_applies_to_the_033_source():
+    root = Path(os.environ["CAMEL_VLLM_033_SRC"]).resolve().parent
+    result = _apply(PATCH_033, root, "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout and "offset" not in result.stdout

@@ -82,6 +82,29 @@ def test_default_arm_schedules_exactly_like_stock_vllm(tiny_model_dir: Path) -> 
         camel_scheduler.shutdown()
 
 
+def test_arms_end_at_the_active_cap(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With ``--max-num-active-seqs`` below ``--max-num-seqs`` the auto arms end at the active cap
+    (before, arms up to ``--max-num-seqs`` 32 all admitted what the cap 6 admits), the default
+    arm schedules exactly as stock vLLM with the same caps, and a listed batch size above the
+    active cap stops the engine core with one line."""
+    def build(cls: type, extra: dict) -> Scheduler:
+        return build_scheduler(cls, str(tiny_model_dir), extra, max_num_seqs=32, max_num_active_seqs=6,
+                               max_num_batched_tokens=512, num_blocks=NUM_BLOCKS, block_size=BLOCK_SIZE)
+
+    stock = _serve(build(Scheduler, {}))
+    assert max(len(step) for step in stock) == 6
+    camel_scheduler = build(CamelScheduler, {"camel": {"device": "none", "policy": "default"}})
+    try:
+        assert camel_scheduler.controller.arms.batch_sizes == (4, 6)
+        assert _serve(camel_scheduler) == stock
+    finally:
+        camel_scheduler.shutdown()
+    with pytest.raises(SystemExit) as exit_:
+        build(CamelScheduler, {"camel": {"device": "none", "batch_sizes": [4, 8]}})
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == "camel config: batch_sizes=[4, 8]: 8 is above --max-num-active-seqs 6"
+
+
 def test_scheduler_without_camel_init_is_vllms_scheduler(tiny_model_dir: Path) -> None:
     """A ``CamelScheduler`` that holds only vLLM's state schedules as vLLM's own.
 

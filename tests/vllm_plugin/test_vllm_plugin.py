@@ -19,10 +19,11 @@ from camel_vllm.vllm_plugin.registry import UnknownSchedulerError, is_camel, res
 @pytest.fixture(scope="module")
 def parser():
     camel_vllm.register()
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    return make_arg_parser(FlexibleArgumentParser())
+    from camel_vllm.vllm_plugin.compat import cli_args_module
+
+    return cli_args_module().make_arg_parser(FlexibleArgumentParser())
 
 
 def _camel(**section):
@@ -106,6 +107,20 @@ def test_batch_size_above_serve_default_exits_at_parse_time(parser, capsys):
     args = parser.parse_args(["--model", "m", "--scheduler", "camel", "--max-num-seqs", str(default.value + 1),
                               *_camel(device="none", batch_sizes=[4, default.value + 1])])
     assert args.scheduler_cls == "camel_vllm.CamelScheduler"
+
+
+def test_batch_sizes_are_checked_against_the_active_cap(parser, capsys):
+    """--max-num-active-seqs (vLLM's admission cap, at most --max-num-seqs) is the arms' ceiling."""
+    section = _camel(device="none", batch_sizes=[4, 16])
+    for flags in (["--max-num-seqs", "32", "--max-num-active-seqs", "12"], ["--max-num-active-seqs", "12"]):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["--model", "m", "--scheduler", "camel", *flags, *section])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip() == (
+            "camel config: batch_sizes=[4, 16]: 16 is above --max-num-active-seqs 12")
+    args = parser.parse_args(["--model", "m", "--scheduler", "camel", "--max-num-seqs", "32",
+                              "--max-num-active-seqs", "16", *section])
+    assert (args.scheduler_cls, args.max_num_active_seqs) == ("camel_vllm.CamelScheduler", 16)
 
 
 def test_parsers_of_other_entry_points_get_the_largest_default():
