@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${CAMEL_VENV:-.venv}
-stamp="$VENV/.camel-setup-$(cat setup.py requirements/constraints-cpu.txt | sha256sum | cut -c1-16)"
+stamp="$VENV/.camel-setup-$(cat setup.py requirements/constraints-cpu.txt camel_vllm/vllm_plugin/compat.py | sha256sum | cut -c1-16)"
 
 if [ ! -f "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"

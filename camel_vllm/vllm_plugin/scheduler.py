@@ -178,8 +178,9 @@ class _CamelMixin:
         self._camel_stopped = True
         try:
             self.controller.device.restore()
-        except Exception:  # noqa: BLE001 - reported; close() at shutdown tries again
-            logger.exception("camel: restoring the device on signal failed")
+        except Exception as err:  # noqa: BLE001 - reported in one line; close() at shutdown tries again
+            logger.error("camel: restoring the device on signal failed (%s: %s); close() at shutdown tries again",
+                         type(err).__name__, err)
 
     # ------------------------------------------------------------------ events
     def add_request(self, request: Request) -> None:
