@@ -161,7 +161,7 @@ def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, An
         from camel_vllm.policies.model_based.profile_prior import profile_prior
 
         model = PerformanceModel(load_device_profile(config.device_profile), load_model_profile(config.model_profile))
-        policy.board.set_prior(*profile_prior(model, [a.freq_hz for a in arms.arms]))
+        policy.board.set_prior(*profile_prior(model, [a.freq_hz for a in arms.arms], policy.board.knots))
     elif prior != "none":
         raise ConfigError("policy_params.board_prior", prior, 'must be "none" or "profile"')
     return policy

@@ -26,10 +26,12 @@ roofline does: with ``a`` learned at one clock, half of the time scales with 1/f
 the current fit whenever the posterior is refreshed, so data at other clocks soon
 outweighs it. ``forget`` gives an effective memory of 1 / (1 - factor) iterations.
 
-A board may behave unlike either form at some clock. Each clock's new iterations are
-checked against the model as it stood (log of measured over predicted, exponentially
-weighted over ~2,000 iterations), and the mean misfit multiplies that clock's coefficients
+A board may behave unlike either form at some clock. Each clock's last RESIDUAL_WINDOW
+iterations are set against the model as it is now whenever it is prepared (log of measured
+over predicted), and the mean misfit multiplies that clock's coefficients
 (:meth:`BoardModel.clock_corrections`): outcomes at the iteration level, free of queueing.
+Against the model now, not as it stood when the iteration came: a model refitted to the clock
+played most drifts at the others, and a clock not played since would keep a stale check.
 """
 
 from __future__ import annotations
@@ -53,7 +55,22 @@ CONTEXT_SCALE = 10_000.0
 #: batches), 32-128, above 128 (prefill chunks). The roofline's ridge of 1-3B models on
 #: Orin-class GPUs lies between them: weights read once per step vs 2 x params FLOPs per token.
 SEGMENT_TOKENS = (32.0, 128.0)
+
+
+def segment_knots(max_batch: int) -> tuple[float, float]:
+    """The knots for an engine whose decode batches reach ``max_batch`` requests: the first
+    segment holds every decode batch (at least SEGMENT_TOKENS[0]), the second runs to four
+    times that. An Orin's 28 sequences keep (32, 128); an H100's 256 give (256, 1024), so its
+    decode steps (memory-bound) do not share a slope with long prefill chunks (compute-bound)."""
+    lo = max(SEGMENT_TOKENS[0], float(max_batch))
+    return lo, lo * SEGMENT_TOKENS[1] / SEGMENT_TOKENS[0]
 NUM_WORK_TERMS = 5
+#: Work terms a decode step uses (the fixed cost, the first token segment, context) and those
+#: only longer prefill chunks reach (the upper segments): each group gets its own per-clock
+#: correction. TERM_GROUP maps each term to its group (0, 1).
+DECODE_TERMS = [0, 1, 4]
+PREFILL_TERMS = [2, 3]
+TERM_GROUP = np.array([0, 0, 1, 1, 0])
 TIME_BASIS = 3
 ENERGY_BASIS = 4
 #: Cold prior on the clock dependence (fractions of the coefficient at the top clock): half
@@ -83,16 +100,19 @@ FORGET_PER_ITERATION = 0.9999
 #: Iterations buffered at most before they are folded into the regressions (one matrix
 #: product); the policy folds between decisions, so this bounds only a policy that never does.
 MAX_BUFFERED = 2048
-#: Per-clock residual tracking: memory (iterations), trust threshold and bound.
-RESIDUAL_DECAY = 1.0 - 1.0 / 2000.0
-RESIDUAL_SHRINK = 50.0
+#: Per-clock misfit: the last RESIDUAL_WINDOW iterations at each clock are kept and, whenever the
+#: posterior is prepared, set against the model as it is now; the mean log ratio, shrunk towards
+#: none by RESIDUAL_SHRINK pseudo-iterations and bounded by CLOCK_FACTOR_MAX, scales the clock.
+RESIDUAL_WINDOW = 128
+RESIDUAL_SHRINK = 16.0
 CLOCK_FACTOR_MAX = 2.0
 
 
-def work_terms(prefill_tokens: float, decode_requests: float, context_tokens: float) -> list[float]:
-    """The five work terms of one iteration (see the module docstring)."""
+def work_terms(prefill_tokens: float, decode_requests: float, context_tokens: float,
+               knots: tuple[float, float] = SEGMENT_TOKENS) -> list[float]:
+    """The five work terms of one iteration (see the module docstring; ``knots``: the segments')."""
     tokens = prefill_tokens + decode_requests
-    lo, hi = SEGMENT_TOKENS
+    lo, hi = knots
     return [
         1.0,
         min(tokens, lo) / TOKEN_SCALE,
@@ -141,8 +161,11 @@ class ClockCoefficients:
 class BoardModel:
     """Online time and energy models of one board (see the module docstring)."""
 
-    def __init__(self, freqs_hz: Sequence[float | None], *, forget_per_iteration: float = FORGET_PER_ITERATION) -> None:
+    def __init__(self, freqs_hz: Sequence[float | None], *, forget_per_iteration: float = FORGET_PER_ITERATION,
+                 knots: tuple[float, float] = SEGMENT_TOKENS) -> None:
         known = [float(f) for f in freqs_hz if f is not None]
+        #: The token segments' knots (:func:`segment_knots`).
+        self.knots = (float(knots[0]), float(knots[1]))
         self.max_freq_hz = max(known) if known else 1.0
         self.forget_per_iteration = float(forget_per_iteration)
         self.time = BayesLinReg(NUM_WORK_TERMS * TIME_BASIS)
@@ -164,13 +187,22 @@ class BoardModel:
         self._stale = [False, False]
         self._prepared: _Prepared | None = None
         self._clock_list = np.array(sorted({float(f) for f in freqs_hz if f is not None} or {self.max_freq_hz}))
-        ref = np.tile(np.array(work_terms(0.0, REFERENCE_DECODES, REFERENCE_DECODES * REFERENCE_CONTEXT)),
+        ref = np.tile(np.array(work_terms(0.0, REFERENCE_DECODES, REFERENCE_DECODES * REFERENCE_CONTEXT, self.knots)),
                       (len(self._clock_list), 1))
         #: The reference step at every clock, as rows of the time and energy designs.
         self._reference = (_design(ref, time_basis(self._clock_list, self.max_freq_hz)),
                            _design(ref, energy_basis(self._clock_list, self.max_freq_hz)))
-        self._resid_sum = np.zeros((2, len(self._clock_list)))
-        self._resid_weight = np.zeros((2, len(self._clock_list)))
+        n_clocks = len(self._clock_list)
+        #: Each clock's last RESIDUAL_WINDOW iterations: work terms, (duration, energy) (energy
+        #: NaN where not measured), how many are held and where the next goes (a ring).
+        self._window_terms = np.zeros((n_clocks, RESIDUAL_WINDOW, NUM_WORK_TERMS))
+        self._window_y = np.full((n_clocks, RESIDUAL_WINDOW, 2), np.nan)
+        self._window_count = np.zeros(n_clocks, dtype=np.intp)
+        self._window_next = np.zeros(n_clocks, dtype=np.intp)
+        self._window_basis = (time_basis(self._clock_list, self.max_freq_hz),
+                              energy_basis(self._clock_list, self.max_freq_hz))
+        #: (time/energy, clock, decode/prefill term group) factors from the last :meth:`prepare`.
+        self._factors = np.ones((2, n_clocks, 2))
 
     # ------------------------------------------------------------------ data
     def observe(self, freq_hz: float | None, work: IterationWork, duration_s: float, energy_j: float | None) -> None:
@@ -179,7 +211,7 @@ class BoardModel:
         if not duration_s > 0.0 or duration_s != duration_s:
             return
         f = self.max_freq_hz if freq_hz is None else float(freq_hz)
-        terms = work_terms(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
+        terms = work_terms(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens, self.knots)
         if energy_j is not None and not energy_j > 0.0:
             energy_j = None  # a sensor that read nothing teaches nothing
         self._buffer.append([f, *terms, duration_s, math.nan if energy_j is None else energy_j])
@@ -202,7 +234,7 @@ class BoardModel:
         freqs, terms, dur, energy = rows[:, 0], rows[:, 1:1 + NUM_WORK_TERMS], rows[:, -2], rows[:, -1]
         x_t = _design(terms, time_basis(freqs, self.max_freq_hz))
         clock = np.searchsorted(self._clock_list, freqs)
-        self._track_residuals(0, self.time, x_t, dur, clock)
+        self._remember(clock, terms, dur, energy)
         has_e = energy == energy  # not NaN
         self._time_pending.append((x_t, dur))
         self._energy_pending.append((len(rows), freqs[has_e], terms[has_e], energy[has_e], clock[has_e]))
@@ -226,8 +258,6 @@ class BoardModel:
         self._energy_pending = []
         for count, freqs, terms, en, clock in pending:
             x_e = _design(terms, energy_basis(freqs, self.max_freq_hz)) if en.size else None
-            if x_e is not None:
-                self._track_residuals(1, self.energy, x_e, en, clock)
             self.energy.forget(self.forget_per_iteration ** count)
             if x_e is not None:
                 self.energy.add(x_e / en[:, None], np.ones_like(en))
@@ -236,26 +266,50 @@ class BoardModel:
             self._stale[1] = True
             self._prepared = None
 
-    def _track_residuals(self, k: int, reg: BayesLinReg, x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> None:
-        """Per-clock log(measured / predicted) of new iterations against model ``k`` (0 time,
-        1 energy) as it was (a predictive check; skipped until the model has been solved once)."""
-        cached = reg.cached_mean
-        if cached is None:
-            return
-        n = len(self._clock_list)
-        pred = x @ cached
-        ok = pred > 0.0
-        r = np.log(y[ok] / pred[ok])
-        counts = np.bincount(idx[ok], minlength=n)
-        self._resid_sum[k] = self._resid_sum[k] * RESIDUAL_DECAY ** counts + np.bincount(idx[ok], r, minlength=n)
-        self._resid_weight[k] = self._resid_weight[k] * RESIDUAL_DECAY ** counts + counts
+    def _remember(self, clock: np.ndarray, terms: np.ndarray, dur: np.ndarray, energy: np.ndarray) -> None:
+        """Keep the newest RESIDUAL_WINDOW iterations of each clock (ring buffers)."""
+        n_clocks = len(self._clock_list)
+        clock = np.clip(clock, 0, n_clocks - 1)
+        for c in np.unique(clock):
+            rows = np.flatnonzero(clock == c)[-RESIDUAL_WINDOW:]
+            slots = (self._window_next[c] + np.arange(rows.size)) % RESIDUAL_WINDOW
+            self._window_terms[c, slots] = terms[rows]
+            self._window_y[c, slots, 0] = dur[rows]
+            self._window_y[c, slots, 1] = energy[rows]
+            self._window_next[c] = (self._window_next[c] + rows.size) % RESIDUAL_WINDOW
+            self._window_count[c] = min(RESIDUAL_WINDOW, self._window_count[c] + rows.size)
+
+    def _refresh_corrections(self) -> None:
+        """Each clock's misfit over its window against the posterior mean now (uncorrected):
+        measured = a x (the model's step-and-decode part) + b x (its prefill part), fitted in
+        relative error per clock with RESIDUAL_SHRINK pseudo-iterations at a = b = 1. Two
+        factors, not one: a clock whose window holds mostly prefill steps must not rescale its
+        decode steps by their misfit (the term groups: :data:`DECODE_TERMS`, :data:`PREFILL_TERMS`)."""
+        filled = np.arange(RESIDUAL_WINDOW)[None, :] < self._window_count[:, None]  # (C, W)
+        for k, (reg, basis, nb) in enumerate(((self.time, self._window_basis[0], TIME_BASIS),
+                                              (self.energy, self._window_basis[1], ENERGY_BASIS))):
+            if reg.weight <= 0.0:
+                continue
+            per_clock = basis @ reg.mean.reshape(NUM_WORK_TERMS, nb).T  # (C, 5)
+            parts = self._window_terms * per_clock[:, None, :]  # (C, W, 5)
+            y = self._window_y[:, :, k]
+            ok = filled & (y > 0.0)
+            safe_y = np.where(ok, y, 1.0)
+            p = np.where(ok, parts[:, :, DECODE_TERMS].sum(axis=2) / safe_y, 0.0)
+            q = np.where(ok, parts[:, :, PREFILL_TERMS].sum(axis=2) / safe_y, 0.0)
+            s = RESIDUAL_SHRINK
+            spp, sqq, spq = (p * p).sum(axis=1) + s, (q * q).sum(axis=1) + s, (p * q).sum(axis=1)
+            rp, rq = p.sum(axis=1) + s, q.sum(axis=1) + s
+            det = spp * sqq - spq * spq
+            self._factors[k, :, 0] = (rp * sqq - rq * spq) / det
+            self._factors[k, :, 1] = (rq * spp - rp * spq) / det
+        np.clip(self._factors, 1.0 / CLOCK_FACTOR_MAX, CLOCK_FACTOR_MAX, out=self._factors)
 
     def clock_corrections(self) -> np.ndarray:
-        """(2, clocks) multiplicative corrections of time and energy per clock (ascending):
-        the model family's misfit at that clock, as measured on its iterations, bounded to
-        [1 / CLOCK_FACTOR_MAX, CLOCK_FACTOR_MAX] and trusted after ~RESIDUAL_SHRINK iterations."""
-        log_f = self._resid_sum / (self._resid_weight + RESIDUAL_SHRINK)
-        return np.exp(np.clip(log_f, -np.log(CLOCK_FACTOR_MAX), np.log(CLOCK_FACTOR_MAX)))
+        """(2, clocks) multiplicative corrections of time and energy per clock (ascending) of
+        the step-and-decode terms (what a decode step sees; prefill terms have their own,
+        :meth:`_refresh_corrections`), bounded to [1 / CLOCK_FACTOR_MAX, CLOCK_FACTOR_MAX]."""
+        return self._factors[:, :, 0].copy()
 
     def refresh_prior(self) -> None:
         """Rebuild the cold priors around the current fit where data came in since (module
@@ -317,10 +371,10 @@ class BoardModel:
         t = time_basis(freqs_hz, self.max_freq_hz) @ theta_t.reshape(NUM_WORK_TERMS, TIME_BASIS).T
         e = energy_basis(freqs_hz, self.max_freq_hz) @ theta_e.reshape(NUM_WORK_TERMS, ENERGY_BASIS).T
         if corrected:
-            factors = self.clock_corrections()[:, np.clip(np.searchsorted(self._clock_list, freqs_hz), 0,
-                                                          len(self._clock_list) - 1)]
-            t = t * factors[0][:, None]
-            e = e * factors[1][:, None]
+            rows = np.clip(np.searchsorted(self._clock_list, freqs_hz), 0, len(self._clock_list) - 1)
+            factors = self._factors[:, rows][:, :, TERM_GROUP]  # (2, n, 5)
+            t = t * factors[0]
+            e = e * factors[1]
         return ClockCoefficients(freqs_hz, t, e)
 
     def prepare(self) -> None:
@@ -328,6 +382,7 @@ class BoardModel:
         prior, both posteriors, the mean coefficients at the board's clocks, each clock's
         time pessimism and energy floor (see :meth:`explore`)."""
         self.refresh_prior()
+        self._refresh_corrections()
         mean = self.coefficients(self._clock_list)
         x_t, x_e = self._reference
         mean_t = np.maximum(x_t @ self.time.mean, 1e-12)
@@ -367,7 +422,7 @@ class BoardModel:
     def predict(self, freq_hz: float, work: IterationWork) -> tuple[float, float]:
         """(time_s, energy_j) of one iteration at the posterior mean."""
         coef = self.coefficients(np.array([freq_hz]))
-        terms = np.array(work_terms(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens))
+        terms = np.array(work_terms(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens, self.knots))
         return float(coef.time_s[0] @ terms), float(coef.energy_j[0] @ terms)
 
     # ----------------------------------------------------------------- state
@@ -382,8 +437,7 @@ class BoardModel:
             "time_scale": self._time_scale,
             "energy_scale": self._energy_scale,
             "frequencies_seen": sorted(self.frequencies_seen),
-            "residual_sum": self._resid_sum.tolist(),
-            "residual_weight": self._resid_weight.tolist(),
+            "knots": list(self.knots),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -393,6 +447,10 @@ class BoardModel:
         if not same_frequency(top_hz, self.max_freq_hz):
             raise BadStateValue("max_freq_hz", f"= {top_hz:g} is another top clock than this board's "
                                                f"{self.max_freq_hz:g} Hz")
+        knots = tuple(float(k) for k in state.get("knots", SEGMENT_TOKENS))  # states before knots: the fixed ones
+        if knots != self.knots:
+            raise BadStateValue("knots", f"= {list(knots)} are another engine's token segments than this one's "
+                                         f"{list(self.knots)} (its --max-num-seqs differs)")
         with under("time"):  # checked on a scratch model: this one keeps its prior
             BayesLinReg(self.time.dim).load_state_dict(item(state, "time"))
         with under("energy"):
@@ -405,16 +463,11 @@ class BoardModel:
         energy_scale = number(state, "energy_scale", default=0.0)
         seen = item(state, "frequencies_seen", [])
         seen = array(seen, "frequencies_seen", (len(seen) if isinstance(seen, list) else 0,), low=0.0, high=1e12)
-        shape = self._resid_sum.shape
-        resid_sum = array(item(state, "residual_sum", self._resid_sum.tolist()), "residual_sum", shape)
-        resid_weight = array(item(state, "residual_weight", self._resid_weight.tolist()), "residual_weight", shape,
-                             low=0.0, high=1.0 / (1.0 - RESIDUAL_DECAY) * (1.0 + 1e-9))
         self.time.load_state_dict(state["time"])  # checked above: both load now
         self.energy.load_state_dict(state["energy"])
         self.iterations, self.energy_iterations = iterations, energy_iterations
         self._time_scale, self._energy_scale = time_scale, energy_scale
         self.frequencies_seen = {float(f) for f in seen}
-        self._resid_sum, self._resid_weight = resid_sum, resid_weight
         self._stale = [True, True]
         self._prepared = None
 

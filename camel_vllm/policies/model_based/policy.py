@@ -32,7 +32,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import SLOConfig
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
-from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel, ClockCoefficients
+from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel, ClockCoefficients, segment_knots
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.load_checks import LoadChecks
 from camel_vllm.policies.model_based.projection import (
@@ -135,7 +135,8 @@ class ModelBasedPolicy(Policy):
         self._clocks, self._clock_of_arm = np.unique(self._arm_freq, return_inverse=True)
         self._top_clock = int(np.argmax(self._clocks))
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
-        self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm)
+        knots = segment_knots(int(self._caps.max()))
+        self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm, knots)
         self._default_index = int(np.argmax(self._arm_freq * 1e3 + self._caps))  # top clock, largest cap
         self._work: np.ndarray | None = None  # projection.step_work at the last refresh
         #: (mean, draw, mean in doubt) x clock x (time, energy) x work terms
@@ -152,7 +153,7 @@ class ModelBasedPolicy(Policy):
         #: The (energy, service, wait) factors the projection in the making uses.
         self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.load_checks = LoadChecks(self._caps)
-        self.board = BoardModel([a.freq_hz for a in arms.arms])
+        self.board = BoardModel([a.freq_hz for a in arms.arms], knots=knots)
         self.workload = WorkloadEstimator(token_budget, min_finished=params.warmup_requests)
         self.correction = OutcomeCorrection()
         self._chores = self._chore_list()

@@ -9,13 +9,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from camel_vllm.core.events import IterationWork
-from camel_vllm.policies.model_based.board import BoardModel
+from camel_vllm.policies.model_based.board import SEGMENT_TOKENS, BoardModel
 
 #: A profile-built prior is worth this many iterations of the board's own data.
 PROFILE_PRIOR_ITERATIONS = 64.0
 
 
-def profile_prior(model: Any, freqs_hz: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def profile_prior(model: Any, freqs_hz: Sequence[float | None], knots: tuple[float, float] = SEGMENT_TOKENS,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(time mean, time var, energy mean, energy var) fitted to a profile's modelled iterations.
 
     ``model`` answers ``iteration_time_s(work, f)`` and ``iteration_power_w(work, f)`` (a
@@ -25,7 +26,7 @@ def profile_prior(model: Any, freqs_hz: Sequence[float | None]) -> tuple[np.ndar
     iterations; the fit's covariance is widened so the prior weighs PROFILE_PRIOR_ITERATIONS.
     """
     clocks = sorted({float(f) for f in freqs_hz if f is not None}) or [1.0]
-    board = BoardModel(clocks)
+    board = BoardModel(clocks, knots=knots)
     rows = 0
     for f in clocks:
         for n in (1, 2, 4, 8, 16, 28, 64):

@@ -120,20 +120,22 @@ class ArmGeometry:
     inv_caps: np.ndarray
     wait_exponent: np.ndarray  # sqrt(2 (cap + 1)) - 1 (Sakasegawa)
     full_work: np.ndarray  # (B, 5) a full batch's work terms, the context column per context token
+    knots: tuple[float, float] = SEGMENT_TOKENS  # the board model's token segments
 
     @classmethod
-    def of(cls, caps: np.ndarray, clock_index: np.ndarray | None = None) -> "ArmGeometry":
+    def of(cls, caps: np.ndarray, clock_index: np.ndarray | None = None,
+           knots: tuple[float, float] = SEGMENT_TOKENS) -> "ArmGeometry":
         caps = np.asarray(caps, dtype=float)
         distinct, cap_index = np.unique(caps, return_inverse=True)
         clocks = np.zeros(caps.size, dtype=np.intp) if clock_index is None else np.asarray(clock_index, dtype=np.intp)
-        full = np.concatenate([np.ones((distinct.size, 1)), _segments(distinct), distinct[:, None]], axis=1)
+        full = np.concatenate([np.ones((distinct.size, 1)), _segments(distinct, knots), distinct[:, None]], axis=1)
         return cls(caps, clocks, cap_index, distinct, np.maximum(caps - 1.0, 1.0), 1.0 / caps,
-                   np.sqrt(2.0 * (caps + 1.0)) - 1.0, full)
+                   np.sqrt(2.0 * (caps + 1.0)) - 1.0, full, knots)
 
 
-def _segments(tokens: np.ndarray) -> np.ndarray:
-    """(n, 3) tokens of a step in each token segment (board.SEGMENT_TOKENS), over TOKEN_SCALE."""
-    lo, hi = SEGMENT_TOKENS
+def _segments(tokens: np.ndarray, knots: tuple[float, float] = SEGMENT_TOKENS) -> np.ndarray:
+    """(n, 3) tokens of a step in each token segment (``knots``, board.segment_knots), over TOKEN_SCALE."""
+    lo, hi = knots
     out = np.empty((tokens.size, 3))
     out[:, 0] = np.minimum(tokens, lo)
     out[:, 1] = np.minimum(np.maximum(tokens - lo, 0.0), hi - lo)
@@ -149,7 +151,7 @@ def step_work(arms: ArmGeometry, load: LoadView) -> np.ndarray:
     full = arms.full_work * np.array([1.0, 1.0, 1.0, 1.0, ctx])
     extra = np.zeros_like(full)
     chunk = load.mean_chunk_tokens
-    extra[:, 1:4] = (_segments(arms.distinct_caps + chunk) - full[:, 1:4]) * (1.0 / chunk)
+    extra[:, 1:4] = (_segments(arms.distinct_caps + chunk, arms.knots) - full[:, 1:4]) * (1.0 / chunk)
     return np.concatenate([[[1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx]], full, extra]).T
 
 
