@@ -29,6 +29,7 @@ import numpy as np
 
 from camel_vllm.bench.results import format_table, reduction_pct
 from camel_vllm.bench.sim import SimSetup, bench, parse_policies
+from camel_vllm.cli.deprecated import add_deprecated_alias
 from camel_vllm.traces import alpaca_like
 
 MODELS = ("llama-3.2-1b", "qwen-2.5-3b")
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1,
                         help="also average ts and camel over this many seeds (seed, seed+1, ...)")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--device", default="orin-agx-32gb")
+    parser.add_argument("--device-profile", default="orin-agx-32gb",
+                        help="emulated board (default orin-agx-32gb; orin-agx-32gb-roofline: the first profile)")
+    add_deprecated_alias(parser, "--device", "--device-profile")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="results/camel_repro", help="folder for JSON results")
     args = parser.parse_args(argv)
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     per_seed: dict[tuple[str, str], list[float]] = {}
     for model in args.models.split(","):
-        setup = SimSetup.make(device_profile=args.device, model_profile=model, seed=args.seed)
+        setup = SimSetup.make(device_profile=args.device_profile, model_profile=model, seed=args.seed)
         t0 = time.perf_counter()
         out = bench(setup, parse_policies(POLICIES), trace, workers=args.workers)
         wall = time.perf_counter() - t0
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in SEEDED:
             per_seed[(model, name)] = [reduction_pct(p[name].mean_edp_js, p["default"].mean_edp_js)]
         for seed in range(args.seed + 1, args.seed + args.seeds):
-            more = bench(SimSetup.make(device_profile=args.device, model_profile=model, seed=seed),
+            more = bench(SimSetup.make(device_profile=args.device_profile, model_profile=model, seed=seed),
                          parse_policies("default," + ",".join(SEEDED)),
                          trace_for(seed),
                          workers=args.workers).result.policies
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                      out.result.details["oracle"]["arm"]))
         rows.append((model, "default", p["default"].mean_edp_js, p["default"].energy_j, p["default"].mean_latency_s,
                      0.0, 0.0, reduction_pct(p["default"].mean_edp_js, p["grid"].mean_edp_js), 0, "930.75/28"))
-    print(f"Camel's experiment, emulated {args.device}, {args.requests} Alpaca-like requests at 1 req/s, "
+    print(f"Camel's experiment, emulated {args.device_profile}, {args.requests} Alpaca-like requests at 1 req/s, "
           f"<= 70 output tokens (paper: {PAPER_RANGE} lower EDP than default). ALL FIGURES EMULATED.")
     print(f"{'model':<14}{'policy':<9}{'mean_EDP_Js':>12}{'energy_J':>11}{'mean_lat_s':>11}"
           f"{'lower_than_default':>20}{'vs_grid':>9}{'settled_after':>14}  final_arm")

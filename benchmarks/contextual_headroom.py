@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from camel_vllm.cli.deprecated import add_deprecated_alias
 from camel_vllm.bench.sim import (
     PolicySpec, SimSetup, emulated_device, arm_set, mean_edp_js, run_static_sweep, static_specs,
 )
@@ -133,8 +134,10 @@ def _rule_task(task: tuple[SimSetup, Trace, int, int, int, int]) -> RuleRun:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_trace_arguments(parser)
-    parser.add_argument("--device", default="orin-agx-32gb", help="emulated device profile")
-    parser.add_argument("--model", default="llama-3.2-1b", help="model profile")
+    parser.add_argument("--device-profile", default="orin-agx-32gb", help="emulated device profile")
+    parser.add_argument("--model-profile", default="llama-3.2-1b", help="model profile")
+    add_deprecated_alias(parser, "--device", "--device-profile")
+    add_deprecated_alias(parser, "--model", "--model-profile")
     parser.add_argument("--seed", type=int, default=0, help="emulator noise seed")
     parser.add_argument("--demand", default="1,2", help="K values: requests in the engine for the low arm")
     parser.add_argument("--epochs", default="4,16,64", help="epoch lengths (iterations) to try")
@@ -149,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.requests is None:
         args.requests = 2000
-    trace = trace_from_args(args, max_context_tokens=load_model_profile(args.model).max_context_tokens)
-    setup = SimSetup.make(device_profile=args.device, model_profile=args.model, seed=args.seed)
+    trace = trace_from_args(args, max_context_tokens=load_model_profile(args.model_profile).max_context_tokens)
+    setup = SimSetup.make(device_profile=args.device_profile, model_profile=args.model_profile, seed=args.seed)
     arms = arm_set(setup)
     t0 = time.monotonic()
     statics = run_static_sweep(setup, static_specs(arms), trace, workers=args.workers)
@@ -167,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed_s = time.monotonic() - t0
     rules.sort(key=lambda r: r.mean_edp_js)
     best_static = static_edp[best_label]
-    print(f"trace {args.trace} ({len(trace)} requests, target {args.target_rps} req/s), device {args.device} "
-          f"(EMULATED), model {args.model}, seed {args.seed}; {len(statics)} static + {len(rules)} rule runs "
+    print(f"trace {args.trace} ({len(trace)} requests, target {args.target_rps} req/s), device {args.device_profile} "
+          f"(EMULATED), model {args.model_profile}, seed {args.seed}; {len(statics)} static + {len(rules)} rule runs "
           f"in {elapsed_s:.0f} s")
     print(f"best static arm {best_label}: mean EDP {best_static:.1f} J*s (emulated)")
     spread = EdpSpread.of([r.edp_js for r in best_run.records])
@@ -190,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         out = {
-            "trace": args.trace, "target_rps": args.target_rps, "requests": len(trace), "device": args.device,
-            "model": args.model, "seed": args.seed, "emulated": True, "best_static": {"arm": best_label,
+            "trace": args.trace, "target_rps": args.target_rps, "requests": len(trace), "device": args.device_profile,
+            "model": args.model_profile, "seed": args.seed, "emulated": True, "best_static": {"arm": best_label,
             "mean_edp_js": best_static, "edp_spread": spread.__dict__, "within_one_stderr": within},
             "static_mean_edp_js": static_edp,
             "rules": [r.__dict__ for r in rules],

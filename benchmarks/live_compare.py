@@ -39,6 +39,7 @@ import tempfile
 from importlib.resources import files
 from pathlib import Path
 
+from camel_vllm.cli.deprecated import add_deprecated_alias
 from camel_vllm.bench.replay import failures, replay, to_policy_result
 from camel_vllm.bench.results import BenchResult, PolicyResult, format_table, reduction_pct
 from camel_vllm.sim.engine import EngineConfig
@@ -91,7 +92,7 @@ def warm_start(args, state_path: str) -> str:
     full = load_trace(args.trace, target_rps=args.target_rps, max_context_tokens=MAX_MODEL_LEN - 16,
                       max_output_tokens=args.max_output)
     train = transforms.first(transforms.skip(full, args.requests), args.warm_start)
-    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed,
+    setup = SimSetup.make(device_profile=args.device_profile, model_profile=args.model_profile, seed=args.seed,
                           engine=EngineConfig(max_num_seqs=args.max_num_seqs))
     setup = dataclasses.replace(setup, config=setup.config.replace(state_path=state_path))
     run = run_one(setup, PolicySpec("camel", "camel"), train)
@@ -105,7 +106,7 @@ def simulate_same_requests(args, trace, state_path: str | None) -> dict[str, dic
 
     from camel_vllm.bench.sim import PolicySpec, SimSetup, mean_edp_js, run_one
 
-    setup = SimSetup.make(device_profile=args.device, model_profile=args.model_profile, seed=args.seed,
+    setup = SimSetup.make(device_profile=args.device_profile, model_profile=args.model_profile, seed=args.seed,
                           engine=EngineConfig(max_num_seqs=args.max_num_seqs))
     out: dict[str, dict[str, float]] = {}
     for name, state in (("default", None), ("camel", state_path)):
@@ -120,7 +121,7 @@ def simulate_same_requests(args, trace, state_path: str | None) -> dict[str, dic
 def run_compare(args) -> BenchResult:
     trace = load_trace(args.trace, requests=args.requests, target_rps=args.target_rps,
                        max_context_tokens=MAX_MODEL_LEN - 16, max_output_tokens=args.max_output)
-    base = {"device": "emulated", "device_profile": args.device, "model_profile": args.model_profile,
+    base = {"device": "emulated", "device_profile": args.device_profile, "model_profile": args.model_profile,
             "seed": args.seed, "emulation_time": args.emulation_time}
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="camel-live-")
     os.makedirs(log_dir, exist_ok=True)
@@ -159,7 +160,7 @@ def run_compare(args) -> BenchResult:
     time_note = ("absolute time: each step waits out the modelled step of the model profile on the board"
                  if args.emulation_time == "absolute" else "relative time: real step time stretched to the chosen clock")
     return BenchResult(
-        trace=trace.name, device=f"emulated {args.device}", model=f"{args.model} (modelled as {args.model_profile})",
+        trace=trace.name, device=f"emulated {args.device_profile}", model=f"{args.model} (modelled as {args.model_profile})",
         requests=len(trace), emulated=True, policies=policies, mode="replay",
         notes=list(trace.notes) + [
             f"live vLLM (CPU) on the tiny model; energy EMULATED ({time_note}; modelled power); 'default' = "
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-output", type=int, default=64, help="clip output tokens (CPU time)")
     parser.add_argument("--model", default=str(REPO / "models" / "tiny"), help="model folder for vLLM")
     parser.add_argument("--model-profile", default="llama-3.2-1b", help="model the emulator models")
-    parser.add_argument("--device", default="orin-agx-32gb")
+    parser.add_argument("--device-profile", default="orin-agx-32gb", help="emulated board")
+    add_deprecated_alias(parser, "--device", "--device-profile")
     parser.add_argument("--max-num-seqs", type=int, default=28)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--emulation-time", choices=("relative", "absolute"), default="absolute",

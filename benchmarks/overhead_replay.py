@@ -39,8 +39,14 @@ def summary_us(values_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
-def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 0) -> dict[str, Any]:
-    """Replay recorded iterations through a 49-arm ``camel``-policy controller; time each one.
+def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 0, *,
+                      frequencies_mhz: Sequence[float] = FREQUENCIES_MHZ, batch_sizes: Sequence[int] = BATCH_SIZES,
+                      device_profile: str = "orin-agx-32gb", model_profile: str = "llama-3.2-1b",
+                      iteration_s: float = 0.01) -> dict[str, Any]:
+    """Replay recorded iterations through a ``camel``-policy controller over ``frequencies_mhz`` x
+    ``batch_sizes`` (default: Camel's 49 arms on the Orin) and time each one. ``device_kind``
+    ``free`` (reads cost nothing, a constant 10 W energy counter) or ``emulated``
+    (``device_profile``); every iteration takes ``iteration_s`` on the replay's clock.
 
     The heap is frozen for the garbage collector first (``gc.freeze()``), as vLLM's engine core
     does after start-up (``vllm.utils.gc_utils.freeze_gc_heap``): otherwise a collection of
@@ -57,21 +63,23 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
     config = CamelConfig.from_mapping({
         "device": "emulated" if device_kind == "emulated" else "none",
         "policy": "camel",
-        "frequencies_mhz": list(FREQUENCIES_MHZ),
-        "batch_sizes": list(BATCH_SIZES),
+        "frequencies_mhz": list(frequencies_mhz),
+        "batch_sizes": list(batch_sizes),
         "seed": seed,
+        "device_profile": device_profile,
+        "model_profile": model_profile,
     })
     clock = [0.0]
     # "free": a device whose reads cost nothing (the controller's own time, as on hardware) and
     # whose energy counter runs at a constant 10 W on the replay's clock, so that camel learns
     # and decides as it would on a board (a device without energy keeps it in its warm-up).
     device = None if device_kind == "emulated" else FakeDevice(
-        [f * 1e6 for f in FREQUENCIES_MHZ], kind="free", name="free", energy_source="measured",
+        [f * 1e6 for f in frequencies_mhz], kind="free", name="free", energy_source="measured",
         energy_method="constant 10 W", clock=lambda: clock[0], idle_power_w=10.0)
-    controller = build_controller(config, EngineLimits(max(BATCH_SIZES)), device=device,
+    controller = build_controller(config, EngineLimits(max(batch_sizes)), device=device,
                                   clock=lambda: clock[0], with_metrics=False)
-    assert len(controller.arms) == 49, len(controller.arms)
-    iteration_s = 0.01
+    expected = len(set(frequencies_mhz)) * len(set(batch_sizes))
+    assert len(controller.arms) == expected, (len(controller.arms), expected)
     seen: dict[str, tuple[float, int]] = {}
     timings: list[int] = []
     cpu_timings: list[int] = []
@@ -133,10 +141,10 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
 REPLAY_REPEATS = 5
 
 
-def replay_repeated(rows: list[dict[str, Any]], device_kind: str) -> dict[str, Any]:
-    """:func:`replay_controller` REPLAY_REPEATS times (fresh controller, same seed); the run
-    with the median wall p99, plus every run's p99."""
-    results = [replay_controller(rows, device_kind) for _ in range(REPLAY_REPEATS)]
+def replay_repeated(rows: list[dict[str, Any]], device_kind: str, **grid: Any) -> dict[str, Any]:
+    """:func:`replay_controller` REPLAY_REPEATS times (fresh controller, same seed; ``grid``: its
+    keyword arguments); the run with the median wall p99, plus every run's p99."""
+    results = [replay_controller(rows, device_kind, **grid) for _ in range(REPLAY_REPEATS)]
     results.sort(key=lambda r: r["per_iteration"]["p99_us"])
     median = dict(results[len(results) // 2])
     median["replays"] = REPLAY_REPEATS

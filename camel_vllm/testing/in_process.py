@@ -60,11 +60,9 @@ def in_process_scheduler(kind: str, model: str, max_num_seqs: int, max_model_len
     return build_scheduler(cls, model, extra, max_num_seqs=max_num_seqs, max_model_len=max_model_len)
 
 
-def scheduler_pass_cpu_ns(scheduler: Any, requests: Sequence[TraceRequest], tag: str) -> tuple[int, int]:
-    """Serve every request to completion (one made-up token per request per step); returns
-    (steps, thread CPU ns spent in ``schedule`` + ``update_from_output``)."""
+def add_requests(scheduler: Any, requests: Sequence[TraceRequest], tag: str) -> None:
+    """Every request, arriving now, with ``ignore_eos`` (each makes exactly its output tokens)."""
     from vllm.sampling_params import SamplingParams
-    from vllm.v1.outputs import ModelRunnerOutput
     from vllm.v1.request import Request
 
     now_s = time.time()
@@ -74,18 +72,53 @@ def scheduler_pass_cpu_ns(scheduler: Any, requests: Sequence[TraceRequest], tag:
             sampling_params=SamplingParams(max_tokens=req.output_tokens, ignore_eos=True), pooling_params=None,
             arrival_time=now_s,
         ))
+
+
+def serve(scheduler: Any, *, queue_size: int = 1, max_steps: int = 100_000) -> tuple[list[dict[str, int]], int]:
+    """Step ``scheduler`` until every request finished, as an engine core does; returns the
+    tokens scheduled per step and the thread CPU ns spent in ``schedule`` + ``update_from_output``.
+
+    ``queue_size`` 1: vLLM's synchronous loop (schedule, run, update); 2: ``EngineCore.
+    step_with_batch_queue`` with async scheduling, the next step scheduled before the last one's
+    output is handed back. A request samples a token once its prompt is fully scheduled (a
+    partial prefill chunk samples nothing); the made-up token is 7.
+    """
+    from collections import deque
+
+    from vllm.v1.outputs import ModelRunnerOutput
+
     cpu = time.thread_time_ns
-    steps = spent_ns = 0
-    while scheduler.has_unfinished_requests():
-        c0 = cpu()
-        output = scheduler.schedule()
-        spent_ns += cpu() - c0
+    in_flight: deque = deque()
+    steps: list[dict[str, int]] = []
+    spent_ns = 0
+    while scheduler.has_requests() or in_flight:
+        if scheduler.has_requests():
+            c0 = cpu()
+            output = scheduler.schedule()
+            spent_ns += cpu() - c0
+            sampled = {r for r in output.num_scheduled_tokens
+                       if scheduler.requests[r].num_computed_tokens >= scheduler.requests[r].num_prompt_tokens}
+            steps.append(dict(output.num_scheduled_tokens))
+            in_flight.appendleft((output, sampled))
+            if len(in_flight) < queue_size and (output.total_num_scheduled_tokens > 0 or scheduler.has_requests()):
+                continue
+        output, sampled = in_flight.pop()
         ids = list(output.num_scheduled_tokens)
         model_output = ModelRunnerOutput(req_ids=ids, req_id_to_index={r: k for k, r in enumerate(ids)},
-                                         sampled_token_ids=[[7] for _ in ids], logprobs=None,
+                                         sampled_token_ids=[[7] if r in sampled else [] for r in ids], logprobs=None,
                                          prompt_logprobs_dict={}, pooler_output=[])
         c0 = cpu()
         scheduler.update_from_output(output, model_output)
         spent_ns += cpu() - c0
-        steps += 1
+        if len(steps) >= max_steps:
+            raise RuntimeError(f"requests never finished ({max_steps} steps)")
     return steps, spent_ns
+
+
+def scheduler_pass_cpu_ns(scheduler: Any, requests: Sequence[TraceRequest], tag: str,
+                          queue_size: int = 1) -> tuple[int, int]:
+    """Serve every request to completion (:func:`serve`); returns (steps, thread CPU ns spent in
+    ``schedule`` + ``update_from_output``)."""
+    add_requests(scheduler, requests, tag)
+    steps, spent_ns = serve(scheduler, queue_size=queue_size)
+    return len(steps), spent_ns

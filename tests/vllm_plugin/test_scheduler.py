@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request, RequestStatus
 
 from camel_vllm.core.events import RequestOutcome
-from camel_vllm.testing.in_process import build_scheduler
+from camel_vllm.testing.in_process import build_scheduler, serve
 from camel_vllm.vllm_plugin.scheduler import ITERATION_LOG_ENV, CamelAsyncScheduler, CamelScheduler
 
 MAX_NUM_SEQS = 8
@@ -143,29 +142,10 @@ def test_iteration_log_is_flushed_when_the_engine_runs_dry(tiny_model_dir: Path,
 
 
 def _serve_async(scheduler: Scheduler, queue_size: int = 2) -> list[dict[str, int]]:
-    """As vLLM's ``EngineCore.step_with_batch_queue`` with async scheduling (two batches in flight).
-
-    The next step is scheduled before the previous one's output is handed back; a request
-    samples a token in a step once its prompt is fully scheduled (a partial prefill chunk
-    samples nothing), which the output reports when its step completes.
-    """
+    """As vLLM's ``EngineCore.step_with_batch_queue`` with async scheduling (two batches in
+    flight): :func:`camel_vllm.testing.in_process.serve`."""
     _add_requests(scheduler)
-    in_flight: deque = deque()
-    steps: list[dict[str, int]] = []
-    while scheduler.has_requests() or in_flight:
-        if scheduler.has_requests():
-            output = scheduler.schedule()
-            sampled = {r for r in output.num_scheduled_tokens
-                       if scheduler.requests[r].num_computed_tokens >= scheduler.requests[r].num_prompt_tokens}
-            steps.append(dict(output.num_scheduled_tokens))
-            in_flight.appendleft((output, sampled))
-            if len(in_flight) < queue_size and (output.total_num_scheduled_tokens > 0 or scheduler.has_requests()):
-                continue
-        output, sampled = in_flight.pop()
-        ids = list(output.num_scheduled_tokens)
-        scheduler.update_from_output(output, _model_output(ids, sampled))
-        assert len(steps) < 2000, "requests never finished"
-    return steps
+    return serve(scheduler, queue_size=queue_size, max_steps=2000)[0]
 
 
 def test_async_default_arm_schedules_exactly_like_stock_async_vllm(tiny_model_dir: Path) -> None:

@@ -62,6 +62,8 @@ DEFAULT_SERVICE_WINDOW_S = 5.0
 #: How much less capacity than projected an arm is also judged with (the projection of a
 #: saturated default arm is within ~10-20 % of the simulated throughput: test_model_based).
 CAPACITY_DOUBT = 0.1
+CAPACITY_DOUBT_MAX = 0.5
+DOUBT_PER_SQRT_REQUESTS = 1.0
 #: An exploratory choice is made only among arms whose cost at the posterior mean is within
 #: this share of the best arm's: one epoch of exploration never risks more (a draw that makes
 #: a clock's energy look a tenth of the top clock's would otherwise buy any queue).
@@ -288,11 +290,20 @@ class ModelBasedPolicy(Policy):
         occupancy = self.load_checks.occupancy
         if occupancy > 1.0:
             load = dataclasses.replace(load, rate_per_s=load.rate_per_s * occupancy)
-        service = np.array([1.0, 1.0, 1.0 / (1.0 - CAPACITY_DOUBT)]) * factors[1]
+        service = np.array([1.0, 1.0, 1.0 / (1.0 - self._capacity_doubt())]) * factors[1]
         self._steady_half = steady_start(self._geometry, coef, coef[:, self._top_clock, 0], load,
                                          energy_scale=factors[0], service_scale=service, wait_scale=factors[2],
                                          work=self._work)
         self._steady_factors = factors
+
+    def _capacity_doubt(self) -> float:
+        """How much less capacity than projected an arm is also judged with: CAPACITY_DOUBT, plus
+        the sampling error of the request sizes the projection rests on (a mean output length
+        from n finished requests of CV ~1 is off by ~1/sqrt(n); the first to finish are also the
+        short ones), so a projection made on a few dozen requests is not trusted as one made on
+        thousands. At most CAPACITY_DOUBT_MAX."""
+        n = max(1, self.workload.finished)
+        return min(CAPACITY_DOUBT_MAX, CAPACITY_DOUBT + DOUBT_PER_SQRT_REQUESTS / math.sqrt(n))
 
     def _finish_steady(self) -> None:
         if self._steady_half is not None:
