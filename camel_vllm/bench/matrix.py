@@ -35,6 +35,7 @@ from camel_vllm.bench.latency import latency_summary
 from camel_vllm.bench.paired import PairedDifference, pooled_paired_difference
 from camel_vllm.bench.sim import (
     ORACLE,
+    ORACLE3,
     PolicySpec,
     SimSetup,
     _static_sweep_task,
@@ -43,6 +44,7 @@ from camel_vllm.bench.sim import (
     run_one,
     static_specs,
 )
+from camel_vllm.core.events import format_mhz
 from camel_vllm.sim.engine import SimRun
 from camel_vllm.traces import load_trace, transforms
 from camel_vllm.traces.base import Trace
@@ -54,6 +56,10 @@ NO_HARM_PCT = 2.0
 NO_HARM_STDERRS = 2.0
 ORACLE_GAIN_PCT = 5.0
 CLOSE_PCT = 5.0
+#: Issue 22's: where the best static triple is this far (percent) below the best static pair,
+#: a policy should capture at least half of that headroom.
+HEADROOM_PCT = 4.0
+
 #: The README's suite.
 DEFAULT_TRACES = (
     "camel_vllm/data/traces/azure_conv_first2000.csv",
@@ -140,6 +146,11 @@ class CellResult:
     verdicts: dict[str, dict[str, bool | None]] = field(default_factory=dict)
     #: Requests each seed replayed (fewer than the plan's when the trace file is shorter).
     requests: int = 0
+    #: The best static (clock, cap, prefill clock) triple of each seed (``oracle3``) and each
+    #: policy against it; each learning policy against every other (``vs_peers[a][b]``: a vs b).
+    triple_arms: list[str] = field(default_factory=list)
+    vs_triple: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vs_peers: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: Per policy: p50 and p99 of TTFT and TPOT (s) over every seed's requests, and the share of
     #: requests meeting the configured SLO (``slo_met``; None without an SLO).
     latency: dict[str, dict[str, float | None]] = field(default_factory=dict)
@@ -174,10 +185,48 @@ def _pool_map(tasks: list, workers: int, progress: Callable[[int], None] | None)
 
 def count_runs(plan: MatrixPlan) -> int:
     """Simulated runs the plan takes (for a progress bar)."""
-    per_cell = len([p for p in plan.policies if p.policy != ORACLE])
-    if any(p.policy == ORACLE for p in plan.policies):
+    per_cell = len([p for p in plan.policies if p.policy not in (ORACLE, ORACLE3)])
+    if any(p.policy in (ORACLE, ORACLE3) for p in plan.policies):
         per_cell += len(arm_set(plan.setup))
+    if any(p.policy == ORACLE3 for p in plan.policies):
+        arms = arm_set(plan.setup)
+        per_cell += 2 * len(arms.frequencies_hz) + len(arms.batch_sizes)
     return len(plan.traces) * plan.seeds * (1 + len(plan.loads) * per_cell)
+
+
+def _triple(arm: tuple[float, int, float]) -> PolicySpec:
+    """The static spec of (clock MHz, batch cap, prefill clock MHz)."""
+    mhz, cap, prefill = arm
+    label = f"static:{format_mhz(mhz * 1e6)}:{cap}" + ("" if prefill == mhz else f":{format_mhz(prefill * 1e6)}")
+    return PolicySpec(label, "static", {"arm": [mhz, cap] + ([] if prefill == mhz else [prefill])})
+
+
+def _triple_search(plan: MatrixPlan, setups: dict, traces: dict, runs: dict, best_pair: dict, workers: int,
+                   progress: Callable[[int], None] | None) -> dict[tuple[str, float, int], str]:
+    """The best static (clock, cap, prefill clock) triple in hindsight, per cell and seed: from the
+    best static pair, every prefill clock; then, with the best of those, every clock; then every
+    cap (coordinate search: three rounds, not the product of all three, which would be
+    clocks^2 x caps runs). Returns each (cell, seed)'s best label; its runs join ``runs``."""
+    arms = arm_set(plan.setup)
+    clocks = [f / 1e6 for f in arms.frequencies_hz if f is not None]
+    caps = list(arms.batch_sizes)
+    current = {key: (float(best_pair[key][0]), int(best_pair[key][1]), float(best_pair[key][0])) for key in best_pair}
+    for axis in ("prefill", "clock", "cap"):
+        tasks = []
+        for key, (mhz, cap, prefill) in current.items():
+            options = {"prefill": [(mhz, cap, p) for p in clocks], "clock": [(f, cap, prefill) for f in clocks],
+                       "cap": [(mhz, b, prefill) for b in caps]}[axis]
+            for arm in options:
+                spec = _triple(arm)
+                if spec.label not in runs[key]:
+                    tasks.append((setups[key[2]], [spec], traces[key], key))
+        for key, label, run in _pool_map(tasks, workers, progress):
+            runs[key][label] = run
+        for key, (mhz, cap, prefill) in list(current.items()):
+            options = {"prefill": [(mhz, cap, p) for p in clocks], "clock": [(f, cap, prefill) for f in clocks],
+                       "cap": [(mhz, b, prefill) for b in caps]}[axis]
+            current[key] = min(options, key=lambda arm: mean_edp_js(runs[key][_triple(arm).label]))
+    return {key: _triple(arm).label for key, arm in current.items()}
 
 
 def run_matrix(plan: MatrixPlan, *, workers: int = 2, progress: Callable[[int], None] | None = None) -> list[CellResult]:
@@ -193,8 +242,9 @@ def run_matrix(plan: MatrixPlan, *, workers: int = 2, progress: Callable[[int], 
     cap_tasks = [(setups[seed], [default], saturated(tr), (spec, seed)) for (spec, seed), tr in base.items()]
     capacity = {key: capacity_rps(run) for key, _, run in _pool_map(cap_tasks, workers, progress)}
 
-    want_oracle = any(p.policy == ORACLE for p in plan.policies)
-    learners = [p for p in plan.policies if p.policy != ORACLE]
+    want_triple = any(p.policy == ORACLE3 for p in plan.policies)
+    want_oracle = want_triple or any(p.policy == ORACLE for p in plan.policies)
+    learners = [p for p in plan.policies if p.policy not in (ORACLE, ORACLE3)]
     if not any(p.label == "default" for p in learners):
         learners.insert(0, default)
     statics = static_specs(arm_set(plan.setup)) if want_oracle else []
@@ -212,16 +262,22 @@ def run_matrix(plan: MatrixPlan, *, workers: int = 2, progress: Callable[[int], 
     runs: dict[tuple[str, float, int], dict[str, SimRun]] = {}
     for key, label, run in _pool_map(tasks, workers, progress):
         runs.setdefault(key, {})[label] = run
+    best_triple: dict[tuple[str, float, int], str] = {}
+    if want_triple:
+        best_pair = {key: min((s.label for s in statics), key=lambda k: mean_edp_js(runs[key][k])).split(":")[1:]
+                     for key in runs}
+        best_triple = _triple_search(plan, setups, traces, runs, best_pair, workers, progress)
 
     cells = []
     for spec in plan.traces:
         for load in plan.loads:
-            cells.append(_cell(plan, spec, load, runs, capacity, traces, [s.label for s in statics], learners))
+            cells.append(_cell(plan, spec, load, runs, capacity, traces, [s.label for s in statics], learners,
+                               best_triple))
     return cells
 
 
 def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, traces: dict,
-          static_labels: Sequence[str], learners: Sequence[PolicySpec]) -> CellResult:
+          static_labels: Sequence[str], learners: Sequence[PolicySpec], best_triple: dict | None = None) -> CellResult:
     seeds = range(plan.seeds)
     per_seed = [runs[(spec, load, s)] for s in seeds]
     oracle_runs: list[SimRun] = []
@@ -231,9 +287,13 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
             best = min(static_labels, key=lambda k: mean_edp_js(seed_runs[k]))
             oracle_runs.append(seed_runs[best])
             oracle_arms.append(best.split(":", 1)[1].replace(":", "/"))
-    names = [p.label for p in learners] + ([ORACLE] if oracle_runs else [])
+    triple_labels = [best_triple[(spec, load, s)] for s in seeds] if best_triple else []
+    triple_runs = [per_seed[s][label] for s, label in zip(seeds, triple_labels)]
+    names = [p.label for p in learners] + ([ORACLE] if oracle_runs else []) + ([ORACLE3] if triple_runs else [])
 
     def runs_of(name: str) -> list[SimRun]:
+        if name == ORACLE3:
+            return triple_runs
         return oracle_runs if name == ORACLE else [r[name] for r in per_seed]
 
     cell = CellResult(
@@ -241,6 +301,7 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
         target_rps=[load * capacity[(spec, s)] for s in seeds],
         mean_edp_js={n: sum(mean_edp_js(r) for r in runs_of(n)) / plan.seeds for n in names},
         oracle_arms=oracle_arms, requests=len(traces[(spec, load, 0)]),
+        triple_arms=[label.split(":", 1)[1].replace(":", "/") for label in triple_labels],
         latency={n: latency_summary([r for run in runs_of(n) for r in run.records], plan.setup.config.slo)
                  for n in names},
     )
@@ -255,16 +316,33 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
                                             ORACLE)
             if diff is not None:
                 cell.vs_oracle[name] = dataclasses.asdict(diff)
+        if triple_runs and name != ORACLE3:
+            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), triple_runs)],
+                                            ORACLE3)
+            if diff is not None:
+                cell.vs_triple[name] = dataclasses.asdict(diff)
     oracle_gain = cell.vs_default.get(ORACLE)
+    headroom = cell.vs_oracle.get(ORACLE3)  # the best triple against the best pair
+    peers = [p.label for p in learners if p.label != "default" and p.policy not in ("static", "default")]
     for name in names:
-        if name in ("default", ORACLE):
+        if name in ("default", ORACLE, ORACLE3):
             continue
         vd, vo = cell.vs_default.get(name), cell.vs_oracle.get(name)
         no_harm = None if vd is None else vd["diff_pct"] <= max(NO_HARM_PCT, NO_HARM_STDERRS * vd["stderr_pct"])
         close = None
         if oracle_gain is not None and vo is not None and oracle_gain["diff_pct"] <= -ORACLE_GAIN_PCT:
             close = vo["diff_pct"] <= CLOSE_PCT
-        cell.verdicts[name] = {"no_harm": no_harm, "close_to_oracle": close}
+        half = None
+        if headroom is not None and vo is not None and headroom["diff_pct"] <= -HEADROOM_PCT:
+            half = vo["diff_pct"] <= 0.5 * headroom["diff_pct"]
+        cell.verdicts[name] = {"no_harm": no_harm, "close_to_oracle": close, "half_headroom": half}
+    for name in peers:  # every learner against every other, request by request
+        for other in peers:
+            if other != name:
+                diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of(other))],
+                                                other)
+                if diff is not None:
+                    cell.vs_peers.setdefault(name, {})[other] = dataclasses.asdict(diff)
     return cell
 
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vllm.camel")
 
 ORACLE = "oracle"
+#: The best static (clock, batch cap, prefill clock) triple in hindsight: ``bench matrix`` only.
+ORACLE3 = "oracle3"
 #: The policy every other one is compared with, request by request (:mod:`camel_vllm.bench.paired`).
 BASELINE = "default"
 
@@ -57,8 +59,9 @@ def parse_policies(text: str) -> list[PolicySpec]:
             raise ConfigError("policies", item, "is listed twice")
         if item.startswith("static:"):
             parts = item.split(":")
-            if len(parts) != 3:
-                raise ConfigError("policies", item, "write a static arm as static:MHZ:BATCH, e.g. static:612:16")
+            if len(parts) not in (3, 4):
+                raise ConfigError("policies", item, "write a static arm as static:MHZ:BATCH, e.g. static:612:16 "
+                                  "(or static:MHZ:BATCH:PREFILL_MHZ: prefill steps at that clock)")
             if parts[1] == "auto":
                 raise ConfigError("policies", item, "bench sim's emulated device sets clocks: write MHZ as a "
                                   "frequency, e.g. static:612:16 (auto is for devices whose clock camel cannot set)")
@@ -69,18 +72,25 @@ def parse_policies(text: str) -> list[PolicySpec]:
                 raise ConfigError("policies", item, "MHZ must be a number and BATCH an integer") from err
             if not math.isfinite(mhz) or mhz <= 0 or batch < 1:
                 raise ConfigError("policies", item, "MHZ must be a frequency > 0 and BATCH an integer >= 1")
-            specs.append(PolicySpec(item, "static", {"arm": [mhz, batch]}))
-        elif item == ORACLE or item in POLICY_NAMES:
+            arm: list[Any] = [mhz, batch]
+            if len(parts) == 4:
+                try:
+                    arm.append(float(parts[3]))
+                except ValueError as err:
+                    raise ConfigError("policies", item, "PREFILL_MHZ must be a number") from err
+            specs.append(PolicySpec(item, "static", {"arm": arm}))
+        elif item in (ORACLE, ORACLE3) or item in POLICY_NAMES:
             specs.append(PolicySpec(item, item))
         else:
-            raise ConfigError("policies", item, f"unknown policy (known: {', '.join(POLICY_NAMES)}, static:MHZ:BATCH)")
+            raise ConfigError("policies", item, f"unknown policy (known: {', '.join(POLICY_NAMES)}, oracle3, "
+                                                "static:MHZ:BATCH[:PREFILL_MHZ])")
     if not specs:
         raise ConfigError("policies", text, "name at least one policy")
     return specs
 
 
 #: Policies that learn nothing, so have no state to carry from one run to the next.
-STATELESS_POLICIES = frozenset({"default", "static", ORACLE})
+STATELESS_POLICIES = frozenset({"default", "static", ORACLE, ORACLE3})
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,7 @@ def check_specs(setup: SimSetup, specs: Sequence[PolicySpec]) -> None:
     from camel_vllm.policies.registry import policy_param_names
     from camel_vllm.wiring.build import EngineLimits, build_controller
 
-    ran = [s for s in specs if s.policy != ORACLE]
+    ran = [s for s in specs if s.policy not in (ORACLE, ORACLE3)]
     params = dict(setup.config.policy_params)
     for key, value in params.items():
         if not any(key in policy_param_names(s.policy, {**params, **s.policy_params}) for s in ran):

@@ -151,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
         trace = trace_from_args(args, max_context_tokens=model.max_context_tokens)
         n_arms = len(arm_set(setup))
         check_specs(setup, specs)
+        if any(s.policy == "oracle3" for s in specs):
+            raise ConfigError("policies", "oracle3", "the best static triple is searched by bench matrix only "
+                                                     "(bench sim runs static:MHZ:BATCH:PREFILL_MHZ arms)")
     except (ConfigError, TraceFormatError, ValueError) as err:
         print(f"camel-vllm bench sim: {err}", file=sys.stderr)
         return 2

@@ -166,7 +166,9 @@ class Controller:
         self.applied_freq_hz: float | None = device.current_frequency_hz()
         self._epoch_iterations_left = 0
         self._epoch_start_s = 0.0
-        self._in_flight: deque[tuple[float, int]] = deque()
+        #: Steps begun and not ended: (begin time, slot, the clock the step runs at, whether the
+        #: clock was switched for it).
+        self._in_flight: deque[tuple[float, int, float | None, bool]] = deque()
         # (context, arm) keys numbered once, so the per-token bookkeeping hashes ints,
         # not Context dataclasses (measured: the hot path of end_iteration).
         self._slot_of: dict[tuple[Context, int], int] = {}
@@ -184,6 +186,13 @@ class Controller:
         self._decide_on_growth = bool(policy.decide_on_demand_growth)
         self._maintain_each = bool(policy.maintain_each_iteration)
         self._demand_trigger: int | None = None
+        #: The clock follows each step's work (an arm with a prefill clock, or a policy that
+        #: chooses the clock per step): :meth:`step_frequency` acts, and the policy is told each
+        #: step's clock.
+        self.per_step_clock = bool(arms.follows_work or getattr(policy, "chooses_step_clock", False))
+        #: Clock switches made for a step's work (not at a decision).
+        self.step_switches = 0
+        self._last_snapshot: EngineSnapshot | None = None
         #: The policy that raised from a hook (None: none did); ``policy`` is then a DefaultArmPolicy.
         self.failed_policy: Policy | None = None
         if batch_only:
@@ -233,6 +242,7 @@ class Controller:
     def begin_iteration(self, snapshot: EngineSnapshot) -> Arm:
         """Start an engine step; decide a new arm if the epoch is over. Returns the arm."""
         now_s = snapshot.now_s
+        self._last_snapshot = snapshot
         if self._pending:
             self._credit_pending(self.observe_budget)
         if self.decision_due(now_s, snapshot.num_running + snapshot.num_waiting):
@@ -247,15 +257,42 @@ class Controller:
             reading = self._read_energy()
             self._energy_mark_j, self._gaps_mark = reading.energy_j, reading.gaps
         assert self.current_index is not None
-        self._in_flight.append((now_s, self._slot))
+        self._in_flight.append((now_s, self._slot, self.applied_freq_hz, False))
         return self.arms[self.current_index]
+
+    def step_frequency(self, work: IterationWork) -> None:
+        """The step just begun will do ``work``: set the clock it runs at (adapters call this
+        between forming a step's batch and running it). A no-op unless the clock follows the
+        work (``per_step_clock``): then the arm's prefill clock for a step that is mostly
+        prefill, its clock otherwise, or what a policy that ``chooses_step_clock`` says. A
+        switch adds the device's switch latency to the step (the emulator charges it); a
+        clock the device refuses is switched off as at a decision."""
+        if not self.per_step_clock or not self._in_flight or self.batch_only:
+            return
+        arm = self.arms[self.current_index or 0]
+        try:
+            target = self.policy.step_frequency(work, arm, self._last_snapshot) \
+                if getattr(self.policy, "chooses_step_clock", False) else arm.step_freq_hz(work)
+        except Exception as err:
+            self._policy_failed("step_frequency", err)
+            target = self.arms[self.current_index or 0].freq_hz
+        if target is None or target == self.applied_freq_hz:
+            return
+        before = self.applied_freq_hz
+        if not self._apply_frequency(target):
+            self._apply_frequency(arm.freq_hz)
+        if self.applied_freq_hz != before:
+            self.step_switches += 1
+            begin_s, slot, _, _ = self._in_flight[-1]
+            self._in_flight[-1] = (begin_s, slot, self.applied_freq_hz, True)
 
     def end_iteration(self, now_s: float, work: IterationWork) -> float:
         """Finish the oldest step in flight; returns seconds the adapter must still wait."""
         if self._in_flight:
-            begin_s, slot = self._in_flight.popleft()
+            begin_s, slot, step_hz, switched = self._in_flight.popleft()
         else:  # an adapter that missed a begin: charge to the arm in force
             begin_s, slot = now_s, self._slot_for((self.current_context, self.current_index or 0))
+            step_hz, switched = self.applied_freq_hz, False
         elapsed_s = max(0.0, now_s - begin_s)
         extra_s = self.device.iteration_done(work, elapsed_s)
         reading = self._read_energy()
@@ -264,8 +301,12 @@ class Controller:
         measured = self._energy_measurable and reading.gaps == self._gaps_mark
         self._energy_mark_j, self._gaps_mark = energy_now_j, reading.gaps
         try:
-            self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s,
-                                          delta_j if measured else None)
+            if self.per_step_clock:
+                self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s,
+                                              delta_j if measured else None, freq_hz=step_hz, switched=switched)
+            else:
+                self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s,
+                                              delta_j if measured else None)
         except Exception as err:
             self._policy_failed("observe_iteration", err)
         total_tokens = work.num_tokens or sum(work.tokens_by_request.values())

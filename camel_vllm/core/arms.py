@@ -46,13 +46,24 @@ class ArmSet:
         self._index = {arm: i for i, arm in enumerate(self.arms)}
         # The arms never change (only their availability): computed once, read per decision.
         self._frequencies_hz = tuple(sorted({a.freq_hz for a in self.arms}, key=lambda f: -1.0 if f is None else f))
+        #: Whether any arm runs its prefill steps at another clock (the controller then sets the
+        #: clock per step).
+        self.follows_work = any(a.prefill_freq_hz is not None for a in self.arms)
 
     @classmethod
-    def product(cls, freqs_hz: Sequence[float | None], batch_sizes: Iterable[int]) -> "ArmSet":
-        """Every (frequency, batch cap) pair, frequency-major, both ascending."""
+    def product(cls, freqs_hz: Sequence[float | None], batch_sizes: Iterable[int],
+                prefill_freqs_hz: Sequence[float] = ()) -> "ArmSet":
+        """Every (frequency, batch cap) pair, frequency-major, both ascending; then, for each
+        clock in ``prefill_freqs_hz``, the same pairs with their prefill steps at that clock
+        (pairs whose frequency is that clock already are not repeated). The plain pairs keep
+        their indices whether or not prefill clocks are added."""
         sizes = sorted(set(int(b) for b in batch_sizes))
         freqs = sorted(set(freqs_hz), key=lambda f: -1.0 if f is None else f) or [None]
-        return cls(tuple(Arm(freq_hz=f, max_batch=b) for f in freqs for b in sizes))
+        arms = [Arm(freq_hz=f, max_batch=b) for f in freqs for b in sizes]
+        for p in sorted(set(prefill_freqs_hz)):
+            arms += [Arm(freq_hz=f, max_batch=b, prefill_freq_hz=p) for f in freqs if f is not None and f != p
+                     for b in sizes]
+        return cls(tuple(arms))
 
     def __len__(self) -> int:
         return len(self.arms)
@@ -75,11 +86,13 @@ class ArmSet:
         return [i for i, ok in enumerate(self.available) if ok]
 
     def default_index(self) -> int:
-        """Camel's baseline: the highest available frequency with the largest batch cap."""
+        """Camel's baseline: the highest available frequency with the largest batch cap, every
+        step at that clock."""
         candidates = self.available_indices() or list(range(len(self.arms)))
         return max(
             candidates,
-            key=lambda i: (-1.0 if self.arms[i].freq_hz is None else self.arms[i].freq_hz, self.arms[i].max_batch),
+            key=lambda i: (-1.0 if self.arms[i].freq_hz is None else self.arms[i].freq_hz, self.arms[i].max_batch,
+                           self.arms[i].prefill_freq_hz is None),
         )
 
     def disable_frequency(self, freq_hz: float | None) -> list[int]:
@@ -90,7 +103,8 @@ class ArmSet:
         remaining = {self.arms[i].freq_hz for i in self.available_indices()} - {freq_hz}
         if not remaining:
             return []
-        off = [i for i, a in enumerate(self.arms) if a.freq_hz == freq_hz and self.available[i]]
+        off = [i for i, a in enumerate(self.arms)
+               if (a.freq_hz == freq_hz or a.prefill_freq_hz == freq_hz) and self.available[i]]
         for i in off:
             self.available[i] = False
         return off
@@ -107,4 +121,4 @@ class ArmSet:
             (f for f in freqs if f is not None), default=None
         )
         for i, a in enumerate(self.arms):
-            self.available[i] = a.freq_hz == keep
+            self.available[i] = a.freq_hz == keep and a.prefill_freq_hz is None

@@ -21,7 +21,8 @@ from camel_vllm.core.errors import CamelError
 from camel_vllm.core.paths import file_problem
 
 DEVICE_KINDS = ("auto", "jetson", "nvml", "jtop", "emulated", "none")
-POLICY_NAMES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo")
+POLICY_NAMES = ("camel", "camel-ts", "ts", "default", "static", "grid", "ucb", "epsilon", "zeus-ts", "oracle", "slo",
+                "voltana")
 COST_NAMES = ("edp", "edp-raw", "weighted")
 SLO_METRICS = ("ttft", "tpot", "e2e")
 EMULATION_TIME_MODES = ("relative", "absolute")

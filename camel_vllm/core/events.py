@@ -19,10 +19,14 @@ class Arm:
 
     ``freq_hz`` is ``None`` for a batch-only arm: the GPU clock is left to the device's own
     governor (read-only mode, or a device whose frequency cannot be written).
+    ``prefill_freq_hz``: the clock of the steps that are mostly prefill (``is_prefill_step``),
+    when it differs from ``freq_hz`` (the clock follows the work); ``None``: every step at
+    ``freq_hz``.
     """
 
     freq_hz: float | None
     max_batch: int
+    prefill_freq_hz: float | None = None
 
     @property
     def freq_mhz(self) -> float | None:
@@ -30,8 +34,22 @@ class Arm:
 
     @property
     def label(self) -> str:
-        """``"MHZ/BATCH"``, the key used in benchmark JSON and metric labels (``"auto/8"``)."""
-        return f"{format_mhz(self.freq_hz)}/{self.max_batch}"
+        """``"MHZ/BATCH"``, the key used in benchmark JSON and metric labels (``"auto/8"``);
+        ``"MHZ/BATCH/PREFILL_MHZ"`` for an arm whose prefill steps run at another clock."""
+        base = f"{format_mhz(self.freq_hz)}/{self.max_batch}"
+        return base if self.prefill_freq_hz is None else f"{base}/{format_mhz(self.prefill_freq_hz)}"
+
+    def step_freq_hz(self, work: "IterationWork") -> float | None:
+        """The clock a step doing ``work`` runs at under this arm."""
+        if self.prefill_freq_hz is not None and is_prefill_step(work):
+            return self.prefill_freq_hz
+        return self.freq_hz
+
+
+def is_prefill_step(work: "IterationWork") -> bool:
+    """A step that is mostly prefill: at least as many prefill tokens as decode tokens (the
+    emulator's phase test too, ``devices/emulator/roofline.py``)."""
+    return work.num_prefill_tokens > 0 and work.num_prefill_tokens >= work.num_decode_tokens
 
 
 def format_mhz(freq_hz: float | None) -> str:

@@ -43,6 +43,9 @@ class DeviceInfo:
     can_set_frequency: bool = False
     read_only: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    #: Seconds a clock change takes to take effect (published for the device kind; the
+    #: emulator's profile value): what the clock following each step's work costs per switch.
+    switch_latency_s: float = 0.0
 
     @property
     def emulated(self) -> bool:

@@ -51,6 +51,10 @@ PERMISSION_LINE = (
     "or set read_only: true for batch-only arms"
 )
 RECORD_FORMAT = "camel-vllm-nvml-locked-clocks"
+#: How long a locked clock takes to take effect: no published figure for A100/H100 was found;
+#: the one number is a second-hand range, "roughly 1-500 ms" (arXiv 2604.04745v1 citing arXiv
+#: 2502.20075). 10 ms, as the emulated H100 profile (docs/devices.md).
+SWITCH_LATENCY_S = 0.010
 RESET_BY_HAND = "sudo nvidia-smi -rgc"
 
 
@@ -194,6 +198,7 @@ class NvmlDevice:
             energy_method="nvml-total-energy" if self.sampler is None else "nvml-power-integrated",
             can_set_frequency=not self.read_only and bool(self._frequencies_hz),
             read_only=self.read_only,
+            switch_latency_s=SWITCH_LATENCY_S,
             extra={"gpus": [str(g) for g in self.gpus], "counter_resets": self.counter_resets},
         )
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
 
-from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,8 @@ class Policy(ABC):
     #: Call ``maintain`` on every iteration between decisions, not only on the last few
     #: (a policy that spreads a decision's refreshes over the whole epoch).
     maintain_each_iteration: bool = False
+    #: Choose each step's clock from its work (``step_frequency``), not only per decision.
+    chooses_step_clock: bool = False
 
     @abstractmethod
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int: ...
@@ -98,9 +100,19 @@ class Policy(ABC):
         """The engine's state at a decision, just before ``select``."""
 
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
-                          energy_j: float | None = None) -> None:
+                          energy_j: float | None = None, *, freq_hz: float | None = None,
+                          switched: bool = False) -> None:
         """An iteration ended: its work, its duration (the emulated stretch included) and the
-        device energy counted since the previous mark (``None``: not measured)."""
+        device energy counted since the previous mark (``None``: not measured). When the clock
+        follows the work (``Controller.per_step_clock``) the controller also says the clock the
+        step ran at (``freq_hz``) and whether it was switched for it (``switched``: the step
+        then includes the switch's latency)."""
+
+    def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None = None) -> float | None:
+        """The clock (Hz) a step doing ``work`` runs at under ``arm`` (``None``: leave the
+        clock as it is); ``snapshot``: the engine when the step began. Called on every step only
+        for a policy that sets ``chooses_step_clock``; the default is the arm's own rule."""
+        return arm.step_freq_hz(work)
 
     def observe_outcome(self, outcome: RequestOutcome) -> None:
         """A request finished (credited or not: see ``outcome.energy_measured``)."""

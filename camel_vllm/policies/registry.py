@@ -23,7 +23,7 @@ seeded run is reproducible. ``config.policy_params`` keys per policy (anything e
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -42,11 +42,15 @@ from camel_vllm.policies.thompson.nig import NIGPrior
 from camel_vllm.policies.thompson.policy import ThompsonParams, ThompsonPolicy
 from camel_vllm.policies.zeus_ts import ZEUS_NUM_EXPLORATIONS, ZEUS_WINDOW, ZeusTSPolicy
 
-__all__ = ["REMOVED_PARAMS", "make_policy", "policy_param_names"]
+__all__ = ["PREFILL_CLOCK_CHOICES", "REMOVED_PARAMS", "make_policy", "policy_param_names", "prefill_clocks_hz"]
+
+#: ``camel``'s ``policy_params.prefill_clock``: ``top`` adds arms whose prefill steps run at the top
+#: clock (the clock follows the work; docs/camel-model.md), ``same`` runs every step at the arm's.
+PREFILL_CLOCK_CHOICES = ("top", "same")
 
 _PARAMS: dict[str, dict[str, Any]] = {
     "camel": {"warmup_iterations": ModelParams.warmup_iterations, "warmup_requests": ModelParams.warmup_requests,
-              "board_prior": "none"},
+              "board_prior": "none", "prefill_clock": "top"},
     "camel-ts": {
         "prior_mean": NIGPrior.mean, "prior_kappa": NIGPrior.kappa, "prior_alpha": NIGPrior.alpha,
         "prior_beta": NIGPrior.beta, "share_strength": ThompsonParams.share_strength,
@@ -61,6 +65,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "ucb": {"c": 1.0},
     "epsilon": {"epsilon": 0.1},
     "zeus-ts": {"window": ZEUS_WINDOW, "num_explorations": ZEUS_NUM_EXPLORATIONS},
+    "voltana": {"tpot_slo_s": None, "ttft_slo_s": None},
     "oracle": {},
 }
 #: ``ts`` is Camel's paper bandit: flat prior (no additive grid prior), no contexts, no change detection.
@@ -80,6 +85,7 @@ def make_policy(
     *,
     num_contexts: int,
     token_budget: int | None = None,
+    switch_latency_s: float = 0.0,
 ) -> Policy:
     """Build the policy ``config.policy`` names over ``arms``.
 
@@ -92,7 +98,7 @@ def make_policy(
         return _make_slo(config, arms, num_contexts)
     params = _params(name, config.policy_params)
     if name == "camel":
-        return _make_model_based(config, arms, params, rng, token_budget)
+        return _make_model_based(config, arms, params, rng, token_budget, switch_latency_s)
     if name in ("camel-ts", "ts"):
         return ThompsonPolicy(
             name=name,
@@ -140,17 +146,39 @@ def make_policy(
             window=_integer(params, "window", minimum=0),
             num_explorations=_integer(params, "num_explorations", minimum=0),
         )
+    if name == "voltana":
+        return _make_voltana(config, arms, params)
     if name == "oracle":
         raise ConfigError("policy", name, "oracle needs the true mean costs (simulation only)")
     raise ConfigError("policy", name, "unknown policy")
 
 
+def _make_voltana(config: CamelConfig, arms: ArmSet, params: Mapping[str, Any]) -> Policy:
+    """``voltana``: its TPOT SLO from ``policy_params.tpot_slo_s``, else the config's ``slo`` when its
+    metric is tpot, else VoltanaLLM's demo SLO; prefill steps at the top clock unless ``ttft_slo_s``."""
+    from camel_vllm.policies.voltana import DEMO_TPOT_SLO_S, VoltanaPolicy
+
+    tpot = params["tpot_slo_s"]
+    if tpot is None:
+        tpot = config.slo.threshold_s if config.slo is not None and config.slo.metric == "tpot" else DEMO_TPOT_SLO_S
+    ttft = params["ttft_slo_s"]
+    if ttft is None and config.slo is not None and config.slo.metric == "ttft":
+        ttft = config.slo.threshold_s
+    for key, value in (("tpot_slo_s", tpot), ("ttft_slo_s", ttft)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise ConfigError(f"policy_params.{key}", value, "must be a positive number of seconds")
+    return VoltanaPolicy(arms, tpot_slo_s=float(tpot), ttft_slo_s=None if ttft is None else float(ttft))
+
+
 def _make_model_based(config: CamelConfig, arms: ArmSet, params: Mapping[str, Any], rng: np.random.Generator,
-                      token_budget: int | None) -> Policy:
+                      token_budget: int | None, switch_latency_s: float = 0.0) -> Policy:
     """``camel``: the model-based policy, optionally started from the emulator profile's board."""
+    if params["prefill_clock"] not in PREFILL_CLOCK_CHOICES:
+        raise ConfigError("policy_params.prefill_clock", params["prefill_clock"],
+                          f"must be one of {', '.join(PREFILL_CLOCK_CHOICES)}")
     policy = ModelBasedPolicy(
         arms, rng, epoch_iterations=config.epoch_iterations, epoch_s=config.epoch_s, cost=config.cost, alpha=config.alpha,
-        switch_cost=config.switch_cost, slo=config.slo, token_budget=token_budget,
+        switch_cost=config.switch_cost, slo=config.slo, token_budget=token_budget, switch_latency_s=switch_latency_s,
         params=ModelParams(warmup_iterations=_integer(params, "warmup_iterations", minimum=0),
                            warmup_requests=_integer(params, "warmup_requests", minimum=1)),
     )
@@ -245,26 +273,64 @@ def _flag(params: Mapping[str, Any], key: str) -> bool:
     return value
 
 
+def static_prefill_mhz(spec: Any) -> float | None:
+    """The prefill clock (MHz) a static arm ``[MHZ, BATCH, PREFILL_MHZ]`` names (None: none)."""
+    if isinstance(spec, (list, tuple)) and len(spec) == 3 and isinstance(spec[2], (int, float)) \
+            and not isinstance(spec[2], bool):
+        return float(spec[2])
+    return None
+
+
 def _static_arm(arms: ArmSet, spec: Any) -> int:
-    """Index of the arm ``[MHZ, BATCH]`` names; ConfigError naming policy_params.arm if absent."""
+    """Index of the arm ``[MHZ, BATCH]`` (or ``[MHZ, BATCH, PREFILL_MHZ]``: prefill steps at that
+    clock) names; ConfigError naming policy_params.arm if absent."""
     offered = ", ".join(a.label for a in arms.arms)
-    if not isinstance(spec, (list, tuple)) or len(spec) != 2:
-        raise ConfigError("policy_params.arm", spec, 'static needs arm: [MHZ, BATCH] (MHZ may be "auto")')
-    mhz, batch = spec
+    if not isinstance(spec, (list, tuple)) or len(spec) not in (2, 3):
+        raise ConfigError("policy_params.arm", spec, 'static needs arm: [MHZ, BATCH] (MHZ may be "auto") or '
+                                                     "[MHZ, BATCH, PREFILL_MHZ]")
+    mhz, batch = spec[0], spec[1]
+    prefill = static_prefill_mhz(spec)
+    if len(spec) == 3 and prefill is None:
+        raise ConfigError("policy_params.arm", list(spec), "PREFILL_MHZ must be a number")
     if isinstance(batch, bool) or not isinstance(batch, int):
         raise ConfigError("policy_params.arm", list(spec), "BATCH must be an integer")
+
+    def same(freq_hz: float | None, value: Any) -> bool:
+        if freq_hz is None or value in (None, "auto"):
+            return freq_hz is None and value in (None, "auto")
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and same_frequency(freq_hz, value * 1e6)
+
+    if prefill is not None and isinstance(mhz, (int, float)) and not isinstance(mhz, bool) \
+            and same_frequency(mhz * 1e6, prefill * 1e6):
+        prefill = None  # prefill at the arm's own clock: the plain arm
     for i, arm in enumerate(arms.arms):
-        if arm.max_batch != batch:
+        if arm.max_batch != batch or not same(arm.freq_hz, mhz):
             continue
-        if arm.freq_hz is None and mhz in (None, "auto"):
-            return i
-        if (
-            arm.freq_hz is not None
-            and isinstance(mhz, (int, float)) and not isinstance(mhz, bool)
-            and same_frequency(arm.freq_hz, mhz * 1e6)
-        ):
+        if (prefill is None and arm.prefill_freq_hz is None) or (
+                prefill is not None and arm.prefill_freq_hz is not None and same(arm.prefill_freq_hz, prefill)):
             return i
     raise ConfigError("policy_params.arm", list(spec), f"not in the arm set (arms: {offered})")
+
+
+def prefill_clocks_hz(config: CamelConfig, freqs_hz: Sequence[float | None]) -> list[float]:
+    """The prefill clocks the arm set adds for ``config``'s policy (see ArmSet.product): the top
+    clock for ``camel`` (``prefill_clock: top``, also as ``slo``'s inner policy), the clock a
+    static arm's third entry names, none otherwise or without settable clocks."""
+    known = [f for f in freqs_hz if f is not None]
+    if len(known) < 2:
+        return []
+    name, params = config.policy, dict(config.policy_params)
+    if name == "slo" and params.get("inner") == "camel":
+        name = "camel"
+    if name == "camel" and params.get("prefill_clock", _PARAMS["camel"]["prefill_clock"]) == "top":
+        return [max(known)]
+    if name == "static":
+        prefill = static_prefill_mhz(params.get("arm"))
+        if prefill is not None:
+            match = min(known, key=lambda f: abs(f - prefill * 1e6))
+            if same_frequency(match, prefill * 1e6):
+                return [match]
+    return []
 
 
 def policy_param_names(name: str, params: Mapping[str, Any] | None = None) -> frozenset[str]:

@@ -169,6 +169,7 @@ class SimEngine:
         start_energy_j = device.energy_j()
         begin = ctl.begin_iteration
         decision_due = ctl.decision_due
+        step_clock = ctl.step_frequency
         end = ctl.end_iteration
         on_finish = self.on_finish
 
@@ -225,7 +226,9 @@ class SimEngine:
             if len(running) > max_running:
                 max_running = len(running)
 
-            extra_s = end(now, IterationWork(tokens, prefill, decode, context))
+            work = IterationWork(tokens, prefill, decode, context)
+            step_clock(work)  # a clock that follows the work is set for this step
+            extra_s = end(now, work)
             iterations += 1
             t = now + (extra_s if extra_s > 0.0 else fallback_s)
             clock.now_s = t

@@ -219,6 +219,10 @@ class _CamelMixin:
         controller_cpu_ns = time.thread_time_ns() - c0 if logging_on else 0
         output = super().schedule(*args, **kwargs)  # type: ignore[misc]
         work = self._camel_work(output)
+        if self.controller.per_step_clock:
+            # The clock follows the work: set for this step before it runs (with async scheduling
+            # the previous step may still be running; its tail then runs at this step's clock).
+            self.controller.step_frequency(work)
         row = None
         if self._camel_log is not None:
             row = {

@@ -152,15 +152,17 @@ def build_controller(
     ``clock`` drives the emulated device (vLLM: ``time.monotonic``; simulator: virtual time).
     """
     from camel_vllm.devices.registry import make_device
-    from camel_vllm.policies.registry import make_policy
+    from camel_vllm.policies.registry import make_policy, prefill_clocks_hz
 
     if device is None:
         device = make_device(config, clock=clock)
     try:
-        arms = ArmSet.product(resolve_frequencies_hz(config, device), resolve_batch_sizes(config, limits))
+        freqs = resolve_frequencies_hz(config, device)
+        arms = ArmSet.product(freqs, resolve_batch_sizes(config, limits), prefill_clocks_hz(config, freqs))
         context_model = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
         policy = make_policy(config, arms, num_contexts=context_model.num_contexts,
-                             token_budget=limits.max_num_batched_tokens)
+                             token_budget=limits.max_num_batched_tokens,
+                             switch_latency_s=device.info().switch_latency_s)
         listeners: list[ControllerListener] = list(extra_listeners)
         state_store = None
         if config.state_path:

@@ -77,6 +77,7 @@ class EmulatedDevice:
             profile=self.profile.name,
             can_set_frequency=not self.read_only,
             read_only=self.read_only,
+            switch_latency_s=self.profile.switch_latency_s,
             extra={
                 "model_profile": self.model.model.name,
                 "time_mode": self.time_mode,

@@ -36,6 +36,9 @@ from camel_vllm.devices.sampler import PowerSampler, sample_period_s
 
 logger = logging.getLogger("vllm.camel")
 
+#: A devfreq GPU clock change takes about this long to take effect (write stall < 100 us):
+#: measured on a Jetson Orin Nano, arXiv 2606.16106v1; UNVERIFIED on AGX Orin.
+SWITCH_LATENCY_S = 0.005
 PERMISSION_HINT = (
     "run as root, or install the udev rule in docs/devices.md that lets your group write "
     "the GPU devfreq min_freq/max_freq (or set read_only: true)"
@@ -102,6 +105,7 @@ class JetsonDevice:
             rails=tuple(r.label for r in self.rails),
             can_set_frequency=not self.read_only and self.clock_write_problem() is None,
             read_only=self.read_only,
+            switch_latency_s=SWITCH_LATENCY_S,
             extra={
                 "clock_write_problem": None if self.read_only else self.clock_write_problem(),
                 "devfreq": str(self.node),

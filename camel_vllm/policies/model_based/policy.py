@@ -46,6 +46,7 @@ from camel_vllm.policies.model_based.projection import (
     steady_start,
     step_work,
 )
+from camel_vllm.policies.model_based.switching import SwitchCost
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
 from camel_vllm.policies.state_values import BadStateValue, count, item, under
 
@@ -120,6 +121,7 @@ class ModelBasedPolicy(Policy):
         slo: SLOConfig | None = None,
         token_budget: int | None = None,
         params: ModelParams = ModelParams(),
+        switch_latency_s: float = 0.0,
     ) -> None:
         self.arms = arms
         self.rng = rng
@@ -138,7 +140,12 @@ class ModelBasedPolicy(Policy):
         self._top_clock = int(np.argmax(self._clocks))
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
         knots = segment_knots(int(self._caps.max()))
-        self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm, knots)
+        # The clock of each arm's prefill steps (its own where it has none other): the clock follows the work.
+        prefill = [a.prefill_freq_hz if a.prefill_freq_hz is not None else f for a, f in zip(arms.arms, self._arm_freq)]
+        prefill_index = np.searchsorted(self._clocks, np.array(prefill, dtype=float))
+        self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm, knots, prefill_index)
+        #: What a clock switch for a step's work costs (declared by the device, then measured).
+        self.switching = SwitchCost(switch_latency_s)
         self._default_index = int(np.argmax(self._arm_freq * 1e3 + self._caps))  # top clock, largest cap
         self._work: np.ndarray | None = None  # projection.step_work at the last refresh
         #: (mean, draw, mean in doubt) x clock x (time, energy) x work terms
@@ -193,8 +200,16 @@ class ModelBasedPolicy(Policy):
         self._last_now_s = max(self._last_now_s, snapshot.now_s)
 
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
-                          energy_j: float | None = None) -> None:
-        self.board.observe(self.arms[arm_index].freq_hz, work, duration_s, energy_j)
+                          energy_j: float | None = None, *, freq_hz: float | None = None,
+                          switched: bool = False) -> None:
+        step_hz = self.arms[arm_index].freq_hz if freq_hz is None else freq_hz
+        if switched:
+            # A step the clock was switched for: its time holds the switch's stall, which the
+            # board model must not learn as the clock's speed; the excess over the model is the
+            # switch's cost, measured.
+            self.switching.observe(self.board, step_hz, work, duration_s, energy_j)
+        else:
+            self.board.observe(step_hz, work, duration_s, energy_j)
         self._iterations_since += 1
         if duration_s > 0.0:
             self._busy_since_s += duration_s
@@ -291,7 +306,7 @@ class ModelBasedPolicy(Policy):
         if occupancy > 1.0:
             load = dataclasses.replace(load, rate_per_s=load.rate_per_s * occupancy)
         service = np.array([1.0, 1.0, 1.0 / (1.0 - self._capacity_doubt())]) * factors[1]
-        self._steady_half = steady_start(self._geometry, coef, coef[:, self._top_clock, 0], load,
+        self._steady_half = steady_start(self._geometry, coef, coef[:, self._top_clock, 0], load, switch=self.switching,
                                          energy_scale=factors[0], service_scale=service, wait_scale=factors[2],
                                          work=self._work)
         self._steady_factors = factors

@@ -39,6 +39,7 @@ capacity; the clump size comes from the dispersion of arrival counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -121,16 +122,23 @@ class ArmGeometry:
     wait_exponent: np.ndarray  # sqrt(2 (cap + 1)) - 1 (Sakasegawa)
     full_work: np.ndarray  # (B, 5) a full batch's work terms, the context column per context token
     knots: tuple[float, float] = SEGMENT_TOKENS  # the board model's token segments
+    #: (A,) the clock of the arm's prefill steps (its own clock where it has no other); None:
+    #: no arm runs its prefill steps at another clock.
+    prefill_index: np.ndarray | None = None
 
     @classmethod
     def of(cls, caps: np.ndarray, clock_index: np.ndarray | None = None,
-           knots: tuple[float, float] = SEGMENT_TOKENS) -> "ArmGeometry":
+           knots: tuple[float, float] = SEGMENT_TOKENS, prefill_index: np.ndarray | None = None) -> "ArmGeometry":
         caps = np.asarray(caps, dtype=float)
         distinct, cap_index = np.unique(caps, return_inverse=True)
         clocks = np.zeros(caps.size, dtype=np.intp) if clock_index is None else np.asarray(clock_index, dtype=np.intp)
         full = np.concatenate([np.ones((distinct.size, 1)), _segments(distinct, knots), distinct[:, None]], axis=1)
+        if prefill_index is not None:
+            prefill_index = np.asarray(prefill_index, dtype=np.intp)
+            if np.array_equal(prefill_index, clocks):
+                prefill_index = None
         return cls(caps, clocks, cap_index, distinct, np.maximum(caps - 1.0, 1.0), 1.0 / caps,
-                   np.sqrt(2.0 * (caps + 1.0)) - 1.0, full, knots)
+                   np.sqrt(2.0 * (caps + 1.0)) - 1.0, full, knots, prefill_index)
 
 
 def _segments(tokens: np.ndarray, knots: tuple[float, float] = SEGMENT_TOKENS) -> np.ndarray:
@@ -236,6 +244,7 @@ def steady_start(
     service_scale: float | np.ndarray = 1.0,
     wait_scale: float = 1.0,
     work: np.ndarray | None = None,
+    switch: Any = None,
 ) -> SteadyStart:
     """The queue-free part of the projection of every arm for G coefficient sets at once:
     ``coef`` (G, C, 2, 5) holds each clock's time (``[..., 0, :]``) and energy (``[..., 1,
@@ -251,6 +260,12 @@ def steady_start(
     ``service_scale`` may differ per group (an array of G): a group projected with slower
     service is the same model with less capacity (a pessimistic scenario). ``work`` is
     :func:`step_work` of these arms and load, when the caller has it already.
+
+    An arm whose prefill steps run at another clock (``arms.prefill_index``): a step carrying a
+    prefill chunk runs at that clock, decode steps at the arm's, so each prefill token costs the
+    prefill clock's marginal time and energy plus its chunk's share of the difference between
+    the two clocks' base step, plus two clock switches per prompt (``switch``: a
+    :class:`~camel_vllm.policies.model_based.switching.SwitchCost`, none: free).
 
     A step's time (and energy) is linear in the number decoding ``n`` between one and a full
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
@@ -281,6 +296,8 @@ def steady_start(
     g_e = np.maximum(v_tok[..., 1], 0.0)
     beta_t = (t_full - t1) / arms.span
     beta_e = np.maximum(v_full[..., 1] - e1, 0.0) / arms.span
+    if arms.prefill_index is not None:
+        g_t, g_e = _prefill_at_own_clock(arms, per_clock, top, t_full, v_full, g_t, g_e, load, mean_p, switch)
 
     # Capacity at a full batch: A0 c mu^2 - (A0 + K + B c) mu + B = 0 (smaller root), with
     # S(mu) = A0 + K / (1 - mu c): A0 the prefill, K the decode steps, c the prefill share.
@@ -291,6 +308,28 @@ def steady_start(
     capacity = 2.0 * caps / (lin + np.sqrt(np.maximum(lin * lin - 4.0 * caps * a0 * c, 0.0)))
     return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
                        t1, t_full, g_t, e1, g_e, beta_t, beta_e, c, k_dec, capacity)
+
+
+def _prefill_at_own_clock(arms: ArmGeometry, per_clock: np.ndarray, top: np.ndarray, t_full: np.ndarray,
+                          v_full: np.ndarray, g_t: np.ndarray, g_e: np.ndarray, load: LoadView, mean_p: float,
+                          switch: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per prefill token: the prefill clock's marginal time and energy, the chunk's share of the
+    base step's change from the arm's clock to the prefill clock, and two switches per prompt."""
+    assert arms.prefill_index is not None
+    pi, bi, nb = arms.prefill_index, arms.cap_index, arms.distinct_caps.size
+    chunk = load.mean_chunk_tokens
+    p_tok = per_clock[:, pi, 1 + nb + bi]
+    p_full = per_clock[:, pi, 1 + bi]
+    p_t_full = np.maximum(p_full[..., 0], top[:, 1 + bi])
+    differs = pi != arms.clock_index
+    gt_p = np.maximum(np.maximum(p_tok[..., 0], top[:, 1 + nb + bi]), FLOOR) + (p_t_full - t_full) / chunk
+    ge_p = np.maximum(p_tok[..., 1], 0.0) + (p_full[..., 1] - v_full[..., 1]) / chunk
+    if switch is not None:
+        power_w = np.maximum(p_full[..., 1], FLOOR) / np.maximum(p_t_full, FLOOR)
+        latency_s, energy_j = switch.cost(power_w)
+        gt_p = gt_p + 2.0 * latency_s / max(mean_p, 1.0)
+        ge_p = ge_p + 2.0 * energy_j / max(mean_p, 1.0)
+    return np.where(differs, np.maximum(gt_p, FLOOR), g_t), np.where(differs, np.maximum(ge_p, 0.0), g_e)
 
 
 def steady_finish(sp: SteadyStart) -> Steady:

@@ -133,14 +133,20 @@ class SLOPolicy(Policy):
             self.inner.observe_snapshot(snapshot)
 
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
-                          energy_j: float | None = None) -> None:
+                          energy_j: float | None = None, *, freq_hz: float | None = None,
+                          switched: bool = False) -> None:
         """Learn the iteration time; count decode steps and service time per request (and
         hand the iteration to an inner policy that learns from iterations: camel)."""
         if self.inner is not None:
-            self.inner.observe_iteration(arm_index, work, duration_s, energy_j)
+            if freq_hz is None and not switched:
+                self.inner.observe_iteration(arm_index, work, duration_s, energy_j)
+            else:
+                self.inner.observe_iteration(arm_index, work, duration_s, energy_j, freq_hz=freq_hz,
+                                             switched=switched)
         self._iteration += 1
         load = IterationLoad(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
-        self.model.observe(self.arms[arm_index].freq_hz, load, duration_s)
+        if not switched:
+            self.model.observe(self.arms[arm_index].freq_hz if freq_hz is None else freq_hz, load, duration_s)
         w = EWMA_WEIGHT
         self._prefill_per_iter += w * (work.num_prefill_tokens - self._prefill_per_iter)
         if work.num_decode_tokens:
