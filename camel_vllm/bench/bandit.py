@@ -117,12 +117,19 @@ def orin_arms(num_arms: int = 49) -> ArmSet:
     return ArmSet(tuple(arms[int(i * step)] for i in range(num_arms)))
 
 
+#: The board the bandit environments are built from: the roofline Orin, whose arms differ widely
+#: in cost (a bandit study needs arms to tell apart; on the recalibrated orin-agx-32gb most arms
+#: cost within a few per cent of each other, docs/devices.md).
+BANDIT_BOARD = "orin-agx-32gb-roofline"
+
+
 def _performance_model() -> tuple[Callable[[IterationWork, float], float], Callable[[IterationWork, float], float], str]:
     from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
     from camel_vllm.devices.emulator.roofline import PerformanceModel
 
-    model = PerformanceModel(load_device_profile("orin-agx-32gb"), load_model_profile("llama-3.2-1b"))
-    return model.iteration_time_s, model.iteration_power_w, "camel_vllm.devices.emulator.roofline (orin-agx-32gb, llama-3.2-1b)"
+    model = PerformanceModel(load_device_profile(BANDIT_BOARD), load_model_profile("llama-3.2-1b"))
+    return (model.iteration_time_s, model.iteration_power_w,
+            f"camel_vllm.devices.emulator.roofline ({BANDIT_BOARD}, llama-3.2-1b)")
 
 
 def level_mean_costs(level: LoadLevel, arms: ArmSet, time_fn: Callable, power_fn: Callable) -> tuple[np.ndarray, float]:

@@ -176,7 +176,7 @@ def test_state_dir_with_state_learned_on_other_arms_says_it_started_cold(tmp_pat
                          "--json", str(out), "--state-dir", str(state_dir)]) == 0
     [note] = [n for n in json.loads(out.read_text())["notes"] if n.startswith("camel: ")]
     assert note.startswith(f"camel: started cold: the learned state in {state_dir / 'camel.json'} is foreign "
-                           "(arms is '4 arms', this run has '6 arms (or different labels)'), moved to ")
+                           "(arms is '6 arms', this run has '10 arms (or different labels)'), moved to ")  # camel's prefill-at-top arms too
     # the first run's state is kept aside, and this run's learning is saved in its place
     assert len(list(state_dir.glob("camel.json.foreign-*"))) == 1 and (state_dir / "camel.json").exists()
 

@@ -55,7 +55,10 @@ def test_run_many_in_this_process_reports_every_request():
     assert calls == [1] * (2 * len(trace))
 
 
-def test_run_many_in_workers_reports_during_the_runs_and_adds_up():
+def test_run_many_in_workers_reports_during_the_runs_and_adds_up(monkeypatch):
+    from camel_vllm.bench import pool
+
+    monkeypatch.setattr(pool, "PROGRESS_POLL_S", 0.005)  # read often, so no run ends between two reads
     trace = alpaca_like(300, rate_per_s=2.0, seed=1)
     calls: list[int] = []
     run_many(_setup(), [PolicySpec("default", "default"), PolicySpec("camel", "camel")], trace, workers=2,

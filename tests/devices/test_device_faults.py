@@ -61,9 +61,9 @@ class IterationRecorder:
         self.iteration_energy: list[tuple[float, float | None]] = []
         hook = policy.observe_iteration
 
-        def observe_iteration(arm_index, work, duration_s, energy_j=None) -> None:
+        def observe_iteration(arm_index, work, duration_s, energy_j=None, **step) -> None:
             self.iteration_energy.append((self.clock.now_s, energy_j))
-            hook(arm_index, work, duration_s, energy_j)
+            hook(arm_index, work, duration_s, energy_j, **step)
 
         policy.observe_iteration = observe_iteration  # type: ignore[method-assign]
 
