@@ -120,3 +120,18 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "camel_vllm", "fidelity", "--device-profile", "nope"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown device profile" in bad.stderr
+
+
+def test_docs_fidelity_table_is_what_the_command_prints_now() -> None:
+    """docs/fidelity.md is the command's output: a profile or data change must regenerate it."""
+    from camel_vllm.devices.emulator.fidelity import fidelity_rows, format_rows, summarize
+    from camel_vllm.devices.emulator.profiles import available_profiles
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "fidelity.md").read_text(encoding="utf-8")
+    for name in available_profiles("device"):
+        rows = fidelity_rows(load_device_profile(name))
+        assert format_rows(rows, markdown=True) in doc, (
+            f"docs/fidelity.md is stale for {name}: regenerate it (the header lines, then "
+            "`camel-vllm fidelity --markdown`)")
+        counts = summarize(rows)
+        assert f"{name}: {counts['hold']} of {counts['compared']} compared points" in doc
