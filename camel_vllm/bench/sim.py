@@ -49,7 +49,9 @@ class PolicySpec:
 
 def parse_policies(text: str) -> list[PolicySpec]:
     """``"default,grid,camel,oracle,static:612:16"`` -> specs (``oracle`` is computed, not run)."""
-    from camel_vllm.core.config import POLICY_NAMES
+    from camel_vllm.policies.registry import policy_names
+
+    names = policy_names()
 
     specs: list[PolicySpec] = []
     for item in (t.strip() for t in text.split(",")):
@@ -79,10 +81,10 @@ def parse_policies(text: str) -> list[PolicySpec]:
                 except ValueError as err:
                     raise ConfigError("policies", item, "PREFILL_MHZ must be a number") from err
             specs.append(PolicySpec(item, "static", {"arm": arm}))
-        elif item in (ORACLE, ORACLE3) or item in POLICY_NAMES:
+        elif item in (ORACLE, ORACLE3) or item in names:
             specs.append(PolicySpec(item, item))
         else:
-            raise ConfigError("policies", item, f"unknown policy (known: {', '.join(POLICY_NAMES)}, oracle3, "
+            raise ConfigError("policies", item, f"unknown policy (known: {', '.join(names)}, oracle3, "
                                                 "static:MHZ:BATCH[:PREFILL_MHZ])")
     if not specs:
         raise ConfigError("policies", text, "name at least one policy")

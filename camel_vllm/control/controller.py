@@ -33,6 +33,7 @@ from camel_vllm.core.events import (
 )
 from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
 from camel_vllm.policies.base import Policy
+from camel_vllm.policies.declaration import Cadence
 
 logger = logging.getLogger("vllm.camel")
 
@@ -135,6 +136,7 @@ class Controller:
         state_store: StateStore | None = None,
         state_save_every: int = 50,
         observe_budget: int = 0,
+        cadence: Cadence | None = None,
     ) -> None:
         if epoch_iterations < 1:
             raise ValueError("epoch_iterations must be >= 1")
@@ -183,13 +185,15 @@ class Controller:
         # Credits waiting for the policy when observe_budget > 0: (arm, context, cost, weight).
         self._pending: deque[tuple[int, Context, float, float]] = deque()
         self._closed = False
-        self._decide_on_growth = bool(policy.decide_on_demand_growth)
-        self._maintain_each = bool(policy.maintain_each_iteration)
+        #: How the policy is paced (its declaration's cadence; the controller owns time).
+        self.cadence = cadence or Cadence()
+        self._decide_on_growth = self.cadence.decide_on_demand_growth
+        self._maintain_each = self.cadence.maintain_each_iteration
         self._demand_trigger: int | None = None
         #: The clock follows each step's work (an arm with a prefill clock, or a policy that
         #: chooses the clock per step): :meth:`step_frequency` acts, and the policy is told each
         #: step's clock.
-        self.per_step_clock = bool(arms.follows_work or getattr(policy, "chooses_step_clock", False))
+        self.per_step_clock = bool(arms.follows_work or self.cadence.chooses_step_clock)
         #: Clock switches made for a step's work (not at a decision).
         self.step_switches = 0
         self._last_snapshot: EngineSnapshot | None = None
@@ -272,7 +276,7 @@ class Controller:
         arm = self.arms[self.current_index or 0]
         try:
             target = self.policy.step_frequency(work, arm, self._last_snapshot) \
-                if getattr(self.policy, "chooses_step_clock", False) else arm.step_freq_hz(work)
+                if self.cadence.chooses_step_clock and self.failed_policy is None else arm.step_freq_hz(work)
         except Exception as err:
             self._policy_failed("step_frequency", err)
             target = self.arms[self.current_index or 0].freq_hz

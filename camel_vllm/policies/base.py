@@ -65,17 +65,9 @@ class Policy(ABC):
     hooks as documented in :mod:`camel_vllm.control.controller`.
     """
 
+    #: The name the policy is declared under (its module's ``DECLARATION``, which also says how
+    #: the controller paces it: :class:`~camel_vllm.policies.declaration.Cadence`).
     name: str
-    #: Seconds an arm is held when the configuration leaves ``epoch_s`` unset (0: no time bound).
-    default_epoch_s: float = 0.0
-    #: Decide early when the requests in the engine have doubled since the last decision
-    #: (see :meth:`~camel_vllm.control.controller.Controller.decision_due`).
-    decide_on_demand_growth: bool = False
-    #: Call ``maintain`` on every iteration between decisions, not only on the last few
-    #: (a policy that spreads a decision's refreshes over the whole epoch).
-    maintain_each_iteration: bool = False
-    #: Choose each step's clock from its work (``step_frequency``), not only per decision.
-    chooses_step_clock: bool = False
 
     @abstractmethod
     def select(self, context: Context, available: Sequence[int], current: int | None) -> int: ...
@@ -111,7 +103,7 @@ class Policy(ABC):
     def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None = None) -> float | None:
         """The clock (Hz) a step doing ``work`` runs at under ``arm`` (``None``: leave the
         clock as it is); ``snapshot``: the engine when the step began. Called on every step only
-        for a policy that sets ``chooses_step_clock``; the default is the arm's own rule."""
+        for a policy whose cadence says ``chooses_step_clock``; the default is the arm's own rule."""
         return arm.step_freq_hz(work)
 
     def observe_outcome(self, outcome: RequestOutcome) -> None:

@@ -23,9 +23,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camel_vllm.core.arms import ArmSet
+from camel_vllm.core.arms import ArmSet, same_frequency
+from camel_vllm.core.config import ConfigError
 from camel_vllm.core.events import Context
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.declaration import BuildInputs, Param, PolicyDeclaration, anything, number
 from camel_vllm.policies.state_values import BadStateValue, count, item, under
 from camel_vllm.policies.thompson.nig import SufficientStats
 
@@ -193,3 +195,78 @@ class OraclePolicy(EmpiricalPolicy):
         idx = np.asarray(available, dtype=np.intp)
         row = self.table[min(int(context.id), self.table.shape[0] - 1)]
         return int(idx[np.argmin(row[idx])])
+
+
+# ------------------------------------------------------------------ declarations
+def static_prefill_mhz(spec: Any) -> float | None:
+    """The prefill clock (MHz) a static arm ``[MHZ, BATCH, PREFILL_MHZ]`` names (None: none)."""
+    if isinstance(spec, (list, tuple)) and len(spec) == 3 and isinstance(spec[2], (int, float)) \
+            and not isinstance(spec[2], bool):
+        return float(spec[2])
+    return None
+
+
+def static_arm(arms: ArmSet, spec: Any) -> int:
+    """Index of the arm ``[MHZ, BATCH]`` (or ``[MHZ, BATCH, PREFILL_MHZ]``: prefill steps at that
+    clock) names; ConfigError naming policy_params.arm if absent."""
+    offered = ", ".join(a.label for a in arms.arms)
+    if not isinstance(spec, (list, tuple)) or len(spec) not in (2, 3):
+        raise ConfigError("policy_params.arm", spec, 'static needs arm: [MHZ, BATCH] (MHZ may be "auto") or '
+                                                     "[MHZ, BATCH, PREFILL_MHZ]")
+    mhz, batch = spec[0], spec[1]
+    prefill = static_prefill_mhz(spec)
+    if len(spec) == 3 and prefill is None:
+        raise ConfigError("policy_params.arm", list(spec), "PREFILL_MHZ must be a number")
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise ConfigError("policy_params.arm", list(spec), "BATCH must be an integer")
+
+    def same(freq_hz: float | None, value: Any) -> bool:
+        if freq_hz is None or value in (None, "auto"):
+            return freq_hz is None and value in (None, "auto")
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and same_frequency(freq_hz, value * 1e6)
+
+    if prefill is not None and isinstance(mhz, (int, float)) and not isinstance(mhz, bool) \
+            and same_frequency(mhz * 1e6, prefill * 1e6):
+        prefill = None  # prefill at the arm's own clock: the plain arm
+    for i, arm in enumerate(arms.arms):
+        if arm.max_batch != batch or not same(arm.freq_hz, mhz):
+            continue
+        if (prefill is None and arm.prefill_freq_hz is None) or (
+                prefill is not None and arm.prefill_freq_hz is not None and same(arm.prefill_freq_hz, prefill)):
+            return i
+    raise ConfigError("policy_params.arm", list(spec), f"not in the arm set (arms: {offered})")
+
+
+def _static_prefill_clocks(params: Mapping[str, Any], clocks_hz: Sequence[float]) -> list[float]:
+    prefill = static_prefill_mhz(params.get("arm"))
+    if prefill is None:
+        return []
+    match = min(clocks_hz, key=lambda f: abs(f - prefill * 1e6))
+    return [match] if same_frequency(match, prefill * 1e6) else []
+
+
+def _oracle(inputs: BuildInputs) -> Policy:
+    raise ConfigError("policy", "oracle", "oracle needs the true mean costs (simulation only)")
+
+
+DECLARATIONS = (
+    PolicyDeclaration("default", "the highest clock and the largest batch cap: vLLM left alone (Camel's baseline)",
+                      lambda i: DefaultPolicy(i.arms, i.rng), listing=3),
+    PolicyDeclaration("static", "one configured arm", lambda i: StaticPolicy(i.arms, static_arm(i.arms, i.params["arm"]),
+                                                                             i.rng),
+                      params=(Param("arm", None, anything, '[MHZ, BATCH] (MHZ may be "auto") or [MHZ, BATCH, '
+                                                          "PREFILL_MHZ]: prefill steps at that clock"),),
+                      prefill_clocks=_static_prefill_clocks, listing=4),
+    PolicyDeclaration("grid", "each arm k observations, then the best (Camel's grid-search baseline)",
+                      lambda i: GridPolicy(len(i.arms), i.params["k"], i.rng),
+                      params=(Param("k", 10.0, number(positive=True), "observations per arm before committing"),),
+                      listing=5),
+    PolicyDeclaration("ucb", "UCB1 on request costs", lambda i: UCBPolicy(len(i.arms), i.params["c"], i.rng),
+                      params=(Param("c", 1.0, number(non_negative=True), "bonus multiplier"),), listing=6),
+    PolicyDeclaration("epsilon", "epsilon-greedy on request costs",
+                      lambda i: EpsilonGreedyPolicy(len(i.arms), i.params["epsilon"], i.rng),
+                      params=(Param("epsilon", 0.1, number(non_negative=True, maximum=1.0),
+                                    "probability of a random arm"),), listing=7),
+    PolicyDeclaration("oracle", "the best static arm in hindsight (simulation only)", _oracle, simulation_only=True,
+                      listing=9),
+)

@@ -25,6 +25,7 @@ import numpy as np
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, is_prefill_step
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.declaration import BuildInputs, Cadence, Param, PolicyDeclaration, seconds_or_none
 from camel_vllm.policies.model_based.board import BoardModel, segment_knots, work_terms
 
 #: VoltanaLLM's demo SLO: 50 ms with a 35 % margin (voltana-llm-scripts/demo/d_server.sh).
@@ -39,7 +40,6 @@ class VoltanaPolicy(Policy):
     """Top clock while requests wait, else the lowest clock that keeps the step within the SLO."""
 
     name = "voltana"
-    chooses_step_clock = True
 
     def __init__(self, arms: ArmSet, *, tpot_slo_s: float = DEMO_TPOT_SLO_S, ttft_slo_s: float | None = None) -> None:
         self.arms = arms
@@ -100,3 +100,24 @@ class VoltanaPolicy(Policy):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("kind") != "voltana":
             raise ValueError(f"state kind {state.get('kind')!r} is not voltana")
+
+
+def _build(inputs: BuildInputs) -> Policy:
+    """Its TPOT SLO from ``tpot_slo_s``, else the config's ``slo`` when its metric is tpot, else
+    VoltanaLLM's demo SLO; prefill steps at the top clock unless a TTFT SLO is given."""
+    config, params = inputs.config, inputs.params
+    tpot, ttft = params["tpot_slo_s"], params["ttft_slo_s"]
+    if tpot is None:
+        tpot = config.slo.threshold_s if config.slo is not None and config.slo.metric == "tpot" else DEMO_TPOT_SLO_S
+    if ttft is None and config.slo is not None and config.slo.metric == "ttft":
+        ttft = config.slo.threshold_s
+    return VoltanaPolicy(inputs.arms, tpot_slo_s=float(tpot), ttft_slo_s=ttft)
+
+
+DECLARATION = PolicyDeclaration(
+    "voltana", "VoltanaLLM's per-iteration clock rule (arXiv 2509.04827), rebuilt: a peer", _build,
+    params=(Param("tpot_slo_s", None, seconds_or_none, "decode steps' latency SLO (default: slo when tpot, else 67.5 ms)"),
+            Param("ttft_slo_s", None, seconds_or_none, "prefill steps' latency SLO (default: slo when ttft, else "
+                                                       "the top clock)")),
+    cadence=Cadence(chooses_step_clock=True), listing=11,
+)

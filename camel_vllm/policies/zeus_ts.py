@@ -35,6 +35,7 @@ import numpy as np
 
 from camel_vllm.core.events import Context
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.declaration import Param, PolicyDeclaration, integer
 from camel_vllm.policies.state_values import BadStateValue, array, check_number, count, item
 
 #: Zeus's defaults (zeus 0.16.0, zeus/optimizer/batch_size/common.py, ``JobParams``:
@@ -183,3 +184,12 @@ class ZeusTSPolicy(Policy):
         else:
             self.sums = sums
         self.pulls = pulls
+
+
+DECLARATION = PolicyDeclaration(
+    "zeus-ts", "Zeus's batch-size Gaussian Thompson sampling (ml-energy/zeus), on request costs",
+    lambda i: ZeusTSPolicy(len(i.arms), i.rng, window=i.params["window"], num_explorations=i.params["num_explorations"]),
+    params=(Param("window", ZEUS_WINDOW, integer(minimum=0), "costs kept per arm (0: all history, Zeus's default)"),
+            Param("num_explorations", ZEUS_NUM_EXPLORATIONS, integer(minimum=0), "pulls of each arm before sampling")),
+    listing=8,
+)

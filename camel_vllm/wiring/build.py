@@ -152,11 +152,12 @@ def build_controller(
     ``clock`` drives the emulated device (vLLM: ``time.monotonic``; simulator: virtual time).
     """
     from camel_vllm.devices.registry import make_device
-    from camel_vllm.policies.registry import make_policy, prefill_clocks_hz
+    from camel_vllm.policies.registry import cadence_of, make_policy, prefill_clocks_hz
 
     if device is None:
         device = make_device(config, clock=clock)
     try:
+        cadence = cadence_of(config)
         freqs = resolve_frequencies_hz(config, device)
         arms = ArmSet.product(freqs, resolve_batch_sizes(config, limits), prefill_clocks_hz(config, freqs))
         context_model = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes))
@@ -183,12 +184,13 @@ def build_controller(
             cost=make_cost(config.cost, config.alpha),
             context_model=context_model,
             epoch_iterations=config.epoch_iterations,
-            epoch_s=config.epoch_s if config.epoch_s is not None else float(policy.default_epoch_s),
+            epoch_s=config.epoch_s if config.epoch_s is not None else cadence.epoch_s,
             batch_only=arms.frequencies_hz == (None,),
             listeners=listeners,
             state_store=state_store,
             state_save_every=config.state_save_every,
             observe_budget=OBSERVE_BUDGET_PER_ITERATION,
+            cadence=cadence,
         )
         if with_metrics and config.metrics_port is not None:
             from camel_vllm.telemetry.metrics import MetricsExporter

@@ -92,7 +92,7 @@ def test_a_policy_without_the_base_class_is_refused_in_one_line():
 
 def test_the_base_hooks_do_nothing_and_a_policy_without_hooks_runs():
     controller, policy, _ = make(script=(0, 1))
-    assert policy.model_readout() is None and policy.default_epoch_s == 0.0 and not policy.decide_on_demand_growth
+    assert policy.model_readout() is None
     controller.request_arrived("a", 0.0, 3)
     for step in range(4):  # decisions, maintain, iterations: every hook called, none defined
         controller.begin_iteration(snap(0.1 * step, running=1))

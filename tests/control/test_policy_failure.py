@@ -19,6 +19,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.context import ContextModel
 from camel_vllm.core.cost import LogEDPCost
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
+from camel_vllm.policies.declaration import Cadence
 from camel_vllm.policies.base import Policy
 from camel_vllm.telemetry.metrics import MetricsExporter
 from camel_vllm.testing.fake_device import FakeDevice
@@ -33,7 +34,6 @@ class BrokenPolicy(Policy):
     every call it gets after it failed (the controller must make none)."""
 
     name = "broken"
-    maintain_each_iteration = True  # so maintain() is called on every iteration
 
     def __init__(self, hook: str, fail_on: int = 5, *, wrong_arm: bool = False) -> None:
         self.hook, self.fail_on, self.wrong_arm = hook, fail_on, wrong_arm
@@ -101,6 +101,7 @@ class SavingStore:
 def _controller(policy: Policy, device: FakeDevice, **kwargs) -> Controller:
     arms = ArmSet.product(FREQS_HZ, (4, 8))
     return Controller(arms=arms, policy=policy, device=device, cost=LogEDPCost(),
+                      cadence=Cadence(maintain_each_iteration=True),  # so maintain() is called on every iteration
                       context_model=ContextModel(contextual=False, max_batch=8), epoch_iterations=2, **kwargs)
 
 

@@ -521,8 +521,8 @@ def test_slo_around_camel_keeps_camels_decision_cadence() -> None:
     pure = build_controller(base.replace(policy="slo"), EngineLimits(28, 2048), clock=clock, with_metrics=False)
     try:
         assert wrapped.policy.name == "slo+camel"
-        assert wrapped.epoch_s == 2.0 and wrapped.policy.decide_on_demand_growth
-        assert pure.epoch_s == 0.0 and not pure.policy.decide_on_demand_growth
+        assert wrapped.epoch_s == 2.0 and wrapped.cadence.decide_on_demand_growth
+        assert pure.epoch_s == 0.0 and not pure.cadence.decide_on_demand_growth
     finally:
         wrapped.close()
         pure.close()

@@ -32,6 +32,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import SLOConfig
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
+from camel_vllm.policies.declaration import BuildInputs, Cadence, Param, PolicyDeclaration, choice, integer
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel, ClockCoefficients, segment_knots
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.load_checks import LoadChecks
@@ -78,6 +79,10 @@ STEADY_LEAD_ITERATIONS = 3
 #: An early decision projects the steady state again only when the arrival rate moved by more
 #: than this (log ratio; 0.22 = 25 %) since the last projection.
 EARLY_RATE_TOLERANCE = 0.22
+#: Decision epochs end after this many seconds unless configured (``epoch_s``): 64 decode
+#: steps (the iteration bound) take ~1.5-2.5 s on the emulated Orin, but 64 steps that carry
+#: 2,000-token prefills take ~25 s, too slow for bursts that come and go in seconds.
+DEFAULT_EPOCH_S = 2.0
 #: Memory of the per-arm spread between a posterior draw and the mean (for metrics).
 SPREAD_MEMORY = 20.0
 
@@ -99,14 +104,6 @@ class ModelBasedPolicy(Policy):
     """The ``camel`` policy; see the module docstring."""
 
     name = "camel"
-    #: Decision epochs end after this many seconds unless configured (``epoch_s``): 64 decode
-    #: steps (the iteration bound) take ~1.5-2.5 s on the emulated Orin, but 64 steps that
-    #: carry 2,000-token prefills take ~25 s, too slow for bursts that come and go in seconds.
-    default_epoch_s = 2.0
-    #: Decide again as soon as the requests in the engine double (controller.decision_due).
-    decide_on_demand_growth = True
-    #: The epoch's refreshes are spread over maintain() calls (one chore each).
-    maintain_each_iteration = True
 
     def __init__(
         self,
@@ -127,7 +124,7 @@ class ModelBasedPolicy(Policy):
         self.rng = rng
         self.epoch_iterations = max(1, int(epoch_iterations))
         #: The epoch's time bound (s; 0: none) as the controller applies it.
-        self.epoch_s = self.default_epoch_s if epoch_s is None else max(0.0, float(epoch_s))
+        self.epoch_s = DEFAULT_EPOCH_S if epoch_s is None else max(0.0, float(epoch_s))
         self.cost_name = cost
         self.alpha = float(alpha)
         self.switch_cost = float(switch_cost)
@@ -506,3 +503,45 @@ class ModelBasedPolicy(Policy):
 
     def _default(self, idx: np.ndarray) -> int:
         return int(max(idx, key=lambda i: (self._arm_freq[i], self._caps[i])))
+
+
+# ------------------------------------------------------------------ declaration
+def _build(inputs: BuildInputs) -> Policy:
+    """``camel``, optionally started from the emulator profile's board (``board_prior: profile``)."""
+    config, params = inputs.config, inputs.params
+    policy = ModelBasedPolicy(
+        inputs.arms, inputs.rng, epoch_iterations=config.epoch_iterations, epoch_s=config.epoch_s, cost=config.cost,
+        alpha=config.alpha, switch_cost=config.switch_cost, slo=config.slo, token_budget=inputs.token_budget,
+        switch_latency_s=inputs.switch_latency_s,
+        params=ModelParams(warmup_iterations=params["warmup_iterations"], warmup_requests=params["warmup_requests"]),
+    )
+    if params["board_prior"] == "profile":
+        from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
+        from camel_vllm.devices.emulator.roofline import PerformanceModel
+        from camel_vllm.policies.model_based.profile_prior import profile_prior
+
+        model = PerformanceModel(load_device_profile(config.device_profile), load_model_profile(config.model_profile))
+        policy.board.set_prior(*profile_prior(model, [a.freq_hz for a in inputs.arms.arms], policy.board.knots))
+    return policy
+
+
+def _prefill_clocks(params: Mapping[str, Any], clocks_hz: Sequence[float]) -> list[float]:
+    """``prefill_clock: top``: arms whose prefill steps run at the top clock (the clock follows the work)."""
+    return [max(clocks_hz)] if params.get("prefill_clock", "top") == "top" else []
+
+
+DECLARATION = PolicyDeclaration(
+    "camel", "model-based: learns the board per iteration, projects the queue, Thompson draw (the default)", _build,
+    params=(
+        Param("warmup_iterations", WARMUP_ITERATIONS, integer(minimum=0), "iterations before the first model decision"),
+        Param("warmup_requests", MIN_FINISHED, integer(minimum=1), "finished requests before the first model decision"),
+        Param("board_prior", "none", choice("none", "profile", quoted=True),
+              "profile: start the board model from device_profile / model_profile"),
+        Param("prefill_clock", "top", choice("top", "same"),
+              "top: arms whose prefill steps run at the top clock; same: every step at the arm's clock"),
+    ),
+    # decide again as soon as the requests in the engine double; the epoch's refreshes are
+    # spread over maintain() calls (one chore each)
+    cadence=Cadence(epoch_s=DEFAULT_EPOCH_S, decide_on_demand_growth=True, maintain_each_iteration=True),
+    prefill_clocks=_prefill_clocks, listing=0,
+)

@@ -27,6 +27,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.declaration import BuildInputs, PolicyDeclaration
 from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 from camel_vllm.policies.state_values import item, number, under
 
@@ -95,12 +96,7 @@ class SLOPolicy(Policy):
         self.inner = inner
         self.frequency_only = inner is None if frequency_only is None else frequency_only
         if inner is not None:
-            self.name = f"slo+{inner.name}"
-            # The inner policy's decision cadence: its epoch length and early decisions (the
-            # model-based camel spreads its refreshes over the epoch's maintain() calls).
-            self.default_epoch_s = inner.default_epoch_s
-            self.decide_on_demand_growth = inner.decide_on_demand_growth
-            self.maintain_each_iteration = inner.maintain_each_iteration
+            self.name = f"slo+{inner.name}"  # paced as the inner policy (registry.cadence_of)
         freqs = [f for f in arms.frequencies_hz if f is not None]
         self.model = IterationTimeModel(max(freqs) if freqs else None, forgetting=forgetting)
         self.guard = 1.0
@@ -369,3 +365,23 @@ class SLOPolicy(Policy):
         if count == 0:
             return 1.0
         return max(1.0, float(self._suffix[start]) / count - produced)
+
+
+def _build(inputs: BuildInputs) -> Policy:
+    """The SLO policy (after throttLL'eM) around an optional inner policy.
+
+    ``policy_params.inner`` absent, ``null`` or ``"none"``: frequency-only, as throttLL'eM (the
+    lowest SLO-safe frequency at the largest batch cap); a policy name: that policy chooses among
+    the SLO-safe arms, built without ``slo`` (this policy owns the guard) from its own params."""
+    inner_name = inputs.params.get("inner")
+    inner = None
+    if inner_name not in (None, "none"):
+        assert inputs.make_inner is not None
+        inner = inputs.make_inner(inner_name, {k: v for k, v in inputs.params.items() if k != "inner"})
+    return SLOPolicy(inputs.config, inputs.arms, inputs.num_contexts, inner)
+
+
+DECLARATION = PolicyDeclaration(
+    "slo", "SLO-aware frequency scaling after throttLL'eM (needs slo), alone or around an inner policy", _build,
+    wraps_inner=True, listing=10,
+)

@@ -22,6 +22,7 @@ import numpy as np
 from camel_vllm.core.config import SLOConfig
 from camel_vllm.core.events import Context, EngineSnapshot, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.declaration import BuildInputs, Param, PolicyDeclaration, flag, number
 from camel_vllm.policies.thompson.additive import AdditiveGrid
 from camel_vllm.policies.thompson.change import ChangeDetector
 from camel_vllm.policies.thompson.guards import latency_quantiles, queue_allowed, slo_allowed, slo_metric_s
@@ -303,3 +304,58 @@ class ThompsonPolicy(ContextPriors, Policy):
             quantiles = latency_quantiles(self.latency, row, self.slo.quantile, self.params.slo_min_evidence)
             self._slo_cache[row] = quantiles
         return slo_allowed(idx, quantiles, self.slo.threshold_s)
+
+
+# ------------------------------------------------------------------ declarations
+def _build(name: str) -> Any:
+    def build(inputs: BuildInputs) -> Policy:
+        p = inputs.params
+        return ThompsonPolicy(
+            name=name, num_arms=len(inputs.arms), num_contexts=inputs.num_contexts,
+            contextual=name == "camel-ts" and inputs.config.contextual, rng=inputs.rng,
+            arm_freqs_hz=[a.freq_hz for a in inputs.arms.arms], arm_batches=[a.max_batch for a in inputs.arms.arms],
+            params=ThompsonParams(
+                prior=NIGPrior(mean=p["prior_mean"], kappa=p["prior_kappa"], alpha=p["prior_alpha"], beta=p["prior_beta"]),
+                share_strength=p["share_strength"], additive_kappa=p["additive_kappa"],
+                adaptive_prior=p["adaptive_prior"], slo_min_evidence=p["slo_min_evidence"],
+                queue_guard=p["queue_guard"], additive_kappa_low_load=p["additive_kappa_low_load"],
+                change_threshold=p["change_threshold"], change_drift=p["change_drift"],
+            ),
+            switch_cost=inputs.config.switch_cost, slo=inputs.config.slo,
+        )
+
+    return build
+
+
+def _params(additive_kappa: float, change_threshold: float) -> tuple[Param, ...]:
+    d = ThompsonParams()
+    return (
+        Param("prior_mean", d.prior.mean, number(), "prior mean cost"),
+        Param("prior_kappa", d.prior.kappa, number(positive=True), "prior pseudo-observations of the mean"),
+        Param("prior_alpha", d.prior.alpha, number(positive=True), "prior shape of the noise"),
+        Param("prior_beta", d.prior.beta, number(positive=True), "prior scale of the noise"),
+        Param("share_strength", d.share_strength, number(non_negative=True),
+              "pseudo-observations a context's prior takes from the others"),
+        Param("additive_kappa", additive_kappa, number(non_negative=True), "weight cap of the additive grid prior"),
+        Param("adaptive_prior", d.adaptive_prior, flag, "the base prior follows the costs seen"),
+        Param("slo_min_evidence", d.slo_min_evidence, number(non_negative=True),
+              "latency evidence before the SLO guard may leave an arm out"),
+        Param("queue_guard", d.queue_guard, flag, "leave out caps below the requests in the engine"),
+        Param("additive_kappa_low_load", d.additive_kappa_low_load, number(non_negative=True),
+              "the additive prior's cap in the lowest load bucket"),
+        Param("change_threshold", change_threshold, number(non_negative=True), "CUSUM threshold h (0: off)"),
+        Param("change_drift", d.change_drift, number(non_negative=True), "CUSUM drift k"),
+    )
+
+
+#: ``neighbour_kappa`` was removed: the value that behaves as before (still accepted) and why.
+_REMOVED = {"neighbour_kappa": (0, "removed: a study knob (grid-neighbour prior) that never became a default; "
+                                   "additive_kappa (the additive grid prior) does its work; leave it out")}
+
+DECLARATIONS = (
+    PolicyDeclaration("camel-ts", "request-level contextual Thompson sampling (the previous camel)", _build("camel-ts"),
+                      params=_params(ThompsonParams.additive_kappa, ThompsonParams.change_threshold),
+                      removed=_REMOVED, listing=1),
+    PolicyDeclaration("ts", "Camel's paper bandit: Gaussian Thompson sampling on request costs, one context",
+                      _build("ts"), params=_params(0.0, 0.0), removed=_REMOVED, listing=2),
+)
