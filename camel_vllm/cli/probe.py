@@ -17,7 +17,8 @@ from typing import Any
 
 from camel_vllm.cli import checks
 from camel_vllm.cli.deprecated import notice
-from camel_vllm.core.config import DEVICE_KINDS, CamelConfig, ConfigError
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.devices.registry import device_kinds
 from camel_vllm.devices.base import Device, DeviceError
 
 #: ``--json`` given without a path (the old switch): standard output, after a deprecation notice.
@@ -31,7 +32,7 @@ SETTLE_TIMEOUT_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", choices=DEVICE_KINDS, default="auto", help="backend to probe (default: auto)")
+    parser.add_argument("--device", choices=device_kinds(), default="auto", help="backend to probe (default: auto)")
     parser.add_argument("--json", nargs="?", const=BARE_JSON, default=None, metavar="PATH",
                         help="write the report as one JSON object to PATH (-: standard output)")
     parser.add_argument("--test-switch", action="store_true",

@@ -12,6 +12,7 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 
 from camel_vllm.core.errors import CamelError
 from camel_vllm.core.events import IterationWork
+from camel_vllm.devices.declaration import DeviceDeclaration
 
 EnergySource = Literal["measured", "emulated", "none"]
 
@@ -153,3 +154,7 @@ class NullDevice:
 
     def close(self) -> None:
         return None
+
+
+DECLARATION = DeviceDeclaration("none", "no clock knob, no energy: batch-only arms", lambda inputs: NullDevice(),
+                                listing=5)

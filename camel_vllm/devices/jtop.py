@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from camel_vllm.core.config import ConfigError
 from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
+from camel_vllm.devices.declaration import DeviceDeclaration, OpenInputs
 from camel_vllm.devices.jetson.sysfs import DEFAULT_RAIL, find_gpu_devfreq, open_sysfs
 from camel_vllm.devices.sampler import PowerSampler
 
@@ -134,3 +135,9 @@ class JtopDevice:
             self._client.close()
         except Exception as err:  # closing a client of a dead service must not mask the exit
             logger.debug("camel: closing jtop failed: %s", err)
+
+
+DECLARATION = DeviceDeclaration(
+    "jtop", "jetson-stats rail power (AGPL-3.0, optional extra): batch-only arms",
+    lambda inputs: JtopDevice(rails=inputs.config.rails, sample_hz=inputs.config.sample_hz,
+                              sysfs_root=inputs.config.sysfs_root), listing=3)

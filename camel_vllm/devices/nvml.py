@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
+from camel_vllm.devices.declaration import DeviceDeclaration, OpenInputs
 from camel_vllm.devices.run_record import RunRecord, default_folders
 from camel_vllm.devices.sampler import FAILING_AFTER_READS, PowerSampler, sample_period_s
 
@@ -444,3 +445,21 @@ class NvmlDevice:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _open(inputs: OpenInputs) -> NvmlDevice:
+    import os
+
+    from camel_vllm.core.config import ConfigError
+    from camel_vllm.devices.jetson.sysfs import is_jetson
+
+    config = inputs.config
+    if is_jetson(config.sysfs_root):
+        raise ConfigError("device", "nvml", "this is a Jetson (NVML answers NotSupported there): use device: jetson")
+    gpus = list(inputs.gpu_indices) if inputs.gpu_indices is not None else \
+        parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return NvmlDevice(gpus, read_only=config.read_only, sample_hz=config.sample_hz)
+
+
+DECLARATION = DeviceDeclaration("nvml", "NVIDIA GPUs: locked graphics clocks and the energy counter (nvidia-ml-py)",
+                                _open, listing=2)

@@ -1,23 +1,54 @@
-"""Which device a configuration names: :func:`make_device` opens it.
+"""Devices by kind, from their declarations: :func:`make_device` opens the one a configuration names.
 
-``auto`` picks a Jetson first (a GPU devfreq node or ``/etc/nv_tegra_release`` under
-``sysfs_root``: on Jetson, NVML either is absent or answers NotSupported), then NVML when a
-GPU is visible, else :class:`NullDevice` (batch-only arms, no energy).
+Every module of the ``camel_vllm.devices`` package that ends with a ``DECLARATION``
+(:class:`~camel_vllm.devices.declaration.DeviceDeclaration`) is found here; adding a device is one
+new module. ``auto`` picks a Jetson first (a GPU devfreq node or ``/etc/nv_tegra_release`` under
+``sysfs_root``: on Jetson, NVML either is absent or answers NotSupported), then NVML when a GPU is
+visible, else ``none`` (batch-only arms, no energy).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import os
-import time
+import pkgutil
 from typing import Callable, Sequence
 
-from camel_vllm.core.config import ConfigError, CamelConfig
-from camel_vllm.devices.base import Device, NullDevice
+from camel_vllm.core.config import CamelConfig, ConfigError
+from camel_vllm.devices.base import Device
+from camel_vllm.devices.declaration import DeviceDeclaration, OpenInputs
 
 logger = logging.getLogger("vllm.camel")
 
-__all__ = ["detect_kind", "make_device"]
+__all__ = ["detect_kind", "device_kinds", "make_device", "validate_device"]
+
+
+@functools.lru_cache(maxsize=1)
+def declarations() -> dict[str, DeviceDeclaration]:
+    """Every declared backend by kind, in listing order (found by walking the package)."""
+    import camel_vllm.devices as package
+
+    found: list[DeviceDeclaration] = []
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name.endswith(".registry"):
+            continue
+        decl = getattr(importlib.import_module(info.name), "DECLARATION", None)
+        if isinstance(decl, DeviceDeclaration):
+            found.append(decl)
+    return {d.kind: d for d in sorted(found, key=lambda d: (d.listing, d.kind))}
+
+
+def device_kinds() -> tuple[str, ...]:
+    """``auto`` and every declared kind, in listing order (the values of ``device:``)."""
+    return ("auto", *declarations())
+
+
+def validate_device(config: CamelConfig) -> None:
+    """``config.device`` is ``auto`` or a declared kind; a ConfigError naming it otherwise."""
+    if config.device not in device_kinds():
+        raise ConfigError("device", config.device, f"must be one of {', '.join(device_kinds())}")
 
 
 def detect_kind(config: CamelConfig) -> str:
@@ -60,40 +91,9 @@ def make_device(
     ``CUDA_VISIBLE_DEVICES``, or every GPU when it is unset.
     Bad names raise :class:`ConfigError` naming the key.
     """
+    validate_device(config)
     kind = config.device
     if kind == "auto":
         kind = detect_kind(config)
         logger.info("camel: device auto -> %s", kind)
-    if kind == "none":
-        return NullDevice()
-    if kind == "emulated":
-        from camel_vllm.devices.emulator.device import EmulatedDevice
-        from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
-
-        return EmulatedDevice(
-            load_device_profile(config.device_profile),
-            load_model_profile(config.model_profile),
-            clock=clock or time.monotonic,
-            seed=config.seed,
-            time_mode=config.emulation_time,
-            read_only=config.read_only,
-        )
-    if kind == "jetson":
-        from camel_vllm.devices.jetson.device import JetsonDevice
-
-        return JetsonDevice(
-            config.sysfs_root, rails=config.rails, sample_hz=config.sample_hz, read_only=config.read_only,
-        )
-    if kind == "nvml":
-        from camel_vllm.devices.jetson.sysfs import is_jetson
-        from camel_vllm.devices.nvml import NvmlDevice, parse_visible_devices
-
-        if is_jetson(config.sysfs_root):
-            raise ConfigError("device", "nvml", "this is a Jetson (NVML answers NotSupported there): use device: jetson")
-        gpus = list(gpu_indices) if gpu_indices is not None else parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
-        return NvmlDevice(gpus, read_only=config.read_only, sample_hz=config.sample_hz)
-    if kind == "jtop":
-        from camel_vllm.devices.jtop import JtopDevice
-
-        return JtopDevice(rails=config.rails, sample_hz=config.sample_hz, sysfs_root=config.sysfs_root)
-    raise ConfigError("device", kind, "must be one of auto, jetson, nvml, jtop, emulated, none")
+    return declarations()[kind].open(OpenInputs(config=config, clock=clock, gpu_indices=gpu_indices))

@@ -243,7 +243,7 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None,
     from camel_vllm.core.context import ContextModel
     from camel_vllm.devices.base import DeviceError
     from camel_vllm.devices.registry import make_device
-    from camel_vllm.policies.registry import make_policy
+    from camel_vllm.policies.registry import make_policy, prefill_clocks_hz
     from camel_vllm.wiring.build import EngineLimits, resolve_batch_sizes, resolve_frequencies_hz
 
     batch_sizes: list[int] | None = None
@@ -265,9 +265,9 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None,
     if batch_sizes is None:
         batch_sizes = resolve_batch_sizes(config, EngineLimits(max_num_seqs=28))
         arm = config.policy_params.get("arm") if config.policy == "static" else None
-        if isinstance(arm, (list, tuple)) and len(arm) == 2 and isinstance(arm[1], int) and arm[1] >= 1:
+        if isinstance(arm, (list, tuple)) and len(arm) in (2, 3) and isinstance(arm[1], int) and arm[1] >= 1:
             batch_sizes.append(arm[1])  # its cap is checked against the value vLLM resolves; its MHz here
-    arms = ArmSet.product(freqs, batch_sizes)
+    arms = ArmSet.product(freqs, batch_sizes, prefill_clocks_hz(config, freqs))
     contexts = ContextModel(contextual=config.contextual, max_batch=max(arms.batch_sizes)).num_contexts
     make_policy(config, arms, num_contexts=contexts)
 

@@ -36,7 +36,6 @@ def test_defaults_and_additional_config():
     "section, expected",
     [
         ({"devise": "jetson"}, 'camel config: devise="jetson": unknown key'),
-        ({"device": "tpu"}, 'camel config: device="tpu": must be one of auto, jetson, nvml, jtop, emulated, none'),
         ({"cost": "money"}, 'camel config: cost="money": must be one of edp, edp-raw, weighted'),
         ({"alpha": 1.5}, "camel config: alpha=1.5: must be a number in [0, 1]"),
         ({"alpha": -0.01}, "camel config: alpha=-0.01: must be a number in [0, 1]"),
@@ -164,3 +163,12 @@ def test_an_unknown_policy_is_named_with_every_declared_one():
         validate_policy(CamelConfig.from_additional_config({"camel": {"policy": "best"}}))
     assert one_line(err) == ('camel config: policy="best": must be one of camel, camel-ts, ts, default, static, grid, '
                              "ucb, epsilon, zeus-ts, oracle, slo, voltana")
+
+
+def test_an_unknown_device_is_named_with_every_declared_kind():
+    """The device kind is its declaration's to check (core/ knows no device kinds)."""
+    from camel_vllm.devices.registry import make_device
+
+    with pytest.raises(ConfigError) as err:
+        make_device(CamelConfig.from_additional_config({"camel": {"device": "tpu"}}))
+    assert one_line(err) == 'camel config: device="tpu": must be one of auto, jetson, nvml, jtop, emulated, none'

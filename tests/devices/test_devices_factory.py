@@ -64,8 +64,10 @@ def test_unknown_profile_names_the_key(key: str, value: str) -> None:
 
 
 def test_bad_device_kind_names_the_key() -> None:
+    from camel_vllm.devices.registry import validate_device
+
     with pytest.raises(ConfigError) as err:
-        CamelConfig(device="tpu").validate()
+        validate_device(CamelConfig(device="tpu"))
     assert err.value.key == "device"
 
 

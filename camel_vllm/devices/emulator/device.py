@@ -26,6 +26,7 @@ import numpy as np
 
 from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceInfo, DevicePermissionError
+from camel_vllm.devices.declaration import DeviceDeclaration, OpenInputs
 from camel_vllm.devices.emulator.profiles import DeviceProfile, ModelProfile
 from camel_vllm.devices.emulator.roofline import PerformanceModel
 
@@ -174,3 +175,16 @@ class EmulatedDevice:
         if sd <= 0:
             return power_w
         return max(0.0, power_w * (1.0 + sd * float(self._rng.standard_normal())))
+
+
+def _open(inputs: OpenInputs) -> EmulatedDevice:
+    from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
+
+    config = inputs.config
+    return EmulatedDevice(load_device_profile(config.device_profile), load_model_profile(config.model_profile),
+                          clock=inputs.clock or time.monotonic, seed=config.seed, time_mode=config.emulation_time,
+                          read_only=config.read_only)
+
+
+DECLARATION = DeviceDeclaration("emulated", "a modelled board (device_profile, model_profile): benchmarks without "
+                                            "hardware", _open, listing=4)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from camel_vllm.core.events import IterationWork
+from camel_vllm.devices.declaration import DeviceDeclaration, OpenInputs
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
 from camel_vllm.devices.jetson.restore import ClockRecord, ExitRestore
 from camel_vllm.devices.jetson.sysfs import (
@@ -307,3 +308,11 @@ class JetsonDevice:
                 continue
             slowest = interval_s if slowest is None else max(slowest, interval_s)
         return slowest
+
+
+def _open(inputs: OpenInputs) -> JetsonDevice:
+    config = inputs.config
+    return JetsonDevice(config.sysfs_root, rails=config.rails, sample_hz=config.sample_hz, read_only=config.read_only)
+
+
+DECLARATION = DeviceDeclaration("jetson", "devfreq GPU clock and INA3221 power rails (sysfs)", _open, listing=1)
