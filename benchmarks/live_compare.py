@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -43,10 +44,12 @@ from camel_vllm.cli.deprecated import add_deprecated_alias
 from camel_vllm.bench.replay import failures, replay, to_policy_result
 from camel_vllm.bench.results import BenchResult, PolicyResult, format_table, reduction_pct
 from camel_vllm.sim.engine import EngineConfig
+from camel_vllm.sim.host import HostTime, fit_host_time
 from camel_vllm.testing.vllm_server import (  # the launchers' lock, health check and SIGTERM stop
     BASE_ARGS, BASE_ENV, Server, free_port, launch_command, machine_lock, stop, wait_healthy,
 )
 from camel_vllm.traces import load_trace
+from camel_vllm.vllm_plugin.scheduler import ITERATION_LOG_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 #: The servers' context length (``--max-model-len`` in the launcher's BASE_ARGS).
@@ -55,8 +58,9 @@ DEFAULT_TRACE = str(files("camel_vllm") / "data" / "traces" / "azure_conv_first2
 
 
 @contextlib.contextmanager
-def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int):
+def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int, iteration_log: str | None = None):
     """A vLLM server (camel scheduler when ``camel`` is given); yields (url, metrics_url).
+    ``iteration_log``: where the camel scheduler writes one JSON line per step.
 
     Launched, health-checked and stopped (SIGTERM, then SIGKILL if it hangs) with the test
     launcher's pieces; the caller holds the machine lock.
@@ -72,7 +76,8 @@ def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int):
     log_path = Path(log_dir) / f"server-{port}.log"
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(launch_command("camel-vllm", model, extra, port), stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, **BASE_ENV}, cwd=str(REPO),
+                                stderr=subprocess.STDOUT, cwd=str(REPO),
+                                env={**os.environ, **BASE_ENV, **({ITERATION_LOG_ENV: iteration_log} if iteration_log else {})},
                                 start_new_session=True)
     running = Server(url=f"http://127.0.0.1:{port}", port=port, log_path=log_path, process=proc)
     try:
@@ -84,8 +89,6 @@ def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int):
 
 def warm_start(args, state_path: str) -> str:
     """Simulate camel on the ``--warm-start`` requests after the replayed ones; save its state."""
-    import dataclasses
-
     from camel_vllm.bench.sim import PolicySpec, SimSetup, run_one
     from camel_vllm.traces import transforms
 
@@ -100,16 +103,18 @@ def warm_start(args, state_path: str) -> str:
             f"#{args.requests} to #{args.requests + len(train) - 1}, not the replayed ones)")
 
 
-def simulate_same_requests(args, trace, state_path: str | None) -> dict[str, dict[str, float]]:
-    """The replayed requests through the simulator: default, and camel from the same warm state."""
-    import dataclasses
-
+def simulate_same_requests(args, trace, state_path: str | None, host: HostTime = HostTime()) -> dict[str, dict[str, float]]:
+    """The replayed requests through the simulator: default, and camel from the same warm state;
+    ``host``: the live engine's own time per step (measured from the default run)."""
     from camel_vllm.bench.sim import PolicySpec, SimSetup, mean_edp_js, run_one
 
     setup = SimSetup.make(device_profile=args.device_profile, model_profile=args.model_profile, seed=args.seed,
-                          engine=EngineConfig(max_num_seqs=args.max_num_seqs))
+                          engine=EngineConfig(max_num_seqs=args.max_num_seqs, host=host))
     out: dict[str, dict[str, float]] = {}
     for name, state in (("default", None), ("camel", state_path)):
+        if state:  # a copy per call: the run saves what it learns into its state file
+            shutil.copyfile(state, state + ".run")
+            state += ".run"
         run_setup = dataclasses.replace(setup, config=setup.config.replace(state_path=state)) if state else setup
         run = run_one(run_setup, PolicySpec(name, name), trace)
         latencies = [r.latency_s for r in run.records]
@@ -147,7 +152,10 @@ def run_compare(args) -> BenchResult:
         for name, camel in runs:
             print(f"[{name}] starting vLLM ({'camel scheduler, policy ' + camel['policy'] if camel else 'stock'})",
                   flush=True)
-            with server(args.model, camel, log_dir, args.max_num_seqs) as (url, metrics_url):
+            iteration_log = os.path.join(log_dir, f"iterations-{name}.jsonl") if camel else None
+            if iteration_log and os.path.exists(iteration_log):
+                os.remove(iteration_log)
+            with server(args.model, camel, log_dir, args.max_num_seqs, iteration_log) as (url, metrics_url):
                 run = replay(trace, url, metrics_url=metrics_url, request_timeout_s=args.timeout_s)
             policies[name] = to_policy_result(trace, run)
             details[name] = {"wall_s": run.wall_s, "failures": dict(failures(run)),
@@ -156,7 +164,12 @@ def run_compare(args) -> BenchResult:
             print(f"[{name}] {policies[name].requests_completed}/{len(trace)} completed in {run.wall_s:.1f} s",
                   flush=True)
     if args.emulation_time == "absolute":
-        details["simulator"] = simulate_same_requests(args, trace, sim_state)
+        # The engine's own time per step, measured on the default run only: camel's run is predicted.
+        host = fit_host_time(os.path.join(log_dir, "iterations-default.jsonl"))
+        print(f"[simulator] {host.describe()} (measured on the default run)", flush=True)
+        details["simulator"] = simulate_same_requests(args, trace, sim_state, host)
+        details["simulator"]["host_time"] = dataclasses.asdict(host)
+        details["simulator_without_host_time"] = simulate_same_requests(args, trace, sim_state)
     time_note = ("absolute time: each step waits out the modelled step of the model profile on the board"
                  if args.emulation_time == "absolute" else "relative time: real step time stretched to the chosen clock")
     return BenchResult(
@@ -218,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulator on the same requests (EMULATED): default {sd['energy_j']:.1f} J, {sd['mean_latency_s']:.3f} s, "
               f"EDP {sd['mean_edp_js']:.4g} J*s; camel {sc['energy_j']:.1f} J, {sc['mean_latency_s']:.3f} s, "
               f"EDP {sc['mean_edp_js']:.4g} J*s ({_change(sc['mean_edp_js'], sd['mean_edp_js'])} vs default)")
+        live_pct = -reduction_pct(c.mean_edp_js, d.mean_edp_js)
+        sim_pct = -reduction_pct(sc["mean_edp_js"], sd["mean_edp_js"])
+        print(f"camel vs default, live {live_pct:+.1f}% and simulated {sim_pct:+.1f}%: {abs(live_pct - sim_pct):.1f} "
+              "points apart (EMULATED)")
     incomplete = {k: p.requests_total - p.requests_completed for k, p in result.policies.items()
                   if p.requests_completed < p.requests_total}
     if incomplete:

@@ -244,7 +244,8 @@ def run_one(setup: SimSetup, spec: PolicySpec, trace: Trace,
                                   clock=clock, with_metrics=False)
     state_note = controller.state_store.load_outcome if controller.state_store is not None else None
     try:
-        run = SimEngine(controller, clock, trace.requests, setup.engine, on_finish=on_finish).run()
+        run = SimEngine(controller, clock, trace.requests, setup.engine, on_finish=on_finish,
+                        host_seed=setup.config.seed).run()
     finally:
         controller.close()
     return dataclasses.replace(run, state_note=state_note) if state_note else run

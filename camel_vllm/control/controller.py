@@ -304,6 +304,12 @@ class Controller:
         delta_j = max(0.0, energy_now_j - self._energy_mark_j)
         measured = self._energy_measurable and reading.gaps == self._gaps_mark
         self._energy_mark_j, self._gaps_mark = energy_now_j, reading.gaps
+        total_tokens = work.num_tokens or sum(work.tokens_by_request.values())
+        if total_tokens <= 0:
+            # A step that ran no tokens (vLLM runs one as the engine drains) says nothing of the
+            # clock's speed: learnt from, its few ms read as a fast clock, the clock in force
+            # whenever the engine emptied (measured in docs/benchmarks.md, live vs simulated).
+            return extra_s
         try:
             if self.per_step_clock:
                 self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s,
@@ -313,9 +319,6 @@ class Controller:
                                               delta_j if measured else None)
         except Exception as err:
             self._policy_failed("observe_iteration", err)
-        total_tokens = work.num_tokens or sum(work.tokens_by_request.values())
-        if total_tokens <= 0:
-            return extra_s
         per_token_j = delta_j / total_tokens
         traces = self._traces
         inv_tokens = 1.0 / total_tokens

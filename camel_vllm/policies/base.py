@@ -94,7 +94,7 @@ class Policy(ABC):
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
                           energy_j: float | None = None, *, freq_hz: float | None = None,
                           switched: bool = False) -> None:
-        """An iteration ended: its work, its duration (the emulated stretch included) and the
+        """An iteration that ran tokens ended (a step with none is not reported): its work, its duration (the emulated stretch included) and the
         device energy counted since the previous mark (``None``: not measured). When the clock
         follows the work (``Controller.per_step_clock``) the controller also says the clock the
         step ran at (``freq_hz``) and whether it was switched for it (``switched``: the step

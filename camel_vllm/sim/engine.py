@@ -20,6 +20,9 @@ absolute``). The step's begin and end are reported at the same virtual instant, 
 device's ``iteration_done(work, elapsed_s=0)`` returns the whole modelled step duration; the
 clock then advances by it, and first tokens and finishes are stamped at the advanced time.
 An idle engine jumps to the next arrival (the device accrues idle power over the gap).
+Given the engine's own time (``EngineConfig.host``), a step ends at ``max(modelled, own time)``
+as under the live scheduler; its tokens are out a measured tail later, and the next step begins
+a measured gap after that, the device idle (draws seeded by ``host_seed``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Callable, Sequence
 
 from camel_vllm.control.controller import Controller, Decision
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
+from camel_vllm.sim.host import HostTime
 from camel_vllm.sim.records import RequestRecord
 from camel_vllm.traces.base import TraceRequest
 
@@ -63,6 +67,9 @@ class EngineConfig:
     max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
     #: Step time used when the device models none (``NullDevice``): keeps time moving.
     fallback_step_s: float = 0.0
+    #: The engine's own time per step and between steps (a live engine's, measured from its
+    #: iteration log: :func:`camel_vllm.sim.host.fit_host_time`); the default: none.
+    host: HostTime = HostTime()
 
     def __post_init__(self) -> None:
         # A cap or budget of 0 admits nothing and the event loop would never end.
@@ -137,6 +144,7 @@ class SimEngine:
         config: EngineConfig = EngineConfig(),
         on_finish: Callable[[int], None] | None = None,
         energy_sample_every_s: float = 0.0,
+        host_seed: int = 0,
     ) -> None:
         self.controller = controller
         self.clock = clock
@@ -144,6 +152,8 @@ class SimEngine:
         self.config = config
         self.on_finish = on_finish
         self.energy_sample_every_s = energy_sample_every_s
+        #: Seeds the draws of the engine's own time (``config.host``), when one is given.
+        self.host_seed = host_seed
         self.log = _DecisionLog()
         controller.listeners.append(self.log)
 
@@ -153,6 +163,7 @@ class SimEngine:
         device = ctl.device
         budget_max = self.config.max_num_batched_tokens
         fallback_s = self.config.fallback_step_s
+        host = self.config.host.sampler(self.host_seed) if self.config.host.active else None
         pending = [_Req(r) for r in self.requests]
         n = len(pending)
         waiting: deque[_Req] = deque()
@@ -228,9 +239,13 @@ class SimEngine:
 
             work = IterationWork(tokens, prefill, decode, context)
             step_clock(work)  # a clock that follows the work is set for this step
+            if host is not None:  # the engine's own time first; the device adds what the model says beyond it
+                now = clock.now_s = now + host.own_s(work)
             extra_s = end(now, work)
             iterations += 1
             t = now + (extra_s if extra_s > 0.0 else fallback_s)
+            if host is not None:
+                t += host.tail_s()
             clock.now_s = t
 
             finished = False
@@ -261,6 +276,8 @@ class SimEngine:
                     else:
                         still.append(r)
                 running = still
+            if host is not None:
+                clock.now_s = t + host.gap_s()  # the engine's loop before the next step, the device idle
 
         energy_j = device.energy_j() - start_energy_j
         energy_samples.append((clock.now_s, energy_j))

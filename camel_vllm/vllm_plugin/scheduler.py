@@ -227,6 +227,7 @@ class _CamelMixin:
         if self._camel_log is not None:
             row = {
                 "iteration": self._camel_iteration,
+                "begin_s": now_s,
                 "running_before": running_before,
                 "waiting": snapshot.num_waiting,
                 "waiting_prompt_tokens": snapshot.waiting_prompt_tokens,
@@ -278,7 +279,8 @@ class _CamelMixin:
         outputs = super().update_from_output(scheduler_output, model_runner_output)  # type: ignore[misc]
         c0 = time.thread_time_ns() if row is not None else 0
         t0 = time.perf_counter_ns()
-        extra_s = self.controller.end_iteration(time.time(), work)
+        end_s = time.time()
+        extra_s = self.controller.end_iteration(end_s, work)
         controller_ns = time.perf_counter_ns() - t0
         controller_cpu_ns = time.thread_time_ns() - c0 if row is not None else 0
         if extra_s > 0.0:
@@ -300,6 +302,8 @@ class _CamelMixin:
             row["end_ns"] = controller_ns
             row["end_cpu_ns"] = controller_cpu_ns + time.thread_time_ns() - c1
             row["extra_s"] = extra_s
+            row["end_s"] = end_s
+            row["done_s"] = now_s
             row["tokens"] = work.tokens_by_request
             row["finished"] = finished
             self._camel_log.write(json.dumps(row) + "\n")

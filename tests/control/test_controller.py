@@ -208,6 +208,22 @@ def test_idle_energy_is_not_attributed():
     assert controller.energy_attributed_j == pytest.approx(3.0)
 
 
+def test_a_step_that_ran_no_tokens_is_not_reported_to_the_policy():
+    """vLLM runs one empty step as the engine drains; its few ms would read as a fast clock."""
+    controller, policy, device = make(script=[0])
+    seen: list[IterationWork] = []
+    policy.observe_iteration = lambda arm, step, duration_s, energy_j=None, **kw: seen.append(step)  # type: ignore[method-assign]
+    controller.request_arrived("r", 0.0, 1)
+    controller.begin_iteration(snap(0.0, waiting=1))
+    device.energy = 1.0
+    controller.end_iteration(0.1, work({"r": 1}, prefill=1))
+    controller.begin_iteration(snap(0.2))
+    device.energy = 1.1
+    controller.end_iteration(0.203, IterationWork({}, 0, 0))
+    assert [step.num_tokens for step in seen] == [1]
+    assert controller.energy_attributed_j == pytest.approx(1.0)
+
+
 def test_aborted_and_unserved_requests_credit_nothing():
     controller, policy, device = make(script=[0])
     controller.request_arrived("gone", 0.0, 1)
