@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{s:>14}  {arm}")
     with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump([dict(zip(("model", "policy", "mean_edp_js", "energy_j", "mean_latency_s", "reduction_vs_default_pct",
-                             "reduction_vs_default_stderr_pct", "reduction_vs_grid_pct", "settled_after_requests", "final_arm"), r)) for r in rows],
+                             "reduction_vs_default_stderr_pct", "reduction_vs_grid_pct", "settled_after_requests", "final_arm"), r, strict=False)) for r in rows],
                   fh, indent=2)
     if args.seeds > 1:
         _report_seeds(per_seed, args)

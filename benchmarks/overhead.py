@@ -93,7 +93,7 @@ def scheduler_cpu_in_process(model: str, requests: Sequence[TraceRequest], max_n
         "cpu_us_per_step_median": {kind: statistics.median(values) for kind, values in per_step_us.items()},
         "camel_adds_us_per_step_best": {kind: best[kind] - best["stock"] for kind in kinds if kind != "stock"},
         "camel_adds_us_per_step_paired_median": {
-            kind: statistics.median(a - b for a, b in zip(per_step_us[kind], stock)) for kind in kinds if kind != "stock"
+            kind: statistics.median(a - b for a, b in zip(per_step_us[kind], stock, strict=False)) for kind in kinds if kind != "stock"
         },
         "iteration_log": False,
         "prefix_caching": False,
@@ -165,12 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         in_process = scheduler_cpu_in_process(args.model, requests, args.max_num_seqs, args.in_process_passes)
         runs = dict(zip((spec.label for spec in specs + logged),
                         measure_interleaved(args.model, specs + logged, requests, args.rounds, args.settle_s,
-                                            work_dir)))
+                                            work_dir), strict=False))
     stock = runs["stock"]
 
     in_engine: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
-    for device, spec in zip(devices, logged):
+    for device, spec in zip(devices, logged, strict=False):
         assert spec.iteration_log is not None
         device_rows = read_iteration_log(spec.iteration_log)
         rows = rows or device_rows

@@ -78,7 +78,7 @@ class ThroughputResult:
 
 def paired_ratios(run: ThroughputResult, reference: ThroughputResult) -> dict[str, Any]:
     """``run`` vs ``reference``: per-round ratios, their median, best and median ratios."""
-    pairs = [a / b for a, b in zip(run.passes_output_tok_per_s, reference.passes_output_tok_per_s)]
+    pairs = [a / b for a, b in zip(run.passes_output_tok_per_s, reference.passes_output_tok_per_s, strict=False)]
     return {
         "paired_ratios": pairs,
         "ratio_paired_median": statistics.median(pairs),
@@ -138,7 +138,7 @@ def measure_interleaved(model: str, specs: Sequence[ServerSpec], requests: Seque
     output_tokens = sum(r.output_tokens for r in requests)
     timed = [i for i, spec in enumerate(specs) if spec.timed]
     with running_servers(model, specs, log_dir) as servers:
-        for server, spec in zip(servers, specs):
+        for server, spec in zip(servers, specs, strict=False):
             send_all(server, requests, concurrency=len(requests))  # warm-up pass, not timed
             if not spec.timed:
                 send_all(server, requests, concurrency=len(requests))  # for its iteration log only

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 kw = dict(seed=0, window=window, noise_std=args.noise_std, steps=args.check_sql)
                 memory = asyncio.run(zeus_regret(z, env, len(arms), **kw))[1]
                 sql = asyncio.run(zeus_sql_picks(z, env, len(arms), **kw))
-                same = sum(a == b for a, b in zip(memory, sql))
+                same = sum(a == b for a, b in zip(memory, sql, strict=False))
                 print(f"check-sql {env_name} window_size={window}: {same}/{len(sql)} picks identical between "
                       f"Zeus's SQL service and the in-memory one")
                 if same != len(sql):

@@ -204,7 +204,7 @@ def make_environment(name: str, arms: ArmSet, horizon: int) -> tuple[Environment
         phase = (np.arange(horizon) >= horizon // 2).astype(int)
     else:
         raise ValueError(f"unknown environment {name!r} (known: stationary, shift)")
-    table, conc = zip(*(level_mean_costs(lv, arms, time_fn, power_fn) for lv in levels))
+    table, conc = zip(*(level_mean_costs(lv, arms, time_fn, power_fn) for lv in levels), strict=False)
     return Environment(name, levels, np.vstack(table), np.asarray(conc), phase), source
 
 
@@ -337,7 +337,7 @@ def plot_curves(curves: dict[str, dict[str, list[float]]], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), squeeze=False)
-    for ax, (env_name, by_policy) in zip(axes[0], curves.items()):
+    for ax, (env_name, by_policy) in zip(axes[0], curves.items(), strict=False):
         for label, curve in by_policy.items():
             ax.plot(curve, label=label)
         ax.set_title(f"{env_name} (emulated AGX Orin 32GB)")
@@ -374,7 +374,7 @@ def cost_scale_study(trace_csv: str, *, requests: int = 4000, seed: int = 0,
     out: dict[str, dict[str, dict[str, float]]] = {}
     for freq_hz, batch in ((612e6, 8), (930.75e6, 16)):
         energy, latency = [], []
-        for p, o in zip(prompts[pick], outputs[pick]):
+        for p, o in zip(prompts[pick], outputs[pick], strict=False):
             pre = IterationWork({"p": int(p)}, num_prefill_tokens=int(p), num_decode_tokens=0)
             t_pre = time_fn(pre, freq_hz)
             dec = IterationWork({f"r{j}": 1 for j in range(batch)}, num_prefill_tokens=0, num_decode_tokens=batch,

@@ -288,7 +288,7 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
             oracle_runs.append(seed_runs[best])
             oracle_arms.append(best.split(":", 1)[1].replace(":", "/"))
     triple_labels = [best_triple[(spec, load, s)] for s in seeds] if best_triple else []
-    triple_runs = [per_seed[s][label] for s, label in zip(seeds, triple_labels)]
+    triple_runs = [per_seed[s][label] for s, label in zip(seeds, triple_labels, strict=False)]
     names = [p.label for p in learners] + ([ORACLE] if oracle_runs else []) + ([ORACLE3] if triple_runs else [])
 
     def runs_of(name: str) -> list[SimRun]:
@@ -307,17 +307,17 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
     )
     for name in names:
         if name != "default":
-            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of("default"))],
+            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of("default"), strict=False)],
                                             "default")
             if diff is not None:
                 cell.vs_default[name] = dataclasses.asdict(diff)
         if oracle_runs and name != ORACLE:
-            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), oracle_runs)],
+            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), oracle_runs, strict=False)],
                                             ORACLE)
             if diff is not None:
                 cell.vs_oracle[name] = dataclasses.asdict(diff)
         if triple_runs and name != ORACLE3:
-            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), triple_runs)],
+            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), triple_runs, strict=False)],
                                             ORACLE3)
             if diff is not None:
                 cell.vs_triple[name] = dataclasses.asdict(diff)
@@ -339,7 +339,7 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
     for name in peers:  # every learner against every other, request by request
         for other in peers:
             if other != name:
-                diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of(other))],
+                diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of(other), strict=False)],
                                                 other)
                 if diff is not None:
                     cell.vs_peers.setdefault(name, {})[other] = dataclasses.asdict(diff)

@@ -79,7 +79,7 @@ def plot_arm_choices(out: "BenchOutput", path: str) -> str:
     labels = [a.label for a in out.arms.arms]
     end_s = max((r.end_s for r in out.runs.values()), default=1.0) or 1.0
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 1, 6), sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=False):
         grid = np.zeros((len(labels), TIME_BINS))
         for t, arm in out.runs[name].decisions:
             grid[arm, min(TIME_BINS - 1, int(t / end_s * TIME_BINS))] += 1
@@ -128,7 +128,7 @@ def plot_energy_latency(out: "BenchOutput", path: str) -> str:
         return run.energy_j / n, sum(r.latency_s for r in run.records) / n
 
     if out.static_runs:
-        xs, ys = zip(*(point(r)[::-1] for r in out.static_runs.values()))
+        xs, ys = zip(*(point(r)[::-1] for r in out.static_runs.values()), strict=False)
         ax.scatter(xs, ys, s=14, c="lightgray", edgecolors="gray", label="static arms")
     markers = "os^vDP*Xh<>"
     for i, (name, run) in enumerate(out.runs.items()):
@@ -185,7 +185,7 @@ def plot_matrix(cells_in: Any, path: str, policy: str = "camel", title: str | No
     traces = list(dict.fromkeys(c.trace for c in cells_in))
     loads = sorted({c.load for c in cells_in})
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.6 * len(loads) * 2, 1.2 + 0.7 * len(traces)), squeeze=False)
-    for ax, (what, what_title) in zip(axes[0], (("vs_default", "vs default"), ("vs_oracle", "vs best static arm"))):
+    for ax, (what, what_title) in zip(axes[0], (("vs_default", "vs default"), ("vs_oracle", "vs best static arm")), strict=False):
         grid = np.full((len(traces), len(loads)), np.nan)
         cells: list = []
         for c in cells_in:

@@ -54,7 +54,7 @@ def local_results(fn: Callable[[Any], Any], tasks: Sequence[Any], labels: Sequen
     """Yield ``fn(task)`` for every task, in this process, with the same errors and progress as
     :func:`pool_results`."""
     global _reporter
-    for task, label in zip(tasks, labels):
+    for task, label in zip(tasks, labels, strict=False):
         previous, _reporter = _reporter, progress
         try:
             result = in_worker(fn, task, label)
@@ -103,7 +103,7 @@ def pool_results(fn: Callable[[Any], Any], tasks: Sequence[Any], labels: Sequenc
                 passed = now
 
     try:
-        futures = {pool.submit(in_worker, fn, t, label) for t, label in zip(tasks, labels)}
+        futures = {pool.submit(in_worker, fn, t, label) for t, label in zip(tasks, labels, strict=False)}
         while futures:
             done, futures = wait(futures, timeout=PROGRESS_POLL_S if progress else None,
                                  return_when=FIRST_EXCEPTION)

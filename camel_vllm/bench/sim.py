@@ -354,7 +354,7 @@ def mean_edp_js(run: SimRun) -> float:
 def policy_result(run: SimRun, requests_total: int) -> PolicyResult:
     return PolicyResult.from_records(
         run.records, requests_total=requests_total, energy_j=run.energy_j, arm_switches=run.arm_switches,
-        arms=dict(zip(run.arm_labels, run.pulls)),
+        arms=dict(zip(run.arm_labels, run.pulls, strict=False)),
     )
 
 

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         from camel_vllm.bench.plots import plot_matrix
 
         checks.make_parent(args.plot)
-        for board, path in zip(results, plot_paths(args.plot, [b.device for b in results])):
+        for board, path in zip(results, plot_paths(args.plot, [b.device for b in results]), strict=False):
             print(f"wrote {plot_matrix(board.cells, path, tested, title=board.device)}")
     print(f"wrote {args.json}")
     return 0

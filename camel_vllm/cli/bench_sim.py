@@ -19,7 +19,7 @@ from camel_vllm.cli import checks
 from camel_vllm.cli.deprecated import add_deprecated_alias
 from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
 from camel_vllm.core.config import CamelConfig, ConfigError, load_yaml_file
-from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, EngineConfig
+from camel_vllm.sim.engine import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from camel_vllm.traces import TraceFormatError
 
 if TYPE_CHECKING:

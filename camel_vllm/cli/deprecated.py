@@ -37,7 +37,7 @@ class DeprecatedAlias(argparse.Action):
         if option_string not in noted:
             notice(self.prog, option_string or self.option_strings[0], self.replacement)
             noted.add(option_string)
-            setattr(namespace, "_deprecations_noted", noted)
+            namespace._deprecations_noted = noted
         if self.append:
             items = list(getattr(namespace, self.dest, None) or [])
             items.append(values)

@@ -139,7 +139,7 @@ def load_fitted(args: argparse.Namespace, *, limit: int | None, source: str) -> 
     if limit is None:
         return trace, None
     clipped = transforms.clip_tokens(trace, limit, None)
-    changed = sum(1 for a, b in zip(trace.requests, clipped.requests)
+    changed = sum(1 for a, b in zip(trace.requests, clipped.requests, strict=False)
                   if (a.prompt_tokens, a.output_tokens) != (b.prompt_tokens, b.output_tokens))
     return clipped, ContextFit(limit, source, changed, len(clipped))
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from camel_vllm.core.config import ConfigError
 from camel_vllm.core.events import IterationWork
 from camel_vllm.devices.base import DeviceError, DeviceInfo, DevicePermissionError, EnergyReading
-from camel_vllm.devices.declaration import DeviceDeclaration, OpenInputs
+from camel_vllm.devices.declaration import DeviceDeclaration
 from camel_vllm.devices.jetson.sysfs import DEFAULT_RAIL, find_gpu_devfreq, open_sysfs
 from camel_vllm.devices.sampler import PowerSampler
 

@@ -194,7 +194,7 @@ class NvmlDevice:
     def info(self) -> DeviceInfo:
         return DeviceInfo(
             kind="nvml",
-            name=", ".join(f"{g}:{n}" for g, n in zip(self.gpus, self.names)),
+            name=", ".join(f"{g}:{n}" for g, n in zip(self.gpus, self.names, strict=False)),
             energy_source="measured",
             energy_method="nvml-total-energy" if self.sampler is None else "nvml-power-integrated",
             can_set_frequency=not self.read_only and bool(self._frequencies_hz),
@@ -389,7 +389,7 @@ class NvmlDevice:
         """``nvmlDeviceResetGpuLockedClocks`` on every GPU; the failures, one string each."""
         nvml = _pynvml()
         errors = []
-        for gpu, handle in zip(self.gpus, self.handles):
+        for gpu, handle in zip(self.gpus, self.handles, strict=False):
             try:
                 nvml.nvmlDeviceResetGpuLockedClocks(handle)
             except nvml.NVMLError as err:

@@ -220,7 +220,7 @@ def _band_scores(data: LogData, scorable: np.ndarray, dominant: np.ndarray, mean
     rows = []
     edges = list(BAND_EDGES) + [None]
     for j, label in enumerate(data.labels):
-        for lo, hi in zip(edges[:-1], edges[1:]):
+        for lo, hi in zip(edges[:-1], edges[1:], strict=False):
             in_band = np.isfinite(mean_batch) & (mean_batch >= lo) & (True if hi is None else mean_batch < hi)
             if lo == BAND_EDGES[0]:
                 in_band = in_band | (np.isfinite(mean_batch) & (mean_batch < lo))  # rounding below 1

@@ -122,7 +122,7 @@ def evaluate(method: str, device_of: np.ndarray, energy: np.ndarray, runtime: np
         energy_j=float(energy[idx, device_of].sum()),
         runtime_s=float(runtime[idx, device_of].sum()),
         objective=float(w[idx, device_of].sum()),
-        requests_per_device={name: int(c) for name, c in zip(names, counts)},
+        requests_per_device={name: int(c) for name, c in zip(names, counts, strict=False)},
     )
 
 

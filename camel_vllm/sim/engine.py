@@ -111,7 +111,7 @@ class SimRun:
     @property
     def arm_switches(self) -> int:
         """Decisions whose arm differs from the previous decision's."""
-        return sum(1 for a, b in zip(self.decisions, self.decisions[1:]) if a[1] != b[1])
+        return sum(1 for a, b in zip(self.decisions, self.decisions[1:], strict=False) if a[1] != b[1])
 
 
 class _DecisionLog:

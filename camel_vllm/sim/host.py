@@ -139,7 +139,7 @@ def fit_host_time(log_path: str | Path) -> HostTime:
     prefill_coef = _fit(prefill_rows, lambda r: (1.0, r[4], r[5]))
     decode_coef = _fit(decode_rows, lambda r: (1.0, r[5]))
     tails = [max(0.0, done - end - extra) for _, end, done, extra, _, _ in worked]
-    gaps = [b[0] - a[2] for a, b in zip(rows, rows[1:]) if 0.0 <= b[0] - a[2] < BUSY_GAP_MAX_S]
+    gaps = [b[0] - a[2] for a, b in zip(rows, rows[1:], strict=False) if 0.0 <= b[0] - a[2] < BUSY_GAP_MAX_S]
     return HostTime(step_s=prefill_coef[0], per_prefill_token_s=prefill_coef[1], per_decode_token_s=prefill_coef[2],
                     decode_step_s=decode_coef[0], decode_per_token_s=decode_coef[1],
                     tails_s=_quantiles(tails), gaps_s=_quantiles(gaps), steps=len(worked))

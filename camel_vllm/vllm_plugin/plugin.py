@@ -53,7 +53,7 @@ class SchedulerAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
         try:
-            setattr(namespace, "scheduler_cls", resolve_scheduler(str(values)))
+            namespace.scheduler_cls = resolve_scheduler(str(values))
         except UnknownSchedulerError as err:
             fail(str(err))
 

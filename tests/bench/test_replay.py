@@ -111,7 +111,7 @@ def test_replay_streams_measures_and_reads_energy():
     assert sorted(len(b["prompt"]) for b in fake.bodies) == [10, 11, 12, 13, 14]  # exact token-id prompts
     assert fake.bodies[0]["prompt"] != fake.bodies[1]["prompt"]
     assert run.output_tokens == {str(i): 3 + i for i in range(5)}
-    for rec, req in zip(run.records, reqs):
+    for rec, req in zip(run.records, reqs, strict=False):
         assert rec.arrival_s >= req.arrival_s - 0.01  # sent at its timestamp, not before
         assert 0 < rec.ttft_s < rec.latency_s
     assert run.energy_j == pytest.approx(60.0)

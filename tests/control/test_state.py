@@ -32,7 +32,7 @@ def _same_estimates(a, b) -> bool:
     return len(ea) == len(eb) and all(
         (x.arm_index, x.context_id) == (y.arm_index, y.context_id)
         and [x.pulls, x.mean, x.std] == pytest.approx([y.pulls, y.mean, y.std], rel=1e-9, abs=1e-12)
-        for x, y in zip(ea, eb)
+        for x, y in zip(ea, eb, strict=False)
     )
 
 

@@ -93,7 +93,7 @@ def test_priors_order_arms_like_the_true_edp():
     typical = [(1000, 130), (500, 60)]
     priors = priors_from_energy_model(model, arms, typical)
     assert len(priors) == 4
-    by_label = dict(zip([a.label for a in arms.arms], priors))
+    by_label = dict(zip([a.label for a in arms.arms], priors, strict=False))
 
     def true_log_edp(label):
         (a, b) = TRUE[label]

@@ -236,7 +236,7 @@ def _project(rate: float, waiting: int = 0, running: int = 0):
 
 def test_capacity_grows_with_clock_and_cap_and_overload_ranks_by_capacity() -> None:
     arms, proj = _project(0.5)
-    cap = {a.label: c for a, c in zip(arms.arms, proj.capacity_per_s)}
+    cap = {a.label: c for a, c in zip(arms.arms, proj.capacity_per_s, strict=False)}
     assert cap["306/28"] < cap["612/28"] < cap["930.75/28"]
     assert cap["930.75/4"] < cap["930.75/16"] < cap["930.75/28"]
     best_light = arms[int(np.argmin(proj.edp_js))]

@@ -19,7 +19,7 @@ PRIOR = NIGPrior(mean=0.5, kappa=0.8, alpha=2.0, beta=1.5)
 
 def _fit(data: list[float], weights: list[float] | None = None) -> tuple[float, float, float]:
     s = SufficientStats((1,))
-    for x, w in zip(data, weights or [1.0] * len(data)):
+    for x, w in zip(data, weights or [1.0] * len(data), strict=False):
         s.update(0, x, w)
     return float(s.n[0]), float(s.xbar[0]), float(s.m2[0])
 

@@ -431,7 +431,7 @@ def test_maintain_moves_prior_rebuilds_and_the_draw_off_the_decision() -> None:
     for arm in (0, 1, 2):
         fresh.observe(arm, context, 1.5)
     fresh.select(context, list(range(len(arms))), None)
-    for mine, theirs in zip(policy._prior_cache[0][2], fresh._prior_cache[0][2]):
+    for mine, theirs in zip(policy._prior_cache[0][2], fresh._prior_cache[0][2], strict=False):
         np.testing.assert_allclose(mine, theirs)
 
 

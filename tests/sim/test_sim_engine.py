@@ -66,7 +66,7 @@ def test_admission_never_exceeds_the_cap_in_force_and_running_drains():
     run = SimEngine(ctl, clock, _requests(80, rate=50.0)).run()
     assert len(run.records) == 80
     saw_drain = False
-    for prev, cur in zip(ctl.steps, ctl.steps[1:]):
+    for prev, cur in zip(ctl.steps, ctl.steps[1:], strict=False):
         running_before, cap, _ = cur
         # running after the previous step's admissions is what this step starts with
         assert running_before <= max(prev[1], prev[0])

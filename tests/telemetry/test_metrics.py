@@ -156,7 +156,7 @@ def test_energy_counter_never_decreases_across_scrapes(rig_exporter):
         seen.append(one(scrape(exporter), "camel_energy_joules_total").value)
         rig.clock.t += 0.5  # idle: the emulated device books idle power
         seen.append(one(scrape(exporter), "camel_energy_joules_total").value)
-    assert all(b > a for a, b in zip(seen, seen[1:])), seen
+    assert all(b > a for a, b in zip(seen, seen[1:], strict=False)), seen
 
 
 def test_energy_counter_holds_when_the_device_counter_goes_back(rig_exporter):

@@ -98,7 +98,7 @@ def test_timed_trace_round_trip_matches_vllm_expansion(tmp_path):
     assert write_timed_trace(src, out) == 3
     rows = [json.loads(line) for line in open(out)]
     assert rows[0]["timestamp"] == 0.0
-    for row, req in zip(rows, src.requests):
+    for row, req in zip(rows, src.requests, strict=False):
         # vLLM expands each id to 16 tokens and stops at input_length: enough ids, never too few
         assert len(row["hash_ids"]) * VLLM_CHUNK_HASH_SIZE >= row["input_length"] == req.prompt_tokens
         assert row["output_length"] == req.output_tokens
@@ -112,9 +112,9 @@ def test_timed_trace_round_trip_matches_vllm_expansion(tmp_path):
 
 def test_target_rps_keeps_burstiness():
     tr = alpaca_like(300, rate_per_s=3.0, seed=3, poisson=True)
-    gaps = [b.arrival_s - a.arrival_s for a, b in zip(tr.requests, tr.requests[1:])]
+    gaps = [b.arrival_s - a.arrival_s for a, b in zip(tr.requests, tr.requests[1:], strict=False)]
     out = transforms.target_rps(tr, 0.5)
-    gaps2 = [b.arrival_s - a.arrival_s for a, b in zip(out.requests, out.requests[1:])]
+    gaps2 = [b.arrival_s - a.arrival_s for a, b in zip(out.requests, out.requests[1:], strict=False)]
     assert transforms.mean_rate_per_s(out.requests) == pytest.approx(0.5)
     cv = statistics.pstdev(gaps) / statistics.mean(gaps)
     assert statistics.pstdev(gaps2) / statistics.mean(gaps2) == pytest.approx(cv)

@@ -36,7 +36,7 @@ def _serve_trace(model_dir, tmp_path, launcher: str, scheduler_args: list[str]) 
     ) as server:
         responses = send_all(server, requests)
         log = server.log()
-    for request, response in zip(requests, responses):
+    for request, response in zip(requests, responses, strict=False):
         assert response["choices"][0]["finish_reason"] == "length"
         assert response["usage"]["completion_tokens"] == request.output_tokens
         assert response["usage"]["prompt_tokens"] == request.prompt_tokens

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from camel_vllm.core.events import IterationWork
-from camel_vllm.devices.emulator.measurements import Measurements, Point, Series, Work, load_measurements
+from camel_vllm.devices.emulator.measurements import Measurements, Series, Work, load_measurements
 from camel_vllm.devices.emulator.profiles import DeviceProfile, load_model_profile
 from camel_vllm.devices.emulator.roofline import PerformanceModel
 

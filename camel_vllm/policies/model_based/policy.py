@@ -138,7 +138,7 @@ class ModelBasedPolicy(Policy):
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
         knots = segment_knots(int(self._caps.max()))
         # The clock of each arm's prefill steps (its own where it has none other): the clock follows the work.
-        prefill = [a.prefill_freq_hz if a.prefill_freq_hz is not None else f for a, f in zip(arms.arms, self._arm_freq)]
+        prefill = [a.prefill_freq_hz if a.prefill_freq_hz is not None else f for a, f in zip(arms.arms, self._arm_freq, strict=False)]
         prefill_index = np.searchsorted(self._clocks, np.array(prefill, dtype=float))
         self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm, knots, prefill_index)
         #: What a clock switch for a step's work costs (declared by the device, then measured).

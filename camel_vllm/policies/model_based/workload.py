@@ -189,7 +189,7 @@ class WorkloadEstimator:
         self._decay_count(now_s)
         age = now_s - self._first_arrival_s
         rates = []
-        for count, tau in zip(self._counts, self._taus):
+        for count, tau in zip(self._counts, self._taus, strict=False):
             covered = (1.0 - math.exp(-age / tau)) * tau
             rates.append(count / covered if covered > 0 else 0.0)
         return max(rates)
@@ -197,7 +197,7 @@ class WorkloadEstimator:
     def _decay_count(self, now_s: float) -> None:
         if self._count_t_s is not None and now_s > self._count_t_s:
             dt = now_s - self._count_t_s
-            self._counts = [c * math.exp(-dt / tau) for c, tau in zip(self._counts, self._taus)]
+            self._counts = [c * math.exp(-dt / tau) for c, tau in zip(self._counts, self._taus, strict=False)]
         if self._count_t_s is None or now_s > self._count_t_s:
             self._count_t_s = now_s
 

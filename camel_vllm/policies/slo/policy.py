@@ -258,7 +258,7 @@ class SLOPolicy(Policy):
                 arm.freq_hz, IterationLoad(max(ahead, self._prefill_per_iter), n_run, context)
             ) * self.guard
             return prefill_s + (first_free_s if free_slots == 0 and n_wait else 0.0) + step_s
-        values = [r.service_s + rem * step_s for r, rem in zip(running, remaining)]
+        values = [r.service_s + rem * step_s for r, rem in zip(running, remaining, strict=False)]
         for k in range(n_wait):
             rounds = 0 if k < free_slots else 1 + (k - free_slots) // cap
             values.append(rounds * max(first_free_s, mean_out * step_s / 2) + mean_out * step_s)

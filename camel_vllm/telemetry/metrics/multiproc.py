@@ -188,7 +188,7 @@ class MultiprocessWriter:
         if now == self._availability:
             return
         self._availability = now
-        for arm, ok in zip(arms.arms, now):
+        for arm, ok in zip(arms.arms, now, strict=False):
             self._m[s.ARM_AVAILABLE.name].labels(*arm_labels(arm)).set(1.0 if ok else 0.0)
 
     def _refresh_estimates(self) -> None:

@@ -41,7 +41,7 @@ class HistogramTally:
         """``[(le, cumulative count), ...]`` ending with ``("+Inf", count)``."""
         out: list[tuple[str, float]] = []
         running = 0
-        for bound, n in zip(self.bounds, self.counts):
+        for bound, n in zip(self.bounds, self.counts, strict=False):
             running += n
             out.append((_float_label(bound), float(running)))
         out.append(("+Inf", float(self.count)))
