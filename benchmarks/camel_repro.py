@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         out = bench(setup, parse_policies(POLICIES), trace, workers=args.workers)
         wall = time.perf_counter() - t0
-        out.result.notes.append("Camel batched statically; this is vLLM continuous batching (batch cap = admission cap)")
+        out.result.notes.append("Camel batched statically; this is vLLM continuous batching "
+                                "(batch cap = admission cap)")
         out.result.write(os.path.join(args.out, f"{model}.json"))
         print(format_table(out.result))
         print(f"  ({wall:.0f} s wall; oracle arm {out.result.details['oracle']['arm']})\n")
@@ -106,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model:<14}{name:<9}{edp:>12.3f}{e:>11.0f}{lat:>11.3f}{f'{vd:.1f}% +- {se:.1f}':>20}{vg:>8.1f}%"
               f"{s:>14}  {arm}")
     with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as fh:
-        json.dump([dict(zip(("model", "policy", "mean_edp_js", "energy_j", "mean_latency_s", "reduction_vs_default_pct",
-                             "reduction_vs_default_stderr_pct", "reduction_vs_grid_pct", "settled_after_requests", "final_arm"), r, strict=False)) for r in rows],
-                  fh, indent=2)
+        keys = ("model", "policy", "mean_edp_js", "energy_j", "mean_latency_s", "reduction_vs_default_pct",
+                "reduction_vs_default_stderr_pct", "reduction_vs_grid_pct", "settled_after_requests", "final_arm")
+        json.dump([dict(zip(keys, r, strict=False)) for r in rows], fh, indent=2)
     if args.seeds > 1:
         _report_seeds(per_seed, args)
     return 0

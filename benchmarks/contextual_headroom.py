@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     best_label = min(static_edp, key=static_edp.__getitem__)
     best_run = static_runs[best_label]
     best = [a.label for a in arms.arms].index(best_label)
-    tasks = [(setup, trace, low, best, k, e) for e in epochs for k in demands for low in range(len(arms)) if low != best]
+    tasks = [(setup, trace, low, best, k, e)
+             for e in epochs for k in demands for low in range(len(arms)) if low != best]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(max(1, args.workers)) as pool:
         rules = pool.map(_rule_task, tasks)
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{spread.stderr_js:.1f} J*s ({spread.stderr_js / best_static:.1%}); the top 1% of requests "
           f"({spread.top_count}) carry {spread.top_share:.1%} of the summed EDP; {len(within)} other static arms "
           f"are within one standard error of it: {', '.join(within)}")
-    print("| rule (low arm while demand <= K, else best static) | epoch iters | low share | mean EDP J*s | vs best static |")
+    print("| rule (low arm while demand <= K, else best static) | epoch iters | low share | mean EDP J*s "
+          "| vs best static |")
     print("|---|---|---|---|---|")
     for r in rules[:8]:
         print(f"| {r.low} while <= {r.max_demand}, else {r.high} | {r.epoch_iterations} | {r.low_share:.0%} | "

@@ -70,14 +70,16 @@ def server(model: str, camel: dict | None, log_dir: str, max_num_seqs: int, iter
     metrics_url = None
     if camel is not None:
         mport = free_port()
-        extra += ["--scheduler", "camel", "--additional-config", json.dumps({"camel": {**camel, "metrics_port": mport}})]
+        extra += ["--scheduler", "camel",
+                  "--additional-config", json.dumps({"camel": {**camel, "metrics_port": mport}})]
         metrics_url = f"http://127.0.0.1:{mport}/metrics"
     os.makedirs(log_dir, exist_ok=True)
     log_path = Path(log_dir) / f"server-{port}.log"
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(launch_command("camel-vllm", model, extra, port), stdout=log,
                                 stderr=subprocess.STDOUT, cwd=str(REPO),
-                                env={**os.environ, **BASE_ENV, **({ITERATION_LOG_ENV: iteration_log} if iteration_log else {})},
+                                env={**os.environ, **BASE_ENV,
+                                     **({ITERATION_LOG_ENV: iteration_log} if iteration_log else {})},
                                 start_new_session=True)
     running = Server(url=f"http://127.0.0.1:{port}", port=port, log_path=log_path, process=proc)
     try:
@@ -103,7 +105,8 @@ def warm_start(args, state_path: str) -> str:
             f"#{args.requests} to #{args.requests + len(train) - 1}, not the replayed ones)")
 
 
-def simulate_same_requests(args, trace, state_path: str | None, host: HostTime = HostTime()) -> dict[str, dict[str, float]]:
+def simulate_same_requests(args, trace, state_path: str | None,
+                           host: HostTime = HostTime()) -> dict[str, dict[str, float]]:
     """The replayed requests through the simulator: default, and camel from the same warm state;
     ``host``: the live engine's own time per step (measured from the default run)."""
     from camel_vllm.bench.sim import PolicySpec, SimSetup, mean_edp_js, run_one
@@ -171,9 +174,11 @@ def run_compare(args) -> BenchResult:
         details["simulator"]["host_time"] = dataclasses.asdict(host)
         details["simulator_without_host_time"] = simulate_same_requests(args, trace, sim_state)
     time_note = ("absolute time: each step waits out the modelled step of the model profile on the board"
-                 if args.emulation_time == "absolute" else "relative time: real step time stretched to the chosen clock")
+                 if args.emulation_time == "absolute"
+                 else "relative time: real step time stretched to the chosen clock")
     return BenchResult(
-        trace=trace.name, device=f"emulated {args.device_profile}", model=f"{args.model} (modelled as {args.model_profile})",
+        trace=trace.name, device=f"emulated {args.device_profile}",
+        model=f"{args.model} (modelled as {args.model_profile})",
         requests=len(trace), emulated=True, policies=policies, mode="replay",
         notes=list(trace.notes) + [
             f"live vLLM (CPU) on the tiny model; energy EMULATED ({time_note}; modelled power); 'default' = "
@@ -228,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     sim = result.details.get("simulator")
     if sim:
         sd, sc = sim["default"], sim["camel"]
-        print(f"simulator on the same requests (EMULATED): default {sd['energy_j']:.1f} J, {sd['mean_latency_s']:.3f} s, "
+        print(f"simulator on the same requests (EMULATED): default {sd['energy_j']:.1f} J, "
+              f"{sd['mean_latency_s']:.3f} s, "
               f"EDP {sd['mean_edp_js']:.4g} J*s; camel {sc['energy_j']:.1f} J, {sc['mean_latency_s']:.3f} s, "
               f"EDP {sc['mean_edp_js']:.4g} J*s ({_change(sc['mean_edp_js'], sd['mean_edp_js'])} vs default)")
         live_pct = -reduction_pct(c.mean_edp_js, d.mean_edp_js)

@@ -25,7 +25,8 @@ def table(result: dict[str, Any]) -> str:
         f"{result.get('trace')}, {result.get('requests')} requests, {result.get('device')} / "
         f"{result.get('model')} (energy {label})",
         "",
-        "| policy | done | energy J | mean lat s | p99 lat s | TTFT s | mean EDP J*s | vs default | total EDP J*s | switches |",
+        "| policy | done | energy J | mean lat s | p99 lat s | TTFT s | mean EDP J*s | vs default "
+        "| total EDP J*s | switches |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, p in policies.items():

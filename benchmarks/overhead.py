@@ -93,7 +93,8 @@ def scheduler_cpu_in_process(model: str, requests: Sequence[TraceRequest], max_n
         "cpu_us_per_step_median": {kind: statistics.median(values) for kind, values in per_step_us.items()},
         "camel_adds_us_per_step_best": {kind: best[kind] - best["stock"] for kind in kinds if kind != "stock"},
         "camel_adds_us_per_step_paired_median": {
-            kind: statistics.median(a - b for a, b in zip(per_step_us[kind], stock, strict=False)) for kind in kinds if kind != "stock"
+            kind: statistics.median(a - b for a, b in zip(per_step_us[kind], stock, strict=False))
+            for kind in kinds if kind != "stock"
         },
         "iteration_log": False,
         "prefix_caching": False,

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     from camel_vllm.wiring.build import auto_frequencies_hz
 
     rows = simulated_iterations(args.requests, args.load)
-    grid = {"frequencies_mhz": [f / 1e6 for f in auto_frequencies_hz(load_device_profile(DEVICE_PROFILE).frequencies_hz)],
+    offered_hz = load_device_profile(DEVICE_PROFILE).frequencies_hz
+    grid = {"frequencies_mhz": [f / 1e6 for f in auto_frequencies_hz(offered_hz)],
             "batch_sizes": [37, 73, 110, 146, 183, 219, 256], "device_profile": DEVICE_PROFILE,
             "model_profile": MODEL_PROFILE, "iteration_s": 0.02}
     print(f"replaying {len(rows)} simulated iterations (up to {max(len(r['tokens']) for r in rows)} requests a step) "
@@ -170,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(f'{v:.0f}' for v in replay['p99_us_all_replays'])} us)")
     for mode in ("sync", "async"):
         entry = in_process[mode]
-        print(f"scheduler CPU per step, {mode}, best of {args.passes}: stock {entry['cpu_us_per_step_best']['stock']:.0f} us, "
-              f"camel ({in_process['camel_arms']} arms, emulated H100) {entry['cpu_us_per_step_best']['camel']:.0f} us: "
+        best = entry["cpu_us_per_step_best"]
+        print(f"scheduler CPU per step, {mode}, best of {args.passes}: stock {best['stock']:.0f} us, "
+              f"camel ({in_process['camel_arms']} arms, emulated H100) {best['camel']:.0f} us: "
               f"camel adds {entry['camel_adds_us_per_step_best']:.0f} us")
     if args.json_path:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)

@@ -220,13 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock = time.monotonic
         config = CamelConfig(device=kind, sysfs_root=args.sysfs_root, rails=args.rails, seed=args.seed)
         device = make_device(config)
-        workload = MatmulWorkload(model) if workload_kind == "matmul" else VllmWorkload(args.model, max(_ints(args.batches)))
+        workload = (MatmulWorkload(model) if workload_kind == "matmul"
+                    else VllmWorkload(args.model, max(_ints(args.batches))))
     try:
         offered = sorted(device.available_frequencies_hz())
         if args.frequencies_mhz == "auto":
             freqs = offered
         else:
-            freqs = [min(offered, key=lambda f: abs(f - mhz * 1e6)) for mhz in map(float, args.frequencies_mhz.split(","))]
+            freqs = [min(offered, key=lambda f: abs(f - mhz * 1e6))
+                     for mhz in map(float, args.frequencies_mhz.split(","))]
         rows = measure(
             device, workload, model_name=model.name, frequencies_hz=freqs, batches=_ints(args.batches),
             contexts=_ints(args.contexts), prompt_tokens=args.prompt_tokens, iterations=args.iterations,

@@ -15,8 +15,8 @@ Sections (``--sections fit,plan,slo,slo-metrics,warm``; default all), every figu
 - ``slo-metrics``: the pure ``slo`` policy under e2e and TTFT objectives.
 - ``warm``: camel-ts (the request-level bandit; its priors are per-arm costs) on one trace
   segment, cold and with priors (``set_prior_means``) from an energy model fitted on segment 1,
-  either from a short profiling run of every arm or from its own exploring log (mixed-arm requests credited by share): mean EDP and regret
-  against the best static arm on segment 2, over seeds.
+  either from a short profiling run of every arm or from its own exploring log (mixed-arm requests
+  credited by share): mean EDP and regret against the best static arm on segment 2, over seeds.
 
 Usage: ``python benchmarks/seed_systems.py --out benchmarks/results/seed_systems [--quick]``
 writes ``seed_systems.json`` and the fitted models under ``--out`` (request logs under
@@ -239,8 +239,8 @@ def section_slo_metrics(args: argparse.Namespace, out: dict[str, Any]) -> None:
         ("ttft", 2.0 * float(np.quantile(ttft, 0.9)), 0.9, "2 x default's p90"),
     )
     print(f"\n== slo metrics: {device}, {n} Azure conv requests at {args.slo_rps} req/s, pure slo (EMULATED) ==")
-    print(f"{'metric':>6} {'threshold s':>11} {'quantile':>8} {'energy vs default':>17} {'met':>7} {'EDP vs default':>14}"
-          "  threshold from")
+    print(f"{'metric':>6} {'threshold s':>11} {'quantile':>8} {'energy vs default':>17} {'met':>7} "
+          f"{'EDP vs default':>14}  threshold from")
     rows = []
     ref_edp = float(np.mean([r.edp_js for r in ref.records]))
     for metric, thr, q, how in objectives:
@@ -249,8 +249,8 @@ def section_slo_metrics(args: argparse.Namespace, out: dict[str, Any]) -> None:
         met = res.controller.policy.attainment
         edp = float(np.mean([r.edp_js for r in res.run.records]))
         saved = res.run.energy_j / ref.energy_j - 1
-        print(f"{metric:>6} {thr:11.2f} {q:8.2f} {100 * saved:16.1f}% {100 * met:6.1f}% {100 * (edp / ref_edp - 1):13.1f}%"
-              f"  {how}")
+        print(f"{metric:>6} {thr:11.2f} {q:8.2f} {100 * saved:16.1f}% {100 * met:6.1f}% "
+              f"{100 * (edp / ref_edp - 1):13.1f}%  {how}")
         rows.append({"metric": metric, "threshold_s": round(thr, 3), "quantile": q, "energy_j": res.run.energy_j,
                      "default_energy_j": ref.energy_j, "attainment": met, "mean_edp_js": edp,
                      "default_mean_edp_js": ref_edp, "threshold_from": how})

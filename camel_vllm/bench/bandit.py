@@ -123,7 +123,8 @@ def orin_arms(num_arms: int = 49) -> ArmSet:
 BANDIT_BOARD = "orin-agx-32gb-roofline"
 
 
-def _performance_model() -> tuple[Callable[[IterationWork, float], float], Callable[[IterationWork, float], float], str]:
+def _performance_model() -> tuple[Callable[[IterationWork, float], float], Callable[[IterationWork, float], float],
+                                  str]:
     from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
     from camel_vllm.devices.emulator.roofline import PerformanceModel
 
@@ -154,7 +155,7 @@ def level_mean_costs(level: LoadLevel, arms: ArmSet, time_fn: Callable, power_fn
         e_pre = t_pre * power_fn(prefill, f)
         stall = max(1e-3, 1.0 - lam * t_pre)
 
-        def decode(n: float) -> tuple[float, float]:
+        def decode(n: float, f: float = f) -> tuple[float, float]:
             k = max(1, int(round(n)))
             work = IterationWork({f"r{j}": 1 for j in range(k)}, num_prefill_tokens=0, num_decode_tokens=k,
                                  context_tokens=k * (p_tok + o_tok // 2))
@@ -322,7 +323,8 @@ def run_benchmark(
             "mean_cost_spread": [float(np.ptp(row)) for row in env.mean_costs],
             "policies": {label: r.summary() for label, r in results.items()},
         }
-        curves[env_name] = {label: (r.curve_sum / seeds).tolist() for label, r in results.items() if r.curve_sum is not None}
+        curves[env_name] = {label: (r.curve_sum / seeds).tolist()
+                            for label, r in results.items() if r.curve_sum is not None}
     if len(envs) == 1:
         out["policies"] = out["envs"][envs[0]]["policies"]
     out["_curves"] = curves

@@ -100,7 +100,8 @@ def _window(full: Trace, seed: int, requests: int, seeds: int = 1) -> Trace:
         rows += [dataclasses.replace(r, arrival_s=r.arrival_s + shift) for r in full.requests[: n - len(rows)]]
     t0 = rows[0].arrival_s
     rows = [dataclasses.replace(r, arrival_s=r.arrival_s - t0) for r in rows]
-    note = f"seed {seed}: rows {start}..{(start + n - 1) % len(full)} of {len(full)}" + (" (wrapped round)" if wrapped else "")
+    note = (f"seed {seed}: rows {start}..{(start + n - 1) % len(full)} of {len(full)}"
+            + (" (wrapped round)" if wrapped else ""))
     if n < requests:
         note += f"; the file has only {len(full)} requests"
     return dataclasses.replace(full, requests=tuple(rows), notes=full.notes + (note,))
@@ -229,7 +230,8 @@ def _triple_search(plan: MatrixPlan, setups: dict, traces: dict, runs: dict, bes
     return {key: _triple(arm).label for key, arm in current.items()}
 
 
-def run_matrix(plan: MatrixPlan, *, workers: int = 2, progress: Callable[[int], None] | None = None) -> list[CellResult]:
+def run_matrix(plan: MatrixPlan, *, workers: int = 2,
+               progress: Callable[[int], None] | None = None) -> list[CellResult]:
     """Run every cell (see the module docstring); one process pool for all runs."""
     default = PolicySpec("default", "default")
     base: dict[tuple[str, int], Trace] = {}
@@ -307,18 +309,18 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
     )
     for name in names:
         if name != "default":
-            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of("default"), strict=False)],
-                                            "default")
+            diff = pooled_paired_difference(
+                [(a.records, b.records) for a, b in zip(runs_of(name), runs_of("default"), strict=False)], "default")
             if diff is not None:
                 cell.vs_default[name] = dataclasses.asdict(diff)
         if oracle_runs and name != ORACLE:
-            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), oracle_runs, strict=False)],
-                                            ORACLE)
+            diff = pooled_paired_difference(
+                [(a.records, b.records) for a, b in zip(runs_of(name), oracle_runs, strict=False)], ORACLE)
             if diff is not None:
                 cell.vs_oracle[name] = dataclasses.asdict(diff)
         if triple_runs and name != ORACLE3:
-            diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), triple_runs, strict=False)],
-                                            ORACLE3)
+            diff = pooled_paired_difference(
+                [(a.records, b.records) for a, b in zip(runs_of(name), triple_runs, strict=False)], ORACLE3)
             if diff is not None:
                 cell.vs_triple[name] = dataclasses.asdict(diff)
     oracle_gain = cell.vs_default.get(ORACLE)
@@ -339,8 +341,8 @@ def _cell(plan: MatrixPlan, spec: str, load: float, runs: dict, capacity: dict, 
     for name in peers:  # every learner against every other, request by request
         for other in peers:
             if other != name:
-                diff = pooled_paired_difference([(a.records, b.records) for a, b in zip(runs_of(name), runs_of(other), strict=False)],
-                                                other)
+                diff = pooled_paired_difference(
+                    [(a.records, b.records) for a, b in zip(runs_of(name), runs_of(other), strict=False)], other)
                 if diff is not None:
                     cell.vs_peers.setdefault(name, {})[other] = dataclasses.asdict(diff)
     return cell

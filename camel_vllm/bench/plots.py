@@ -185,7 +185,8 @@ def plot_matrix(cells_in: Any, path: str, policy: str = "camel", title: str | No
     traces = list(dict.fromkeys(c.trace for c in cells_in))
     loads = sorted({c.load for c in cells_in})
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.6 * len(loads) * 2, 1.2 + 0.7 * len(traces)), squeeze=False)
-    for ax, (what, what_title) in zip(axes[0], (("vs_default", "vs default"), ("vs_oracle", "vs best static arm")), strict=False):
+    panels = (("vs_default", "vs default"), ("vs_oracle", "vs best static arm"))
+    for ax, (what, what_title) in zip(axes[0], panels, strict=False):
         grid = np.full((len(traces), len(loads)), np.nan)
         cells: list = []
         for c in cells_in:

@@ -11,7 +11,8 @@ import json
 import math
 import sys
 
-from camel_vllm.bench.bandit import BANDIT_POLICIES, BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves, run_benchmark
+from camel_vllm.bench.bandit import (BANDIT_POLICIES, BENCH_POLICIES, VARIANTS, cost_scale_study, plot_curves,
+                                     run_benchmark)
 from camel_vllm.cli import checks
 from camel_vllm.core.config import ConfigError
 

@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policies", default="default,camel,ts,oracle",
                         help="comma list as in bench sim (default default,camel,ts,oracle)")
     parser.add_argument("--device-profile", action="append", default=None, metavar="NAME|FILE",
-                        help=f"a board: device profile name or file; repeat for several (default {DEFAULT_DEVICE_PROFILE}, "
-                             "or the --config file's device_profile)")
+                        help="a board: device profile name or file; repeat for several "
+                             f"(default {DEFAULT_DEVICE_PROFILE}, or the --config file's device_profile)")
     parser.add_argument("--model-profile", default=None, metavar="NAME|FILE",
                         help="model profile on every board (default: each board's serving model, else llama-3.2-1b)")
     parser.add_argument("--config", default=None, help="YAML with other camel keys (device_profile and "
@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         for spec in plans[0].traces:
             n = len(cell_trace(spec, 0, plans[0].requests, max_context_tokens=plans[0].max_context_tokens))
             if n < plans[0].requests:
-                notes.append(f"{spec} holds {n} requests, fewer than --requests {plans[0].requests}: its cells replay {n}")
+                notes.append(f"{spec} holds {n} requests, fewer than --requests {plans[0].requests}: "
+                             f"its cells replay {n}")
                 print(f"camel-vllm bench matrix: note: {notes[-1]}", file=sys.stderr)
         t0 = time.perf_counter()
         results = []

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "policy that takes them (a key none takes is an error); state_path is refused "
                              "(--state-dir); device, emulation_time and metrics_port are bench sim's own")
     parser.add_argument("--max-num-seqs", type=int, default=None,
-                        help=f"engine --max-num-seqs (default: the board profile's serving value, else {DEFAULT_MAX_NUM_SEQS})")
+                        help="engine --max-num-seqs (default: the board profile's serving value, "
+                             f"else {DEFAULT_MAX_NUM_SEQS})")
     parser.add_argument("--max-num-batched-tokens", type=int, default=None,
                         help="engine token budget per step (default: the board profile's serving value, else "
                              f"{DEFAULT_MAX_NUM_BATCHED_TOKENS})")
@@ -105,7 +106,8 @@ def make_setup(args: argparse.Namespace, base: CamelConfig) -> SimSetup:
     try:
         model, engine = board_serving(args.device_profile or base.device_profile,
                                       model_profile=args.model_profile or getattr(args, "config_model_profile", None),
-                                      max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens)
+                                      max_num_seqs=args.max_num_seqs,
+                                      max_num_batched_tokens=args.max_num_batched_tokens)
         return SimSetup.make(device_profile=args.device_profile, model_profile=model, seed=args.seed,
                              base=base, engine=engine, state_dir=_state_dir(args.state_dir))
     except ConfigError as err:

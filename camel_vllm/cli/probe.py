@@ -179,7 +179,8 @@ def format_report(report: dict[str, Any]) -> str:
     current = report["current_frequency_mhz"]
     lines = [
         f"device:      {report['kind']}{label}  {report['name']}",
-        f"energy:      {report['energy_source']} ({report['energy_method']}), counter {report['energy_j']:.3f} J{label}",
+        f"energy:      {report['energy_source']} ({report['energy_method']}), "
+        f"counter {report['energy_j']:.3f} J{label}",
         f"rails:       {', '.join(report['rails']) or 'none'}",
         f"frequencies: {freqs} MHz",
         f"current:     {'n/a' if current is None else f'{current:g} MHz'}",

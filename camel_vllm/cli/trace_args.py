@@ -57,7 +57,8 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, positional: bool = F
     if positional:
         parser.add_argument("trace", help="trace file (Azure CSV, BurstGPT CSV, Mooncake or timed_trace JSONL)")
     else:
-        parser.add_argument("--trace", required=True, help="trace file (Azure/BurstGPT CSV, Mooncake/timed_trace JSONL)")
+        parser.add_argument("--trace", required=True,
+                            help="trace file (Azure/BurstGPT CSV, Mooncake/timed_trace JSONL)")
     parser.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="trace format (default: detect)")
     parser.add_argument("--start-s", type=float, default=0.0, help="time window start, s since the trace start")
     parser.add_argument("--end-s", type=float, default=None, help="time window end, s since the trace start")

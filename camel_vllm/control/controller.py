@@ -362,7 +362,8 @@ class Controller:
         else:
             cost = self.cost(trace.energy_j, latency_s, request)
             if self.observe_budget > 0:
-                self._pending.extend((arm_index, context, cost, share) for (context, arm_index), share in shares.items())
+                self._pending.extend((arm_index, context, cost, share)
+                                     for (context, arm_index), share in shares.items())
             else:
                 try:
                     for (context, arm_index), share in shares.items():

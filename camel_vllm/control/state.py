@@ -134,7 +134,8 @@ class PolicyStateStore:
             moved = self._move_aside(err.kind)
             logger.warning("camel: learned state %s is %s (%s); moved to %s, learning starts fresh",
                            self.path, err.kind, err.reason, moved)
-            self.load_outcome = f"started cold: the learned state in {self.path} is {err.kind} ({err.reason}), moved to {moved}"
+            self.load_outcome = (f"started cold: the learned state in {self.path} is {err.kind} ({err.reason}), "
+                                 f"moved to {moved}")
             return False
         except OSError as err:
             logger.warning("camel: cannot read learned state %s (%s); learning starts fresh", self.path, err)

@@ -67,7 +67,8 @@ class JtopDevice:
             missing = [r for r in self.rails if r not in available]
             if missing:
                 self._client.close()
-                raise ConfigError("rails", rails, f"jtop reports no rail {', '.join(missing)} (rails: {', '.join(available)})")
+                raise ConfigError("rails", rails,
+                                  f"jtop reports no rail {', '.join(missing)} (rails: {', '.join(available)})")
         self._access = open_sysfs(sysfs_root)
         self._node = find_gpu_devfreq(self._access)
         self.sampler = PowerSampler(self._read_power_w, interval_s, clock=clock, name="camel-jtop").start()

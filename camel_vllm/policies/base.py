@@ -36,8 +36,9 @@ class ModelReadout:
     """What a model-based policy believes of its own models, for metrics and logs.
 
     ``corrections``: kind (energy, service, wait, capacity, load) -> the factor outcomes (and,
-    for load, the requests in the engine) apply to its projections (1.0: none). ``clock_corrections``: (clock Hz, time factor, energy factor)
-    per clock, from the board's own iterations (1.0: the model fits that clock). ``errors``:
+    for load, the requests in the engine) apply to its projections (1.0: none).
+    ``clock_corrections``: (clock Hz, time factor, energy factor) per clock, from the board's own
+    iterations (1.0: the model fits that clock). ``errors``:
     kind (energy, service) -> recent mean |log(measured / projected)| of finished requests.
     ``iterations``: kind (time, energy) -> iterations the board model has learned from.
     ``exploratory_decisions``: decisions where a posterior draw, not the posterior mean, chose.
@@ -85,20 +86,21 @@ class Policy(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
     # ------------------------------------------------------------------ hooks (no-op)
-    def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
+    def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:  # noqa: B027 - a hook, a no-op by design
         """A request arrived."""
 
-    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
+    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:  # noqa: B027 - a hook, a no-op by design
         """The engine's state at a decision, just before ``select``."""
 
-    def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
+    def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,  # noqa: B027 - a hook, a no-op by design
                           energy_j: float | None = None, *, freq_hz: float | None = None,
                           switched: bool = False) -> None:
-        """An iteration that ran tokens ended (a step with none is not reported): its work, its duration (the emulated stretch included) and the
-        device energy counted since the previous mark (``None``: not measured). When the clock
-        follows the work (``Controller.per_step_clock``) the controller also says the clock the
-        step ran at (``freq_hz``) and whether it was switched for it (``switched``: the step
-        then includes the switch's latency)."""
+        """An iteration that ran tokens ended (a step with none is not reported): its work, its
+        duration (the emulated stretch included) and the device energy counted since the previous
+        mark (``None``: not measured). When the clock follows the work
+        (``Controller.per_step_clock``) the controller also says the clock the step ran at
+        (``freq_hz``) and whether it was switched for it (``switched``: the step then includes the
+        switch's latency)."""
 
     def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None = None) -> float | None:
         """The clock (Hz) a step doing ``work`` runs at under ``arm`` (``None``: leave the
@@ -106,10 +108,10 @@ class Policy(ABC):
         for a policy whose cadence says ``chooses_step_clock``; the default is the arm's own rule."""
         return arm.step_freq_hz(work)
 
-    def observe_outcome(self, outcome: RequestOutcome) -> None:
+    def observe_outcome(self, outcome: RequestOutcome) -> None:  # noqa: B027 - a hook, a no-op by design
         """A request finished (credited or not: see ``outcome.energy_measured``)."""
 
-    def maintain(self) -> None:
+    def maintain(self) -> None:  # noqa: B027 - a hook, a no-op by design
         """Work the policy can do ahead of its next ``select``, between decisions."""
 
     def model_readout(self) -> ModelReadout | None:

@@ -252,8 +252,8 @@ def _oracle(inputs: BuildInputs) -> Policy:
 DECLARATIONS = (
     PolicyDeclaration("default", "the highest clock and the largest batch cap: vLLM left alone (Camel's baseline)",
                       lambda i: DefaultPolicy(i.arms, i.rng), listing=3),
-    PolicyDeclaration("static", "one configured arm", lambda i: StaticPolicy(i.arms, static_arm(i.arms, i.params["arm"]),
-                                                                             i.rng),
+    PolicyDeclaration("static", "one configured arm",
+                      lambda i: StaticPolicy(i.arms, static_arm(i.arms, i.params["arm"]), i.rng),
                       params=(Param("arm", None, anything, '[MHZ, BATCH] (MHZ may be "auto") or [MHZ, BATCH, '
                                                           "PREFILL_MHZ]: prefill steps at that clock"),),
                       prefill_clocks=_static_prefill_clocks, listing=4),

@@ -138,7 +138,8 @@ def choice(*options: str, quoted: bool = False) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in options:
             listing = " or ".join(f'"{o}"' for o in options) if quoted else ", ".join(options)
-            raise ConfigError(f"policy_params.{key}", value, f"must be {listing}" if quoted else f"must be one of {listing}")
+            raise ConfigError(f"policy_params.{key}", value,
+                              f"must be {listing}" if quoted else f"must be one of {listing}")
         return value
 
     return check

@@ -116,7 +116,8 @@ def _build(inputs: BuildInputs) -> Policy:
 
 DECLARATION = PolicyDeclaration(
     "voltana", "VoltanaLLM's per-iteration clock rule (arXiv 2509.04827), rebuilt: a peer", _build,
-    params=(Param("tpot_slo_s", None, seconds_or_none, "decode steps' latency SLO (default: slo when tpot, else 67.5 ms)"),
+    params=(Param("tpot_slo_s", None, seconds_or_none,
+                  "decode steps' latency SLO (default: slo when tpot, else 67.5 ms)"),
             Param("ttft_slo_s", None, seconds_or_none, "prefill steps' latency SLO (default: slo when ttft, else "
                                                        "the top clock)")),
     cadence=Cadence(chooses_step_clock=True), listing=11,

@@ -188,7 +188,8 @@ class ZeusTSPolicy(Policy):
 
 DECLARATION = PolicyDeclaration(
     "zeus-ts", "Zeus's batch-size Gaussian Thompson sampling (ml-energy/zeus), on request costs",
-    lambda i: ZeusTSPolicy(len(i.arms), i.rng, window=i.params["window"], num_explorations=i.params["num_explorations"]),
+    lambda i: ZeusTSPolicy(len(i.arms), i.rng, window=i.params["window"],
+                           num_explorations=i.params["num_explorations"]),
     params=(Param("window", ZEUS_WINDOW, integer(minimum=0), "costs kept per arm (0: all history, Zeus's default)"),
             Param("num_explorations", ZEUS_NUM_EXPLORATIONS, integer(minimum=0), "pulls of each arm before sampling")),
     listing=8,

@@ -8,8 +8,9 @@ says. After the wait come the sleep's overshoot and the rest of the step's outpu
 steady: a step now and then takes milliseconds more. The simulator has none of this unless
 given a :class:`HostTime`, measured from a live run's iteration log
 (``CAMEL_VLLM_ITERATION_LOG``) by :func:`fit_host_time`: the own time as a linear fit in the
-step's tokens, tails and gaps as measured quantiles drawn per step from a seeded generator. The default (nothing measured) is the simulator's own engine: steps take exactly the
-modelled time, back to back.
+step's tokens, tails and gaps as measured quantiles drawn per step from a seeded generator.
+The default (nothing measured) is the simulator's own engine: steps take exactly the modelled
+time, back to back.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ class HostTime:
 
         return (f"engine's own time: decode steps {self.decode_step_s * 1e3:.2f} ms + "
                 f"{self.decode_per_token_s * 1e6:.0f} us per request, prefill steps {self.step_s * 1e3:.2f} ms + "
-                f"{self.per_prefill_token_s * 1e6:.0f} us per prefill token + {self.per_decode_token_s * 1e6:.0f} us per "
-                f"decode token; tail {median_ms(self.tails_s):.2f} ms (p99 {p99_ms(self.tails_s):.2f}), gap "
+                f"{self.per_prefill_token_s * 1e6:.0f} us per prefill token + "
+                f"{self.per_decode_token_s * 1e6:.0f} us per decode token; "
+                f"tail {median_ms(self.tails_s):.2f} ms (p99 {p99_ms(self.tails_s):.2f}), gap "
                 f"{median_ms(self.gaps_s):.2f} ms (p99 {p99_ms(self.gaps_s):.2f}); measured on {self.steps} live steps")
 
 
@@ -108,7 +110,8 @@ class HostSampler:
 def _quantiles(values: list[float] | np.ndarray) -> tuple[float, ...]:
     if len(values) == 0:
         return ()
-    return tuple(float(v) for v in np.quantile(np.asarray(values, dtype=float), (np.arange(QUANTILES) + 0.5) / QUANTILES))
+    levels = (np.arange(QUANTILES) + 0.5) / QUANTILES
+    return tuple(float(v) for v in np.quantile(np.asarray(values, dtype=float), levels))
 
 
 def fit_host_time(log_path: str | Path) -> HostTime:

@@ -236,13 +236,15 @@ def build_fake_orin_tree(
     if jetpack == 6:
         device = root / "sys/devices/platform/bus@0/17000000.gpu"
         of_node = root / "sys/firmware/devicetree/base/bus@0/gpu@17000000"
-        node_name, of_name, release = "17000000.gpu", "gpu", "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64"
+        node_name, of_name = "17000000.gpu", "gpu"
+        release = "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64"
         i2c = root / "sys/devices/platform/bus@0/c240000.i2c/i2c-1"
         hwmon_index = {"1-0040": 1, "1-0041": 2}
     else:
         device = root / "sys/devices/17000000.ga10b"
         of_node = root / "sys/firmware/devicetree/base/gpu@17000000"
-        node_name, of_name, release = "17000000.ga10b", "ga10b", "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64"
+        node_name, of_name = "17000000.ga10b", "ga10b"
+        release = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64"
         i2c = root / "sys/devices/platform/c240000.i2c/i2c-1"
         hwmon_index = {"1-0040": 3, "1-0041": 4}
     _write(root / "etc/nv_tegra_release", release)
@@ -292,7 +294,7 @@ def build_fake_orin_tree(
         if label != "NC":
             tree.channels[label] = (address, channel)
     if sum_channel:
-        for address, hwmon in tree.hwmon.items():
+        for hwmon in tree.hwmon.values():
             for channel in (4, 5, 6):  # shunt voltages (mV), no label
                 _write(hwmon / f"in{channel}_input", "8")
             _write(hwmon / "in7_label", "sum of shunt voltages")

@@ -1,6 +1,7 @@
 """vLLM's ``Scheduler`` or ``CamelScheduler`` built in process as an engine core builds it, but
-with no engine (the scheduler tests build theirs here too), and a driver that serves requests through it with made-up tokens: the same
-steps for every scheduler, so their CPU per step compares exactly (``benchmarks/overhead.py``).
+with no engine (the scheduler tests build theirs here too), and a driver that serves requests
+through it with made-up tokens: the same steps for every scheduler, so their CPU per step
+compares exactly (``benchmarks/overhead.py``).
 Needs a real vLLM.
 """
 

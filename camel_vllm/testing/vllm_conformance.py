@@ -390,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m camel_vllm.testing.vllm_conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
-    parser.add_argument("--cache-dir", type=Path, default=None, help=f"default: ${CACHE_DIR_ENV} or {default_cache_dir()}")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help=f"default: ${CACHE_DIR_ENV} or {default_cache_dir()}")
     parser.add_argument("--timeout-s", type=float, default=RUN_TIMEOUT_S)
     args = parser.parse_args(argv)
     arms = list(dict.fromkeys(["stock", *args.arms]))

@@ -120,7 +120,8 @@ def _version(root: Path) -> str | None:
     if not path.is_file():
         return None
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__version__"
+                                                for t in node.targets):
             value = node.value
             return value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) else None
     return None
@@ -179,8 +180,10 @@ def problems(summary: Mapping[str, Any], overrides: Mapping[str, Sequence[str]],
         return found
     scheduler = classes["Scheduler"]
     methods = scheduler["methods"]
-    abstract = [m for m, info in classes["SchedulerInterface"]["methods"].items() if "abstractmethod" in info["decorators"]]
-    found += [f"SchedulerInterface.{m} is abstract and Scheduler does not define it" for m in abstract if m not in methods]
+    abstract = [m for m, info in classes["SchedulerInterface"]["methods"].items()
+                if "abstractmethod" in info["decorators"]]
+    found += [f"SchedulerInterface.{m} is abstract and Scheduler does not define it"
+              for m in abstract if m not in methods]
     init = methods.get("__init__", {}).get("params", [])
     found += [f"EngineCore builds the scheduler with {k}=, which Scheduler.__init__ does not take"
               for k in summary.get("scheduler_built_with", []) if k not in init and "**kwargs" not in init]

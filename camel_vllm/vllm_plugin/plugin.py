@@ -201,7 +201,8 @@ def default_max_num_seqs(args: argparse.Namespace) -> DefaultMaxNumSeqs | None:
         _, by_context = EngineArgs.get_batch_defaults(world_size)
         fallback = int(SchedulerConfig.DEFAULT_MAX_NUM_SEQS)
         if hasattr(args, OPENAI_SERVER_ONLY_ARG):
-            default = DefaultMaxNumSeqs(int(by_context.get(UsageContext.OPENAI_API_SERVER, fallback)), openai_server=True)
+            default = DefaultMaxNumSeqs(int(by_context.get(UsageContext.OPENAI_API_SERVER, fallback)),
+                                        openai_server=True)
         else:
             default = DefaultMaxNumSeqs(max([int(v) for v in by_context.values()] + [fallback]), openai_server=False)
     except Exception:  # noqa: BLE001 - a guess that fails must not stop vLLM; the engine core checks
@@ -236,8 +237,8 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None,
     against the device, opened here only to read what it offers and closed again (nothing is
     written); the policy, built once over those arms and dropped (``policy: slo`` without an
     ``slo`` section, ``policy: oracle``, every ``policy_params`` value). A static arm's batch
-    cap is checked only when either flag was given or the batch sizes are listed (``auto`` caps end at the value vLLM resolves); its
-    frequency always.
+    cap is checked only when either flag was given or the batch sizes are listed (``auto`` caps
+    end at the value vLLM resolves); its frequency always.
     """
     from camel_vllm.core.arms import ArmSet
     from camel_vllm.core.context import ContextModel

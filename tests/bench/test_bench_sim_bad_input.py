@@ -188,11 +188,11 @@ def test_config_profiles_and_seed_apply_and_options_win(tmp_path):
 
 @pytest.mark.parametrize("config, args, line", [
     ("model_profile: no-such-model\n", [],
-     'camel config: model_profile="no-such-model": unknown model profile (known: llama-3.1-8b, llama-3.2-1b, qwen-2.5-3b; '
-     "or give a file path)"),
+     'camel config: model_profile="no-such-model": unknown model profile '
+     "(known: llama-3.1-8b, llama-3.2-1b, qwen-2.5-3b; or give a file path)"),
     ("device_profile: no-such-board\n", [],
-     'camel config: device_profile="no-such-board": unknown device profile (known: h100-sxm, orin-agx-32gb, orin-agx-32gb-roofline, orin-agx-64gb, orin-agx-64gb-roofline; '
-     "or give a file path)"),
+     'camel config: device_profile="no-such-board": unknown device profile (known: h100-sxm, orin-agx-32gb, '
+     "orin-agx-32gb-roofline, orin-agx-64gb, orin-agx-64gb-roofline; or give a file path)"),
     ("", ["--model-profile", "nope"],
      'camel config: --model-profile="nope": unknown model profile (known: llama-3.1-8b, llama-3.2-1b, qwen-2.5-3b; '
      "or give a file path)"),

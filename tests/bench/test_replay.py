@@ -96,7 +96,8 @@ async def _serve_and_replay(trace, **kw):
     fake = FakeServer()
     runner, port = await _start(fake)
     try:
-        run = await replay_async(trace, f"http://127.0.0.1:{port}", metrics_url=f"http://127.0.0.1:{port}/metrics", **kw)
+        run = await replay_async(trace, f"http://127.0.0.1:{port}", metrics_url=f"http://127.0.0.1:{port}/metrics",
+                                 **kw)
     finally:
         await runner.cleanup()
     return fake, run

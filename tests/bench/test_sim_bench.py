@@ -160,7 +160,8 @@ def test_state_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
     trace = _timed_trace(tmp_path / "t.jsonl", 5)
     taken = tmp_path / "a-file"
     taken.write_text("")
-    assert cli_main(["bench", "sim", "--trace", trace, "--state-dir", str(taken), "--json", str(tmp_path / "o.json")]) == 2
+    assert cli_main(["bench", "sim", "--trace", trace, "--state-dir", str(taken),
+                     "--json", str(tmp_path / "o.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f'camel-vllm bench sim: camel config: state-dir="{taken}": exists and is not a folder'
 
@@ -172,11 +173,12 @@ def test_state_dir_with_state_learned_on_other_arms_says_it_started_cold(tmp_pat
         cfg = tmp_path / f"c{run}.yaml"
         cfg.write_text(f"frequencies_mhz: {freqs}\nbatch_sizes: [4, 8]\n")
         out = tmp_path / f"r{run}.json"
-        assert cli_main(["bench", "sim", "--trace", trace, "--policies", "camel", "--config", str(cfg), "--workers", "1",
-                         "--json", str(out), "--state-dir", str(state_dir)]) == 0
+        assert cli_main(["bench", "sim", "--trace", trace, "--policies", "camel", "--config", str(cfg),
+                         "--workers", "1", "--json", str(out), "--state-dir", str(state_dir)]) == 0
     [note] = [n for n in json.loads(out.read_text())["notes"] if n.startswith("camel: ")]
+    # (10 arms: camel's prefill-at-top arms too)
     assert note.startswith(f"camel: started cold: the learned state in {state_dir / 'camel.json'} is foreign "
-                           "(arms is '6 arms', this run has '10 arms (or different labels)'), moved to ")  # camel's prefill-at-top arms too
+                           "(arms is '6 arms', this run has '10 arms (or different labels)'), moved to ")
     # the first run's state is kept aside, and this run's learning is saved in its place
     assert len(list(state_dir.glob("camel.json.foreign-*"))) == 1 and (state_dir / "camel.json").exists()
 

@@ -55,7 +55,8 @@ def test_script_reports_best_static_and_rules(tmp_path, capsys):
     trace_path = tmp_path / "t.csv"
     rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
     for r in _bursty_trace().requests:
-        rows.append(f"2023-11-16 18:{int(r.arrival_s // 60):02d}:{r.arrival_s % 60:010.7f},{r.prompt_tokens},{r.output_tokens}")
+        rows.append(f"2023-11-16 18:{int(r.arrival_s // 60):02d}:{r.arrival_s % 60:010.7f},"
+                    f"{r.prompt_tokens},{r.output_tokens}")
     trace_path.write_text("\n".join(rows) + "\n")
     out = tmp_path / "h.json"
     rc = _headroom().main(["--trace", str(trace_path), "--epochs", "16", "--demand", "1", "--workers", "1",

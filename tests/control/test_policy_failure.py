@@ -116,7 +116,8 @@ def _serve(controller: Controller, device: FakeDevice, requests: int) -> list:
             controller.begin_iteration(EngineSnapshot(now_s, 1, 0, 0))
             now_s += 0.1
             device.energy += 1.0
-            controller.end_iteration(now_s, IterationWork({rid: tokens}, 8 if tokens == 8 else 0, 1 if tokens == 1 else 0))
+            controller.end_iteration(now_s, IterationWork({rid: tokens}, 8 if tokens == 8 else 0,
+                                                          1 if tokens == 1 else 0))
         outcomes.append(controller.request_finished(FinishedRequest(rid, now_s - 0.2, now_s, 8, 1, now_s - 0.2)))
     return outcomes
 

@@ -42,13 +42,15 @@ def test_defaults_and_additional_config():
         ({"alpha": True}, "camel config: alpha=true: must be a number in [0, 1]"),
         ({"frequencies_mhz": []}, 'camel config: frequencies_mhz=[]: must be a non-empty list or "auto"'),
         ({"frequencies_mhz": [612, -1]}, "camel config: frequencies_mhz=[612, -1]: -1 is not valid"),
-        ({"batch_sizes": [4, 8.5]}, "camel config: batch_sizes=[4, 8.5]: 8.5 is not valid: entries must be positive integers"),
+        ({"batch_sizes": [4, 8.5]},
+         "camel config: batch_sizes=[4, 8.5]: 8.5 is not valid: entries must be positive integers"),
         ({"epoch_iterations": 0}, "camel config: epoch_iterations=0: must be an integer >= 1"),
         ({"metrics_port": 70000}, "camel config: metrics_port=70000: must be an integer port"),
         ({"seed": "x"}, 'camel config: seed="x": must be an integer'),
         ({"slo": {"metric": "ttft", "threshold_s": 0}}, "camel config: slo.threshold_s=0: must be a positive number"),
         ({"slo": {"metric": "tbt"}}, 'camel config: slo.metric="tbt": must be one of ttft, tpot, e2e'),
-        ({"state_path": "/nonexistent-folder/s.json"}, 'camel config: state_path="/nonexistent-folder/s.json": folder /nonexistent-folder does not exist'),
+        ({"state_path": "/nonexistent-folder/s.json"},
+         'camel config: state_path="/nonexistent-folder/s.json": folder /nonexistent-folder does not exist'),
     ],
 )
 def test_bad_values_name_key_and_value(section, expected):
@@ -149,7 +151,8 @@ def test_frequencies_against_the_device():
     with pytest.raises(ConfigError) as err:
         resolve_frequencies_hz(CamelConfig(frequencies_mhz=[612, 700]), steps_device())
     assert one_line(err) == (
-        "camel config: frequencies_mhz=[612, 700]: 700 MHz is not offered by device 'steps' (it offers 306, 612, 930.75)"
+        "camel config: frequencies_mhz=[612, 700]: 700 MHz is not offered by device 'steps' "
+        "(it offers 306, 612, 930.75)"
     )
     with pytest.raises(ConfigError, match="has no settable frequencies"):
         resolve_frequencies_hz(CamelConfig(frequencies_mhz=[612]), NullDevice())

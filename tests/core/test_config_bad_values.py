@@ -27,7 +27,8 @@ NAN, INF = float("nan"), float("inf")
 @pytest.mark.parametrize("section, line", [
     ({"rails": 5}, 'camel config: rails=5: must be a rail name, a comma list of names, or "all"'),
     ({"rails": ""}, 'camel config: rails="": must be a rail name, a comma list of names, or "all"'),
-    ({"rails": ["VDD_GPU_SOC"]}, 'camel config: rails=["VDD_GPU_SOC"]: must be a rail name, a comma list of names, or "all"'),
+    ({"rails": ["VDD_GPU_SOC"]},
+     'camel config: rails=["VDD_GPU_SOC"]: must be a rail name, a comma list of names, or "all"'),
     ({"switch_cost": NAN}, "camel config: switch_cost=NaN: must be a finite number >= 0"),
     ({"switch_cost": INF}, "camel config: switch_cost=Infinity: must be a finite number >= 0"),
     ({"epoch_s": NAN}, "camel config: epoch_s=NaN: must be a finite number >= 0"),
@@ -163,7 +164,8 @@ def test_metrics_port_in_use_or_host_not_here_stops_vllm_serve_while_parsing(par
     assert _parse_fails(parser, capsys, {"device": "none", "metrics_port": 0, "metrics_host": "192.0.2.1"}) == (
         'camel config: metrics_host="192.0.2.1": cannot serve metrics on 192.0.2.1:0: Cannot assign requested address')
     assert _parse_fails(parser, capsys, {"device": "none", "metrics_port": 8123}, "--port", "8123") == (
-        "camel config: metrics_port=8123: 8123 is vLLM's own --port (choose another metrics_port, or 0 for any free port)")
+        "camel config: metrics_port=8123: 8123 is vLLM's own --port "
+        "(choose another metrics_port, or 0 for any free port)")
     # a free port parses, and is free again afterwards (the check releases it)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

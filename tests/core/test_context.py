@@ -24,7 +24,8 @@ def test_load_and_prompt_buckets() -> None:
     assert model.context(snap(1.0, 20)).features == (1.0, 0.0)  # load 0.71
     assert model.context(snap(2.0, 28, 30, 30 * 1000)).features == (2.0, 1.0)  # load 2.07, long prompts
     ids = {model.context(snap(3.0 + i, r, w, w * p)).id
-           for i, (r, w, p) in enumerate([(1, 0, 0), (20, 0, 0), (28, 20, 100), (1, 1, 900), (20, 1, 900), (28, 20, 900)])}
+           for i, (r, w, p) in enumerate([(1, 0, 0), (20, 0, 0), (28, 20, 100),
+                                          (1, 1, 900), (20, 1, 900), (28, 20, 900)])}
     assert ids == set(range(6))
 
 

@@ -52,7 +52,8 @@ def autospec_pynvml() -> mock.NonCallableMagicMock:
     fake = mock.create_autospec(pynvml, spec_set=True)
     for name in dir(pynvml):
         value = getattr(pynvml, name)
-        if isinstance(value, (int, float, str, bytes)) or (isinstance(value, type) and issubclass(value, BaseException)):
+        if (isinstance(value, (int, float, str, bytes))
+                or (isinstance(value, type) and issubclass(value, BaseException))):
             setattr(fake, name, value)
     return fake
 

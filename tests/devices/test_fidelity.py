@@ -56,7 +56,8 @@ series:
 
     pm = PerformanceModel(profile, load_model_profile("llama-3.2-1b"))
     work = IterationWork({"r0": 1}, 0, 1, 512)
-    expected = pm.iteration_time_s(work, 0.5 * profile.max_frequency_hz) / pm.iteration_time_s(work, profile.max_frequency_hz)
+    expected = (pm.iteration_time_s(work, 0.5 * profile.max_frequency_hz)
+                / pm.iteration_time_s(work, profile.max_frequency_hz))
     assert row.published == 2.0 and row.emulated == pytest.approx(expected) and row.use == "fitted"
     assert row.holds is (abs(math.log(expected / 2.0)) <= math.log(1.0 + TOLERANCE))
     roofline = fidelity_rows(load_device_profile("orin-agx-32gb-roofline"), measurements=load_measurements(path))

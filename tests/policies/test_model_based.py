@@ -219,8 +219,8 @@ def _orin_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _load(rate: float) -> LoadView:
-    p, l = 800.0, 200.0
-    moments = np.array([[1.0, p, l], [p, 2 * p * p, p * l], [l, p * l, 2 * l * l]])
+    p, o = 800.0, 200.0
+    moments = np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]])
     return LoadView(rate, 1.0, moments, p, 1.0)
 
 
@@ -403,8 +403,8 @@ def test_learned_state_round_trips_through_the_state_file(board_path, tmp_path) 
     setup = _setup(board_path)
     trace = transforms.target_rps(synthetic("on-off", 300, seed=7), 1.0)
     state = tmp_path / "camel.json"
-    run_one(dataclasses.replace(setup, config=setup.config.replace(state_path=str(state))), PolicySpec("camel", "camel"),
-            trace)
+    run_one(dataclasses.replace(setup, config=setup.config.replace(state_path=str(state))),
+            PolicySpec("camel", "camel"), trace)
     config = setup.config.replace(policy="camel")
     freqs = load_device_profile(board_path).frequencies_hz
     arms = ArmSet.product(freqs, [4, 16], [max(freqs)])  # camel's arms: prefill steps may run at the top clock

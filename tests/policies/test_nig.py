@@ -52,7 +52,8 @@ def test_posterior_matches_closed_form_and_scipy_student_t(data: list[float]) ->
     k_n = PRIOR.kappa + len(x)
     mu_n = (PRIOR.kappa * PRIOR.mean + x.sum()) / k_n
     a_n = PRIOR.alpha + len(x) / 2
-    b_n = PRIOR.beta + 0.5 * ((x - x.mean()) ** 2).sum() + PRIOR.kappa * len(x) * (x.mean() - PRIOR.mean) ** 2 / (2 * k_n)
+    b_n = (PRIOR.beta + 0.5 * ((x - x.mean()) ** 2).sum()
+           + PRIOR.kappa * len(x) * (x.mean() - PRIOR.mean) ** 2 / (2 * k_n))
     assert post.kappa[0] == pytest.approx(k_n)
     assert post.mean[0] == pytest.approx(mu_n)
     assert post.alpha[0] == pytest.approx(a_n)

@@ -135,7 +135,7 @@ def test_select_cost_is_bounded_by_vectorised_work() -> None:
     arms = orin_arms()
     policy = build("camel-ts", arms, seed=0)
     rng = np.random.default_rng(0)
-    for step in range(300):
+    for _ in range(300):
         ctx = Context(id=int(rng.integers(6)))
         avail = sorted(rng.choice(len(arms), size=int(rng.integers(1, len(arms) + 1)), replace=False).tolist())
         arm = policy.select(ctx, avail, None)
@@ -213,7 +213,8 @@ def test_removed_neighbour_kappa_loads_at_its_old_default_and_is_one_line_otherw
         with_key = build(name, orin_arms(), seed=5, policy_params={"neighbour_kappa": 0})
         without = build(name, orin_arms(), seed=5)
         assert with_key.params == without.params
-    wrapped = make_policy(CamelConfig(policy="slo", slo=SLOConfig(), policy_params={"inner": "ts", "neighbour_kappa": 0.0}),
+    wrapped = make_policy(CamelConfig(policy="slo", slo=SLOConfig(),
+                                      policy_params={"inner": "ts", "neighbour_kappa": 0.0}),
                           orin_arms(), num_contexts=6)
     assert wrapped.inner.params == without.params
     for params in ({"neighbour_kappa": 4}, {"inner": "camel-ts", "neighbour_kappa": 4}):
@@ -302,13 +303,15 @@ def test_slo_guard_waits_for_evidence() -> None:
 
 def test_slo_policy_wraps_camel_or_runs_frequency_only() -> None:
     slo = SLOConfig(metric="tpot", threshold_s=0.1, quantile=0.9)
-    wrapped = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": "camel-ts", "share_strength": 5.0}),
+    wrapped = make_policy(CamelConfig(policy="slo", slo=slo,
+                                      policy_params={"inner": "camel-ts", "share_strength": 5.0}),
                           orin_arms(), num_contexts=6)
     assert wrapped.inner is not None and wrapped.inner.name == "camel-ts"
     assert wrapped.inner.slo is None  # the SLO policy owns the guard
     alone = make_policy(CamelConfig(policy="slo", slo=slo), orin_arms(), num_contexts=6)
     assert alone.inner is None  # plain ``slo`` is throttLL'eM's frequency-only policy
-    explicit = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": None}), orin_arms(), num_contexts=6)
+    explicit = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": None}), orin_arms(),
+                           num_contexts=6)
     assert explicit.inner is None
     with pytest.raises(ConfigError, match="policy_params.k"):
         make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"k": 3}), orin_arms(), num_contexts=6)

@@ -200,7 +200,7 @@ def test_per_arm_panels_repeat_per_instance_and_other_sums_keep_the_instance():
             per_arm += 1
             continue
         for target in panel.get("targets", []):
-            for agg, by in _AGG_RE.findall(target["expr"]):
+            for _agg, by in _AGG_RE.findall(target["expr"]):
                 assert by and "instance" in [b.strip() for b in by.split(",")], (panel["title"], target["expr"])
             if target.get("format") == "time_series":
                 assert "{{instance}}" in target["legendFormat"], (panel["title"], target["legendFormat"])

@@ -125,7 +125,7 @@ def test_posterior_gauges_are_the_policy_estimates(rig_exporter):
 # -------------------------------------------------------------------- consistency
 def test_pulls_sum_to_decisions_and_requests_to_finished(rig_exporter):
     rig, exporter = rig_exporter
-    for round_ in range(3):
+    for _ in range(3):
         drive(rig, 5)
         got = scrape(exporter)
         decisions = one(got, "camel_decisions_total").value

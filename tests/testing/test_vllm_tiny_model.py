@@ -29,7 +29,8 @@ def test_make_tiny_model_cli(tmp_path, monkeypatch, capsys):
     ids = tokenizer("Return the number of items in a container.")["input_ids"]
     assert ids[0] == tokenizer.bos_token_id and len(ids) > 3
     assert tokenizer.decode(ids, skip_special_tokens=True) == "Return the number of items in a container."
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True)
     assert chat == "<s><|user|>\nhi\n<|assistant|>\n"
     assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"]
     model = AutoModelForCausalLM.from_pretrained(out)

@@ -30,8 +30,9 @@ REQUESTS = [(40 + 13 * i, 3 + (7 * i) % 11) for i in range(20)]
 
 
 def _scheduler(cls: type, model_dir: Path, additional_config: dict, *, async_scheduling: bool = False) -> Scheduler:
-    return build_scheduler(cls, str(model_dir), additional_config, max_num_seqs=MAX_NUM_SEQS, max_num_batched_tokens=512,
-                           num_blocks=NUM_BLOCKS, block_size=BLOCK_SIZE, async_scheduling=async_scheduling)
+    return build_scheduler(cls, str(model_dir), additional_config, max_num_seqs=MAX_NUM_SEQS,
+                           max_num_batched_tokens=512, num_blocks=NUM_BLOCKS, block_size=BLOCK_SIZE,
+                           async_scheduling=async_scheduling)
 
 
 def _add_requests(scheduler: Scheduler) -> None:

@@ -45,7 +45,8 @@ def _camel(**section):
          "camel config: batch_sizes=[4, 12]: 12 is above --max-num-seqs 8"),
         # No --max-num-seqs: vllm serve on CPU defaults to 128 (EngineArgs.get_batch_defaults).
         ([], {"device": "emulated", "batch_sizes": [4, 200]},
-         "camel config: batch_sizes=[4, 200]: 200 is above vLLM's default --max-num-seqs (at most 128 for vllm serve here)"),
+         "camel config: batch_sizes=[4, 200]: 200 is above vLLM's default --max-num-seqs "
+         "(at most 128 for vllm serve here)"),
         # These used to pass the API server and fail in the engine core, under vLLM's traceback (issue 15, item 5).
         ([], {"device": "emulated", "policy": "slo"},
          "camel config: slo=null: policy slo needs an slo section (metric, threshold_s, quantile)"),

@@ -76,7 +76,8 @@ def test_unknown_scheduler_name_is_one_line(parser, capsys):
         (["--max-num-seqs", "8"], {"device": "none", "batch_sizes": [4, 16]}, "batch_sizes", "[4, 16]"),
         ([], {"device": "none", "batch_sizes": [4, 4096]}, "batch_sizes", "[4, 4096]"),  # above any default
         ([], {"device": "none", "alpha": -0.1}, "alpha", "-0.1"),
-        ([], {"device": "none", "state_path": "/nonexistent-dir/state.json"}, "state_path", '"/nonexistent-dir/state.json"'),
+        ([], {"device": "none", "state_path": "/nonexistent-dir/state.json"}, "state_path",
+         '"/nonexistent-dir/state.json"'),
     ],
 )
 def test_bad_config_exits_with_one_line(parser, capsys, extra, section, key, value):
@@ -96,10 +97,12 @@ def test_batch_size_above_serve_default_exits_at_parse_time(parser, capsys):
     default = plugin.default_max_num_seqs(parser.parse_args(["--model", "m"]))
     assert default is not None and default.openai_server
     assert default.value == EngineArgs.get_batch_defaults(1)[1][UsageContext.OPENAI_API_SERVER]
-    args = parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, default.value])])
+    args = parser.parse_args(["--model", "m", "--scheduler", "camel",
+                              *_camel(device="none", batch_sizes=[4, default.value])])
     assert args.scheduler_cls == "camel_vllm.CamelScheduler"
     with pytest.raises(SystemExit):
-        parser.parse_args(["--model", "m", "--scheduler", "camel", *_camel(device="none", batch_sizes=[4, default.value + 1])])
+        parser.parse_args(["--model", "m", "--scheduler", "camel",
+                           *_camel(device="none", batch_sizes=[4, default.value + 1])])
     assert capsys.readouterr().err.strip() == (
         f"camel config: batch_sizes=[4, {default.value + 1}]: {default.value + 1} is above vLLM's default "
         f"--max-num-seqs (at most {default.value} for vllm serve here); pass a larger --max-num-seqs")

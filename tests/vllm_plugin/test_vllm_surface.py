@@ -75,7 +75,8 @@ def test_problems_are_found(installed):
         "make_arg_parser is in vllm.entrypoints.elsewhere.cli_args, where camel does not look",
     ]
     del classes["AsyncScheduler"]
-    assert problems(broken, {}, CLI_ARGS_MODULES) == ["class AsyncScheduler not found in vllm/v1/core/sched/async_scheduler.py"]
+    assert problems(broken, {}, CLI_ARGS_MODULES) == [
+        "class AsyncScheduler not found in vllm/v1/core/sched/async_scheduler.py"]
 
 
 def test_vllm_033_has_what_the_adapter_needs(installed):

@@ -105,7 +105,8 @@ class PerformanceModel:
         if tokens <= 0:
             return IterationCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         prefill_pairs = _prefill_attention_pairs(work)
-        kv_bytes = m.kv_bytes_per_token * (work.context_tokens + tokens + prefill_pairs / max(1, work.num_prefill_tokens))
+        kv_bytes = m.kv_bytes_per_token * (work.context_tokens + tokens
+                                           + prefill_pairs / max(1, work.num_prefill_tokens))
         bytes_moved = m.weight_bytes + kv_bytes
         attn_pairs = work.context_tokens + prefill_pairs
         flops = 2.0 * m.params * tokens + 4.0 * m.layers * m.attention_heads * m.head_dim * attn_pairs

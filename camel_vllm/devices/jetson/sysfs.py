@@ -66,7 +66,8 @@ class SysfsAccess:
 _ACCESS_BY_ROOT: dict[Path, Callable[[str | os.PathLike[str]], SysfsAccess]] = {}
 
 
-def register_sysfs_access(root: str | os.PathLike[str], factory: Callable[[str | os.PathLike[str]], SysfsAccess]) -> None:
+def register_sysfs_access(root: str | os.PathLike[str],
+                          factory: Callable[[str | os.PathLike[str]], SysfsAccess]) -> None:
     """Open ``root`` with ``factory`` instead of :class:`SysfsAccess` (in this process and in
     processes it forks afterwards). Used by :mod:`camel_vllm.testing.fake_sysfs` for fake trees."""
     _ACCESS_BY_ROOT[Path(root).resolve()] = factory
@@ -148,7 +149,8 @@ def select_rails(rails: Sequence[Rail], wanted: str) -> list[Rail]:
     missing = [n for n in names if n not in by_label]
     if missing or not names:
         have = ", ".join(by_label) or "none found"
-        raise ConfigError("rails", wanted, f"no rail {', '.join(missing) or '(empty)'} on this board (rails: {have}; or 'all')")
+        raise ConfigError("rails", wanted,
+                          f"no rail {', '.join(missing) or '(empty)'} on this board (rails: {have}; or 'all')")
     return [by_label[n] for n in names]
 
 

@@ -16,8 +16,9 @@ roofline-shaped: a memory-bound part that does not depend on the clock
 effective bandwidth (``c``); energy is static power x time plus dynamic energy growing
 with V(f)^2 (``g``, ``h``). The token segments carry the roofline's ridge: a short prefill
 chunk rides on the weight reads a decode step pays anyway, a long one is compute bound;
-segments (not hinges) keep the terms apart, so each slope is learned from its own steps. Fitted on the emulated AGX Orin (Llama-3.2-1B, Qwen-2.5-3B; docs/policies.md) the
-forms leave ~1 % error on decode steps and ~5 % on mixed prefill steps.
+segments (not hinges) keep the terms apart, so each slope is learned from its own steps.
+Fitted on the emulated AGX Orin (Llama-3.2-1B, Qwen-2.5-3B; docs/policies.md) the forms leave
+~1 % error on decode steps and ~5 % on mixed prefill steps.
 
 Rows are scaled by 1/y (relative errors: a 20 ms decode step and a 1 s prefill weigh
 alike). Cold, the prior says nothing about magnitudes, and about the clock it says what the
@@ -256,9 +257,9 @@ class BoardModel:
         """The last step of :meth:`fold`: the staged iterations' energy into the energy regression."""
         pending = self._energy_pending
         self._energy_pending = []
-        for count, freqs, terms, en, clock in pending:
+        for staged, freqs, terms, en, _clock in pending:
             x_e = _design(terms, energy_basis(freqs, self.max_freq_hz)) if en.size else None
-            self.energy.forget(self.forget_per_iteration ** count)
+            self.energy.forget(self.forget_per_iteration ** staged)
             if x_e is not None:
                 self.energy.add(x_e / en[:, None], np.ones_like(en))
                 self._energy_scale = max(self._energy_scale, float(en.max()))

@@ -138,7 +138,8 @@ class ModelBasedPolicy(Policy):
         self._caps = np.array([a.max_batch for a in arms.arms], dtype=float)
         knots = segment_knots(int(self._caps.max()))
         # The clock of each arm's prefill steps (its own where it has none other): the clock follows the work.
-        prefill = [a.prefill_freq_hz if a.prefill_freq_hz is not None else f for a, f in zip(arms.arms, self._arm_freq, strict=False)]
+        prefill = [a.prefill_freq_hz if a.prefill_freq_hz is not None else f
+                   for a, f in zip(arms.arms, self._arm_freq, strict=False)]
         prefill_index = np.searchsorted(self._clocks, np.array(prefill, dtype=float))
         self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm, knots, prefill_index)
         #: What a clock switch for a step's work costs (declared by the device, then measured).
@@ -229,12 +230,12 @@ class ModelBasedPolicy(Policy):
         if in_force is None or first_s is None:
             return
         proj, energy_scale, service_scale, wait_scale = in_force
-        p, l = float(request.prompt_tokens), float(request.output_tokens)
+        p, o = float(request.prompt_tokens), float(request.output_tokens)
         e_proj = s_proj = 0.0
         for (_, arm), share in outcome.arm_shares.items():
-            e_proj += share * (proj.energy_prompt_j[arm] * p + proj.energy_output_j[arm] * l)
+            e_proj += share * (proj.energy_prompt_j[arm] * p + proj.energy_output_j[arm] * o)
             s_proj += share * (proj.service_fixed_s[arm] + proj.service_prompt_s[arm] * p
-                               + proj.service_output_s[arm] * l)
+                               + proj.service_output_s[arm] * o)
         # Against the model alone: the corrections in force are taken back out.
         energy = outcome.energy_j if outcome.energy_measured else None
         self.correction.observe((energy, max(0.0, request.finish_s - first_s)),
@@ -493,7 +494,8 @@ class ModelBasedPolicy(Policy):
         if metric == "tpot":
             value = proj.service_output_s
         elif metric == "ttft":
-            value = proj.wait_s + proj.service_fixed_s + proj.service_output_s + proj.service_prompt_s * proj.mean_prompt
+            value = (proj.wait_s + proj.service_fixed_s + proj.service_output_s
+                     + proj.service_prompt_s * proj.mean_prompt)
         else:
             value = proj.latency_s
         ok = value[idx] <= self.slo.threshold_s

@@ -213,7 +213,8 @@ def project(
 
 @dataclass(frozen=True)
 class SteadyStart:
-    """The first half of the steady-state projection (:func:`steady_start`): each arm's step times and energies and its capacity."""
+    """The first half of the steady-state projection (:func:`steady_start`): each arm's step
+    times and energies and its capacity."""
 
     load: LoadView
     caps: np.ndarray

@@ -1,10 +1,10 @@
 """What camel knows of the load: arrival rate and burstiness, and the requests' sizes.
 
 Arrivals give the rate ``lambda`` (requests/s: the larger of the arrival counts decayed with
-half-lives of ``RATE_HALF_LIFE_S`` and ``RECENT_HALF_LIFE_S``) and the squared coefficient of variation of the gaps between them,
-``ca2`` (1 for Poisson arrivals, more for bursts, over the last ~``GAP_MEMORY`` gaps). The
-rate errs towards more load: a rising load is seen within seconds, and a burst that no arm
-can carry ranks arms by capacity alone (see the projection).
+half-lives of ``RATE_HALF_LIFE_S`` and ``RECENT_HALF_LIFE_S``) and the squared coefficient of
+variation of the gaps between them, ``ca2`` (1 for Poisson arrivals, more for bursts, over the
+last ~``GAP_MEMORY`` gaps). The rate errs towards more load: a rising load is seen within
+seconds, and a burst that no arm can carry ranks arms by capacity alone (see the projection).
 Arrivals give the moments of prompt tokens ``P`` at once; finished requests those of output
 tokens ``L`` and their covariance with ``P``, over the last ~``SIZE_MEMORY`` requests. Together
 they make ``E[x x']`` for ``x = (1, P, L)``. Output lengths are unknown in advance, so
@@ -165,8 +165,8 @@ class WorkloadEstimator:
             self._max_chunk = prefill_tokens
 
     def observe_finished(self, prompt_tokens: int, output_tokens: int) -> None:
-        p, l = float(max(0, prompt_tokens)), float(max(1, output_tokens))
-        x = np.array([1.0, p, l])
+        p, o = float(max(0, prompt_tokens)), float(max(1, output_tokens))
+        x = np.array([1.0, p, o])
         self.finished += 1
         a = max(1.0 / SIZE_MEMORY, 1.0 / self.finished)
         self._moments += a * (np.outer(x, x) - self._moments)
@@ -189,9 +189,9 @@ class WorkloadEstimator:
         self._decay_count(now_s)
         age = now_s - self._first_arrival_s
         rates = []
-        for count, tau in zip(self._counts, self._taus, strict=False):
+        for arrivals, tau in zip(self._counts, self._taus, strict=False):
             covered = (1.0 - math.exp(-age / tau)) * tau
-            rates.append(count / covered if covered > 0 else 0.0)
+            rates.append(arrivals / covered if covered > 0 else 0.0)
         return max(rates)
 
     def _decay_count(self, now_s: float) -> None:

@@ -270,8 +270,8 @@ class SLOPolicy(Policy):
         """Whether the arm, at a full batch, serves requests faster than they arrive.
 
         Below that rate the queue grows without bound, which no per-epoch projection of the
-        requests present sees in time (docs/seed-systems.md). Capacity = cap / (mean output x full-batch iteration time),
-        against the arrival rate of the last finished requests plus ``CAPACITY_MARGIN``.
+        requests present sees in time (docs/seed-systems.md). Capacity = cap / (mean output x
+        full-batch iteration time), against the arrival rate of the last finished requests plus ``CAPACITY_MARGIN``.
         """
         rate = self._arrival_rate_per_s()
         if rate <= 0.0:

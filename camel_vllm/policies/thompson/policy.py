@@ -315,7 +315,8 @@ def _build(name: str) -> Any:
             contextual=name == "camel-ts" and inputs.config.contextual, rng=inputs.rng,
             arm_freqs_hz=[a.freq_hz for a in inputs.arms.arms], arm_batches=[a.max_batch for a in inputs.arms.arms],
             params=ThompsonParams(
-                prior=NIGPrior(mean=p["prior_mean"], kappa=p["prior_kappa"], alpha=p["prior_alpha"], beta=p["prior_beta"]),
+                prior=NIGPrior(mean=p["prior_mean"], kappa=p["prior_kappa"], alpha=p["prior_alpha"],
+                               beta=p["prior_beta"]),
                 share_strength=p["share_strength"], additive_kappa=p["additive_kappa"],
                 adaptive_prior=p["adaptive_prior"], slo_min_evidence=p["slo_min_evidence"],
                 queue_guard=p["queue_guard"], additive_kappa_low_load=p["additive_kappa_low_load"],

@@ -161,7 +161,8 @@ class ContextPriors:
         self._prior_cache[row] = (observations, tried, prior)
         self._post_cache.pop(row, None)
 
-    def _context_prior(self, row: int, n_c: np.ndarray, xbar_c: np.ndarray, m2_c: np.ndarray) -> tuple[Any, Any, Any, Any]:
+    def _context_prior(self, row: int, n_c: np.ndarray, xbar_c: np.ndarray,
+                       m2_c: np.ndarray) -> tuple[Any, Any, Any, Any]:
         """The prior of every arm in context ``row``: the base prior, or (contextual) the
         other contexts' posterior discounted to the empirical-Bayes sharing strength."""
         base = self._base_prior()

@@ -64,7 +64,8 @@ def serve_http(host: str, port: int, registry: CollectorRegistry) -> tuple[Any, 
                 "metrics_port", port,
                 f"port already in use on {host} (choose another metrics_port, or 0 for any free port)",
             ) from err
-        raise ConfigError("metrics_host", host, f"cannot serve metrics on {host}:{port}: {err.strerror or err}") from err
+        raise ConfigError("metrics_host", host,
+                          f"cannot serve metrics on {host}:{port}: {err.strerror or err}") from err
 
 
 class MetricsExporter:

@@ -3,8 +3,9 @@
 vLLM's API server serves ``/metrics`` from its own process; the engine core's series reach it
 only when ``PROMETHEUS_MULTIPROC_DIR`` is set before launch: every process then writes its
 values to mmap files there and the API server merges them with ``MultiProcessCollector``
-(prometheus_client's multiprocess mode, which vLLM's ``/metrics`` uses). This writer owns prometheus_client metric objects that are
-*not* registered anywhere (``registry=None``): they exist only to write those files.
+(prometheus_client's multiprocess mode, which vLLM's ``/metrics`` uses). This writer owns
+prometheus_client metric objects that are *not* registered anywhere (``registry=None``): they
+exist only to write those files.
 
 Counters and histograms are updated on controller events (a few mmap writes per decision
 and per finished request). Values that change without events (device energy, power, clock),
