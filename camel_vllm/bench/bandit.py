@@ -52,7 +52,7 @@ BANDIT_POLICIES = ("camel-ts", "ts", "zeus-ts", "ucb", "epsilon", "grid", "defau
 VARIANTS: dict[str, dict[str, Any]] = {
     "zeus-ts-w10": {"policy": "zeus-ts", "policy_params": {"window": 10}},
 }
-ABLATIONS = {
+ABLATIONS: dict[str, dict[str, Any]] = {
     "camel-ts-independent": {"policy": "camel-ts", "policy_params": {"share_strength": 0.0}},
     "camel-ts-flat": {"policy": "camel-ts", "policy_params": {"additive_kappa": 0.0}},
 }
@@ -150,6 +150,7 @@ def level_mean_costs(level: LoadLevel, arms: ArmSet, time_fn: Callable, power_fn
     costs = np.empty(len(arms))
     conc = np.empty(len(arms))
     for i, arm in enumerate(arms.arms):
+        assert arm.freq_hz is not None  # the bandit arms (orin_arms) all name a clock
         f = float(arm.freq_hz)
         t_pre = time_fn(prefill, f)
         e_pre = t_pre * power_fn(prefill, f)

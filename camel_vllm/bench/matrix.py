@@ -251,8 +251,8 @@ def run_matrix(plan: MatrixPlan, *, workers: int = 2,
         learners.insert(0, default)
     statics = static_specs(arm_set(plan.setup)) if want_oracle else []
     by_clock: dict[object, list[PolicySpec]] = {}
-    for spec in statics:
-        by_clock.setdefault(spec.policy_params["arm"][0], []).append(spec)
+    for static in statics:
+        by_clock.setdefault(static.policy_params["arm"][0], []).append(static)
     tasks = []
     traces: dict[tuple[str, float, int], Trace] = {}
     for (spec, seed), tr in base.items():

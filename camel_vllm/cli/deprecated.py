@@ -33,7 +33,7 @@ class DeprecatedAlias(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        noted = getattr(namespace, "_deprecations_noted", set())
+        noted: set[str | None] = getattr(namespace, "_deprecations_noted", set())
         if option_string not in noted:
             notice(self.prog, option_string or self.option_strings[0], self.replacement)
             noted.add(option_string)
@@ -59,5 +59,7 @@ def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str) ->
         raise ValueError(f"add_deprecated_alias: {new} is a {type(target).__name__}; only store/append are aliased")
     return parser.add_argument(
         old, action=DeprecatedAlias, dest=target.dest, replacement=new, append=append, prog=parser.prog,
-        type=target.type, choices=target.choices, nargs=target.nargs, metavar=target.metavar,
+        # type=None is argparse's own default (no conversion); typeshed's add_argument leaves None out.
+        type=target.type,  # type: ignore[arg-type]
+        choices=target.choices, nargs=target.nargs, metavar=target.metavar,
     )

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_device_models(paths: list[str], arm: str | None) -> list[DeviceModel]:
-    models = []
+    models: list[DeviceModel] = []
     for path in paths:
         fitted = EnergyModel.load(path)
         label = arm or fitted.busiest_arm()

@@ -63,7 +63,7 @@ def _help_rewritten(argv: Sequence[str], command: str) -> Iterator[None]:
         yield
         return
     stdout = sys.stdout
-    sys.stdout = _HelpRewriter(stdout, command)  # type: ignore[assignment]
+    sys.stdout = _HelpRewriter(stdout, command)
     try:
         yield
     finally:

@@ -182,7 +182,7 @@ def fit_energy_model(
     )
 
 
-def _floats(values: Sequence[float]) -> tuple[float, float, float]:
+def _floats(values: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     a, b, c = (float(v) for v in values)
     return (a, b, c)
 
@@ -220,7 +220,7 @@ def _band_scores(data: LogData, scorable: np.ndarray, dominant: np.ndarray, mean
     rows = []
     edges = list(BAND_EDGES) + [None]
     for j, label in enumerate(data.labels):
-        for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+        for lo, hi in zip(BAND_EDGES, edges[1:], strict=False):
             in_band = np.isfinite(mean_batch) & (mean_batch >= lo) & (True if hi is None else mean_batch < hi)
             if lo == BAND_EDGES[0]:
                 in_band = in_band | (np.isfinite(mean_batch) & (mean_batch < lo))  # rounding below 1

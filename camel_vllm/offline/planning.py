@@ -137,6 +137,8 @@ def plan(models: Sequence[DeviceModel], tokens: Sequence[tuple[int, int]], *, ze
         raise ValueError("planning needs at least one request")
     names = [m.name for m in models]
     energy, runtime = cost_matrices(models, tokens)
+    n: int  # requests
+    d: int  # devices
     n, d = energy.shape
     best = solve_milp(energy, runtime, zeta, min_share)
     result = PlanResult(zeta=zeta, min_share=min_share, requests=n, devices=names,

@@ -182,7 +182,7 @@ class OraclePolicy(EmpiricalPolicy):
 
     name = "oracle"
 
-    def __init__(self, num_arms: int, true_mean_costs: Sequence[Any], rng: np.random.Generator) -> None:
+    def __init__(self, num_arms: int, true_mean_costs: Sequence[Any] | np.ndarray, rng: np.random.Generator) -> None:
         super().__init__(num_arms, rng)
         table = np.asarray(true_mean_costs, dtype=float)
         if table.ndim == 1:

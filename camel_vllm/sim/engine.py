@@ -250,11 +250,11 @@ class SimEngine:
 
             finished = False
             for r in running:
-                k = tokens.get(r.rid)
-                if k is None:
+                ran = tokens.get(r.rid)
+                if ran is None:
                     continue
                 if r.prefilled < r.prompt:
-                    r.prefilled += k
+                    r.prefilled += ran
                     if r.prefilled >= r.prompt:
                         r.generated = 1
                         r.first_token_s = t

@@ -19,6 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import nnls
@@ -148,7 +149,7 @@ def fit_host_time(log_path: str | Path) -> HostTime:
                     tails_s=_quantiles(tails), gaps_s=_quantiles(gaps), steps=len(worked))
 
 
-def _fit(rows: list[tuple[float, ...]], features) -> list[float]:
+def _fit(rows: Sequence[tuple[float, ...]], features) -> list[float]:
     """Non-negative least squares of the rows' own time (``end_s - begin_s``) on ``features``;
     zeros when there are fewer rows than features."""
     width = len(features(rows[0])) if rows else 0

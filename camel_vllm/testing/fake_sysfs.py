@@ -275,7 +275,7 @@ def build_fake_orin_tree(
 
     tree = FakeOrinTree(root=root, jetpack=jetpack, devfreq=devfreq, class_link=class_link)
     install_fault_injection(root)
-    values = dict(QUIET_RAILS)
+    values: dict[str, tuple[float, float]] = dict(QUIET_RAILS)
     values.update(rails or {})
     for address, index in hwmon_index.items():
         chip = i2c / address

@@ -68,7 +68,7 @@ def corpus_text() -> list[str]:
             module = importlib.import_module(name)
         except ImportError:  # pragma: no cover - a stripped-down Python
             continue
-        text = pydoc.render_doc(module, renderer=pydoc.plaintext)
+        text = pydoc.render_doc(module, renderer=pydoc.plaintext)  # type: ignore[attr-defined]  # not in typeshed
         paragraphs.extend(p.strip() for p in text.split("\n\n") if len(p.strip()) > 40)
     return paragraphs
 

@@ -121,7 +121,7 @@ def give_engine_core_shutdown_grace(grace_s: float = ENGINE_SHUTDOWN_GRACE_S) ->
         return False
 
     @functools.wraps(original)
-    def get_engine_process_shutdown_timeout(request_timeout, process_timeout):  # type: ignore[no-untyped-def]
+    def get_engine_process_shutdown_timeout(request_timeout, process_timeout):
         timeout = original(request_timeout, process_timeout)
         if request_timeout == 0 and timeout == 0:
             return grace_s
@@ -251,6 +251,7 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None,
     if max_num_seqs is not None or max_num_active_seqs is not None:
         # Only --max-num-active-seqs given: it is the cap (vLLM refuses one above --max-num-seqs).
         seqs = max_num_seqs if max_num_seqs is not None else max_num_active_seqs
+        assert seqs is not None  # one of the two is set (the condition above)
         active = None if max_num_active_seqs is None else int(max_num_active_seqs)
         batch_sizes = resolve_batch_sizes(config, EngineLimits(max_num_seqs=int(seqs), max_num_active_seqs=active))
     elif config.batch_sizes != "auto":
@@ -305,22 +306,23 @@ def _wrap_parse(parser: argparse.ArgumentParser) -> None:
     original: Callable[..., Any] = parser.parse_known_args
 
     @functools.wraps(original)
-    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
+    def parse_known_args(args=None, namespace=None):
         namespace, rest = original(args, namespace)
         check_camel_args(namespace)
         return namespace, rest
 
-    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    # This one parser's method is replaced; the wrapper takes what the overloaded original takes.
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign,assignment]
 
 
-def wrap_add_cli_args(engine_args_cls: type) -> bool:
+def wrap_add_cli_args(engine_args_cls: type[Any]) -> bool:
     """Wrap ``engine_args_cls.add_cli_args``. Returns False if it was already wrapped."""
     original = engine_args_cls.__dict__["add_cli_args"].__func__
     if getattr(original, _WRAPPED_MARK, False):
         return False
 
     @functools.wraps(original)
-    def add_cli_args(parser, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def add_cli_args(parser, *args, **kwargs):
         parser = original(parser, *args, **kwargs)
         add_scheduler_option(parser)
         _wrap_parse(parser)

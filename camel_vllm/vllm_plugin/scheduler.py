@@ -98,9 +98,11 @@ class _CamelMixin:
     #: instance whose ``__init__`` never ran: vLLM's own tests build schedulers with
     #: ``object.__new__`` and set only vLLM's attributes; such an object is vLLM's scheduler.
     _camel_stopped: bool = True
+    #: vLLM's admission cap (an attribute of vLLM's ``Scheduler``); camel sets it to the arm's cap.
+    max_num_active_reqs: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         log_path = os.environ.get(ITERATION_LOG_ENV)
         if log_path:  # checked before the device is opened: a FIFO here would block the engine's start
             try:
@@ -110,7 +112,7 @@ class _CamelMixin:
                 raise SystemExit(2) from err
         # vLLM's admission cap at start-up (--max-num-active-seqs, default --max-num-seqs): the
         # arms are built up to it and no cap ever goes above it.
-        self._camel_max_active = int(self.max_num_active_reqs)  # type: ignore[attr-defined]
+        self._camel_max_active = int(self.max_num_active_reqs)
         # One entry per schedule() not yet matched by update_from_output() (FIFO: vLLM's
         # batch queue keeps the order): the work, and the debug-log row (or None).
         self._camel_pending: deque[tuple[IterationWork, dict[str, Any] | None]] = deque()

@@ -52,7 +52,7 @@ def answer_vllm_version() -> bool:
         return original(distribution_name)
 
     version._camel_vllm_patched = True  # type: ignore[attr-defined]
-    importlib.metadata.version = version  # type: ignore[assignment]
+    importlib.metadata.version = version
     return True
 
 

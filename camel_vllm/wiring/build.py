@@ -119,7 +119,8 @@ def resolve_frequencies_hz(config: CamelConfig, device: Device) -> list[float | 
     offered = sorted(device.available_frequencies_hz())
     writable = device.info().can_set_frequency and not config.read_only
     if config.frequencies_mhz == "auto":
-        return auto_frequencies_hz(offered) if offered and writable else [None]
+        auto: list[float | None] = list(auto_frequencies_hz(offered)) if offered and writable else [None]
+        return auto
     if not offered:
         raise ConfigError(
             "frequencies_mhz", list(config.frequencies_mhz),

@@ -300,7 +300,7 @@ class JetsonDevice:
         return total_w
 
     def _sensor_update_s(self) -> float | None:
-        slowest = None
+        slowest: float | None = None
         for hwmon in {r.hwmon for r in self.rails}:
             try:
                 interval_s = float(self.access.read(hwmon / "update_interval")) / 1000.0

@@ -353,7 +353,9 @@ class ModelBasedPolicy(Policy):
             rate = None
             if self._chores:
                 rate = self.workload.rate_per_s(self._last_now_s) * self.load_checks.occupancy
-                if abs(math.log(max(rate, 1e-9) / max(self._steady.rate_per_s, 1e-9))) > EARLY_RATE_TOLERANCE:
+                last = self._steady
+                assert last is not None  # built above on the first model decision
+                if abs(math.log(max(rate, 1e-9) / max(last.rate_per_s, 1e-9))) > EARLY_RATE_TOLERANCE:
                     self._start_steady()  # the rate itself moved: the steady state with it
                     self._finish_steady()
                     rate = None

@@ -375,7 +375,7 @@ def _build(inputs: BuildInputs) -> Policy:
     the SLO-safe arms, built without ``slo`` (this policy owns the guard) from its own params."""
     inner_name = inputs.params.get("inner")
     inner = None
-    if inner_name not in (None, "none"):
+    if inner_name is not None and inner_name != "none":
         assert inputs.make_inner is not None
         inner = inputs.make_inner(inner_name, {k: v for k, v in inputs.params.items() if k != "inner"})
     return SLOPolicy(inputs.config, inputs.arms, inputs.num_contexts, inner)

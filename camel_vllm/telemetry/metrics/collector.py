@@ -29,10 +29,17 @@ _MODEL_COUNTERS = frozenset(spec.name for spec in s.MODEL_METRICS if spec.type =
 
 
 def _family(spec: s.MetricSpec) -> Metric:
+    if spec.type == "histogram":
+        return HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+    return _series(spec)
+
+
+def _series(spec: s.MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
+    """The family of a counter or gauge spec: one value per sample (histograms: :func:`_histogram`)."""
     if spec.type == "counter":
         return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
     if spec.type == "histogram":
-        return HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+        raise TypeError(f"{spec.name} is a histogram: its family is built by _histogram")
     return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
 
 
@@ -83,18 +90,18 @@ class CamelCollector(Collector):
     # ------------------------------------------------------------------ families
     def _arm_families(self, snap: TallySnapshot) -> Iterable[Metric]:
         arms = self.controller.arms
-        pulls, requests, energy = _family(s.ARM_PULLS), _family(s.ARM_REQUESTS), _family(s.ARM_ENERGY)
+        pulls, requests, energy = _series(s.ARM_PULLS), _series(s.ARM_REQUESTS), _series(s.ARM_ENERGY)
         for (ctx, index), n in sorted(snap.pulls.items()):
             pulls.add_metric([*arm_labels(arms[index]), ctx], float(n))
-        for (ctx, index), n in sorted(snap.requests.items()):
-            requests.add_metric([*arm_labels(arms[index]), ctx], n)
+        for (ctx, index), weight in sorted(snap.requests.items()):
+            requests.add_metric([*arm_labels(arms[index]), ctx], weight)
         for (ctx, index), j in sorted(snap.arm_energy_j.items()):
             energy.add_metric([*arm_labels(arms[index]), ctx, self.energy_source], j)
         yield from (pulls, requests, energy)
 
     def _estimate_families(self) -> Iterable[Metric]:
         arms = self.controller.arms
-        mean, std = _family(s.ARM_COST_MEAN), _family(s.ARM_COST_STD)
+        mean, std = _series(s.ARM_COST_MEAN), _series(s.ARM_COST_STD)
         for est in self.reader.estimates():
             labels = [*arm_labels(arms[est.arm_index]), context_label(est.context_id)]
             mean.add_metric(labels, est.mean)
@@ -105,24 +112,24 @@ class CamelCollector(Collector):
         controller = self.controller
         arms = controller.arms
         current = controller.current_index
-        selected, available = _family(s.ARM_SELECTED), _family(s.ARM_AVAILABLE)
+        selected, available = _series(s.ARM_SELECTED), _series(s.ARM_AVAILABLE)
         for index, arm in enumerate(arms.arms):
             selected.add_metric(list(arm_labels(arm)), 1.0 if index == current else 0.0)
             available.add_metric(list(arm_labels(arm)), 1.0 if arms.available[index] else 0.0)
-        freq = _family(s.GPU_FREQUENCY)
-        arm = controller.current_arm
-        if arm is not None and arm.freq_hz is not None and not controller.batch_only:
-            freq.add_metric(["target"], arm.freq_hz)
+        freq = _series(s.GPU_FREQUENCY)
+        in_force = controller.current_arm
+        if in_force is not None and in_force.freq_hz is not None and not controller.batch_only:
+            freq.add_metric(["target"], in_force.freq_hz)
         if current_freq_hz is not None:
             freq.add_metric(["current"], current_freq_hz)
-        cap = _family(s.BATCH_CAP)
+        cap = _series(s.BATCH_CAP)
         cap.add_metric([], float(controller.batch_cap))
-        info = _family(s.CONTROLLER_INFO)
+        info = _series(s.CONTROLLER_INFO)
         info.add_metric([self.info_labels[k] for k in s.CONTROLLER_INFO.labels], 1.0)
         yield from (selected, available, freq, cap, info)
 
     def _energy_families(self, energy_j: float | None, power_w: float | None) -> Iterable[Metric]:
-        energy, power = _family(s.ENERGY), _family(s.POWER)
+        energy, power = _series(s.ENERGY), _series(s.POWER)
         if energy_j is not None:
             energy.add_metric([self.energy_source], energy_j)
         if power_w is not None:
@@ -130,7 +137,7 @@ class CamelCollector(Collector):
         yield from (energy, power)
 
     def _model_families(self) -> Iterable[Metric]:
-        families = {spec.name: _family(spec) for spec in s.MODEL_METRICS}
+        families = {spec.name: _series(spec) for spec in s.MODEL_METRICS}
         counted = self._counted
         for name, labels, value in model_samples(self.reader.model_readout()):
             if name in _MODEL_COUNTERS:  # the policy's running count, never shown going back
@@ -140,7 +147,7 @@ class CamelCollector(Collector):
         yield from families.values()
 
     def _event_counters(self, snap: TallySnapshot) -> Iterable[Metric]:
-        decisions, switches, errors = _family(s.DECISIONS), _family(s.FREQUENCY_SWITCHES), _family(s.DEVICE_ERRORS)
+        decisions, switches, errors = _series(s.DECISIONS), _series(s.FREQUENCY_SWITCHES), _series(s.DEVICE_ERRORS)
         decisions.add_metric([], float(snap.decisions))
         switches.add_metric([], float(snap.frequency_switches))
         for kind, n in sorted(snap.device_errors.items()):

@@ -83,7 +83,9 @@ class MultiprocessWriter:
         self.reader = reader
         self.energy_source = energy_source
         self.refresh_s = refresh_s
-        self._m = {spec.name: _metric(spec) for spec in s.ALL_METRICS}
+        # name -> Counter, Gauge or Histogram as the spec says; the checker cannot tell which
+        # per name, so the values are Any (as the cached children below).
+        self._m: dict[str, Any] = {spec.name: _metric(spec) for spec in s.ALL_METRICS}
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._energy_written_j = 0.0

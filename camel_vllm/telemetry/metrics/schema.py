@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 MetricType = Literal["counter", "gauge", "histogram"]
+#: How prometheus_client's multiprocess collector merges a gauge across processes.
+MultiprocessMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
+                           "livemostrecent"]
 
 #: Labels of per-arm series: the arm's clock in MHz (``format_mhz``: ``"930.75"``, ``"auto"``
 #: for a batch-only arm), its batch cap, and the decision context id (``"0"`` when the
@@ -51,7 +54,7 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
     #: How vLLM's multiprocess collector merges this gauge across processes.
-    multiprocess_mode: str = "livemostrecent"
+    multiprocess_mode: MultiprocessMode = "livemostrecent"
 
     @property
     def exposed_names(self) -> tuple[str, ...]:
