@@ -52,7 +52,10 @@ def camel_section(vllm_config: Any) -> dict[str, Any]:
     """The ``"camel"`` entry of ``additional_config`` for the arm under test."""
     if _arm == "default":
         return {"device": "none", "policy": "default"}
-    cap = min(SMALL_CAP, int(vllm_config.scheduler_config.max_num_seqs))
+    scheduler_config = vllm_config.scheduler_config
+    active = getattr(scheduler_config, "max_num_active_seqs", None)  # vLLM's admission cap, when set
+    # Arms above the admission cap are refused at start-up (issue 23): clip to it as well.
+    cap = min(SMALL_CAP, int(scheduler_config.max_num_seqs), int(active) if active is not None else SMALL_CAP)
     return {"device": "none", "policy": "static", "policy_params": {"arm": ["auto", cap]}}
 
 

@@ -8,7 +8,7 @@ three times, each in its own pytest process:
   (``CamelScheduler`` / ``CamelAsyncScheduler``) with the same arguments and
   ``additional_config={"camel": {"device": "none", "policy": "default"}}``; it must give stock's
   outcome test for test;
-- ``small-cap``: the same, with a static arm capping admission at ``min(SMALL_CAP, max_num_seqs)``
+- ``small-cap``: the same, with a static arm capping admission at ``min(SMALL_CAP, max_num_seqs, max_num_active_seqs)``
   (``policy: static``, ``policy_params: {arm: ["auto", cap]}``): only tests that assert how many
   requests are admitted may differ (``tests/vllm_plugin/test_vllm_conformance.py`` lists them).
 

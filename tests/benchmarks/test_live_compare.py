@@ -39,8 +39,11 @@ def test_live_compare_completes_every_request(tmp_path, capsys):
     assert "camel vs default (EMULATED energy" in printed
     # Absolute emulated time (the demo's default): the same requests also went through the simulator.
     sim = data["details"]["simulator"]
-    assert set(sim) == {"default", "camel"}
-    assert all(sim[k]["energy_j"] > 0 and sim[k]["mean_edp_js"] > 0 for k in sim)
+    assert set(sim) == {"default", "camel", "host_time"}
+    # The live engine's own time per step, measured on the default run, went into the simulator.
+    assert sim["host_time"]["steps"] > 0 and sim["host_time"]["step_s"] + sim["host_time"]["decode_step_s"] > 0
+    assert set(data["details"]["simulator_without_host_time"]) == {"default", "camel"}
+    assert all(sim[k]["energy_j"] > 0 and sim[k]["mean_edp_js"] > 0 for k in ("default", "camel"))
     assert "simulator on the same requests (EMULATED)" in printed
     assert any("absolute time" in n for n in data["notes"])
     assert any("warm-started from 200 simulated requests" in n for n in data["notes"])
