@@ -196,6 +196,8 @@ class Controller:
         self.per_step_clock = bool(arms.follows_work or self.cadence.chooses_step_clock)
         #: Clock switches made for a step's work (not at a decision).
         self.step_switches = 0
+        #: Clocks the device refused or capped (Hz): a step never asks for one again.
+        self.refused_freqs_hz: set[float] = set()
         self._last_snapshot: EngineSnapshot | None = None
         #: The policy that raised from a hook (None: none did); ``policy`` is then a DefaultArmPolicy.
         self.failed_policy: Policy | None = None
@@ -280,7 +282,9 @@ class Controller:
         except Exception as err:
             self._policy_failed("step_frequency", err)
             target = self.arms[self.current_index or 0].freq_hz
-        if target is None or target == self.applied_freq_hz:
+        if target in self.refused_freqs_hz:  # refused once (a policy may not know): the arm's own clock
+            target = arm.freq_hz
+        if target is None or target == self.applied_freq_hz or target in self.refused_freqs_hz:
             return
         before = self.applied_freq_hz
         if not self._apply_frequency(target):
@@ -526,6 +530,7 @@ class Controller:
             logger.warning("camel: setting %.0f Hz failed (%s); that frequency is now unavailable", freq_hz, err)
             self._device_error("set_frequency")
             self.arms.disable_frequency(freq_hz)
+            self.refused_freqs_hz.add(freq_hz)
             return False
         self.applied_freq_hz = applied_hz
         # another step read back: the device is capping us (nvpmodel, thermal, power limit)
@@ -537,6 +542,7 @@ class Controller:
             )
             self._device_error("frequency_mismatch")
             self.arms.disable_frequency(freq_hz)
+            self.refused_freqs_hz.add(freq_hz)
             return False
         return True
 

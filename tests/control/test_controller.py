@@ -262,6 +262,25 @@ def test_frequency_mismatch_disables_that_frequency():
     assert first.freq_hz == 306e6 and controller.applied_freq_hz == 306e6
 
 
+def test_a_refused_prefill_clock_is_asked_for_once():
+    """A prefill clock the device caps is switched off and never asked for again on later steps."""
+    device = FakeDevice(FREQS_HZ, cap_hz=612e6)  # the device runs at most 612 MHz
+    device.freq_hz = 306e6
+    arms = ArmSet.product(FREQS_HZ, (4, 8), prefill_freqs_hz=[930.75e6])
+    prefill_arm = arms.index(next(a for a in arms if a.freq_hz == 306e6 and a.prefill_freq_hz == 930.75e6))
+    controller = Controller(arms=arms, policy=ScriptedPolicy([prefill_arm]), device=device, cost=LogEDPCost(),
+                            context_model=ContextModel(contextual=False, max_batch=8), epoch_iterations=100)
+    assert controller.per_step_clock
+    prefill = work({"a": 8}, prefill=8)
+    for i in range(5):
+        controller.begin_iteration(snap(float(i), running=1))
+        controller.step_frequency(prefill)
+        controller.end_iteration(i + 0.5, prefill)
+    assert device.writes.count(930.75e6) == 1  # asked once, read back 612 MHz, never asked again
+    assert controller.applied_freq_hz == 306e6 and controller.refused_freqs_hz == {930.75e6}
+    assert not controller.arms.available[prefill_arm]
+
+
 def test_failed_write_disables_only_that_frequency():
     device = FakeDevice(FREQS_HZ, refuse="error")
     controller, policy, _ = make(script=[0, 2], device=device)

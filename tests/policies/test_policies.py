@@ -317,6 +317,24 @@ def test_slo_policy_wraps_camel_or_runs_frequency_only() -> None:
         make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"k": 3}), orin_arms(), num_contexts=6)
 
 
+def test_slo_around_voltana_runs_voltanas_step_clock() -> None:
+    """slo with a per-step inner policy: the step clock is the inner rule's, not the arm's."""
+    from camel_vllm.core.events import IterationWork
+
+    slo = SLOConfig(metric="tpot", threshold_s=0.1, quantile=0.9)
+    arms = orin_arms()
+    wrapped = make_policy(CamelConfig(policy="slo", slo=slo, policy_params={"inner": "voltana"}), arms,
+                          num_contexts=6)
+    alone = make_policy(CamelConfig(policy="voltana", slo=slo), arms, num_contexts=6)
+    low = arms[0]  # the lowest clock: voltana runs the top clock until its step-time model is fitted
+    decode = IterationWork(tokens_by_request={"a": 1, "b": 1}, num_prefill_tokens=0, num_decode_tokens=2)
+    expected = alone.step_frequency(decode, low)
+    assert expected is not None and expected != low.freq_hz
+    assert wrapped.step_frequency(decode, low) == expected
+    plain = make_policy(CamelConfig(policy="slo", slo=slo), arms, num_contexts=6)
+    assert plain.step_frequency(decode, low) == low.freq_hz
+
+
 def test_queue_guard_leaves_out_caps_below_the_demand() -> None:
     from camel_vllm.core.events import EngineSnapshot
 

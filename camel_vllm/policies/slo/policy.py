@@ -25,7 +25,7 @@ import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.declaration import BuildInputs, PolicyDeclaration
 from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
@@ -289,6 +289,12 @@ class SLOPolicy(Policy):
             return 0.0
         span = max(self._arrivals_s) - min(self._arrivals_s)
         return (len(self._arrivals_s) - 1) / span if span > 0 else 0.0
+
+    def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None = None) -> float | None:
+        """The inner policy's clock for this step (a per-step rule such as voltana's), else the arm's."""
+        if self.inner is not None:
+            return self.inner.step_frequency(work, arm, snapshot)
+        return arm.step_freq_hz(work)
 
     def maintain(self) -> None:
         """Between decisions: the inner policy's housekeeping (see ThompsonPolicy.maintain)."""
