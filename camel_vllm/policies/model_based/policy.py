@@ -11,8 +11,8 @@ shape and is never allowed to project a lower clock faster than the highest.
 
 Until the board model has ``warmup_iterations`` iterations and ``warmup_requests`` requests have
 shown their sizes (64 iterations and 32 requests by default), the policy plays the default arm
-(highest clock, largest cap: vLLM left alone). Costs handed to :meth:`observe` are not used: the policy learns from iterations (``observe_iteration``) and finished requests
-(``observe_outcome``).
+(highest clock, largest cap: vLLM left alone). Costs handed to :meth:`observe` are not used: the
+policy learns from iterations (``observe_iteration``) and finished requests (``observe_outcome``).
 """
 
 from __future__ import annotations
