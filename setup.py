@@ -45,7 +45,7 @@ setup(
         "gpu": ["vllm" + _compat_constant("SUPPORTED_VLLM")],
         "jetson": ["jetson-stats>=4.2"],
         "nvml": ["nvidia-ml-py>=12.535"],
-        "test": ["pytest>=8", "nvidia-ml-py>=12.535", "jsonschema>=4.18", "ruff>=0.8", "mypy>=1.13"],
+        "test": ["pytest>=8", "pytest-xdist>=3.6", "nvidia-ml-py>=12.535", "jsonschema>=4.18", "ruff>=0.8", "mypy>=1.13"],
     },
     entry_points={
         "vllm.general_plugins": ["camel = camel_vllm:register"],

@@ -21,6 +21,11 @@ from camel_vllm.cli import main as cli_main
 CLI = "import sys; from camel_vllm.cli import main; sys.exit(main())"
 
 
+#: The tests here share a module-scoped fixture: one xdist worker runs them all (scripts/test.sh
+#: distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_cli_bad_input")
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, str]:
     """A request log and two fitted models (from a short simulation), a binary file, a folder."""

@@ -101,6 +101,11 @@ def test_profile_file_with_nan_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------- at vllm serve's parser
+#: The tests here share a module-scoped fixture: one xdist worker runs them all (scripts/test.sh
+#: distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_config_bad_values")
+
+
 @pytest.fixture(scope="module")
 def parser():
     camel_vllm.register()

@@ -64,6 +64,11 @@ def _is_camel(entry: Path) -> bool:
     return entry.suffix == ".pth" and "camel" in entry.read_text(encoding="utf-8", errors="replace").lower()
 
 
+#: The tests here share a module-scoped fixture: one xdist worker runs them all (scripts/test.sh
+#: distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_wheel_install")
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Path]:
     """sdist from the checkout, wheel from the sdist, venv with the wheel installed."""

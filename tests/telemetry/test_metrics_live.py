@@ -29,6 +29,11 @@ NUM_REQUESTS = 6
 REFRESH_WAIT_S = 2.5
 
 
+#: The tests here share a module-scoped fixture: one xdist worker runs them all (scripts/test.sh
+#: distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_metrics_live")
+
+
 @pytest.fixture(scope="module")
 def live(tiny_model_dir, tmp_path_factory):
     """Run the server once; return what both endpoints said after the requests."""

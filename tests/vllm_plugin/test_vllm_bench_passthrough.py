@@ -40,6 +40,11 @@ def _camel_vllm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=COMMAND_TIMEOUT_S, cwd=str(cwd), env=env)
 
 
+#: The tests here share a module-scoped fixture: one xdist worker runs them all (scripts/test.sh
+#: distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_vllm_bench_passthrough")
+
+
 @pytest.fixture(scope="module")
 def camel_server(tiny_model_dir, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("server")

@@ -16,6 +16,11 @@ from camel_vllm.vllm_plugin import plugin
 from camel_vllm.vllm_plugin.registry import UnknownSchedulerError, is_camel, resolve_scheduler
 
 
+#: The tests here share a module-scoped fixture: one xdist worker runs them all (scripts/test.sh
+#: distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_vllm_plugin")
+
+
 @pytest.fixture(scope="module")
 def parser():
     camel_vllm.register()

@@ -38,6 +38,11 @@ def _adapter_overrides() -> dict[str, list[str]]:
     return overrides
 
 
+#: The tests here share a module-scoped fixture: one xdist worker runs them all (scripts/test.sh
+#: distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_vllm_surface")
+
+
 @pytest.fixture(scope="module")
 def installed() -> dict:
     return extract(Path(vllm.__file__).resolve().parent)
