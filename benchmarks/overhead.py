@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"trace: {len(requests)} requests, {sum(r.prompt_tokens for r in requests)} prompt and "
           f"{sum(r.output_tokens for r in requests)} output tokens; model {args.model}; servers "
           f"{', '.join(spec.label for spec in specs)}", flush=True)
-    with machine_lock():  # no other vLLM server on the machine while we measure
+    with machine_lock(exclusive=True):  # no other vLLM server on the machine while we measure
         print(f"scheduler CPU per step, in process ({args.in_process_passes} passes each)", flush=True)
         in_process = scheduler_cpu_in_process(args.model, requests, args.max_num_seqs, args.in_process_passes)
         runs = dict(zip((spec.label for spec in specs + logged),

@@ -10,4 +10,6 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU
 # goes to starting vLLM engines, whose imports and waits overlap well. A module whose tests share a
 # module-scoped fixture is marked xdist_group and runs on one worker (--dist loadgroup).
 workers=${CAMEL_TEST_WORKERS:-2}
+# As many vLLM test servers side by side as workers (camel_vllm/testing/vllm_server.machine_lock).
+export CAMEL_VLLM_SERVER_SLOTS=${CAMEL_VLLM_SERVER_SLOTS:-$(( workers > 1 ? workers : 1 ))}
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadgroup "$@"

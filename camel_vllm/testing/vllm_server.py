@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 LOCK_PATH = "/tmp/camel-vllm.lock"
+#: Environment variable: how many vLLM servers the tests may run side by side (default 1).
+SERVER_SLOTS_ENV = "CAMEL_VLLM_SERVER_SLOTS"
 #: The checkout this package runs from (editable install): servers start there, traces are found next to it.
 REPO = Path(__file__).resolve().parents[2]
 #: Engine start-up on 2 cores with --enforce-eager takes 25-35 s; allow for a busy machine.
@@ -84,14 +86,45 @@ class Server:
 
 
 @contextlib.contextmanager
-def machine_lock(path: str = LOCK_PATH) -> Iterator[None]:
-    """Hold the machine-wide vLLM lock (fcntl, same as ``flock``)."""
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+def machine_lock(path: str = LOCK_PATH, *, exclusive: bool = False) -> Iterator[None]:
+    """Hold one of the machine's vLLM server slots (fcntl, same as ``flock``), or all of them
+    (``exclusive``: no other server runs meanwhile, as a measurement needs).
+
+    The slots are ``SERVER_SLOTS_ENV`` (default 1: one server at a time); ``scripts/test.sh``
+    sets it to its number of test workers, so two engines may start side by side."""
+    slots = server_slots()
+    paths = [path if i == 0 else f"{path}.{i}" for i in range(slots)]
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(open(p, "a+")) for p in paths]
+        held: list[int] = []
         try:
+            if exclusive or slots == 1:
+                for fh in handles:  # in order: two exclusive holders cannot deadlock
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                    held.append(fh.fileno())
+            else:
+                while not held:
+                    for fh in handles:
+                        try:
+                            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        except BlockingIOError:
+                            continue
+                        held.append(fh.fileno())
+                        break
+                    else:
+                        time.sleep(0.2)
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            for fd in held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def server_slots() -> int:
+    """How many vLLM servers may run side by side (``SERVER_SLOTS_ENV``; 1 when unset or bad)."""
+    try:
+        return max(1, int(os.environ.get(SERVER_SLOTS_ENV, "1")))
+    except ValueError:
+        return 1
 
 
 def free_port() -> int:
