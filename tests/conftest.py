@@ -50,3 +50,23 @@ def ensure_tiny_model(path: Path = TINY_MODEL_DIR) -> Path:
 def tiny_model_dir() -> Path:
     """Path of the tiny Llama model (built on first use)."""
     return ensure_tiny_model()
+
+
+#: Words that mark a test module as one that starts vLLM engines (servers, the demo, vLLM's own
+#: scheduler tests), then as one that runs vLLM's or camel-vllm's CLI in a new interpreter.
+_ENGINE_WORDS = ("tiny_model_dir", "vllm_server", "vllm_conformance", "live_compare", "TINY")
+_CLI_WORDS = ("import vllm", "from vllm", "venv", "subprocess")
+
+
+def _weight(path: Path, seen: dict[Path, int] = {}) -> int:  # noqa: B006 - a per-session cache
+    if path not in seen:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        seen[path] = 0 if any(w in text for w in _ENGINE_WORDS) else 1 if any(w in text for w in _CLI_WORDS) else 2
+    return seen[path]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start vLLM engines first, then those that start a new interpreter, then the
+    rest (a stable sort: order kept within each kind): the long ones start early and the short
+    ones fill in, so with several xdist workers (scripts/test.sh) no long test runs alone at the end."""
+    items.sort(key=lambda item: _weight(Path(str(item.path))))
