@@ -9,7 +9,6 @@ the same change (only line offsets differ: vLLM 0.33.0's arg_utils.py moved).
 from __future__ import annotations
 
 import importlib.util
-import os
 import py_compile
 import shutil
 import subprocess
@@ -106,10 +105,8 @@ def test_033_patch_makes_the_same_change():
     assert len(hunks_033) == len(hunks_032) and hunks_033 != hunks_032
 
 
-@pytest.mark.skipif(not os.environ.get("CAMEL_VLLM_033_SRC"),
-                    reason="CAMEL_VLLM_033_SRC (the vllm/ folder of the unpacked vllm-0.33.0 sdist) not set")
-def test_033_patch_applies_to_the_033_source():
-    root = Path(os.environ["CAMEL_VLLM_033_SRC"]).resolve().parent
+def test_033_patch_applies_to_the_033_source(vllm_033_src: Path) -> None:
+    root = vllm_033_src.resolve().parent
     result = _apply(PATCH_033, root, "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout and "offset" not in result.stdout

@@ -3,8 +3,9 @@
 The installed vLLM (0.32.0 in CI) is read from its site-packages folder; vLLM 0.33.0, which
 has no CPU build to install, from data/vllm-0.33.0-surface.json: the summary of the
 ``vllm-0.33.0.tar.gz`` sdist made by :mod:`camel_vllm.testing.vllm_surface` (sha256 and commands
-in docs/vllm-integration.md, "Supported vLLM versions"). Set ``CAMEL_VLLM_033_SRC`` to the
-``vllm/`` folder of the unpacked sdist to check that the summary is what it says.
+in docs/vllm-integration.md, "Supported vLLM versions"), checked against the source itself,
+fetched once and sha256-pinned (:mod:`camel_vllm.testing.vllm_source`; ``CAMEL_VLLM_033_SRC`` names
+an unpacked ``vllm/`` folder to use instead).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -99,8 +99,6 @@ def test_vllm_033_has_what_the_adapter_needs(installed):
     assert summary["functions"]["make_arg_parser"]["file"] == "entrypoints/common/cli_args.py"
 
 
-@pytest.mark.skipif(not os.environ.get("CAMEL_VLLM_033_SRC"),
-                    reason="CAMEL_VLLM_033_SRC (the vllm/ folder of the unpacked vllm-0.33.0 sdist) not set")
-def test_snapshot_is_the_033_source():
-    summary = extract(Path(os.environ["CAMEL_VLLM_033_SRC"]))
+def test_snapshot_is_the_033_source(vllm_033_src: Path) -> None:
+    summary = extract(vllm_033_src)
     assert summary == json.loads(SNAPSHOT_033.read_text(encoding="utf-8"))
