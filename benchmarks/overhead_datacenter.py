@@ -2,12 +2,13 @@
 
 Two measurements, no server (``benchmarks/overhead.py`` measures throughput against live servers):
 
-1. **Controller replay, 84 arms.** The simulator serves the Azure conversation trace on the
+1. **Controller replay, 161 arms.** The simulator serves the Azure conversation trace on the
    emulated H100 (``h100-sxm``, Llama-3.1-8B, ``--max-num-seqs 256``, 8192 tokens a step) at 0.8
    of its capacity under the default arm; its iterations (up to 256 requests a step) are replayed
-   through a ``camel``-policy controller over the board's auto grid (12 clocks x 7 caps), with a
+   through a ``camel``-policy controller over the board's auto grid (12 clocks x 7 caps, and the 11 x 7
+   whose prefill steps run at the top clock: 161 arms), with a
    zero-cost device and with the emulated H100, each iteration timed (wall and thread CPU), as
-   ``overhead_replay.py`` does for the Orin's 49 arms.
+   ``overhead_replay.py`` does for the Orin's 91.
 2. **Scheduler CPU per step in process, sync and async.** vLLM's ``Scheduler`` and
    ``AsyncScheduler`` (async scheduling is vLLM's default on GPUs) against ``CamelScheduler`` with
    the ``camel`` policy on the emulated H100, 256 sequences, the same requests for each, driven as

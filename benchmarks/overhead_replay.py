@@ -44,9 +44,9 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
                       device_profile: str = "orin-agx-32gb", model_profile: str = "llama-3.2-1b",
                       iteration_s: float = 0.01) -> dict[str, Any]:
     """Replay recorded iterations through a ``camel``-policy controller over ``frequencies_mhz`` x
-    ``batch_sizes`` (default: Camel's 49 arms on the Orin) and time each one. ``device_kind``
-    ``free`` (reads cost nothing, a constant 10 W energy counter) or ``emulated``
-    (``device_profile``); every iteration takes ``iteration_s`` on the replay's clock.
+    ``batch_sizes`` (default: Camel's 7 x 7 grid on the Orin, 91 arms with camel's prefill-at-top
+    arms) and time each one. ``device_kind``: ``free`` (reads cost nothing, a constant 10 W
+    energy counter) or ``emulated`` (``device_profile``); every iteration takes ``iteration_s`` on the replay's clock.
 
     The heap is frozen for the garbage collector first (``gc.freeze()``), as vLLM's engine core
     does after start-up (``vllm.utils.gc_utils.freeze_gc_heap``): otherwise a collection of
@@ -58,6 +58,8 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
     from camel_vllm.core.config import CamelConfig
     from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
     from camel_vllm.testing.fake_device import FakeDevice
+    from camel_vllm.core.arms import ArmSet
+    from camel_vllm.policies.registry import prefill_clocks_hz
     from camel_vllm.wiring.build import EngineLimits, build_controller
 
     config = CamelConfig.from_mapping({
@@ -78,7 +80,10 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
         energy_method="constant 10 W", clock=lambda: clock[0], idle_power_w=10.0)
     controller = build_controller(config, EngineLimits(max(batch_sizes)), device=device,
                                   clock=lambda: clock[0], with_metrics=False)
-    expected = len(set(frequencies_mhz)) * len(set(batch_sizes))
+    # Every (clock, cap) pair, plus the pairs whose prefill-heavy steps run at the top clock
+    # (camel's default prefill_clock: top; docs/camel-model.md): 49 + 42 = 91 on the Orin's grid.
+    freqs_hz = [f * 1e6 for f in frequencies_mhz]
+    expected = len(ArmSet.product(freqs_hz, batch_sizes, prefill_clocks_hz(config, freqs_hz)))
     assert len(controller.arms) == expected, (len(controller.arms), expected)
     seen: dict[str, tuple[float, int]] = {}
     timings: list[int] = []
