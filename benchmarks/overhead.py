@@ -15,8 +15,9 @@ and outputs clipped to the model), four measurements:
 3. **Controller in the engine** (here): wall and thread-CPU time per iteration from the
    iteration log of one more camel server per device, which logs (``CAMEL_VLLM_ITERATION_LOG``)
    and is not timed.
-4. **Controller replay, 49 arms** (``overhead_replay.py``): the iterations of (2) replayed
-   through a ``camel``-policy controller over 7 frequencies x 7 batch caps, in a fresh
+4. **Controller replay, 91 arms** (``overhead_replay.py``): the iterations of (2) replayed
+   through a ``camel``-policy controller over 7 frequencies x 7 batch caps (and the 6 x 7 whose
+   prefill steps run at the top clock), in a fresh
    interpreter, with a zero-cost device and with the emulated Orin.
 
 Targets: controller p50 <= 20 us, p99 <= 200 us per iteration; camel throughput >= 0.98 x
@@ -42,7 +43,8 @@ from typing import Any, Sequence
 from camel_vllm.testing.in_process import in_process_scheduler, scheduler_pass_cpu_ns
 from camel_vllm.testing.vllm_server import TraceRequest, machine_lock, read_iteration_log, trace_requests
 
-from overhead_replay import replay_in_fresh_interpreter, replay_repeated, summary_us  # benchmarks/, beside this file
+# benchmarks/, beside this file
+from overhead_replay import replay_in_fresh_interpreter, replay_repeated, summary_us, write_json
 from overhead_throughput import SETTLE_S, ServerSpec, measure_interleaved, paired_ratios
 
 REPO = Path(__file__).resolve().parent.parent
@@ -241,16 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         per = replay["per_iteration"]
         label = "emulated Orin (emulated)" if replay["emulated"] else "zero-cost device"
         cpu_ = replay["per_iteration_cpu"]
-        print(f"controller replay, camel policy, 49 arms, {label}: wall p50 {per['p50_us']:.1f} us, "
+        print(f"controller replay, camel policy, {replay['arms']} arms, {label}: wall p50 {per['p50_us']:.1f} us, "
               f"p99 {per['p99_us']:.1f} us; thread CPU p50 {cpu_['p50_us']:.1f} us, p99 {cpu_['p99_us']:.1f} us; "
               f"decision iterations p50 {replay['decision_iterations']['p50_us']:.1f} us "
               f"(median-p99 replay of {replay['replays']}; p99 of each: "
               f"{', '.join(f'{v:.0f}' for v in replay['p99_us_all_replays'])} us)")
-    if args.json_path:
-        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json_path, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        print(f"wrote {args.json_path}")
+    write_json(args.json_path, result)
     return 0
 
 

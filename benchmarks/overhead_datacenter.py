@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
@@ -33,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from overhead_replay import replay_repeated  # benchmarks/, beside this file
+from overhead_replay import replay_repeated, write_json  # benchmarks/, beside this file
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE_PROFILE = "h100-sxm"
@@ -176,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scheduler CPU per step, {mode}, best of {args.passes}: stock {best['stock']:.0f} us, "
               f"camel ({in_process['camel_arms']} arms, emulated H100) {best['camel']:.0f} us: "
               f"camel adds {entry['camel_adds_us_per_step_best']:.0f} us")
-    if args.json_path:
-        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json_path, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        print(f"wrote {args.json_path}")
+    write_json(args.json_path, result)
     return 0
 
 

