@@ -9,6 +9,7 @@ Real-engine tests start servers through :func:`camel_vllm.testing.vllm_server.st
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import tempfile
@@ -58,11 +59,11 @@ _ENGINE_WORDS = ("tiny_model_dir", "vllm_server", "vllm_conformance", "live_comp
 _CLI_WORDS = ("import vllm", "from vllm", "venv", "subprocess")
 
 
-def _weight(path: Path, seen: dict[Path, int] = {}) -> int:  # noqa: B006 - a per-session cache
-    if path not in seen:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        seen[path] = 0 if any(w in text for w in _ENGINE_WORDS) else 1 if any(w in text for w in _CLI_WORDS) else 2
-    return seen[path]
+@functools.lru_cache(maxsize=None)
+def _weight(path: Path) -> int:
+    """0: starts vLLM engines; 1: starts an interpreter; 2: the rest (read once per module)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return 0 if any(w in text for w in _ENGINE_WORDS) else 1 if any(w in text for w in _CLI_WORDS) else 2
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
