@@ -69,6 +69,11 @@ DOUBT_PER_SQRT_REQUESTS = 1.0
 #: this share of the best arm's: one epoch of exploration never risks more (a draw that makes
 #: a clock's energy look a tenth of the top clock's would otherwise buy any queue).
 EXPLORE_MARGIN = 0.1
+#: An arm is played instead of the default arm only if its cost at the posterior mean is at
+#: least this share below the default arm's: a projected gain smaller than the margin camel is
+#: judged by (2 %, "no harm") is within the projection's error, and near saturation chasing it
+#: lost (docs/camel-model.md, the H100 at loads 0.8-1.0).
+DEVIATION_HURDLE = 0.02
 #: The queue-free projection (:func:`~camel_vllm.policies.model_based.projection.steady_start`)
 #: is computed ahead of a decision, in two halves on the iterations expected to come this
 #: many iterations (or steps of the recent length) before it and the next, so the decision
@@ -387,6 +392,11 @@ class ModelBasedPolicy(Policy):
             # request in it, beyond what one epoch's projection charges the arm.
             margin = EXPLORE_MARGIN if queue.num_waiting == 0 else 0.0
             trusted = allowed[robust[allowed] <= (1.0 + margin) * float(robust[allowed].min())]
+            default = self._default_index
+            if default in allowed:  # an arm not clearly cheaper than vLLM's own configuration is not played
+                clears = cost_mean[trusted] <= (1.0 - DEVIATION_HURDLE) * cost_mean[default]
+                clear = trusted[(trusted == default) | clears]
+                trusted = clear if clear.size else np.array([default])
             choice = int(trusted[np.argmin(scored[trusted])])
             if choice != int(allowed[np.argmin(robust[allowed])]):
                 self.exploratory_decisions += 1  # the draw, not the mean model, chose this arm

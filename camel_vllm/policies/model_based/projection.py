@@ -12,7 +12,8 @@ closed form. Requests flow through at ``min(lambda, mu)``.
 closed form); a running request shares its decode steps with ``1 + Poisson(N_s)``
 requests, at most ``B``. A decode step takes ``t_d(N)``; other requests' prefill chunks
 stretch it to ``t = t_d / (1 - rho_p)``, ``rho_p = lambda E[P] g_t`` (``g_t``: seconds per
-prefill token, the secant at the mean chunk). A request's service time is its prefill
+prefill token, the secant at the mean chunk beside ``N_s`` decoding: ``N_s`` is solved once
+with ``g_t`` beside a full batch, then again with it beside that ``N_s``). A request's service time is its prefill
 (``chunks x t_d + P g_t``) plus ``L - 1`` decode steps. Waiting for a free slot under the cap
 is the G/G/B queue of Sakasegawa's approximation (Sakasegawa 1977; Whitt 1993, "Approximations
 for the GI/G/m queue") at full batch: ``Wq = E[S]/B x rho^(sqrt(2(B+1)) - 1) / (1 - rho) x
@@ -233,6 +234,19 @@ class SteadyStart:
     c: np.ndarray
     k_dec: np.ndarray
     capacity: np.ndarray
+    #: What :func:`chunk_marginal` needs to price a prefill token beside ``n`` decoding rather
+    #: than beside a full batch: (G, A, 2, 5) coefficients of each arm's clock and of its
+    #: prefill clock (None: the arm's own), (G, 5) the top clock's time, the context per
+    #: decode request (over CONTEXT_SCALE), the token knots, and the switches' share per
+    #: prefill token ((G, A) time and energy; 0 where none).
+    arm_coef: np.ndarray | None = None
+    prefill_coef: np.ndarray | None = None
+    top_coef: np.ndarray | None = None
+    context: float = 0.0
+    knots: tuple[float, float] = SEGMENT_TOKENS
+    switch_t: Any = 0.0
+    switch_e: Any = 0.0
+    prefill_differs: np.ndarray | None = None  # (A,) the arm's prefill clock is not its own
 
 
 def steady_start(
@@ -297,8 +311,13 @@ def steady_start(
     g_e = np.maximum(v_tok[..., 1], 0.0)
     beta_t = (t_full - t1) / arms.span
     beta_e = np.maximum(v_full[..., 1] - e1, 0.0) / arms.span
+    switch_t: Any = 0.0
+    switch_e: Any = 0.0
+    prefill_coef = None
     if arms.prefill_index is not None:
-        g_t, g_e = _prefill_at_own_clock(arms, per_clock, top, t_full, v_full, g_t, g_e, load, mean_p, switch)
+        g_t, g_e, switch_t, switch_e = _prefill_at_own_clock(arms, per_clock, top, t_full, v_full, g_t, g_e, load,
+                                                             mean_p, switch)
+        prefill_coef = coef[:, arms.prefill_index]
 
     # Capacity at a full batch: A0 c mu^2 - (A0 + K + B c) mu + B = 0 (smaller root), with
     # S(mu) = A0 + K / (1 - mu c): A0 the prefill, K the decode steps, c the prefill share.
@@ -308,14 +327,18 @@ def steady_start(
     lin = a0 + k_dec + caps * c
     capacity = 2.0 * caps / (lin + np.sqrt(np.maximum(lin * lin - 4.0 * caps * a0 * c, 0.0)))
     return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
-                       t1, t_full, g_t, e1, g_e, beta_t, beta_e, c, k_dec, capacity)
+                       t1, t_full, g_t, e1, g_e, beta_t, beta_e, c, k_dec, capacity,
+                       coef[:, ci], prefill_coef, top_time_coef, load.decode_context_tokens / CONTEXT_SCALE,
+                       arms.knots, switch_t, switch_e,
+                       None if arms.prefill_index is None else arms.prefill_index != ci)
 
 
 def _prefill_at_own_clock(arms: ArmGeometry, per_clock: np.ndarray, top: np.ndarray, t_full: np.ndarray,
                           v_full: np.ndarray, g_t: np.ndarray, g_e: np.ndarray, load: LoadView, mean_p: float,
-                          switch: Any) -> tuple[np.ndarray, np.ndarray]:
+                          switch: Any) -> tuple[np.ndarray, np.ndarray, Any, Any]:
     """Per prefill token: the prefill clock's marginal time and energy, the chunk's share of the
-    base step's change from the arm's clock to the prefill clock, and two switches per prompt."""
+    base step's change from the arm's clock to the prefill clock, and two switches per prompt
+    (also returned alone, as time and energy per prefill token: 0 without ``switch``)."""
     assert arms.prefill_index is not None
     pi, bi, nb = arms.prefill_index, arms.cap_index, arms.distinct_caps.size
     chunk = load.mean_chunk_tokens
@@ -325,12 +348,50 @@ def _prefill_at_own_clock(arms: ArmGeometry, per_clock: np.ndarray, top: np.ndar
     differs = pi != arms.clock_index
     gt_p = np.maximum(np.maximum(p_tok[..., 0], top[:, 1 + nb + bi]), FLOOR) + (p_t_full - t_full) / chunk
     ge_p = np.maximum(p_tok[..., 1], 0.0) + (p_full[..., 1] - v_full[..., 1]) / chunk
+    switch_t: Any = 0.0
+    switch_e: Any = 0.0
     if switch is not None:
         power_w = np.maximum(p_full[..., 1], FLOOR) / np.maximum(p_t_full, FLOOR)
         latency_s, energy_j = switch.cost(power_w)
-        gt_p = gt_p + 2.0 * latency_s / max(mean_p, 1.0)
-        ge_p = ge_p + 2.0 * energy_j / max(mean_p, 1.0)
-    return np.where(differs, np.maximum(gt_p, FLOOR), g_t), np.where(differs, np.maximum(ge_p, 0.0), g_e)
+        switch_t = np.where(differs, 2.0 * latency_s / max(mean_p, 1.0), 0.0)
+        switch_e = np.where(differs, 2.0 * energy_j / max(mean_p, 1.0), 0.0)
+        gt_p = gt_p + switch_t
+        ge_p = ge_p + switch_e
+    return (np.where(differs, np.maximum(gt_p, FLOOR), g_t), np.where(differs, np.maximum(ge_p, 0.0), g_e),
+            switch_t, switch_e)
+
+
+def chunk_marginal(sp: SteadyStart, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(G, A) seconds and joules one prefill token adds to a step it shares with ``n`` (G, A)
+    decoding requests, on each arm (as ``g_t`` and ``g_e`` of :func:`steady_start`, which are
+    taken beside a full batch: right for the capacity, where the batch is full, but below it a
+    larger cap would price the same chunk higher where the token segments are convex, though
+    the cap holds no one back). An arm whose prefill steps run at another clock adds the
+    chunk's share of the two clocks' steps of ``n`` and the switches."""
+    assert sp.arm_coef is not None and sp.top_coef is not None
+    chunk = sp.load.mean_chunk_tokens
+    knots, inv_chunk = sp.knots, 1.0 / chunk
+    flat = n.reshape(-1)
+    seg_n = _segments(flat, knots).reshape(n.shape + (3,))
+    dseg = (_segments(flat + chunk, knots).reshape(n.shape + (3,)) - seg_n) * inv_chunk
+    own = sp.arm_coef if sp.prefill_coef is None else sp.prefill_coef
+    add = np.einsum("gakj,gaj->gak", own[..., 1:4], dseg)  # (G, A, 2)
+    top_add = np.einsum("gj,gaj->ga", sp.top_coef[:, 1:4], dseg)
+    g_t = np.maximum(np.maximum(add[..., 0], top_add), FLOOR)
+    g_e = np.maximum(add[..., 1], 0.0)
+    if sp.prefill_coef is None:
+        return g_t, g_e
+    work = np.concatenate([np.ones(n.shape + (1,)), seg_n, (n * sp.context)[..., None]], axis=-1)
+    top_t = np.einsum("gj,gaj->ga", sp.top_coef, work)
+    on_arm = np.einsum("gakj,gaj->gak", sp.arm_coef, work)
+    on_prefill = np.einsum("gakj,gaj->gak", sp.prefill_coef, work)
+    base_t = (np.maximum(on_prefill[..., 0], top_t) - np.maximum(on_arm[..., 0], top_t)) * inv_chunk
+    base_e = (on_prefill[..., 1] - on_arm[..., 1]) * inv_chunk
+    differs = sp.prefill_differs
+    assert differs is not None  # set wherever prefill_coef is
+    gt_p = np.maximum(g_t + base_t + sp.switch_t, FLOOR)
+    ge_p = np.maximum(g_e + base_e + sp.switch_e, 0.0)
+    return np.where(differs, gt_p, g_t), np.where(differs, ge_p, g_e)
 
 
 def steady_finish(sp: SteadyStart) -> Steady:
@@ -345,12 +406,13 @@ def steady_finish(sp: SteadyStart) -> Steady:
     chunk, chunks = load.mean_chunk_tokens, load.mean_chunks
     flow = np.minimum(capacity * RHO_CAP, lam)  # what gets through
 
-    # Mean number running besides a request: N = flow S(N), S(N) = A + B' N (closed form).
-    stretch = 1.0 / (1.0 - np.minimum(flow * c, RHO_CAP))  # others' prefill in its steps
-    steps = (mean_l - 1.0) * stretch + chunks
-    grow = flow * service_scale * steps * beta_t
-    running = flow * service_scale * (steps * t1 + c) / np.maximum(1.0 - grow, 1e-9)
-    running = np.minimum(np.maximum(running + (grow >= 1.0) * caps, 0.0), caps - 1.0)
+    # Mean number running besides a request (closed form); then once more with the prefill
+    # token priced beside that many decoding rather than beside a full batch (chunk_marginal).
+    running, stretch = _occupancy(flow, c, mean_l, chunks, service_scale, beta_t, t1, caps)
+    if sp.arm_coef is not None:
+        g_t, g_e = chunk_marginal(sp, np.minimum(running + 1.0, caps))
+        c = mean_p * g_t
+        running, stretch = _occupancy(flow, c, mean_l, chunks, service_scale, beta_t, t1, caps)
     t_d = t1 + beta_t * running
     t_bar = t_d * stretch
 
@@ -371,7 +433,8 @@ def steady_finish(sp: SteadyStart) -> Steady:
     # Waiting for a slot under the cap: G/G/B at a full batch (Sakasegawa).
     rho = np.minimum(lam / capacity, RHO_CAP)
     service_full = caps / capacity
-    cs2 = ((k_dec * (1.0 / max(mean_l - 1.0, 1.0))) ** 2 * var_l + (g_t * service_scale) ** 2 * var_p) / service_full**2
+    cs2 = ((k_dec * (1.0 / max(mean_l - 1.0, 1.0))) ** 2 * var_l
+           + (sp.g_t * service_scale) ** 2 * var_p) / service_full**2  # a full batch's service
     wq = service_full * sp.inv_caps * rho**sp.wait_exponent / (1.0 - rho) * (load.ca2 + cs2) * 0.5
 
     fastest = capacity.max(axis=-1, keepdims=True)
@@ -392,6 +455,18 @@ def steady_finish(sp: SteadyStart) -> Steady:
         service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
         mean_prompt=mean_p, mean_output=mean_l,
     )
+
+
+def _occupancy(flow: np.ndarray, c: np.ndarray, mean_l: float, chunks: float, service_scale: Any,
+               beta_t: np.ndarray, t1: np.ndarray, caps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean number running besides a request, ``N = flow S(N)`` with ``S(N) = A + B' N`` (closed
+    form, at most ``cap - 1``), and the stretch of its steps by others' prefill (``c``: a
+    request's prefill seconds)."""
+    stretch = 1.0 / (1.0 - np.minimum(flow * c, RHO_CAP))
+    steps = (mean_l - 1.0) * stretch + chunks
+    grow = flow * service_scale * steps * beta_t
+    running = flow * service_scale * (steps * t1 + c) / np.maximum(1.0 - grow, 1e-9)
+    return np.minimum(np.maximum(running + (grow >= 1.0) * caps, 0.0), caps - 1.0), stretch
 
 
 def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: float | None = None) -> Projection:
