@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from camel_vllm.control.ledger import EnergyLedger
 from camel_vllm.core.arms import ArmSet, same_frequency
 from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
 from camel_vllm.core.context import ContextModel
@@ -107,17 +108,6 @@ class DefaultArmPolicy(Policy):
         return None
 
 
-@dataclass
-class _RequestTrace:
-    """Per-request accumulators: energy charged so far and tokens per (context, arm) key."""
-
-    energy_j: float = 0.0
-    tokens_by_slot: dict[int, int] = field(default_factory=dict)  # slot: see Controller._slot
-    iteration_shares: float = 0.0  # sum over iterations of tokens / iteration's tokens
-    first_s: float | None = None  # begin of the first iteration that served it
-    unmeasured: bool = False  # served by an iteration whose energy was not measured
-
-
 class Controller:
     """Chooses and applies arms; measures and credits per-request cost to the policy."""
 
@@ -181,7 +171,8 @@ class Controller:
         self._failing_seen = 0
         self._energy_measurable = device.info().energy_source != "none"
         self._energy_reading = getattr(device, "energy_reading", None)  # looked up once: hot path
-        self._traces: dict[str, _RequestTrace] = {}
+        #: Per-request energy attribution (docs: camel_vllm.control.ledger).
+        self._ledger = EnergyLedger()
         # Credits waiting for the policy when observe_budget > 0: (arm, context, cost, weight).
         self._pending: deque[tuple[int, Context, float, float]] = deque()
         self._closed = False
@@ -216,7 +207,7 @@ class Controller:
 
     @property
     def tracked_requests(self) -> int:
-        return len(self._traces)
+        return len(self._ledger)
 
     # ---------------------------------------------------------------- events
     def request_arrived(self, request_id: str, now_s: float, prompt_tokens: int) -> None:
@@ -225,7 +216,7 @@ class Controller:
             self.policy.observe_arrival(now_s, prompt_tokens)
         except Exception as err:
             self._policy_failed("observe_arrival", err)
-        self._traces.setdefault(request_id, _RequestTrace())
+        self._ledger.add(request_id)
 
     def decision_due(self, now_s: float, demand: int | None = None) -> bool:
         """Whether the next :meth:`begin_iteration` at ``now_s`` ends the epoch and decides.
@@ -324,26 +315,13 @@ class Controller:
         except Exception as err:
             self._policy_failed("observe_iteration", err)
         per_token_j = delta_j / total_tokens
-        traces = self._traces
-        inv_tokens = 1.0 / total_tokens
-        attributed_tokens = 0
-        for request_id, tokens in work.tokens_by_request.items():
-            trace = traces.get(request_id)
-            if trace is None:
-                # Finished or aborted while this step was in flight (vLLM runs its abort queue
-                # between schedule() and update_from_output(); the async scheduler may report
-                # a step holding a request that finished in an earlier one): charged to no
-                # one, and no trace is made that nothing would ever remove.
-                continue
-            if trace.first_s is None:
-                trace.first_s = begin_s
-            trace.energy_j += per_token_j * tokens
-            trace.iteration_shares += tokens * inv_tokens
-            if not measured:
-                trace.unmeasured = True
-            by_slot = trace.tokens_by_slot
-            by_slot[slot] = by_slot.get(slot, 0) + tokens
-            attributed_tokens += tokens
+        # A request no longer tracked (finished or aborted while this step was in flight: vLLM
+        # runs its abort queue between schedule() and update_from_output(); the async scheduler
+        # may report a step holding a request that finished in an earlier one) is charged to no
+        # one, and no trace is made that nothing would ever remove. Decoding requests are charged
+        # lazily (camel_vllm.control.ledger).
+        attributed_tokens = self._ledger.charge(work.tokens_by_request, begin_s, slot, per_token_j,
+                                                1.0 / total_tokens, measured)
         self.energy_attributed_j += delta_j if attributed_tokens == total_tokens else per_token_j * attributed_tokens
         return extra_s
 
@@ -354,7 +332,7 @@ class Controller:
         False, ``cost`` None) but not credited. Returns ``None`` for a request that never ran
         an iteration (nothing to credit).
         """
-        trace = self._traces.pop(request.request_id, None)
+        trace = self._ledger.pop(request.request_id)
         if trace is None or not trace.tokens_by_slot:
             return None
         latency_s = request.latency_s
@@ -397,7 +375,7 @@ class Controller:
 
     def request_aborted(self, request_id: str) -> None:
         """Forget an aborted request: its partial cost says nothing about an arm."""
-        self._traces.pop(request_id, None)
+        self._ledger.pop(request_id)
 
     def close(self) -> None:
         """Save learned state, restore the device and close listeners. Idempotent."""
