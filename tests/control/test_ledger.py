@@ -14,14 +14,13 @@ from typing import Mapping
 import pytest
 
 from camel_vllm.control import ledger as ledger_module
-from camel_vllm.control.controller import Controller
+from camel_vllm.control.controller import Controller, DefaultArmPolicy
 from camel_vllm.control.ledger import EnergyLedger, RequestTrace
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.context import ContextModel
 from camel_vllm.core.cost import LogEDPCost
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.devices.base import EnergyReading
-from camel_vllm.policies.base import Policy
 from camel_vllm.testing.fake_device import FakeDevice
 
 
@@ -146,29 +145,19 @@ def test_a_decoder_is_settled_across_slots_and_unmeasured_steps():
     assert list(trace.tokens_by_slot.items()) == [(0, 2), (2, 2), (1, 1)]
 
 
-class CyclingPolicy(Policy):
-    """Plays the arms in turn, a new one at each decision (so requests span several slots)."""
+class CyclingPolicy(DefaultArmPolicy):
+    """Plays the arms in turn, a new one at each decision (so requests span several slots);
+    learns nothing (the default-arm policy's other hooks)."""
 
     name = "cycling"
 
-    def __init__(self) -> None:
+    def __init__(self, arms: ArmSet) -> None:
+        super().__init__(arms)
         self.turn = 0
 
     def select(self, context, available, current):
         self.turn += 1
         return available[(self.turn * 3) % len(available)]
-
-    def observe(self, arm_index, context, cost, weight=1.0):
-        pass
-
-    def estimates(self):
-        return []
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 class GappyDevice(FakeDevice):
@@ -183,7 +172,7 @@ class GappyDevice(FakeDevice):
 def run_controller(seed: int, ledger: object | None) -> tuple[list, float, list[int]]:
     device = GappyDevice((306e6, 612e6, 930.75e6))
     arms = ArmSet.product(device.available_frequencies_hz(), (4, 8))
-    controller = Controller(arms=arms, policy=CyclingPolicy(), device=device, cost=LogEDPCost(),
+    controller = Controller(arms=arms, policy=CyclingPolicy(arms), device=device, cost=LogEDPCost(),
                             context_model=ContextModel(contextual=False, max_batch=8), epoch_iterations=3)
     if ledger is not None:
         controller._ledger = ledger  # type: ignore[assignment]
