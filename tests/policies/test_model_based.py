@@ -376,21 +376,6 @@ def test_near_saturation_camel_does_not_leave_the_default_arm_for_a_gain_within_
     assert played.count("1980/256") / len(played) > 0.5
 
 
-def test_at_light_load_the_hurdle_leaves_exploration_alone() -> None:
-    """Camel's own experiment on the recalibrated Orin (Llama-3.2-1B, Alpaca-like requests at 1
-    req/s): the best static arm (510/28) is 5.6 % below default, but camel's mean projection puts
-    every arm within 2 % of the default arm, so a hurdle on every arm kept camel at the default
-    arm (0.0 %). An arm that risks no queue (its cost under the capacity doubt rises no more than
-    the doubt's longer service) is exempt, and camel's draws find the saving (3.5 % on 3 seeds)."""
-    from camel_vllm.traces import alpaca_like
-
-    setup = SimSetup.make(device_profile="orin-agx-32gb", model_profile="llama-3.2-1b", seed=0)
-    trace = alpaca_like(1000, rate_per_s=1.0, seed=0, max_output_tokens=70)
-    default = run_one(setup, PolicySpec("default", "default"), trace)
-    camel = run_one(setup, PolicySpec("camel", "camel"), trace)
-    assert mean_edp_js(camel) < 0.98 * mean_edp_js(default)
-
-
 def test_a_load_that_rises_before_its_outputs_show_is_caught_by_the_occupancy_check() -> None:
     """150 requests with short outputs at 0.3 of the emulated (roofline) Orin's capacity, then 550 with
     four times longer outputs at its full capacity: the rate estimate follows within seconds,

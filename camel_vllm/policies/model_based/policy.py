@@ -69,11 +69,10 @@ DOUBT_PER_SQRT_REQUESTS = 1.0
 #: this share of the best arm's: one epoch of exploration never risks more (a draw that makes
 #: a clock's energy look a tenth of the top clock's would otherwise buy any queue).
 EXPLORE_MARGIN = 0.1
-#: An arm exposed to a queue (its cost under the capacity doubt more than this share above its
-#: mean cost times the doubt's service stretch) is played instead of the default arm only if its
-#: cost at the posterior mean is at least this share below the default arm's: a projected gain
-#: smaller than the margin camel is judged by (2 %, "no harm") is within the projection's error,
-#: and near saturation chasing it lost (docs/camel-model.md, the H100 at loads 0.8-1.0).
+#: An arm is played instead of the default arm only if its cost at the posterior mean is at
+#: least this share below the default arm's: a projected gain smaller than the margin camel is
+#: judged by (2 %, "no harm") is within the projection's error, and near saturation chasing it
+#: lost (docs/camel-model.md, the H100 at loads 0.8-1.0).
 DEVIATION_HURDLE = 0.02
 #: The queue-free projection (:func:`~camel_vllm.policies.model_based.projection.steady_start`)
 #: is computed ahead of a decision, in two halves on the iterations expected to come this
@@ -164,7 +163,6 @@ class ModelBasedPolicy(Policy):
         self._drawn: ClockCoefficients | None = None
         #: The (energy, service, wait) factors the projection in the making uses.
         self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
-        self._doubt_stretch = 1.0  # the capacity doubt's service stretch, 1 / (1 - doubt)
         self.load_checks = LoadChecks(self._caps)
         self.board = BoardModel([a.freq_hz for a in arms.arms], knots=knots)
         self.workload = WorkloadEstimator(token_budget, min_finished=params.warmup_requests)
@@ -310,7 +308,6 @@ class ModelBasedPolicy(Policy):
         if occupancy > 1.0:
             load = dataclasses.replace(load, rate_per_s=load.rate_per_s * occupancy)
         service = np.array([1.0, 1.0, 1.0 / (1.0 - self._capacity_doubt())]) * factors[1]
-        self._doubt_stretch = float(service[2] / service[0])
         self._steady_half = steady_start(self._geometry, coef, coef[:, self._top_clock, 0], load, switch=self.switching,
                                          energy_scale=factors[0], service_scale=service, wait_scale=factors[2],
                                          work=self._work)
@@ -396,13 +393,9 @@ class ModelBasedPolicy(Policy):
             margin = EXPLORE_MARGIN if queue.num_waiting == 0 else 0.0
             trusted = allowed[robust[allowed] <= (1.0 + margin) * float(robust[allowed].min())]
             default = self._default_index
-            if default in allowed:
-                # An arm exposed to a queue (its cost under the capacity doubt rises beyond what
-                # the doubt's longer service alone gives) is played only if clearly cheaper than
-                # vLLM's own configuration at the posterior mean; an arm that is not may be tried.
+            if default in allowed:  # an arm not clearly cheaper than vLLM's own configuration is not played
                 clears = cost_mean[trusted] <= (1.0 - DEVIATION_HURDLE) * cost_mean[default]
-                queue_free = robust[trusted] <= (1.0 + DEVIATION_HURDLE) * self._doubt_stretch * cost_mean[trusted]
-                clear = trusted[(trusted == default) | clears | queue_free]
+                clear = trusted[(trusted == default) | clears]
                 trusted = clear if clear.size else np.array([default])
             choice = int(trusted[np.argmin(scored[trusted])])
             if choice != int(allowed[np.argmin(robust[allowed])]):
