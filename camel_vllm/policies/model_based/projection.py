@@ -235,18 +235,26 @@ class SteadyStart:
     k_dec: np.ndarray
     capacity: np.ndarray
     #: What :func:`chunk_marginal` needs to price a prefill token beside ``n`` decoding rather
-    #: than beside a full batch: (G, A, 2, 5) coefficients of each arm's clock and of its
-    #: prefill clock (None: the arm's own), (G, 5) the top clock's time, the context per
-    #: decode request (over CONTEXT_SCALE), the token knots, and the switches' share per
-    #: prefill token ((G, A) time and energy; 0 where none).
-    arm_coef: np.ndarray | None = None
-    prefill_coef: np.ndarray | None = None
-    top_coef: np.ndarray | None = None
-    context: float = 0.0
-    knots: tuple[float, float] = SEGMENT_TOKENS
-    switch_t: Any = 0.0
-    switch_e: Any = 0.0
-    prefill_differs: np.ndarray | None = None  # (A,) the arm's prefill clock is not its own
+    #: than beside a full batch: (G, A, 2, 5) coefficients of each arm's clock, (G, 5) the top
+    #: clock's time, the context per decode request (over CONTEXT_SCALE), the token knots; for
+    #: arms whose prefill runs at another clock (None where none does): that clock's
+    #: coefficients, which arms differ (A,), and the switches' share per prefill token ((G, A)
+    #: time and energy; 0 without a switch cost).
+    arm_coef: np.ndarray
+    top_coef: np.ndarray
+    context: float
+    knots: tuple[float, float]
+    prefill: "_PrefillClock | None" = None
+
+
+@dataclass(frozen=True)
+class _PrefillClock:
+    """The other clock of arms whose prefill steps run at one (see :class:`SteadyStart`)."""
+
+    coef: np.ndarray
+    differs: np.ndarray
+    switch_t: Any
+    switch_e: Any
 
 
 def steady_start(
@@ -311,13 +319,10 @@ def steady_start(
     g_e = np.maximum(v_tok[..., 1], 0.0)
     beta_t = (t_full - t1) / arms.span
     beta_e = np.maximum(v_full[..., 1] - e1, 0.0) / arms.span
-    switch_t: Any = 0.0
-    switch_e: Any = 0.0
-    prefill_coef = None
+    prefill = None
     if arms.prefill_index is not None:
-        g_t, g_e, switch_t, switch_e = _prefill_at_own_clock(arms, per_clock, top, t_full, v_full, g_t, g_e, load,
-                                                             mean_p, switch)
-        prefill_coef = coef[:, arms.prefill_index]
+        g_t, g_e, prefill = _prefill_at_own_clock(arms, coef, per_clock, top, t_full, v_full, g_t, g_e, load,
+                                                  mean_p, switch)
 
     # Capacity at a full batch: A0 c mu^2 - (A0 + K + B c) mu + B = 0 (smaller root), with
     # S(mu) = A0 + K / (1 - mu c): A0 the prefill, K the decode steps, c the prefill share.
@@ -328,17 +333,15 @@ def steady_start(
     capacity = 2.0 * caps / (lin + np.sqrt(np.maximum(lin * lin - 4.0 * caps * a0 * c, 0.0)))
     return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
                        t1, t_full, g_t, e1, g_e, beta_t, beta_e, c, k_dec, capacity,
-                       coef[:, ci], prefill_coef, top_time_coef, load.decode_context_tokens / CONTEXT_SCALE,
-                       arms.knots, switch_t, switch_e,
-                       None if arms.prefill_index is None else arms.prefill_index != ci)
+                       coef[:, ci], top_time_coef, load.decode_context_tokens / CONTEXT_SCALE, arms.knots, prefill)
 
 
-def _prefill_at_own_clock(arms: ArmGeometry, per_clock: np.ndarray, top: np.ndarray, t_full: np.ndarray,
-                          v_full: np.ndarray, g_t: np.ndarray, g_e: np.ndarray, load: LoadView, mean_p: float,
-                          switch: Any) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+def _prefill_at_own_clock(arms: ArmGeometry, coef: np.ndarray, per_clock: np.ndarray, top: np.ndarray,
+                          t_full: np.ndarray, v_full: np.ndarray, g_t: np.ndarray, g_e: np.ndarray, load: LoadView,
+                          mean_p: float, switch: Any) -> tuple[np.ndarray, np.ndarray, _PrefillClock]:
     """Per prefill token: the prefill clock's marginal time and energy, the chunk's share of the
-    base step's change from the arm's clock to the prefill clock, and two switches per prompt
-    (also returned alone, as time and energy per prefill token: 0 without ``switch``)."""
+    base step's change from the arm's clock to the prefill clock, and two switches per prompt;
+    and what :func:`chunk_marginal` needs of the prefill clock."""
     assert arms.prefill_index is not None
     pi, bi, nb = arms.prefill_index, arms.cap_index, arms.distinct_caps.size
     chunk = load.mean_chunk_tokens
@@ -358,7 +361,7 @@ def _prefill_at_own_clock(arms: ArmGeometry, per_clock: np.ndarray, top: np.ndar
         gt_p = gt_p + switch_t
         ge_p = ge_p + switch_e
     return (np.where(differs, np.maximum(gt_p, FLOOR), g_t), np.where(differs, np.maximum(ge_p, 0.0), g_e),
-            switch_t, switch_e)
+            _PrefillClock(coef[:, pi], differs, switch_t, switch_e))
 
 
 def chunk_marginal(sp: SteadyStart, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -368,29 +371,28 @@ def chunk_marginal(sp: SteadyStart, n: np.ndarray) -> tuple[np.ndarray, np.ndarr
     larger cap would price the same chunk higher where the token segments are convex, though
     the cap holds no one back). An arm whose prefill steps run at another clock adds the
     chunk's share of the two clocks' steps of ``n`` and the switches."""
-    assert sp.arm_coef is not None and sp.top_coef is not None
     chunk = sp.load.mean_chunk_tokens
     knots, inv_chunk = sp.knots, 1.0 / chunk
     flat = n.reshape(-1)
     seg_n = _segments(flat, knots).reshape(n.shape + (3,))
     dseg = (_segments(flat + chunk, knots).reshape(n.shape + (3,)) - seg_n) * inv_chunk
-    own = sp.arm_coef if sp.prefill_coef is None else sp.prefill_coef
+    prefill = sp.prefill
+    own = sp.arm_coef if prefill is None else prefill.coef
     add = np.einsum("gakj,gaj->gak", own[..., 1:4], dseg)  # (G, A, 2)
     top_add = np.einsum("gj,gaj->ga", sp.top_coef[:, 1:4], dseg)
     g_t = np.maximum(np.maximum(add[..., 0], top_add), FLOOR)
     g_e = np.maximum(add[..., 1], 0.0)
-    if sp.prefill_coef is None:
+    if prefill is None:
         return g_t, g_e
     work = np.concatenate([np.ones(n.shape + (1,)), seg_n, (n * sp.context)[..., None]], axis=-1)
     top_t = np.einsum("gj,gaj->ga", sp.top_coef, work)
     on_arm = np.einsum("gakj,gaj->gak", sp.arm_coef, work)
-    on_prefill = np.einsum("gakj,gaj->gak", sp.prefill_coef, work)
+    on_prefill = np.einsum("gakj,gaj->gak", prefill.coef, work)
     base_t = (np.maximum(on_prefill[..., 0], top_t) - np.maximum(on_arm[..., 0], top_t)) * inv_chunk
     base_e = (on_prefill[..., 1] - on_arm[..., 1]) * inv_chunk
-    differs = sp.prefill_differs
-    assert differs is not None  # set wherever prefill_coef is
-    gt_p = np.maximum(g_t + base_t + sp.switch_t, FLOOR)
-    ge_p = np.maximum(g_e + base_e + sp.switch_e, 0.0)
+    differs = prefill.differs
+    gt_p = np.maximum(g_t + base_t + prefill.switch_t, FLOOR)
+    ge_p = np.maximum(g_e + base_e + prefill.switch_e, 0.0)
     return np.where(differs, gt_p, g_t), np.where(differs, ge_p, g_e)
 
 
@@ -408,11 +410,10 @@ def steady_finish(sp: SteadyStart) -> Steady:
 
     # Mean number running besides a request (closed form); then once more with the prefill
     # token priced beside that many decoding rather than beside a full batch (chunk_marginal).
+    running, _ = _occupancy(flow, c, mean_l, chunks, service_scale, beta_t, t1, caps)
+    g_t, g_e = chunk_marginal(sp, np.minimum(running + 1.0, caps))
+    c = mean_p * g_t
     running, stretch = _occupancy(flow, c, mean_l, chunks, service_scale, beta_t, t1, caps)
-    if sp.arm_coef is not None:
-        g_t, g_e = chunk_marginal(sp, np.minimum(running + 1.0, caps))
-        c = mean_p * g_t
-        running, stretch = _occupancy(flow, c, mean_l, chunks, service_scale, beta_t, t1, caps)
     t_d = t1 + beta_t * running
     t_bar = t_d * stretch
 
