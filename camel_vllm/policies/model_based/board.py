@@ -187,6 +187,8 @@ class BoardModel:
         #: Whether each prior (time, energy) needs rebuilding around data folded since.
         self._stale = [False, False]
         self._prepared: _Prepared | None = None
+        #: Whether the per-clock corrections are current (the windows and the posteriors unchanged since).
+        self._corrected = False
         self._clock_list = np.array(sorted({float(f) for f in freqs_hz if f is not None} or {self.max_freq_hz}))
         ref = np.tile(np.array(work_terms(0.0, REFERENCE_DECODES, REFERENCE_DECODES * REFERENCE_CONTEXT, self.knots)),
                       (len(self._clock_list), 1))
@@ -236,6 +238,7 @@ class BoardModel:
         x_t = _design(terms, time_basis(freqs, self.max_freq_hz))
         clock = np.searchsorted(self._clock_list, freqs)
         self._remember(clock, terms, dur, energy)
+        self._corrected = False
         has_e = energy == energy  # not NaN
         self._time_pending.append((x_t, dur))
         self._energy_pending.append((len(rows), freqs[has_e], terms[has_e], energy[has_e], clock[has_e]))
@@ -252,6 +255,7 @@ class BoardModel:
             self._time_scale = max(self._time_scale, float(dur.max()))
             self._stale[0] = True
             self._prepared = None
+            self._corrected = False
 
     def fold_energy(self) -> None:
         """The last step of :meth:`fold`: the staged iterations' energy into the energy regression."""
@@ -266,6 +270,7 @@ class BoardModel:
                 self.energy_iterations += int(en.size)
             self._stale[1] = True
             self._prepared = None
+            self._corrected = False
 
     def _remember(self, clock: np.ndarray, terms: np.ndarray, dur: np.ndarray, energy: np.ndarray) -> None:
         """Keep the newest RESIDUAL_WINDOW iterations of each clock (ring buffers)."""
@@ -349,6 +354,7 @@ class BoardModel:
         self.energy.set_prior(energy_mean, energy_var)
         self._prior_from_profile = True
         self._prepared = None
+        self._corrected = False
 
     @property
     def clocks_hz(self) -> np.ndarray:
@@ -378,12 +384,20 @@ class BoardModel:
             e = e * factors[1]
         return ClockCoefficients(freqs_hz, t, e)
 
+    def refresh_corrections(self) -> None:
+        """The first part of :meth:`prepare` (a chore of its own): the priors and posteriors,
+        and each clock's misfit against them (:meth:`clock_corrections`)."""
+        self.refresh_prior()
+        if not self._corrected:
+            self._refresh_corrections()
+            self._corrected = True
+
     def prepare(self) -> None:
         """Solve what the next decisions read, so that a decision itself only draws: the
-        prior, both posteriors, the mean coefficients at the board's clocks, each clock's
-        time pessimism and energy floor (see :meth:`explore`)."""
-        self.refresh_prior()
-        self._refresh_corrections()
+        prior, both posteriors, the per-clock corrections (unless :meth:`refresh_corrections`
+        made them since the last change), the mean coefficients at the board's clocks, each
+        clock's time pessimism and energy floor (see :meth:`explore`)."""
+        self.refresh_corrections()
         mean = self.coefficients(self._clock_list)
         x_t, x_e = self._reference
         mean_t = np.maximum(x_t @ self.time.mean, 1e-12)
@@ -471,6 +485,7 @@ class BoardModel:
         self.frequencies_seen = {float(f) for f in seen}
         self._stale = [True, True]
         self._prepared = None
+        self._corrected = False
 
 
 def _design(terms: np.ndarray, basis: np.ndarray) -> np.ndarray:

@@ -40,8 +40,10 @@ from camel_vllm.policies.model_based.projection import (
     Projection,
     QueueState,
     Steady,
+    SteadyChunk,
     SteadyStart,
     settle,
+    steady_chunk,
     steady_finish,
     steady_start,
     step_work,
@@ -75,10 +77,11 @@ EXPLORE_MARGIN = 0.1
 #: lost (docs/camel-model.md, the H100 at loads 0.8-1.0).
 DEVIATION_HURDLE = 0.02
 #: The queue-free projection (:func:`~camel_vllm.policies.model_based.projection.steady_start`)
-#: is computed ahead of a decision, in two halves on the iterations expected to come this
-#: many iterations (or steps of the recent length) before it and the next, so the decision
-#: itself only prices the queue. A decision that comes before (an early decision, one after
-#: an idle engine, one at the end of an epoch of a few long steps) is treated as early.
+#: is computed ahead of a decision, in three parts on the iterations expected to come this
+#: many iterations (or steps of the recent length) before it and the two after, so the
+#: decision itself only prices the queue. A decision that comes before the first two are done
+#: (an early decision, one after an idle engine, one at the end of an epoch of a few long
+#: steps) is treated as early; one that finds only the last part left does it first.
 STEADY_LEAD_ITERATIONS = 3
 #: An early decision projects the steady state again only when the arrival rate moved by more
 #: than this (log ratio; 0.22 = 25 %) since the last projection.
@@ -159,7 +162,8 @@ class ModelBasedPolicy(Policy):
         self._step_s = 0.0
         self._decided_s = 0.0
         self._steady: Steady | None = None
-        self._steady_half: SteadyStart | None = None
+        #: The steady state in the making: after _start_steady, then after _chunk_steady.
+        self._steady_half: SteadyStart | SteadyChunk | None = None
         self._drawn: ClockCoefficients | None = None
         #: The (energy, service, wait) factors the projection in the making uses.
         self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -260,15 +264,17 @@ class ModelBasedPolicy(Policy):
     def _chore_list(self) -> list[Callable[[], None]]:
         """This epoch's chores, popped from the end (fold first, the projection last)."""
         board = self.board
-        return [self._finish_steady, self._start_steady, self._draw, self._measure_load, self._prepare,
+        return [self._finish_steady, self._chunk_steady, self._start_steady, self._draw, self._measure_load, self._prepare,
                 board.solve_energy, board.solve_time, board.fold_energy, board.fold_time, board.stage]
 
     def _prepare(self) -> None:
+        """The board's per-clock corrections; the rest of its preparation comes with the draw."""
         if self._model_ready():
-            self.board.prepare()
+            self.board.refresh_corrections()
 
     def _draw(self) -> None:
-        """The Thompson draw of the board model the next decision plays with."""
+        """The board model prepared (:meth:`BoardModel.prepare`) and the Thompson draw the next
+        decision plays with."""
         self._drawn = self.board.explore(self.rng) if self._model_ready() else None
 
     def _measure_load(self) -> None:
@@ -288,7 +294,7 @@ class ModelBasedPolicy(Policy):
                 or (self.epoch_s > 0.0 and self._elapsed_s() >= self.epoch_s - lead_s))
 
     def _start_steady(self) -> None:
-        """The first half of the queue-free projection of every arm: the posterior mean
+        """The first part of the queue-free projection of every arm: the posterior mean
         (group 0), a Thompson draw (group 1) and the mean with CAPACITY_DOUBT less capacity
         (group 2)."""
         if not self._model_ready():
@@ -321,6 +327,12 @@ class ModelBasedPolicy(Policy):
         thousands. At most CAPACITY_DOUBT_MAX."""
         n = max(1, self.workload.finished)
         return min(CAPACITY_DOUBT_MAX, CAPACITY_DOUBT + DOUBT_PER_SQRT_REQUESTS / math.sqrt(n))
+
+    def _chunk_steady(self) -> None:
+        """The second part of the queue-free projection (the prefill chunk priced beside the
+        mean number decoding): a chore of its own, so no iteration pays for the whole."""
+        if isinstance(self._steady_half, SteadyStart):
+            self._steady_half = steady_chunk(self._steady_half)
 
     def _finish_steady(self) -> None:
         if self._steady_half is not None:
@@ -355,6 +367,8 @@ class ModelBasedPolicy(Policy):
             # state: the queue and the rate are what moved, and the rest would cost the
             # decision a whole projection. Such a decision may only keep or speed up the clock.
             rate = None
+            if len(self._chores) == 1 and self._chores[0] == self._finish_steady:
+                self._chores.pop()()  # only the last part of the projection was left: no early decision
             if self._chores:
                 rate = self.workload.rate_per_s(self._last_now_s) * self.load_checks.occupancy
                 last = self._steady

@@ -205,8 +205,8 @@ def project(
     wait_scale: float = 1.0,
     work: np.ndarray | None = None,
 ) -> Projection:
-    """Project every arm for G coefficient sets at once: :func:`steady_start` and
-    :func:`steady_finish`, then :func:`settle` with the queue now (arguments as there)."""
+    """Project every arm for G coefficient sets at once: :func:`steady_start`,
+    :func:`steady_chunk` and :func:`steady_finish`, then :func:`settle` with the queue now (arguments as there)."""
     return settle(steady_finish(steady_start(arms, coef, top_time_coef, load, energy_scale=energy_scale,
                                              service_scale=service_scale, wait_scale=wait_scale, work=work)),
                   queue, epoch_iterations)
@@ -294,8 +294,8 @@ def steady_start(
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
     occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
     decision projects 49 arms three times in ~50 vector operations here and ~15 in settle().
-    This is the first half; :func:`steady_finish` completes it (two calls, so that a caller can
-    spread the work over two engine iterations).
+    This is the first part; :func:`steady_chunk` and :func:`steady_finish` complete it (three
+    calls, so that a caller can spread the work over three engine iterations).
     """
     caps = arms.caps
     m = load.moments
@@ -396,9 +396,35 @@ def chunk_marginal(sp: SteadyStart, n: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.where(differs, gt_p, g_t), np.where(differs, ge_p, g_e)
 
 
-def steady_finish(sp: SteadyStart) -> Steady:
-    """The second half of the steady-state projection: occupancy, energy, service, steady wait, EDP terms."""
-    load, caps, capacity, c, t1, g_t, e1, g_e = sp.load, sp.caps, sp.capacity, sp.c, sp.t1, sp.g_t, sp.e1, sp.g_e
+@dataclass(frozen=True)
+class SteadyChunk:
+    """The middle of the steady-state projection (:func:`steady_chunk`): the (G, A) seconds and
+    joules per prefill token beside the mean number decoding, for :func:`steady_finish`."""
+
+    start: SteadyStart
+    g_t: np.ndarray
+    g_e: np.ndarray
+
+
+def steady_chunk(sp: SteadyStart) -> SteadyChunk:
+    """The mean number running besides a request (closed form, the prefill token priced beside
+    a full batch), and the prefill token priced again beside that many decoding
+    (:func:`chunk_marginal`)."""
+    m = sp.load.moments
+    flow = np.minimum(sp.capacity * RHO_CAP, sp.load.rate_per_s)
+    running, _ = _occupancy(flow, sp.c, max(1.0, float(m[0, 2])), sp.load.mean_chunks, sp.service_scale,
+                            sp.beta_t, sp.t1, sp.caps)
+    g_t, g_e = chunk_marginal(sp, np.minimum(running + 1.0, sp.caps))
+    return SteadyChunk(sp, g_t, g_e)
+
+
+def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
+    """The last part of the steady-state projection: occupancy, energy, service, steady wait, EDP
+    terms (from :func:`steady_chunk`'s result, or from :func:`steady_start`'s, priced here)."""
+    if isinstance(chunk_priced, SteadyStart):
+        chunk_priced = steady_chunk(chunk_priced)
+    sp, g_t, g_e = chunk_priced.start, chunk_priced.g_t, chunk_priced.g_e
+    load, caps, capacity, t1, e1 = sp.load, sp.caps, sp.capacity, sp.t1, sp.e1
     beta_t, beta_e, k_dec, service_scale = sp.beta_t, sp.beta_e, sp.k_dec, sp.service_scale
     energy_scale, wait_scale = sp.energy_scale, sp.wait_scale
     lam = load.rate_per_s
@@ -408,10 +434,8 @@ def steady_finish(sp: SteadyStart) -> Steady:
     chunk, chunks = load.mean_chunk_tokens, load.mean_chunks
     flow = np.minimum(capacity * RHO_CAP, lam)  # what gets through
 
-    # Mean number running besides a request (closed form); then once more with the prefill
-    # token priced beside that many decoding rather than beside a full batch (chunk_marginal).
-    running, _ = _occupancy(flow, c, mean_l, chunks, service_scale, beta_t, t1, caps)
-    g_t, g_e = chunk_marginal(sp, np.minimum(running + 1.0, caps))
+    # Mean number running besides a request, with the prefill token priced beside that many
+    # decoding (steady_chunk) rather than beside a full batch.
     c = mean_p * g_t
     running, stretch = _occupancy(flow, c, mean_l, chunks, service_scale, beta_t, t1, caps)
     t_d = t1 + beta_t * running
