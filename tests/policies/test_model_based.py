@@ -406,7 +406,7 @@ def test_a_load_that_rises_before_its_outputs_show_is_caught_by_the_occupancy_ch
 @pytest.mark.parametrize("epoch_s", [None, 0.0], ids=["2-s-epochs", "iteration-epochs"])
 def test_decisions_that_maintain_prepared_only_price_the_queue(monkeypatch, epoch_s) -> None:
     """The engine loop's cost: between decisions, maintain() does one chore per iteration
-    (folds, solves, the load, then the queue-free projection in two halves just before the
+    (folds, solves, the load, then the queue-free projection in three parts just before the
     decision is due), so a regular decision only settles the queue. Only decisions that come
     earlier than foreseen (demand doubled, an idle engine) project themselves. The same with
     ``epoch_s: 0`` (epochs of 64 iterations): the controller still calls maintain() on every

@@ -37,11 +37,13 @@ from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.load_checks import LoadChecks
 from camel_vllm.policies.model_based.projection import (
     ArmGeometry,
+    ClockSteps,
     Projection,
     QueueState,
     Steady,
     SteadyChunk,
     SteadyStart,
+    clock_steps,
     settle,
     steady_chunk,
     steady_finish,
@@ -165,6 +167,10 @@ class ModelBasedPolicy(Policy):
         #: The steady state in the making: after _start_steady, then after _chunk_steady.
         self._steady_half: SteadyStart | SteadyChunk | None = None
         self._drawn: ClockCoefficients | None = None
+        #: The arms' steps under the mean and the draw (projection.clock_steps), made with the
+        #: draw, and the (mean, draw, step work) they were made from.
+        self._steps: tuple[ClockSteps, tuple[Any, ...]] | None = None
+        self._steps_due = False  # whether maintain() may make them while the projection waits
         #: The (energy, service, wait) factors the projection in the making uses.
         self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.load_checks = LoadChecks(self._caps)
@@ -257,15 +263,23 @@ class ModelBasedPolicy(Policy):
         chore per call so no iteration pays for all of them: the board model takes its
         buffered iterations and re-solves, the load is measured, and, just before the
         decision is due, the arms are projected without the queue; the decision itself then
-        only prices the queue."""
-        if self._chores and (self._chores[-1] != self._start_steady or self._steady_due()):
-            self._chores.pop()()
+        only prices the queue. While the projection waits for its time, the calls do what it
+        would otherwise do itself (every arm's steps under the draw): what runs when, and so
+        every decision, is the same as without them."""
+        chores = self._chores
+        if not chores:
+            return
+        if chores[-1] != self._start_steady or self._steady_due():
+            chores.pop()()
+        elif self._steps_due and self._drawn is not None and self._work is not None:
+            self._steps_due = False
+            self._arm_steps(self.board.mean_coefficients(), self._drawn)
 
     def _chore_list(self) -> list[Callable[[], None]]:
         """This epoch's chores, popped from the end (fold first, the projection last)."""
         board = self.board
-        return [self._finish_steady, self._chunk_steady, self._start_steady, self._draw, self._measure_load, self._prepare,
-                board.solve_energy, board.solve_time, board.fold_energy, board.fold_time, board.stage]
+        return [self._finish_steady, self._chunk_steady, self._start_steady, self._draw, self._measure_load,
+                self._prepare, board.solve_energy, board.solve_time, board.fold_energy, board.fold_time, board.stage]
 
     def _prepare(self) -> None:
         """The board's per-clock corrections; the rest of its preparation comes with the draw."""
@@ -276,6 +290,22 @@ class ModelBasedPolicy(Policy):
         """The board model prepared (:meth:`BoardModel.prepare`) and the Thompson draw the next
         decision plays with."""
         self._drawn = self.board.explore(self.rng) if self._model_ready() else None
+        self._steps_due = self._drawn is not None
+
+    def _arm_steps(self, mean: ClockCoefficients, draw: ClockCoefficients) -> ClockSteps:
+        """Every arm's steps under the posterior mean (group 0), the draw (1) and the mean
+        again (2, projected with less capacity), made once per (mean, draw, step work)."""
+        key = (mean, draw, self._work)
+        if self._steps is not None and all(a is b for a, b in zip(self._steps[1], key, strict=True)):
+            return self._steps[0]
+        coef = self._coef_buffer
+        coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
+        coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
+        coef[2] = coef[0]
+        assert self._work is not None  # set by the caller
+        steps = clock_steps(self._geometry, coef, coef[:, self._top_clock, 0], self._work)
+        self._steps = (steps, key)
+        return steps
 
     def _measure_load(self) -> None:
         if self._model_ready():
@@ -303,20 +333,16 @@ class ModelBasedPolicy(Policy):
         factors = self._factors()
         mean, draw = self.board.mean_coefficients(), self._drawn or self.board.explore(self.rng)
         self._drawn = None
-        coef = self._coef_buffer
-        coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
-        coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
-        coef[2] = coef[0]
         load = self.workload.view(self._last_now_s)
         if self._work is None:
             self._work = step_work(self._geometry, load)
+        steps = self._arm_steps(mean, draw)
         occupancy = self.load_checks.occupancy
         if occupancy > 1.0:
             load = dataclasses.replace(load, rate_per_s=load.rate_per_s * occupancy)
         service = np.array([1.0, 1.0, 1.0 / (1.0 - self._capacity_doubt())]) * factors[1]
-        self._steady_half = steady_start(self._geometry, coef, coef[:, self._top_clock, 0], load, switch=self.switching,
-                                         energy_scale=factors[0], service_scale=service, wait_scale=factors[2],
-                                         work=self._work)
+        self._steady_half = steady_start(self._geometry, steps, load, switch=self.switching,
+                                         energy_scale=factors[0], service_scale=service, wait_scale=factors[2])
         self._steady_factors = factors
 
     def _capacity_doubt(self) -> float:

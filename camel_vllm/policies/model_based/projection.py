@@ -207,15 +207,93 @@ def project(
 ) -> Projection:
     """Project every arm for G coefficient sets at once: :func:`steady_start`,
     :func:`steady_chunk` and :func:`steady_finish`, then :func:`settle` with the queue now (arguments as there)."""
-    return settle(steady_finish(steady_start(arms, coef, top_time_coef, load, energy_scale=energy_scale,
-                                             service_scale=service_scale, wait_scale=wait_scale, work=work)),
+    if work is None:
+        work = step_work(arms, load)
+    return settle(steady_finish(steady_start(arms, clock_steps(arms, coef, top_time_coef, work), load,
+                                             energy_scale=energy_scale, service_scale=service_scale,
+                                             wait_scale=wait_scale)),
                   queue, epoch_iterations)
 
 
 @dataclass(frozen=True)
+class ClockSteps:
+    """Each arm's steps at its clock, for G coefficient sets ((G, A) arrays; :func:`clock_steps`):
+    one request decoding (``t1``, ``e1``), a full batch (``t_full``), the secant's slopes per
+    request decoding (``beta_t``, ``beta_e``) and per prefill token beside a full batch
+    (``g_t``, ``g_e``). They need only the coefficients and the steps' work (:func:`step_work`),
+    not the arrival rate, so a caller can compute them as soon as those are known."""
+
+    #: (G, A, R, 5) rows of coefficients :func:`chunk_marginal` prices a chunk with: the time and
+    #: energy of the clock the arm's prefill steps run at, the top clock's time, and where that
+    #: is another clock than the arm's (``prefill`` set), the arm's clock's time and energy.
+    chunk_rows: np.ndarray
+    t1: np.ndarray
+    t_full: np.ndarray
+    g_t: np.ndarray
+    e1: np.ndarray
+    g_e: np.ndarray
+    beta_t: np.ndarray
+    beta_e: np.ndarray
+    prefill: "_PrefillSteps | None" = None
+
+
+@dataclass(frozen=True)
+class _PrefillSteps:
+    """For arms whose prefill steps run at another clock: which arms differ (A,), that clock's
+    marginal seconds and joules per prefill token beside a full batch, the gap between its
+    full-batch step and the arm's (s, J), and its power in that step (W)."""
+
+    differs: np.ndarray
+    g_t: np.ndarray
+    g_e: np.ndarray
+    t_full_gap: np.ndarray
+    e_full_gap: np.ndarray
+    power_w: np.ndarray
+
+
+def clock_steps(arms: ArmGeometry, coef: np.ndarray, top_time_coef: np.ndarray, work: np.ndarray) -> ClockSteps:
+    """Each arm's steps (:class:`ClockSteps`) from ``coef`` (G, C, 2, 5: each clock's time
+    (``[..., 0, :]``) and energy (``[..., 1, :]``) coefficients of the five work terms; the row
+    of an arm's clock is ``arms.clock_index``), ``top_time_coef`` (G, 5) and ``work``
+    (:func:`step_work`). No arm's step is taken faster than the highest clock doing the same
+    work (the roofline's physics: a lower clock is no faster; a fresh model's draw can say
+    otherwise where it has no data)."""
+    nb = arms.distinct_caps.size
+    per_clock = np.swapaxes(coef @ work, 2, 3)  # (G, C, 1 + 2B, 2): time and energy last
+    top = top_time_coef @ work  # (G, 1 + 2B)
+    ci, bi = arms.clock_index, arms.cap_index
+    v1 = per_clock[:, ci, 0]  # (G, A, 2)
+    v_full = per_clock[:, ci, 1 + bi]
+    v_tok = per_clock[:, ci, 1 + nb + bi]
+    t1 = np.maximum(np.maximum(v1[..., 0], top[:, :1]), FLOOR)
+    t_full = np.maximum(np.maximum(v_full[..., 0], top[:, 1 + bi]), t1)
+    g_t = np.maximum(np.maximum(v_tok[..., 0], top[:, 1 + nb + bi]), FLOOR)
+    e1 = np.maximum(v1[..., 1], FLOOR)
+    g_e = np.maximum(v_tok[..., 1], 0.0)
+    beta_t = (t_full - t1) / arms.span
+    beta_e = np.maximum(v_full[..., 1] - e1, 0.0) / arms.span
+    prefill = None
+    top_rows = np.broadcast_to(top_time_coef[:, None, None, :], (t1.shape[0], ci.size, 1, top_time_coef.shape[-1]))
+    if arms.prefill_index is None:
+        rows = np.concatenate([coef[:, ci], top_rows], axis=2)
+    else:
+        pi = arms.prefill_index
+        p_tok = per_clock[:, pi, 1 + nb + bi]
+        p_full = per_clock[:, pi, 1 + bi]
+        p_t_full = np.maximum(p_full[..., 0], top[:, 1 + bi])
+        prefill = _PrefillSteps(
+            pi != ci, np.maximum(np.maximum(p_tok[..., 0], top[:, 1 + nb + bi]), FLOOR),
+            np.maximum(p_tok[..., 1], 0.0), p_t_full - t_full, p_full[..., 1] - v_full[..., 1],
+            np.maximum(p_full[..., 1], FLOOR) / np.maximum(p_t_full, FLOOR))
+        rows = np.concatenate([coef[:, pi], top_rows, coef[:, ci]], axis=2)
+    return ClockSteps(rows, t1, t_full, g_t, e1, g_e, beta_t, beta_e, prefill)
+
+
+@dataclass(frozen=True)
 class SteadyStart:
-    """The first half of the steady-state projection (:func:`steady_start`): each arm's step
-    times and energies and its capacity."""
+    """The first part of the steady-state projection (:func:`steady_start`): each arm's step
+    times and energies, its capacity, and the mean number running besides a request with the
+    prefill token priced beside a full batch (``running_full``)."""
 
     load: LoadView
     caps: np.ndarray
@@ -234,14 +312,13 @@ class SteadyStart:
     c: np.ndarray
     k_dec: np.ndarray
     capacity: np.ndarray
+    running_full: np.ndarray
     #: What :func:`chunk_marginal` needs to price a prefill token beside ``n`` decoding rather
-    #: than beside a full batch: (G, A, 2, 5) coefficients of each arm's clock, (G, 5) the top
-    #: clock's time, the context per decode request (over CONTEXT_SCALE), the token knots; for
-    #: arms whose prefill runs at another clock (None where none does): that clock's
-    #: coefficients, which arms differ (A,), and the switches' share per prefill token ((G, A)
-    #: time and energy; 0 without a switch cost).
-    arm_coef: np.ndarray
-    top_coef: np.ndarray
+    #: than beside a full batch: the coefficient rows (:attr:`ClockSteps.chunk_rows`), the
+    #: context per decode request (over CONTEXT_SCALE), the token knots; for arms whose prefill
+    #: runs at another clock (None where none does): which arms differ (A,), and the switches'
+    #: share per prefill token ((G, A) time and energy; 0 without a switch cost).
+    chunk_rows: np.ndarray
     context: float
     knots: tuple[float, float]
     prefill: "_PrefillClock | None" = None
@@ -251,7 +328,6 @@ class SteadyStart:
 class _PrefillClock:
     """The other clock of arms whose prefill steps run at one (see :class:`SteadyStart`)."""
 
-    coef: np.ndarray
     differs: np.ndarray
     switch_t: Any
     switch_e: Any
@@ -259,30 +335,21 @@ class _PrefillClock:
 
 def steady_start(
     arms: ArmGeometry,
-    coef: np.ndarray,
-    top_time_coef: np.ndarray,
+    steps: ClockSteps,
     load: LoadView,
     *,
     energy_scale: float = 1.0,
     service_scale: float | np.ndarray = 1.0,
     wait_scale: float = 1.0,
-    work: np.ndarray | None = None,
     switch: Any = None,
 ) -> SteadyStart:
-    """The queue-free part of the projection of every arm for G coefficient sets at once:
-    ``coef`` (G, C, 2, 5) holds each clock's time (``[..., 0, :]``) and energy (``[..., 1,
-    :]``) coefficients of the five work terms (``arms.clock_index`` says which clock an arm
-    runs), ``top_time_coef`` (G, 5) the time model at the highest clock; every output is (G,
-    A). One call serves the posterior mean, a Thompson draw and a pessimistic scenario
-    together (numpy's cost here is per call, not per arm).
-
-    No arm's step is taken faster than the highest clock doing the same work (the roofline's
-    physics: a lower clock is no faster; a fresh model's draw can say otherwise where it has
-    no data). ``energy_scale``, ``service_scale`` and ``wait_scale`` are the outcome
+    """The queue-free part of the projection of every arm for G coefficient sets at once, from
+    each arm's steps (:func:`clock_steps`); every output is (G, A). One call serves the
+    posterior mean, a Thompson draw and a pessimistic scenario together (numpy's cost here is
+    per call, not per arm). ``energy_scale``, ``service_scale`` and ``wait_scale`` are the outcome
     corrections (:mod:`~camel_vllm.policies.model_based.correction`), 1 without evidence.
     ``service_scale`` may differ per group (an array of G): a group projected with slower
-    service is the same model with less capacity (a pessimistic scenario). ``work`` is
-    :func:`step_work` of these arms and load, when the caller has it already.
+    service is the same model with less capacity (a pessimistic scenario).
 
     An arm whose prefill steps run at another clock (``arms.prefill_index``): a step carrying a
     prefill chunk runs at that clock, decode steps at the arm's, so each prefill token costs the
@@ -292,10 +359,9 @@ def steady_start(
 
     A step's time (and energy) is linear in the number decoding ``n`` between one and a full
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
-    occupancy's fixed point and the capacity closed-form. Written for few numpy calls: a
-    decision projects 49 arms three times in ~50 vector operations here and ~15 in settle().
-    This is the first part; :func:`steady_chunk` and :func:`steady_finish` complete it (three
-    calls, so that a caller can spread the work over three engine iterations).
+    occupancy's fixed point and the capacity closed-form. Written for few numpy calls. This is
+    the second of four parts (:func:`clock_steps` before it; :func:`steady_chunk` and
+    :func:`steady_finish` after), so that a caller can spread the work over engine iterations.
     """
     caps = arms.caps
     m = load.moments
@@ -303,26 +369,10 @@ def steady_start(
         service_scale = service_scale[:, None]
     mean_p, mean_l = float(m[0, 1]), max(1.0, float(m[0, 2]))
     chunks = load.mean_chunks
-    if work is None:
-        work = step_work(arms, load)
-    nb = arms.distinct_caps.size
-    per_clock = np.swapaxes(coef @ work, 2, 3)  # (G, C, 1 + 2B, 2): time and energy last
-    top = top_time_coef @ work  # (G, 1 + 2B)
-    ci, bi = arms.clock_index, arms.cap_index
-    v1 = per_clock[:, ci, 0]  # (G, A, 2)
-    v_full = per_clock[:, ci, 1 + bi]
-    v_tok = per_clock[:, ci, 1 + nb + bi]
-    t1 = np.maximum(np.maximum(v1[..., 0], top[:, :1]), FLOOR)
-    t_full = np.maximum(np.maximum(v_full[..., 0], top[:, 1 + bi]), t1)
-    g_t = np.maximum(np.maximum(v_tok[..., 0], top[:, 1 + nb + bi]), FLOOR)
-    e1 = np.maximum(v1[..., 1], FLOOR)
-    g_e = np.maximum(v_tok[..., 1], 0.0)
-    beta_t = (t_full - t1) / arms.span
-    beta_e = np.maximum(v_full[..., 1] - e1, 0.0) / arms.span
+    t1, t_full, g_t, g_e = steps.t1, steps.t_full, steps.g_t, steps.g_e
     prefill = None
-    if arms.prefill_index is not None:
-        g_t, g_e, prefill = _prefill_at_own_clock(arms, coef, per_clock, top, t_full, v_full, g_t, g_e, load,
-                                                  mean_p, switch)
+    if steps.prefill is not None:
+        g_t, g_e, prefill = _prefill_at_own_clock(steps.prefill, g_t, g_e, load.mean_chunk_tokens, mean_p, switch)
 
     # Capacity at a full batch: A0 c mu^2 - (A0 + K + B c) mu + B = 0 (smaller root), with
     # S(mu) = A0 + K / (1 - mu c): A0 the prefill, K the decode steps, c the prefill share.
@@ -331,37 +381,33 @@ def steady_start(
     k_dec = (mean_l - 1.0) * service_scale * t_full
     lin = a0 + k_dec + caps * c
     capacity = 2.0 * caps / (lin + np.sqrt(np.maximum(lin * lin - 4.0 * caps * a0 * c, 0.0)))
+    # Mean number running besides a request (closed form), the prefill token priced beside a full batch.
+    flow = np.minimum(capacity * RHO_CAP, load.rate_per_s)
+    running, _ = _occupancy(flow, c, mean_l, chunks, service_scale, steps.beta_t, t1, caps)
     return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
-                       t1, t_full, g_t, e1, g_e, beta_t, beta_e, c, k_dec, capacity,
-                       coef[:, ci], top_time_coef, load.decode_context_tokens / CONTEXT_SCALE, arms.knots, prefill)
+                       t1, t_full, g_t, steps.e1, g_e, steps.beta_t, steps.beta_e, c, k_dec, capacity, running,
+                       steps.chunk_rows, load.decode_context_tokens / CONTEXT_SCALE, arms.knots,
+                       prefill)
 
 
-def _prefill_at_own_clock(arms: ArmGeometry, coef: np.ndarray, per_clock: np.ndarray, top: np.ndarray,
-                          t_full: np.ndarray, v_full: np.ndarray, g_t: np.ndarray, g_e: np.ndarray, load: LoadView,
-                          mean_p: float, switch: Any) -> tuple[np.ndarray, np.ndarray, _PrefillClock]:
-    """Per prefill token: the prefill clock's marginal time and energy, the chunk's share of the
-    base step's change from the arm's clock to the prefill clock, and two switches per prompt;
-    and what :func:`chunk_marginal` needs of the prefill clock."""
-    assert arms.prefill_index is not None
-    pi, bi, nb = arms.prefill_index, arms.cap_index, arms.distinct_caps.size
-    chunk = load.mean_chunk_tokens
-    p_tok = per_clock[:, pi, 1 + nb + bi]
-    p_full = per_clock[:, pi, 1 + bi]
-    p_t_full = np.maximum(p_full[..., 0], top[:, 1 + bi])
-    differs = pi != arms.clock_index
-    gt_p = np.maximum(np.maximum(p_tok[..., 0], top[:, 1 + nb + bi]), FLOOR) + (p_t_full - t_full) / chunk
-    ge_p = np.maximum(p_tok[..., 1], 0.0) + (p_full[..., 1] - v_full[..., 1]) / chunk
+def _prefill_at_own_clock(pre: _PrefillSteps, g_t: np.ndarray, g_e: np.ndarray, chunk: float, mean_p: float,
+                          switch: Any) -> tuple[np.ndarray, np.ndarray, _PrefillClock]:
+    """Per prefill token (``chunk``: the mean chunk's tokens): the prefill clock's marginal time
+    and energy, the chunk's share of the base step's change from the arm's clock to the prefill
+    clock, and two switches per prompt; and what :func:`chunk_marginal` needs of the prefill clock."""
+    differs = pre.differs
+    gt_p = pre.g_t + pre.t_full_gap / chunk
+    ge_p = pre.g_e + pre.e_full_gap / chunk
     switch_t: Any = 0.0
     switch_e: Any = 0.0
     if switch is not None:
-        power_w = np.maximum(p_full[..., 1], FLOOR) / np.maximum(p_t_full, FLOOR)
-        latency_s, energy_j = switch.cost(power_w)
+        latency_s, energy_j = switch.cost(pre.power_w)
         switch_t = np.where(differs, 2.0 * latency_s / max(mean_p, 1.0), 0.0)
         switch_e = np.where(differs, 2.0 * energy_j / max(mean_p, 1.0), 0.0)
         gt_p = gt_p + switch_t
         ge_p = ge_p + switch_e
     return (np.where(differs, np.maximum(gt_p, FLOOR), g_t), np.where(differs, np.maximum(ge_p, 0.0), g_e),
-            _PrefillClock(coef[:, pi], differs, switch_t, switch_e))
+            _PrefillClock(differs, switch_t, switch_e))
 
 
 def chunk_marginal(sp: SteadyStart, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -376,20 +422,17 @@ def chunk_marginal(sp: SteadyStart, n: np.ndarray) -> tuple[np.ndarray, np.ndarr
     flat = n.reshape(-1)
     seg_n = _segments(flat, knots).reshape(n.shape + (3,))
     dseg = (_segments(flat + chunk, knots).reshape(n.shape + (3,)) - seg_n) * inv_chunk
-    prefill = sp.prefill
-    own = sp.arm_coef if prefill is None else prefill.coef
-    add = np.einsum("gakj,gaj->gak", own[..., 1:4], dseg)  # (G, A, 2)
-    top_add = np.einsum("gj,gaj->ga", sp.top_coef[:, 1:4], dseg)
-    g_t = np.maximum(np.maximum(add[..., 0], top_add), FLOOR)
+    prefill, rows = sp.prefill, sp.chunk_rows
+    add = np.einsum("gakj,gaj->gak", rows[:, :, :3, 1:4], dseg)  # (G, A, 3): the prefill clock's t, e; the top's t
+    g_t = np.maximum(np.maximum(add[..., 0], add[..., 2]), FLOOR)
     g_e = np.maximum(add[..., 1], 0.0)
     if prefill is None:
         return g_t, g_e
     work = np.concatenate([np.ones(n.shape + (1,)), seg_n, (n * sp.context)[..., None]], axis=-1)
-    top_t = np.einsum("gj,gaj->ga", sp.top_coef, work)
-    on_arm = np.einsum("gakj,gaj->gak", sp.arm_coef, work)
-    on_prefill = np.einsum("gakj,gaj->gak", prefill.coef, work)
-    base_t = (np.maximum(on_prefill[..., 0], top_t) - np.maximum(on_arm[..., 0], top_t)) * inv_chunk
-    base_e = (on_prefill[..., 1] - on_arm[..., 1]) * inv_chunk
+    on = np.einsum("gakj,gaj->gak", rows, work)  # (G, A, 5): the prefill clock's t, e; the top's t; the arm's t, e
+    top_t = on[..., 2]
+    base_t = (np.maximum(on[..., 0], top_t) - np.maximum(on[..., 3], top_t)) * inv_chunk
+    base_e = (on[..., 1] - on[..., 4]) * inv_chunk
     differs = prefill.differs
     gt_p = np.maximum(g_t + base_t + prefill.switch_t, FLOOR)
     ge_p = np.maximum(g_e + base_e + prefill.switch_e, 0.0)
@@ -407,14 +450,9 @@ class SteadyChunk:
 
 
 def steady_chunk(sp: SteadyStart) -> SteadyChunk:
-    """The mean number running besides a request (closed form, the prefill token priced beside
-    a full batch), and the prefill token priced again beside that many decoding
-    (:func:`chunk_marginal`)."""
-    m = sp.load.moments
-    flow = np.minimum(sp.capacity * RHO_CAP, sp.load.rate_per_s)
-    running, _ = _occupancy(flow, sp.c, max(1.0, float(m[0, 2])), sp.load.mean_chunks, sp.service_scale,
-                            sp.beta_t, sp.t1, sp.caps)
-    g_t, g_e = chunk_marginal(sp, np.minimum(running + 1.0, sp.caps))
+    """The prefill token priced again, beside the mean number decoding that :func:`steady_start`
+    found (:func:`chunk_marginal`)."""
+    g_t, g_e = chunk_marginal(sp, np.minimum(sp.running_full + 1.0, sp.caps))
     return SteadyChunk(sp, g_t, g_e)
 
 
