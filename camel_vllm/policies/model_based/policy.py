@@ -201,6 +201,7 @@ class ModelBasedPolicy(Policy):
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
         self.workload.observe_arrival(now_s, prompt_tokens)
+        self.switching.observe_prompt()
         self.load_checks.observe_arrival()
         self._last_now_s = max(self._last_now_s, now_s)
 
@@ -222,6 +223,7 @@ class ModelBasedPolicy(Policy):
             self.switching.observe(self.board, step_hz, work, duration_s, energy_j)
         else:
             self.board.observe(step_hz, work, duration_s, energy_j)
+        self.switching.observe_step(work)
         self._iterations_since += 1
         if duration_s > 0.0:
             self._busy_since_s += duration_s

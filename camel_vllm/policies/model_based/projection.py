@@ -354,8 +354,9 @@ def steady_start(
     An arm whose prefill steps run at another clock (``arms.prefill_index``): a step carrying a
     prefill chunk runs at that clock, decode steps at the arm's, so each prefill token costs the
     prefill clock's marginal time and energy plus its chunk's share of the difference between
-    the two clocks' base step, plus two clock switches per prompt (``switch``: a
-    :class:`~camel_vllm.policies.model_based.switching.SwitchCost`, none: free).
+    the two clocks' base step, plus the clock switches a prompt brings (``switch``: a
+    :class:`~camel_vllm.policies.model_based.switching.SwitchCost`, its measured cost and
+    switches per prompt; none: free).
 
     A step's time (and energy) is linear in the number decoding ``n`` between one and a full
     batch (the secant: the token segments make it convex, so this errs slow), which makes the
@@ -394,7 +395,7 @@ def _prefill_at_own_clock(pre: _PrefillSteps, g_t: np.ndarray, g_e: np.ndarray, 
                           switch: Any) -> tuple[np.ndarray, np.ndarray, _PrefillClock]:
     """Per prefill token (``chunk``: the mean chunk's tokens): the prefill clock's marginal time
     and energy, the chunk's share of the base step's change from the arm's clock to the prefill
-    clock, and two switches per prompt; and what :func:`chunk_marginal` needs of the prefill clock."""
+    clock, and the switches a prompt brings; and what :func:`chunk_marginal` needs of the prefill clock."""
     differs = pre.differs
     gt_p = pre.g_t + pre.t_full_gap / chunk
     ge_p = pre.g_e + pre.e_full_gap / chunk
@@ -402,8 +403,9 @@ def _prefill_at_own_clock(pre: _PrefillSteps, g_t: np.ndarray, g_e: np.ndarray, 
     switch_e: Any = 0.0
     if switch is not None:
         latency_s, energy_j = switch.cost(pre.power_w)
-        switch_t = np.where(differs, 2.0 * latency_s / max(mean_p, 1.0), 0.0)
-        switch_e = np.where(differs, 2.0 * energy_j / max(mean_p, 1.0), 0.0)
+        per_token = switch.per_prompt / max(mean_p, 1.0)
+        switch_t = np.where(differs, per_token * latency_s, 0.0)
+        switch_e = np.where(differs, per_token * energy_j, 0.0)
         gt_p = gt_p + switch_t
         ge_p = ge_p + switch_e
     return (np.where(differs, np.maximum(gt_p, FLOOR), g_t), np.where(differs, np.maximum(ge_p, 0.0), g_e),
