@@ -81,38 +81,50 @@ def test_no_maintain_call_does_more_than_one_heavy_part(monkeypatch, epoch_s) ->
     assert max(heavy) == 1, sorted(heavy)[-5:]
 
 
-def test_work_done_while_the_projection_waits_changes_no_decision(monkeypatch) -> None:
-    """maintain() makes the arms' steps under the draw (projection.clock_steps) on the idle
-    iterations before the projection is due; the projection would otherwise make them itself.
-    Made ahead or not, every decision on the H100 is the same (so they are made from the same
-    coefficients and step work, never from a stale draw)."""
-    setup = _h100_setup(None)
-    ahead = _decisions(monkeypatch, setup, 500, 10.0)
-    original = policy_module.ModelBasedPolicy._draw
+def test_the_steps_made_ahead_are_those_of_the_draw_the_projection_plays() -> None:
+    """maintain() makes the arms' steps under the mean and the draw (projection.clock_steps) on
+    the iteration after the draw, and the projection uses them when it falls due: on the H100,
+    at every projection, they are the steps the board model's mean, the draw and the step work
+    in force give then (never a stale draw's)."""
+    import numpy as np
 
-    def draw_nothing_ahead(self):
-        original(self)
-        self._steps_due = False  # maintain() makes no steps ahead: the projection makes them
+    checked = {"projections": 0}
+    start = policy_module.steady_start
 
-    monkeypatch.setattr(policy_module.ModelBasedPolicy, "_draw", draw_nothing_ahead)
-    made = {"maintain": 0}
-    steps = policy_module.clock_steps
-    maintain = policy_module.ModelBasedPolicy.maintain
-    inside = []
+    def checked_start(arms, steps, load, **kwargs):
+        policy = holder["policy"]
+        mean, draw = holder["asked"]  # what the projection asked _arm_steps for
+        assert mean is policy.board.mean_coefficients()
+        coef = _coef(mean, draw, policy._coef_buffer)
+        fresh = policy_module.clock_steps(arms, coef, coef[:, policy._top_clock, 0], policy._work)
+        for name in ("t1", "t_full", "g_t", "e1", "g_e", "beta_t", "beta_e", "chunk_rows"):
+            assert np.array_equal(getattr(steps, name), getattr(fresh, name)), name
+        checked["projections"] += 1
+        return start(arms, steps, load, **kwargs)
 
-    def counted(*args):
-        made["maintain"] += bool(inside)
-        return steps(*args)
+    def _coef(mean, draw, like):
+        coef = np.empty_like(like)
+        coef[0, :, 0], coef[0, :, 1] = mean.time_s, mean.energy_j
+        coef[1, :, 0], coef[1, :, 1] = draw.time_s, draw.energy_j
+        coef[2] = coef[0]
+        return coef
 
-    def tracked(self):
-        inside.append(1)
-        try:
-            return maintain(self)
-        finally:
-            inside.pop()
+    holder: dict = {}
+    init = policy_module.ModelBasedPolicy.__init__
 
-    monkeypatch.setattr(policy_module, "clock_steps", counted)
-    monkeypatch.setattr(policy_module.ModelBasedPolicy, "maintain", tracked)
-    itself = _decisions(monkeypatch, setup, 500, 10.0)
-    assert made["maintain"] >= 10  # by the projection's first part, in maintain() still
-    assert len(set(ahead)) > 1 and itself == ahead
+    def remembered(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        holder["policy"] = self
+
+    arm_steps = policy_module.ModelBasedPolicy._arm_steps
+
+    def asked(self, mean, draw):
+        holder["asked"] = (mean, draw)
+        return arm_steps(self, mean, draw)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(policy_module.ModelBasedPolicy, "__init__", remembered)
+        patch.setattr(policy_module, "steady_start", checked_start)
+        patch.setattr(policy_module.ModelBasedPolicy, "_arm_steps", asked)
+        chosen = _decisions(patch, _h100_setup(None), 500, 10.0)
+    assert checked["projections"] >= 10 and len(set(chosen)) > 1

@@ -29,9 +29,9 @@ import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import SLOConfig
-from camel_vllm.core.events import Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
-from camel_vllm.policies.declaration import BuildInputs, Cadence, Param, PolicyDeclaration, choice, integer
+from camel_vllm.policies.declaration import BuildInputs, Cadence, Param, PolicyDeclaration, choice, flag, integer
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel, ClockCoefficients, segment_knots
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
 from camel_vllm.policies.model_based.load_checks import LoadChecks
@@ -50,6 +50,7 @@ from camel_vllm.policies.model_based.projection import (
     steady_start,
     step_work,
 )
+from camel_vllm.policies.model_based.probing import Prober
 from camel_vllm.policies.model_based.switching import SwitchCost
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
 from camel_vllm.policies.state_values import BadStateValue, count, item, under
@@ -102,11 +103,14 @@ class ModelParams:
 
     ``warmup_iterations`` and ``warmup_requests``: iterations the board model must have seen
     and requests that must have finished before the first model-based choice (until then the
-    default arm). ``board_prior`` (``none`` or ``profile``) is read by the factory.
+    default arm). ``probe``: decode steps at clocks the board model has not seen
+    (:mod:`~camel_vllm.policies.model_based.probing`). ``board_prior`` (``none`` or ``profile``)
+    is read by the factory.
     """
 
     warmup_iterations: int = WARMUP_ITERATIONS
     warmup_requests: int = MIN_FINISHED
+    probe: bool = True
 
 
 class ModelBasedPolicy(Policy):
@@ -153,6 +157,8 @@ class ModelBasedPolicy(Policy):
         self._geometry = ArmGeometry.of(self._caps, self._clock_of_arm, knots, prefill_index)
         #: What a clock switch for a step's work costs (declared by the device, then measured).
         self.switching = SwitchCost(switch_latency_s)
+        #: Probe runs at clocks the board model has not seen (none when ``params.probe`` is off).
+        self.prober = Prober([a.freq_hz for a in arms.arms] if params.probe else [])
         self._default_index = int(np.argmax(self._arm_freq * 1e3 + self._caps))  # top clock, largest cap
         self._work: np.ndarray | None = None  # projection.step_work at the last refresh
         #: (mean, draw, mean in doubt) x clock x (time, energy) x work terms
@@ -170,7 +176,6 @@ class ModelBasedPolicy(Policy):
         #: The arms' steps under the mean and the draw (projection.clock_steps), made with the
         #: draw, and the (mean, draw, step work) they were made from.
         self._steps: tuple[ClockSteps, tuple[Any, ...]] | None = None
-        self._steps_due = False  # whether maintain() may make them while the projection waits
         #: The (energy, service, wait) factors the projection in the making uses.
         self._steady_factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.load_checks = LoadChecks(self._caps)
@@ -223,6 +228,7 @@ class ModelBasedPolicy(Policy):
             self.switching.observe(self.board, step_hz, work, duration_s, energy_j)
         else:
             self.board.observe(step_hz, work, duration_s, energy_j)
+            self.prober.observe(step_hz, work)
         self.switching.observe_step(work)
         self._iterations_since += 1
         if duration_s > 0.0:
@@ -230,6 +236,10 @@ class ModelBasedPolicy(Policy):
             self._step_s += 0.1 * (duration_s - self._step_s)
         if work.num_prefill_tokens:
             self.workload.observe_chunk(work.num_prefill_tokens)
+
+    def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None = None) -> float | None:
+        """The arm's rule, or a probe run's clock (:class:`~camel_vllm.policies.model_based.probing.Prober`)."""
+        return self.prober.step_frequency(work, arm, snapshot)
 
     def observe_outcome(self, outcome: RequestOutcome) -> None:
         request = outcome.request
@@ -265,23 +275,16 @@ class ModelBasedPolicy(Policy):
         chore per call so no iteration pays for all of them: the board model takes its
         buffered iterations and re-solves, the load is measured, and, just before the
         decision is due, the arms are projected without the queue; the decision itself then
-        only prices the queue. While the projection waits for its time, the calls do what it
-        would otherwise do itself (every arm's steps under the draw): what runs when, and so
-        every decision, is the same as without them."""
-        chores = self._chores
-        if not chores:
-            return
-        if chores[-1] != self._start_steady or self._steady_due():
-            chores.pop()()
-        elif self._steps_due and self._drawn is not None and self._work is not None:
-            self._steps_due = False
-            self._arm_steps(self.board.mean_coefficients(), self._drawn)
+        only prices the queue."""
+        if self._chores and (self._chores[-1] != self._start_steady or self._steady_due()):
+            self._chores.pop()()
 
     def _chore_list(self) -> list[Callable[[], None]]:
         """This epoch's chores, popped from the end (fold first, the projection last)."""
         board = self.board
-        return [self._finish_steady, self._chunk_steady, self._start_steady, self._draw, self._measure_load,
-                self._prepare, board.solve_energy, board.solve_time, board.fold_energy, board.fold_time, board.stage]
+        return [self._finish_steady, self._chunk_steady, self._start_steady, self._make_steps, self._draw,
+                self._measure_load, self._prepare, board.solve_energy, board.solve_time, board.fold_energy,
+                board.fold_time, board.stage]
 
     def _prepare(self) -> None:
         """The board's per-clock corrections; the rest of its preparation comes with the draw."""
@@ -292,7 +295,12 @@ class ModelBasedPolicy(Policy):
         """The board model prepared (:meth:`BoardModel.prepare`) and the Thompson draw the next
         decision plays with."""
         self._drawn = self.board.explore(self.rng) if self._model_ready() else None
-        self._steps_due = self._drawn is not None
+
+    def _make_steps(self) -> None:
+        """Every arm's steps under the mean and the draw (the projection's first part, made
+        ahead of it)."""
+        if self._drawn is not None and self._work is not None:
+            self._arm_steps(self.board.mean_coefficients(), self._drawn)
 
     def _arm_steps(self, mean: ClockCoefficients, draw: ClockCoefficients) -> ClockSteps:
         """Every arm's steps under the posterior mean (group 0), the draw (1) and the mean
@@ -568,7 +576,8 @@ def _build(inputs: BuildInputs) -> Policy:
         inputs.arms, inputs.rng, epoch_iterations=config.epoch_iterations, epoch_s=config.epoch_s, cost=config.cost,
         alpha=config.alpha, switch_cost=config.switch_cost, slo=config.slo, token_budget=inputs.token_budget,
         switch_latency_s=inputs.switch_latency_s,
-        params=ModelParams(warmup_iterations=params["warmup_iterations"], warmup_requests=params["warmup_requests"]),
+        params=ModelParams(warmup_iterations=params["warmup_iterations"], warmup_requests=params["warmup_requests"],
+                           probe=params["probe"]),
     )
     if params["board_prior"] == "profile":
         from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile
@@ -594,9 +603,11 @@ DECLARATION = PolicyDeclaration(
               "profile: start the board model from device_profile / model_profile"),
         Param("prefill_clock", "top", choice("top", "same"),
               "top: arms whose prefill steps run at the top clock; same: every step at the arm's clock"),
+        Param("probe", True, flag, "a few decode steps at clocks the board model has not seen, while nobody waits"),
     ),
     # decide again as soon as the requests in the engine double; the epoch's refreshes are
     # spread over maintain() calls (one chore each)
-    cadence=Cadence(epoch_s=DEFAULT_EPOCH_S, decide_on_demand_growth=True, maintain_each_iteration=True),
+    cadence=Cadence(epoch_s=DEFAULT_EPOCH_S, decide_on_demand_growth=True, maintain_each_iteration=True,
+                    chooses_step_clock=True),
     prefill_clocks=_prefill_clocks, listing=0,
 )
