@@ -291,9 +291,10 @@ def clock_steps(arms: ArmGeometry, coef: np.ndarray, top_time_coef: np.ndarray, 
 
 @dataclass(frozen=True)
 class SteadyStart:
-    """The first part of the steady-state projection (:func:`steady_start`): each arm's step
-    times and energies, its capacity, and the mean number running besides a request with the
-    prefill token priced beside a full batch (``running_full``)."""
+    """The first part of the steady-state projection (:func:`steady_start`): each arm's steps
+    (``steps``), the seconds and joules per prefill token at the clock its prefill runs at, beside
+    a full batch (``g_t``, ``g_e``: ``steps``' own where that is the arm's clock), its capacity,
+    and the mean number running besides a request with that prefill price (``running_full``)."""
 
     load: LoadView
     caps: np.ndarray
@@ -302,23 +303,18 @@ class SteadyStart:
     energy_scale: float
     service_scale: float | np.ndarray
     wait_scale: float
-    t1: np.ndarray
-    t_full: np.ndarray
+    steps: ClockSteps
     g_t: np.ndarray
-    e1: np.ndarray
     g_e: np.ndarray
-    beta_t: np.ndarray
-    beta_e: np.ndarray
     c: np.ndarray
     k_dec: np.ndarray
     capacity: np.ndarray
     running_full: np.ndarray
     #: What :func:`chunk_marginal` needs to price a prefill token beside ``n`` decoding rather
-    #: than beside a full batch: the coefficient rows (:attr:`ClockSteps.chunk_rows`), the
-    #: context per decode request (over CONTEXT_SCALE), the token knots; for arms whose prefill
-    #: runs at another clock (None where none does): which arms differ (A,), and the switches'
-    #: share per prefill token ((G, A) time and energy; 0 without a switch cost).
-    chunk_rows: np.ndarray
+    #: than beside a full batch, besides ``steps.chunk_rows``: the context per decode request
+    #: (over CONTEXT_SCALE), the token knots; for arms whose prefill runs at another clock (None
+    #: where none does): which arms differ (A,), and the switches' share per prefill token ((G,
+    #: A) time and energy; 0 without a switch cost).
     context: float
     knots: tuple[float, float]
     prefill: "_PrefillClock | None" = None
@@ -386,9 +382,8 @@ def steady_start(
     flow = np.minimum(capacity * RHO_CAP, load.rate_per_s)
     running, _ = _occupancy(flow, c, mean_l, chunks, service_scale, steps.beta_t, t1, caps)
     return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
-                       t1, t_full, g_t, steps.e1, g_e, steps.beta_t, steps.beta_e, c, k_dec, capacity, running,
-                       steps.chunk_rows, load.decode_context_tokens / CONTEXT_SCALE, arms.knots,
-                       prefill)
+                       steps, g_t, g_e, c, k_dec, capacity, running, load.decode_context_tokens / CONTEXT_SCALE,
+                       arms.knots, prefill)
 
 
 def _prefill_at_own_clock(pre: _PrefillSteps, g_t: np.ndarray, g_e: np.ndarray, chunk: float, mean_p: float,
@@ -424,7 +419,7 @@ def chunk_marginal(sp: SteadyStart, n: np.ndarray) -> tuple[np.ndarray, np.ndarr
     flat = n.reshape(-1)
     seg_n = _segments(flat, knots).reshape(n.shape + (3,))
     dseg = (_segments(flat + chunk, knots).reshape(n.shape + (3,)) - seg_n) * inv_chunk
-    prefill, rows = sp.prefill, sp.chunk_rows
+    prefill, rows = sp.prefill, sp.steps.chunk_rows
     add = np.einsum("gakj,gaj->gak", rows[:, :, :3, 1:4], dseg)  # (G, A, 3): the prefill clock's t, e; the top's t
     g_t = np.maximum(np.maximum(add[..., 0], add[..., 2]), FLOOR)
     g_e = np.maximum(add[..., 1], 0.0)
@@ -464,8 +459,8 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
     if isinstance(chunk_priced, SteadyStart):
         chunk_priced = steady_chunk(chunk_priced)
     sp, g_t, g_e = chunk_priced.start, chunk_priced.g_t, chunk_priced.g_e
-    load, caps, capacity, t1, e1 = sp.load, sp.caps, sp.capacity, sp.t1, sp.e1
-    beta_t, beta_e, k_dec, service_scale = sp.beta_t, sp.beta_e, sp.k_dec, sp.service_scale
+    load, caps, capacity, t1, e1 = sp.load, sp.caps, sp.capacity, sp.steps.t1, sp.steps.e1
+    beta_t, beta_e, k_dec, service_scale = sp.steps.beta_t, sp.steps.beta_e, sp.k_dec, sp.service_scale
     energy_scale, wait_scale = sp.energy_scale, sp.wait_scale
     lam = load.rate_per_s
     m = load.moments
