@@ -306,7 +306,7 @@ class Controller:
             # whenever the engine emptied (measured in docs/benchmarks.md, live vs simulated).
             return extra_s
         try:
-            if self.per_step_clock:
+            if self.per_step_clock and not self.batch_only:  # batch-only arms have no clock to learn
                 self.policy.observe_iteration(self._key_of[slot][1], work, elapsed_s + extra_s,
                                               delta_j if measured else None, freq_hz=step_hz, switched=switched)
             else:

@@ -138,7 +138,7 @@ def test_policy_errors_stop_vllm_serve_while_parsing(parser, capsys):
         "camel config: policy_params.prior_kappa=-1: must be > 0")
     assert _parse_fails(parser, capsys, {**base, "policy_params": {"prior_kappa": 1}}) == (
         "camel config: policy_params.prior_kappa=1: not a parameter of policy camel "
-        "(known: board_prior, prefill_clock, warmup_iterations, warmup_requests)")
+        "(known: board_prior, prefill_clock, probe, warmup_iterations, warmup_requests)")
     assert _parse_fails(parser, capsys, {**base, "policy_params": {"warmup_iterations": -1}}) == (
         "camel config: policy_params.warmup_iterations=-1: must be an integer >= 0")
     assert _parse_fails(parser, capsys, {**base, "policy_params": {"board_prior": "x"}}) == (
