@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from camel_vllm.core.events import Arm, EngineSnapshot, IterationWork, is_prefill_step
 
 #: Decode steps in one probe run (two switches buy this many observations).
@@ -55,7 +53,10 @@ class Prober:
 
     def __init__(self, clocks_hz: Sequence[float | None]) -> None:
         self.clocks_hz = probe_clocks([f for f in clocks_hz if f is not None])
-        self.observed = np.zeros(len(self.clocks_hz), dtype=np.int64)
+        #: Decode steps the board model learned from at each probed clock (counted until done).
+        self.observed = [0] * len(self.clocks_hz)
+        #: Whether every probed clock has its steps (then the per-step calls only apply the arm's rule).
+        self.done = not self.clocks_hz
         self._since = 0
         self._left = 0
         self._clock: float | None = None
@@ -63,24 +64,20 @@ class Prober:
         self.runs = 0
         self.steps = 0
 
-    @property
-    def done(self) -> bool:
-        """Whether every probed clock has its steps."""
-        return bool(np.all(self.observed >= PROBE_ENOUGH_STEPS))
-
     def observe(self, freq_hz: float | None, work: IterationWork) -> None:
         """A step the board model learns from ran at ``freq_hz`` (not one the clock was switched
         for: its time holds the switch)."""
         self._since += 1
-        if freq_hz is None or is_prefill_step(work) or not self.clocks_hz:
+        if self.done or freq_hz not in self.clocks_hz or is_prefill_step(work):
             return
-        for i, f in enumerate(self.clocks_hz):
-            if f == freq_hz:
-                self.observed[i] += 1
+        self.observed[self.clocks_hz.index(freq_hz)] += 1
+        self.done = min(self.observed) >= PROBE_ENOUGH_STEPS
 
     def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None) -> float | None:
         """The clock for a step doing ``work`` under ``arm``."""
         own = arm.step_freq_hz(work)
+        if self.done and not self._left:
+            return own
         if is_prefill_step(work):
             self._left = 0  # a run is decode steps only
             return own
@@ -88,7 +85,7 @@ class Prober:
             self._left -= 1
             self.steps += 1
             return self._clock
-        if self._since < PROBE_EVERY_STEPS or (snapshot is not None and snapshot.num_waiting > 0) or self.done:
+        if self._since < PROBE_EVERY_STEPS or (snapshot is not None and snapshot.num_waiting > 0):
             return own
         clock = next(f for f, n in zip(self.clocks_hz, self.observed, strict=True) if n < PROBE_ENOUGH_STEPS)
         if clock == own:
