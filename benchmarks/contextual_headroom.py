@@ -39,9 +39,9 @@ from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.context import ContextModel
 from camel_vllm.core.cost import make_cost
-from camel_vllm.core.events import Context, EngineSnapshot
 from camel_vllm.devices.emulator.profiles import load_model_profile
 from camel_vllm.policies.baselines import EmpiricalPolicy
+from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.sim.engine import SimEngine, VirtualClock
 from camel_vllm.traces import Trace
 
@@ -58,13 +58,11 @@ class DemandRulePolicy(EmpiricalPolicy):
     def __init__(self, num_arms: int, *, low: int, high: int, max_demand: int) -> None:
         super().__init__(num_arms, np.random.default_rng(0))
         self.low, self.high, self.max_demand = low, high, max_demand
-        self._demand = 0
 
-    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
-        self._demand = snapshot.num_running + snapshot.num_waiting
-
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
-        return self.low if self._demand <= self.max_demand else self.high
+    def select(self, decision: DecisionInput) -> int:
+        snapshot = decision.snapshot
+        demand = 0 if snapshot is None else snapshot.num_running + snapshot.num_waiting
+        return self.low if demand <= self.max_demand else self.high
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ the emulator (that lives in camel_vllm.devices and has its own tests).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.arms import ArmSet
@@ -17,6 +17,7 @@ from camel_vllm.core.context import ContextModel
 from camel_vllm.core.cost import make_cost
 from camel_vllm.core.events import Context, IterationWork
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.testing.fake_device import FakeDevice
 
 FREQS_HZ = (306e6, 612e6, 930.75e6)
@@ -46,7 +47,7 @@ class FixedPolicy(Policy):
     def __init__(self, index: int) -> None:
         self.index = index
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
         return self.index
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
@@ -71,7 +72,8 @@ class CyclePolicy(FixedPolicy):
         super().__init__(0)
         self.n = 0
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
         self.n += 1
         return available[self.n % len(available)]
 

@@ -36,6 +36,7 @@ from camel_vllm.core.events import Context, EngineSnapshot, IterationWork
 from camel_vllm.policies.base import Policy
 from camel_vllm.policies.baselines import OraclePolicy
 from camel_vllm.policies.registry import make_policy
+from camel_vllm.policies.decision import DecisionInput
 
 #: Camel's grid on AGX Orin 32GB (MHz; arXiv 2508.09173).
 ORIN_32GB_FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
@@ -256,7 +257,7 @@ def run_policy(
         context = context_model.context(snapshot)
         if policy_name == "oracle":  # told the true level, not the engine's noisy view of it
             context = Context(id=ph)
-        arm = policy.select(context, available, current)
+        arm = policy.select(DecisionInput(context, available, current))
         mean = env.mean_costs[ph, arm]
         policy.observe(arm, context, float(mean + noise[t]), 1.0)
         regret[t] = mean - best[ph]

@@ -15,6 +15,7 @@ and request accounting go on, and the learned-state file is left as it was.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -34,6 +35,7 @@ from camel_vllm.core.events import (
 )
 from camel_vllm.devices.base import Device, DeviceError, DevicePermissionError, EnergyReading
 from camel_vllm.policies.base import Policy
+from camel_vllm.policies.decision import Deadline, DecisionInput
 from camel_vllm.policies.declaration import Cadence
 
 logger = logging.getLogger("vllm.camel")
@@ -92,7 +94,7 @@ class DefaultArmPolicy(Policy):
     def __init__(self, arms: ArmSet) -> None:
         self.arms = arms
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
         return self.arms.default_index()
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
@@ -245,8 +247,8 @@ class Controller:
         if self.decision_due(now_s, snapshot.num_running + snapshot.num_waiting):
             self._decide(snapshot)
         elif self._maintain_each or self._epoch_iterations_left <= MAINTAIN_LEAD_ITERATIONS or self.epoch_s > 0.0:
-            try:
-                self.policy.maintain()  # the policy's housekeeping, just ahead of the decision
+            try:  # the policy's housekeeping, ahead of the decision
+                self.policy.maintain(self._deadline(now_s))
             except Exception as err:
                 self._policy_failed("maintain", err)
         self._epoch_iterations_left -= 1
@@ -397,17 +399,19 @@ class Controller:
             self.device.close()
 
     # --------------------------------------------------------------- internals
+    def _deadline(self, now_s: float) -> Deadline:
+        """How far off the next decision is at a step begun at ``now_s`` (before this step counts)."""
+        seconds_left = self.epoch_s - (now_s - self._epoch_start_s) if self.epoch_s > 0.0 else math.inf
+        return Deadline(self._epoch_iterations_left, seconds_left)
+
     def _decide(self, snapshot: EngineSnapshot) -> None:
         context = self.context_model.context(snapshot)
-        try:
-            self.policy.observe_snapshot(snapshot)
-        except Exception as err:
-            self._policy_failed("observe_snapshot", err)
         previous_freq_hz = self.applied_freq_hz
         # Each refused frequency is switched off, so this ends within len(frequencies) tries.
         for _ in range(len(self.arms.frequencies_hz) + 1):
             available = self.arms.available_indices()
-            index = self._select(context, available)
+            index = self._select(DecisionInput(context, available, self.current_index, snapshot,
+                                               self.epoch_iterations, self.epoch_s))
             if self._apply_frequency(self.arms[index].freq_hz):
                 break
         self.current_index = index
@@ -434,17 +438,18 @@ class Controller:
         for listener in self.listeners:
             listener.on_decision(decision)
 
-    def _select(self, context: Context, available: list[int]) -> int:
-        """The policy's choice among ``available``; the default arm if the policy fails (raises,
-        or names an arm that is not available)."""
+    def _select(self, decision: DecisionInput) -> int:
+        """The policy's choice among ``decision.available``; the default arm if the policy fails
+        (raises, or names an arm that is not available)."""
         try:
-            index = self.policy.select(context, available, self.current_index)
-            if index not in available:
-                raise RuntimeError(f"chose arm {index!r}, which is not among the available arms {available}")
+            index = self.policy.select(decision)
+            if index not in decision.available:
+                raise RuntimeError(f"chose arm {index!r}, which is not among the available arms "
+                                   f"{list(decision.available)}")
             return int(index)
         except Exception as err:
             self._policy_failed("select", err)
-            return self.policy.select(context, available, self.current_index)
+            return self.policy.select(decision)
 
     def _policy_failed(self, hook: str, err: Exception) -> None:
         """The policy raised from ``hook``: one line, ``camel_device_errors_total{kind="policy"}``,

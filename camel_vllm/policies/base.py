@@ -3,7 +3,8 @@
 Policies address arms by index into the controller's :class:`~camel_vllm.core.arms.ArmSet` and
 minimise cost (lower is better), on the scale the controller's cost function produces. Every
 policy derives from :class:`Policy`: five methods to define, and hooks with no-op defaults
-that the controller calls directly.
+that the controller calls directly. What a decision is made from is in
+:mod:`camel_vllm.policies.decision`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
 
 from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
+from camel_vllm.policies.decision import Deadline, DecisionInput
 
 
 @dataclass(frozen=True)
@@ -52,18 +54,29 @@ class ModelReadout:
 
 
 class Policy(ABC):
-    """A bandit over arm indices, with hooks for policies that learn from more than costs.
+    """The contract between the controller and a policy: a bandit over arm indices, with hooks
+    for policies that learn from more than costs.
 
-    ``select`` is called once per decision epoch with the indices of arms available now and
-    the arm in force (``None`` before the first decision); it returns one of ``available``.
-    ``observe`` credits ``cost`` to ``arm_index`` in ``context`` with ``weight`` in (0, 1]
-    (a request served by several arms credits each with its share of tokens).
-    ``estimates``, ``state_dict`` and ``load_state_dict`` give what the policy believes, for
-    metrics and for the state file.
+    The controller owns time, load and cost: it decides when an epoch ends, builds one
+    :class:`~camel_vllm.policies.decision.DecisionInput` per decision and computes every
+    request's cost; a policy owns its model and its choice. Each hook is called on the engine
+    thread, in this order over a request's life (docs/controller.md):
 
-    The hooks (``observe_arrival`` ... ``maintain``) and ``model_readout`` and
-    ``set_prior_means`` do nothing unless a policy overrides them; the controller calls the
-    hooks as documented in :mod:`camel_vllm.control.controller`.
+    - :meth:`observe_arrival` when a request arrives;
+    - :meth:`select` at each decision (the first engine step of an epoch);
+    - :meth:`maintain` on steps between decisions, with the :class:`~camel_vllm.policies.
+      decision.Deadline` of the next (every step for a cadence that asks, else the last few);
+    - :meth:`step_frequency` as a step's batch is formed (only for a cadence that
+      ``chooses_step_clock``);
+    - :meth:`observe_iteration` when a step that ran tokens ends;
+    - :meth:`observe` (the request's cost, per arm that served it) and then
+      :meth:`observe_outcome` when a request finishes.
+
+    ``estimates`` and ``model_readout`` are read on the engine thread after each decision (the
+    metrics read those copies, never the policy); ``state_dict`` and ``load_state_dict`` give
+    the state file. A hook that raises makes the controller play the default arm from then on
+    (:class:`~camel_vllm.control.controller.DefaultArmPolicy`). Policies declare themselves once
+    (:mod:`camel_vllm.policies.declaration`).
     """
 
     #: The name the policy is declared under (its module's ``DECLARATION``, which also says how
@@ -71,26 +84,30 @@ class Policy(ABC):
     name: str
 
     @abstractmethod
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int: ...
+    def select(self, decision: DecisionInput) -> int:
+        """The arm to play for the next epoch: one of ``decision.available``."""
 
     @abstractmethod
-    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None: ...
+    def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
+        """Credit ``cost`` (the controller's cost of a finished request; lower is better) to
+        ``arm_index`` in ``context`` with ``weight`` in (0, 1]: a request served by several
+        arms credits each with its share of tokens."""
 
     @abstractmethod
-    def estimates(self) -> list[ArmEstimate]: ...
+    def estimates(self) -> list[ArmEstimate]:
+        """What the policy believes of each arm, on its cost scale (for metrics and logs)."""
 
     @abstractmethod
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """The learned state, JSON-serialisable (written atomically by the controller)."""
 
     @abstractmethod
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a state from :meth:`state_dict`; refuse a bad one without changing anything."""
 
     # ------------------------------------------------------------------ hooks (no-op)
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:  # noqa: B027 - a hook, a no-op by design
         """A request arrived."""
-
-    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:  # noqa: B027 - a hook, a no-op by design
-        """The engine's state at a decision, just before ``select``."""
 
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,  # noqa: B027 - a hook, a no-op by design
                           energy_j: float | None = None, *, freq_hz: float | None = None,
@@ -111,8 +128,9 @@ class Policy(ABC):
     def observe_outcome(self, outcome: RequestOutcome) -> None:  # noqa: B027 - a hook, a no-op by design
         """A request finished (credited or not: see ``outcome.energy_measured``)."""
 
-    def maintain(self) -> None:  # noqa: B027 - a hook, a no-op by design
-        """Work the policy can do ahead of its next ``select``, between decisions."""
+    def maintain(self, deadline: Deadline) -> None:  # noqa: B027 - a hook, a no-op by design
+        """Work the policy can do ahead of its next ``select``, between decisions; ``deadline``
+        says how far off that decision is."""
 
     def model_readout(self) -> ModelReadout | None:
         """What a model-based policy believes of its models (metrics); None: no models."""

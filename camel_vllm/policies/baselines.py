@@ -27,6 +27,7 @@ from camel_vllm.core.arms import ArmSet, same_frequency
 from camel_vllm.core.config import ConfigError
 from camel_vllm.core.events import Context
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, Param, PolicyDeclaration, anything, number
 from camel_vllm.policies.state_values import BadStateValue, count, item, under
 from camel_vllm.policies.thompson.nig import SufficientStats
@@ -83,7 +84,8 @@ class DefaultPolicy(EmpiricalPolicy):
             key=lambda i: (-1.0 if arms[i].freq_hz is None else arms[i].freq_hz, arms[i].max_batch),
         )
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
         allowed = set(available)
         for i in reversed(self._order):
             if i in allowed:
@@ -102,7 +104,8 @@ class StaticPolicy(EmpiricalPolicy):
         self.arms = arms
         self.arm_index = arm_index
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
         if self.arm_index in available:
             return self.arm_index
         want = self.arms[self.arm_index]
@@ -124,7 +127,8 @@ class GridPolicy(EmpiricalPolicy):
             raise ValueError(f"grid k must be > 0, got {k}")
         self.k = float(k)
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available, current = decision.available, decision.current
         idx = np.asarray(available, dtype=np.intp)
         todo = idx[self.stats.n[idx] < self.k]
         if todo.size:
@@ -141,7 +145,8 @@ class UCBPolicy(EmpiricalPolicy):
         super().__init__(num_arms, rng)
         self.c = float(c)
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
         idx = np.asarray(available, dtype=np.intp)
         n = self.stats.n[idx]
         untried = idx[n <= 0]
@@ -163,7 +168,8 @@ class EpsilonGreedyPolicy(EmpiricalPolicy):
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
         self.epsilon = float(epsilon)
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
         idx = np.asarray(available, dtype=np.intp)
         untried = idx[self.stats.n[idx] <= 0]
         if untried.size:
@@ -191,7 +197,8 @@ class OraclePolicy(EmpiricalPolicy):
             raise ValueError(f"true_mean_costs must have {self.num_arms} entries per row, got shape {table.shape}")
         self.table = table
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        context, available = decision.context, decision.available
         idx = np.asarray(available, dtype=np.intp)
         row = self.table[min(int(context.id), self.table.shape[0] - 1)]
         return int(idx[np.argmin(row[idx])])

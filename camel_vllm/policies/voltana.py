@@ -18,13 +18,14 @@ VoltanaLLM does not set it. Its RPS/TPS thresholds (off in the demo) are left ou
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, is_prefill_step
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, Cadence, Param, PolicyDeclaration, seconds_or_none
 from camel_vllm.policies.model_based.board import BoardModel, segment_knots, work_terms
 
@@ -54,7 +55,8 @@ class VoltanaPolicy(Policy):
         self._since_fit = 0
         self.pulls = np.zeros(len(arms))
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
         choice = self._arm if self._arm in available else max(available, key=lambda i: (
             self.arms[i].freq_hz or 0.0, self.arms[i].max_batch))
         self.pulls[choice] += 1

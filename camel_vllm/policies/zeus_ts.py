@@ -35,6 +35,7 @@ import numpy as np
 
 from camel_vllm.core.events import Context
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.policies.declaration import Param, PolicyDeclaration, integer
 from camel_vllm.policies.state_values import BadStateValue, array, check_number, count, item
 
@@ -106,7 +107,8 @@ class ZeusTSPolicy(Policy):
         sq = np.fromiter((sum(x * x for x in self.windows[a]) for a in idx), dtype=float, count=idx.size)
         return counts, sums, sq
 
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
         if len(available) == 0:
             raise ValueError("select() needs at least one available arm")
         idx = np.asarray(available, dtype=np.intp)

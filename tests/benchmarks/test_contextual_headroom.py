@@ -6,6 +6,7 @@ import json
 
 from camel_vllm.bench.sim import PolicySpec, SimSetup, arm_set, mean_edp_js, run_one
 from camel_vllm.core.events import Context, EngineSnapshot
+from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.traces import Trace, TraceRequest
 from tests.bench_scripts import load_benchmark
 
@@ -25,8 +26,8 @@ def test_demand_rule_switches_at_the_threshold():
     rule = _headroom().DemandRulePolicy(10, low=3, high=7, max_demand=2)
     choices = []
     for running, waiting in [(1, 0), (2, 0), (2, 1), (0, 5), (1, 1)]:
-        rule.observe_snapshot(EngineSnapshot(now_s=0.0, num_running=running, num_waiting=waiting))
-        choices.append(rule.select(Context(), list(range(10)), None))
+        snapshot = EngineSnapshot(now_s=0.0, num_running=running, num_waiting=waiting)
+        choices.append(rule.select(DecisionInput(Context(), list(range(10)), None, snapshot)))
     assert choices == [3, 3, 7, 7, 3]
 
 

@@ -36,7 +36,8 @@ class ScriptedPolicy(Policy):
         self.calls: list[tuple[Context, tuple[int, ...], int | None]] = []
         self.observed: list[tuple[int, Context, float, float]] = []
 
-    def select(self, context, available, current):
+    def select(self, decision):
+        context, available, current = decision.context, decision.available, decision.current
         self.calls.append((context, tuple(available), current))
         wanted = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         return wanted if wanted in available else available[-1]

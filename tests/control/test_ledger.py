@@ -155,7 +155,8 @@ class CyclingPolicy(DefaultArmPolicy):
         super().__init__(arms)
         self.turn = 0
 
-    def select(self, context, available, current):
+    def select(self, decision):
+        available = decision.available
         self.turn += 1
         return available[(self.turn * 3) % len(available)]
 

@@ -25,7 +25,7 @@ from camel_vllm.telemetry.metrics import MetricsExporter
 from camel_vllm.testing.fake_device import FakeDevice
 
 FREQS_HZ = (306e6, 612e6, 930.75e6)
-HOOKS = ("observe_arrival", "observe_snapshot", "select", "maintain", "observe_iteration", "observe",
+HOOKS = ("observe_arrival", "select", "maintain", "observe_iteration", "observe",
          "observe_outcome")
 
 
@@ -49,7 +49,8 @@ class BrokenPolicy(Policy):
             self.failed = True
             _ = 1 / 0
 
-    def select(self, context, available, current):
+    def select(self, decision):
+        available = decision.available
         self._call("select")
         if self.wrong_arm and self.calls["select"] >= self.fail_on:
             self.failed = True
@@ -62,16 +63,13 @@ class BrokenPolicy(Policy):
     def observe_arrival(self, now_s, prompt_tokens):
         self._call("observe_arrival")
 
-    def observe_snapshot(self, snapshot):
-        self._call("observe_snapshot")
-
     def observe_iteration(self, arm_index, work, duration_s, energy_j=None):
         self._call("observe_iteration")
 
     def observe_outcome(self, outcome):
         self._call("observe_outcome")
 
-    def maintain(self):
+    def maintain(self, deadline):
         self._call("maintain")
 
     def estimates(self):

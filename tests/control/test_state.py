@@ -17,6 +17,7 @@ from camel_vllm.core.config import CamelConfig, SLOConfig
 from camel_vllm.core.events import Context
 from camel_vllm.devices.base import DeviceInfo
 from camel_vllm.policies.registry import make_policy
+from camel_vllm.policies.decision import DecisionInput
 
 ARMS = ArmSet.product([306e6, 612e6, 930.75e6], [4, 16, 28])
 ORIN = DeviceInfo(kind="emulated", name="orin-a", energy_source="emulated", energy_method="roofline-model",
@@ -45,7 +46,7 @@ def _trained(name: str = "camel-ts"):
     rng = np.random.default_rng(0)
     for _ in range(60):
         ctx = Context(id=int(rng.integers(3)))
-        arm = policy.select(ctx, list(range(len(ARMS))), None)
+        arm = policy.select(DecisionInput(ctx, list(range(len(ARMS))), None))
         policy.observe(arm, ctx, float(rng.normal(2.0, 0.3)), float(rng.uniform(0.2, 1.0)))
     return policy
 

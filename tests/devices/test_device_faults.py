@@ -37,6 +37,7 @@ from camel_vllm.policies.base import Policy
 from camel_vllm.policies.model_based.policy import ModelBasedPolicy
 from camel_vllm.testing.fake_sysfs import build_fake_orin_tree
 from camel_vllm.wiring.build import EngineLimits, build_controller
+from camel_vllm.policies.decision import Deadline
 
 REPO = Path(__file__).resolve().parents[2]
 #: Seconds per engine iteration in the loop below (an emulated-Orin decode step is ~40 ms).
@@ -72,7 +73,7 @@ def _learned_energy(policy: Any) -> float:
     """How much energy evidence the policy holds: camel counts iterations its board's energy
     regression learned from, camel-ts the request costs in its posteriors."""
     if isinstance(policy, ModelBasedPolicy):
-        policy.maintain()  # folds buffered iterations into the board (what runs between decisions)
+        policy.maintain(Deadline(0))  # folds buffered iterations into the board (what runs between decisions)
         policy.board.fold()
         return policy.model_readout().iterations["energy"]
     return float(policy.stats.n.sum())

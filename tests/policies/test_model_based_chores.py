@@ -66,11 +66,11 @@ def test_no_maintain_call_does_more_than_one_heavy_part(monkeypatch, epoch_s) ->
         counted(owner, name)
     maintain = policy_module.ModelBasedPolicy.maintain
 
-    def tracked(self):
+    def tracked(self, deadline):
         calls.append([self.model_decisions, 0])
         inside[0] = True
         try:
-            return maintain(self)
+            return maintain(self, deadline)
         finally:
             inside[0] = False
 

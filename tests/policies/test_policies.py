@@ -12,6 +12,7 @@ from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
 from camel_vllm.core.events import Context, FinishedRequest, RequestOutcome
 from camel_vllm.policies.baselines import OraclePolicy
 from camel_vllm.policies.registry import make_policy
+from camel_vllm.policies.decision import Deadline, DecisionInput
 
 FREQS_MHZ = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 930.75)
 BATCHES = (4, 8, 12, 16, 20, 24, 28)
@@ -42,7 +43,7 @@ def play(policy, means: np.ndarray, steps: int, *, noise: float, seed: int, cont
     avail = available if available is not None else list(range(len(means)))
     chosen, current = [], None
     for _ in range(steps):
-        arm = policy.select(context, avail, current)
+        arm = policy.select(DecisionInput(context, avail, current))
         policy.observe(arm, context, float(means[arm] + noise * rng.standard_normal()), 1.0)
         chosen.append(arm)
         current = arm
@@ -114,7 +115,7 @@ def test_switch_cost_keeps_the_frequency_in_force() -> None:
     for a in range(len(arms)):
         for _ in range(5):
             sticky.observe(a, Context(), float(means[a]))
-    picks = [sticky.select(Context(), list(range(len(arms))), 4) for _ in range(50)]
+    picks = [sticky.select(DecisionInput(Context(), list(range(len(arms))), 4)) for _ in range(50)]
     assert all(arms[p].freq_hz == arms[4].freq_hz for p in picks)
 
 
@@ -124,7 +125,7 @@ def test_set_prior_means_warm_starts() -> None:
     means = [2.0] * len(arms)
     means[5] = 0.0
     policy.set_prior_means(means, strength=20.0)
-    picks = [policy.select(Context(), list(range(len(arms))), None) for _ in range(20)]
+    picks = [policy.select(DecisionInput(Context(), list(range(len(arms))), None)) for _ in range(20)]
     assert picks.count(5) >= 18
     with pytest.raises(ValueError):
         policy.set_prior_means([1.0], strength=1.0)
@@ -138,7 +139,7 @@ def test_select_cost_is_bounded_by_vectorised_work() -> None:
     for _ in range(300):
         ctx = Context(id=int(rng.integers(6)))
         avail = sorted(rng.choice(len(arms), size=int(rng.integers(1, len(arms) + 1)), replace=False).tolist())
-        arm = policy.select(ctx, avail, None)
+        arm = policy.select(DecisionInput(ctx, avail, None))
         assert arm in avail
         policy.observe(arm, ctx, float(rng.normal(3.0, 0.3)), float(rng.uniform(0.1, 1.0)))
 
@@ -153,7 +154,7 @@ def test_every_policy_respects_available(name: str) -> None:
     for _ in range(150):
         size = int(rng.integers(1, 6))
         avail = sorted(rng.choice(len(arms), size=size, replace=False).tolist())
-        arm = policy.select(Context(id=int(rng.integers(6))), avail, current)
+        arm = policy.select(DecisionInput(Context(id=int(rng.integers(6))), avail, current))
         assert arm in avail
         policy.observe(arm, Context(), float(rng.normal(2.0, 0.5)), 1.0)
         current = arm
@@ -176,18 +177,18 @@ def test_seeded_runs_are_reproducible(name: str) -> None:
 def test_default_is_max_frequency_max_batch_among_available() -> None:
     arms = orin_arms()
     policy = build("default", arms)
-    assert arms[policy.select(Context(), list(range(len(arms))), None)].label == "930.75/28"
+    assert arms[policy.select(DecisionInput(Context(), list(range(len(arms))), None))].label == "930.75/28"
     without_top = [i for i, a in enumerate(arms.arms) if a.freq_mhz != 930.75]
-    assert arms[policy.select(Context(), without_top, None)].label == "816/28"
+    assert arms[policy.select(DecisionInput(Context(), without_top, None))].label == "816/28"
 
 
 def test_static_arm_and_its_fallback() -> None:
     arms = orin_arms()
     policy = build("static", arms, policy_params={"arm": [612, 16]})
     target = arms.index(arms[[a.label for a in arms.arms].index("612/16")])
-    assert policy.select(Context(), list(range(len(arms))), None) == target
+    assert policy.select(DecisionInput(Context(), list(range(len(arms))), None)) == target
     no_612 = [i for i, a in enumerate(arms.arms) if a.freq_mhz != 612]
-    fallback = arms[policy.select(Context(), no_612, None)]
+    fallback = arms[policy.select(DecisionInput(Context(), no_612, None))]
     assert fallback.max_batch == 16 and fallback.freq_mhz in (510, 714)
 
 
@@ -231,9 +232,9 @@ def test_oracle_needs_true_means_and_plays_their_argmin() -> None:
     with pytest.raises(ConfigError, match="oracle"):
         make_policy(CamelConfig(policy="oracle"), arms, num_contexts=1)
     oracle = OraclePolicy(len(arms), [[3, 1, 2, 4], [1, 3, 2, 4]], np.random.default_rng(0))
-    assert oracle.select(Context(id=0), [0, 1, 2, 3], None) == 1
-    assert oracle.select(Context(id=1), [0, 1, 2, 3], None) == 0
-    assert oracle.select(Context(id=0), [0, 2, 3], None) == 2
+    assert oracle.select(DecisionInput(Context(id=0), [0, 1, 2, 3], None)) == 1
+    assert oracle.select(DecisionInput(Context(id=1), [0, 1, 2, 3], None)) == 0
+    assert oracle.select(DecisionInput(Context(id=0), [0, 2, 3], None)) == 2
 
 
 def test_grid_tries_each_arm_k_times_then_commits() -> None:
@@ -275,10 +276,10 @@ def test_slo_guard_excludes_arms_that_break_the_slo() -> None:
             # Arm 0 is the cheapest but slow (5 s); the others meet the 2 s SLO.
             policy.observe(a, Context(), 0.0 if a == 0 else 1.0)
             policy.observe_outcome(_outcome(a, (5.0 if a == 0 else 1.0) * float(np.exp(0.05 * rng.standard_normal()))))
-    picks = {policy.select(Context(), list(range(len(arms))), None) for _ in range(30)}
+    picks = {policy.select(DecisionInput(Context(), list(range(len(arms))), None)) for _ in range(30)}
     assert 0 not in picks
     # Only the slow arm available: never exclude everything.
-    assert policy.select(Context(), [0], None) == 0
+    assert policy.select(DecisionInput(Context(), [0], None)) == 0
 
 
 def test_slo_guard_falls_back_to_the_fastest_when_all_break_it() -> None:
@@ -288,7 +289,7 @@ def test_slo_guard_falls_back_to_the_fastest_when_all_break_it() -> None:
         for a, lat in enumerate([4.0, 3.0, 1.0, 2.0]):
             policy.observe(a, Context(), 0.0)
             policy.observe_outcome(_outcome(a, lat))
-    assert policy.select(Context(), [0, 1, 2, 3], None) == 2
+    assert policy.select(DecisionInput(Context(), [0, 1, 2, 3], None)) == 2
 
 
 def test_slo_guard_waits_for_evidence() -> None:
@@ -298,7 +299,7 @@ def test_slo_guard_waits_for_evidence() -> None:
     for _ in range(5):
         for a in range(len(arms)):
             policy.observe(a, Context(), -5.0 if a == 1 else 5.0)
-    assert policy.select(Context(), [0, 1, 2, 3], None) == 1
+    assert policy.select(DecisionInput(Context(), [0, 1, 2, 3], None)) == 1
 
 
 def test_slo_policy_wraps_camel_or_runs_frequency_only() -> None:
@@ -345,16 +346,18 @@ def test_queue_guard_leaves_out_caps_below_the_demand() -> None:
         for a in range(len(arms)):
             for _ in range(20):
                 policy.observe(a, Context(), float(means[a]))
-        policy.observe_snapshot(EngineSnapshot(now_s=1.0, num_running=6, num_waiting=3))
-    picks = [camel.select(Context(), list(range(len(arms))), None) for _ in range(50)]
+    busy = EngineSnapshot(now_s=1.0, num_running=6, num_waiting=3)
+    picks = [camel.select(DecisionInput(Context(), list(range(len(arms))), None, busy)) for _ in range(50)]
     assert all(arms[p].max_batch == 12 for p in picks)  # 9 requests in the engine: cap >= 9
     # Demand above every cap: only the largest caps stay.
-    camel.observe_snapshot(EngineSnapshot(now_s=2.0, num_running=20, num_waiting=10))
-    assert all(arms[camel.select(Context(), [0, 1, 4, 3], None)].max_batch == 8 for _ in range(20))
+    full = EngineSnapshot(now_s=2.0, num_running=20, num_waiting=10)
+    assert all(arms[camel.select(DecisionInput(Context(), [0, 1, 4, 3], None, full))].max_batch == 8 for _ in range(20))
     # Camel's non-contextual bandit (ts) ignores the engine state.
-    assert sum(arms[ts.select(Context(), list(range(len(arms))), None)].max_batch == 4 for _ in range(50)) > 40
-    camel.observe_snapshot(EngineSnapshot(now_s=3.0, num_running=0, num_waiting=0))
-    assert sum(arms[camel.select(Context(), list(range(len(arms))), None)].max_batch == 4 for _ in range(50)) > 40
+    assert sum(arms[ts.select(DecisionInput(Context(), list(range(len(arms))), None, full))].max_batch == 4
+               for _ in range(50)) > 40
+    idle = EngineSnapshot(now_s=3.0, num_running=0, num_waiting=0)
+    assert sum(arms[camel.select(DecisionInput(Context(), list(range(len(arms))), None, idle))].max_batch == 4
+               for _ in range(50)) > 40
 
 
 def test_low_load_additive_cap_applies_only_to_the_lowest_load_bucket() -> None:
@@ -403,7 +406,7 @@ def test_change_detection_stays_quiet_on_stationary_noise() -> None:
     rng = np.random.default_rng(5)
     context = Context(id=0, features=(0.0, 0.0))
     for _ in range(5000):
-        arm = policy.select(context, list(range(len(arms))), None)
+        arm = policy.select(DecisionInput(context, list(range(len(arms))), None))
         policy.observe(arm, context, float(means[arm] + 0.2 * rng.standard_t(3)))
     assert policy.changes_detected == 0
 
@@ -430,28 +433,28 @@ def test_maintain_moves_prior_rebuilds_and_the_draw_off_the_decision() -> None:
     context = Context(id=0, features=(0.0, 0.0))
     play(policy, means, 30, noise=0.1, seed=3, context=context)
     for _ in range(3):  # from now on the controller's hook drives the refreshes
-        policy.maintain()
-    policy.select(context, list(range(len(arms))), None)
+        policy.maintain(Deadline(0))
+    policy.select(DecisionInput(context, list(range(len(arms))), None))
     built_at = policy._prior_cache[0][0]
     for arm in (0, 1, 2):
         policy.observe(arm, context, 1.5)
-    policy.select(context, list(range(len(arms))), None)
+    policy.select(DecisionInput(context, list(range(len(arms))), None))
     assert policy._prior_cache[0][0] == built_at  # the decision took the prior as maintained
-    policy.maintain()  # first half: the shared prior
+    policy.maintain(Deadline(0))  # first half: the shared prior
     assert policy._half_built is not None and policy._prior_cache[0][0] == built_at
-    policy.maintain()  # second half: the additive grid fit, installed
+    policy.maintain(Deadline(0))  # second half: the additive grid fit, installed
     assert policy._half_built is None and policy._prior_cache[0][0] == policy._observations
-    policy.maintain()  # nothing stale: the draw for the context decided last
+    policy.maintain(Deadline(0))  # nothing stale: the draw for the context decided last
     assert policy._predraw is not None and policy._predraw[0] == 0
     draws = policy._predraw[1].copy()
-    chosen = policy.select(context, list(range(len(arms))), None)
+    chosen = policy.select(DecisionInput(context, list(range(len(arms))), None))
     assert chosen == int(np.argmin(draws)) and policy._predraw is None
     # Rebuilt through maintain() or inside select(), the prior is the same.
     fresh = build("camel-ts", arms, seed=2)
     play(fresh, means, 30, noise=0.1, seed=3, context=context)
     for arm in (0, 1, 2):
         fresh.observe(arm, context, 1.5)
-    fresh.select(context, list(range(len(arms))), None)
+    fresh.select(DecisionInput(context, list(range(len(arms))), None))
     for mine, theirs in zip(policy._prior_cache[0][2], fresh._prior_cache[0][2], strict=False):
         np.testing.assert_allclose(mine, theirs)
 
@@ -461,10 +464,10 @@ def test_maintain_refreshes_a_context_at_most_once_between_decisions() -> None:
     policy = build("camel-ts", arms, seed=2)
     context = Context(id=0, features=(0.0, 0.0))
     play(policy, np.linspace(1.0, 2.0, len(arms)), 20, noise=0.1, seed=3, context=context)
-    policy.select(context, list(range(len(arms))), None)
+    policy.select(DecisionInput(context, list(range(len(arms))), None))
     for _ in range(3):
         policy.observe(0, context, 1.0)
         policy.observe(1, context, 1.0)
-        policy.maintain()
-        policy.maintain()
+        policy.maintain(Deadline(0))
+        policy.maintain(Deadline(0))
     assert policy._prior_cache[0][0] < policy._observations  # stale again, but not rebuilt twice

@@ -16,6 +16,7 @@ from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.events import Context
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.policies.zeus_ts import ZEUS_WINDOW, ZEUS_WINDOW_VARIANT, ZeusTSPolicy, fit_from_sums, zeus_fit_arm
+from camel_vllm.policies.decision import DecisionInput
 
 
 def test_fit_arm_is_zeus_rule_with_zero_prior_precision() -> None:
@@ -38,7 +39,7 @@ def test_two_exploration_pulls_per_arm_before_sampling() -> None:
     policy = ZeusTSPolicy(5, np.random.default_rng(0))
     seen: list[int] = []
     for _ in range(10):
-        arm = policy.select(Context(), list(range(5)), None)
+        arm = policy.select(DecisionInput(Context(), list(range(5)), None))
         seen.append(arm)
         policy.observe(arm, Context(), float(arm), 1.0)
     assert sorted(seen) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
@@ -98,7 +99,7 @@ def test_all_history_identical_costs_have_infinite_precision() -> None:
         policy.observe(1, Context(), 3.0 + _)
     est = policy.estimates()
     assert est[0].mean == pytest.approx(0.1) and est[0].std == 0.0
-    assert [policy.select(Context(), [0, 1], None) for _ in range(20)] == [0] * 20
+    assert [policy.select(DecisionInput(Context(), [0, 1], None)) for _ in range(20)] == [0] * 20
 
 
 def test_sampling_phase_draws_from_window_posterior() -> None:
@@ -109,10 +110,10 @@ def test_sampling_phase_draws_from_window_posterior() -> None:
     for x in (5.0, 6.0, 7.0):
         policy.observe(0, Context(), x)
         policy.observe(2, Context(), x + 1.0)
-    picks = [policy.select(Context(), [0, 1, 2], None) for _ in range(50)]
+    picks = [policy.select(DecisionInput(Context(), [0, 1, 2], None)) for _ in range(50)]
     assert picks == [1] * 50
     # Without arm 1, the draws follow N(mean, var / n): arm 0 (mean 6) beats arm 2 (mean 7) mostly.
-    picks = [policy.select(Context(), [0, 2], None) for _ in range(400)]
+    picks = [policy.select(DecisionInput(Context(), [0, 2], None)) for _ in range(400)]
     p0 = picks.count(0) / len(picks)
     sd = math.sqrt(np.var([5.0, 6.0, 7.0]) / 3)
     from scipy.stats import norm

@@ -10,6 +10,7 @@ from camel_vllm.core.events import Context, EngineSnapshot, FinishedRequest, Ite
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.slo.policy import SLOPolicy
 from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
+from camel_vllm.policies.decision import DecisionInput
 
 FREQS_HZ = [306e6, 408e6, 510e6, 612e6, 714e6, 816e6, 930.75e6]
 F_MAX = FREQS_HZ[-1]
@@ -37,8 +38,8 @@ def drive(policy: SLOPolicy, *, epochs: int, batch: int = 8, context_per_req: in
     chosen, current = [], None
     ids = [f"r{i}" for i in range(batch)]
     for epoch in range(epochs):
-        policy.observe_snapshot(EngineSnapshot(now_s=float(epoch), num_running=batch, num_waiting=0))
-        current = policy.select(Context(), policy.arms.available_indices(), current)
+        snapshot = EngineSnapshot(now_s=float(epoch), num_running=batch, num_waiting=0)
+        current = policy.select(DecisionInput(Context(), policy.arms.available_indices(), current, snapshot))
         chosen.append(current)
         freq = policy.arms[current].freq_hz
         for _ in range(16):
@@ -131,7 +132,8 @@ class RecordingPolicy(Policy):
         self.offered: list[list[int]] = []
         self.observed: list[tuple[int, float, float]] = []
 
-    def select(self, context, available, current):
+    def select(self, decision):
+        available = decision.available
         self.offered.append(list(available))
         return min(available)
 

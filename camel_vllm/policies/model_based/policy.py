@@ -31,6 +31,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import SLOConfig
 from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, ModelReadout, Policy
+from camel_vllm.policies.decision import Deadline, DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, Cadence, Param, PolicyDeclaration, choice, flag, integer
 from camel_vllm.policies.model_based.board import NUM_WORK_TERMS, BoardModel, ClockCoefficients, segment_knots
 from camel_vllm.policies.model_based.correction import OutcomeCorrection
@@ -123,8 +124,6 @@ class ModelBasedPolicy(Policy):
         arms: ArmSet,
         rng: np.random.Generator,
         *,
-        epoch_iterations: int,
-        epoch_s: float | None = None,
         cost: str = "edp",
         alpha: float = 0.5,
         switch_cost: float = 0.0,
@@ -135,9 +134,6 @@ class ModelBasedPolicy(Policy):
     ) -> None:
         self.arms = arms
         self.rng = rng
-        self.epoch_iterations = max(1, int(epoch_iterations))
-        #: The epoch's time bound (s; 0: none) as the controller applies it.
-        self.epoch_s = DEFAULT_EPOCH_S if epoch_s is None else max(0.0, float(epoch_s))
         self.cost_name = cost
         self.alpha = float(alpha)
         self.switch_cost = float(switch_cost)
@@ -164,11 +160,8 @@ class ModelBasedPolicy(Policy):
         #: (mean, draw, mean in doubt) x clock x (time, energy) x work terms
         self._coef_buffer = np.empty((3, len(self._clocks), 2, NUM_WORK_TERMS))
         self._chores: list[Callable[[], None]] = []  # this epoch's chores (set once the board exists)
-        #: Since the last decision: iterations and their seconds; the recent step length (s).
-        self._iterations_since = 0
-        self._busy_since_s = 0.0
+        #: The recent step length (s).
         self._step_s = 0.0
-        self._decided_s = 0.0
         self._steady: Steady | None = None
         #: The steady state in the making: after _start_steady, then after _chunk_steady.
         self._steady_half: SteadyStart | SteadyChunk | None = None
@@ -210,13 +203,6 @@ class ModelBasedPolicy(Policy):
         self.load_checks.observe_arrival()
         self._last_now_s = max(self._last_now_s, now_s)
 
-    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
-        self._snapshot = snapshot
-        if snapshot.running_output_tokens:
-            self.workload.observe_running(snapshot.num_running, snapshot.running_output_tokens,
-                                          snapshot.running_output_tokens_sq)
-        self._last_now_s = max(self._last_now_s, snapshot.now_s)
-
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
                           energy_j: float | None = None, *, freq_hz: float | None = None,
                           switched: bool = False) -> None:
@@ -230,9 +216,7 @@ class ModelBasedPolicy(Policy):
             self.board.observe(step_hz, work, duration_s, energy_j)
             self.prober.observe(step_hz, work)
         self.switching.observe_step(work)
-        self._iterations_since += 1
         if duration_s > 0.0:
-            self._busy_since_s += duration_s
             self._step_s += 0.1 * (duration_s - self._step_s)
         if work.num_prefill_tokens:
             self.workload.observe_chunk(work.num_prefill_tokens)
@@ -270,13 +254,14 @@ class ModelBasedPolicy(Policy):
             self.correction.observe_wait(max(0.0, first_s - request.arrival_s),
                                          float(proj.wait_s[self._in_force_index]) / wait_scale)
 
-    def maintain(self) -> None:
+    def maintain(self, deadline: Deadline) -> None:
         """Between decisions (the controller calls this on the iterations of an epoch), one
         chore per call so no iteration pays for all of them: the board model takes its
-        buffered iterations and re-solves, the load is measured, and, just before the
-        decision is due, the arms are projected without the queue; the decision itself then
-        only prices the queue."""
-        if self._chores and (self._chores[-1] != self._start_steady or self._steady_due()):
+        buffered iterations and re-solves, the load is measured, and, once the decision is
+        within STEADY_LEAD_ITERATIONS steps (of the recent length) of ``deadline``, the arms
+        are projected without the queue; the decision itself then only prices the queue."""
+        if self._chores and (self._chores[-1] != self._start_steady
+                             or deadline.within(STEADY_LEAD_ITERATIONS, STEADY_LEAD_ITERATIONS * self._step_s)):
             self._chores.pop()()
 
     def _chore_list(self) -> list[Callable[[], None]]:
@@ -324,15 +309,6 @@ class ModelBasedPolicy(Policy):
             # the next epoch's refresh.
             self._work = step_work(self._geometry, self.workload.view(self._last_now_s))
 
-    def _elapsed_s(self) -> float:
-        """Seconds since the last decision: the iterations' own, or the arrivals' clock if later."""
-        return max(self._busy_since_s, self._last_now_s - self._decided_s)
-
-    def _steady_due(self) -> bool:
-        lead_s = STEADY_LEAD_ITERATIONS * self._step_s
-        return (self._iterations_since >= self.epoch_iterations - STEADY_LEAD_ITERATIONS
-                or (self.epoch_s > 0.0 and self._elapsed_s() >= self.epoch_s - lead_s))
-
     def _start_steady(self) -> None:
         """The first part of the queue-free projection of every arm: the posterior mean
         (group 0), a Thompson draw (group 1) and the mean with CAPACITY_DOUBT less capacity
@@ -376,13 +352,22 @@ class ModelBasedPolicy(Policy):
             self._steady_half = None
 
     # ----------------------------------------------------------------- policy
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
         """The arm with the lowest projected cost under a Thompson draw, among the arms whose
         cost at the posterior mean is within EXPLORE_MARGIN of the best (exploration never
-        risks more than that on one epoch). The default arm until the model is ready."""
-        idx = np.asarray(available, dtype=np.intp)
+        risks more than that on one epoch), projected over the epoch ``decision`` bounds. The
+        default arm until the model is ready."""
+        idx = np.asarray(decision.available, dtype=np.intp)
         if idx.size == 0:
             raise ValueError("select() needs at least one available arm")
+        current = decision.current
+        snapshot = decision.snapshot
+        if snapshot is not None:
+            self._snapshot = snapshot
+            if snapshot.running_output_tokens:
+                self.workload.observe_running(snapshot.num_running, snapshot.running_output_tokens,
+                                              snapshot.running_output_tokens_sq)
+            self._last_now_s = max(self._last_now_s, snapshot.now_s)
         self.decisions += 1
         self.load_checks.check_capacity(self._snapshot, self.correction, self._service_window_s)
         if not self._model_ready():
@@ -417,7 +402,7 @@ class ModelBasedPolicy(Policy):
             assert st is not None
             snap = self._snapshot
             queue = QueueState(snap.num_running, snap.num_waiting) if snap is not None else QueueState(0, 0)
-            groups = settle(st, queue, self.epoch_iterations, rate)
+            groups = settle(st, queue, decision.epoch_iterations, rate)
             mean = groups.take(0)
             self._in_force = (mean, *self._steady_factors)
             self._note_service_window(mean)
@@ -454,9 +439,6 @@ class ModelBasedPolicy(Policy):
                 mean.wait_s[choice] + mean.service_fixed_s[choice] + mean.service_prompt_s[choice] * mean.mean_prompt
                 + mean.service_output_s[choice] * mean.mean_output))
         self._chores = self._chore_list()
-        self._iterations_since = 0
-        self._busy_since_s = 0.0
-        self._decided_s = self._last_now_s
         self._in_force_index = choice
         self.pulls[choice] += 1
         in_force = self._in_force
@@ -573,7 +555,7 @@ def _build(inputs: BuildInputs) -> Policy:
     """``camel``, optionally started from the emulator profile's board (``board_prior: profile``)."""
     config, params = inputs.config, inputs.params
     policy = ModelBasedPolicy(
-        inputs.arms, inputs.rng, epoch_iterations=config.epoch_iterations, epoch_s=config.epoch_s, cost=config.cost,
+        inputs.arms, inputs.rng, cost=config.cost,
         alpha=config.alpha, switch_cost=config.switch_cost, slo=config.slo, token_budget=inputs.token_budget,
         switch_latency_s=inputs.switch_latency_s,
         params=ModelParams(warmup_iterations=params["warmup_iterations"], warmup_requests=params["warmup_requests"],

@@ -27,6 +27,7 @@ from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.decision import Deadline, DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, PolicyDeclaration
 from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 from camel_vllm.policies.state_values import item, number, under
@@ -123,11 +124,6 @@ class SLOPolicy(Policy):
         if self.inner is not None:
             self.inner.observe_arrival(now_s, prompt_tokens)
 
-    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
-        self._snapshot = snapshot
-        if self.inner is not None:
-            self.inner.observe_snapshot(snapshot)
-
     def observe_iteration(self, arm_index: int, work: IterationWork, duration_s: float,
                           energy_j: float | None = None, *, freq_hz: float | None = None,
                           switched: bool = False) -> None:
@@ -198,7 +194,10 @@ class SLOPolicy(Policy):
         return self.requests_met / self.requests_judged if self.requests_judged else None
 
     # ----------------------------------------------------------------- policy
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        available = decision.available
+        if decision.snapshot is not None:
+            self._snapshot = decision.snapshot
         self.decisions += 1
         if self.frequency_only:
             available = self._largest_batch(available)
@@ -218,7 +217,7 @@ class SLOPolicy(Policy):
                     safe = [self._default(available)]
         self.last_safe = safe
         if self.inner is not None:
-            return self.inner.select(context, safe, current if current in safe else None)
+            return self.inner.select(decision.among(safe))
         return self._lowest_frequency(safe)
 
     def _inputs(self) -> "_Inputs":
@@ -296,10 +295,10 @@ class SLOPolicy(Policy):
             return self.inner.step_frequency(work, arm, snapshot)
         return arm.step_freq_hz(work)
 
-    def maintain(self) -> None:
+    def maintain(self, deadline: Deadline) -> None:
         """Between decisions: the inner policy's housekeeping (see ThompsonPolicy.maintain)."""
         if self.inner is not None:
-            self.inner.maintain()
+            self.inner.maintain(deadline)
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
         if self.inner is not None:

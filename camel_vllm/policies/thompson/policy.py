@@ -20,8 +20,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camel_vllm.core.config import SLOConfig
-from camel_vllm.core.events import Context, EngineSnapshot, RequestOutcome
+from camel_vllm.core.events import Context, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
+from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, Param, PolicyDeclaration, flag, number
 from camel_vllm.policies.thompson.additive import AdditiveGrid
 from camel_vllm.policies.thompson.change import ChangeDetector
@@ -120,10 +121,13 @@ class ThompsonPolicy(ContextPriors, Policy):
             import scipy.stats  # noqa: F401  (import now, not inside the first select)
 
     # ------------------------------------------------------------------ protocol
-    def select(self, context: Context, available: Sequence[int], current: int | None) -> int:
+    def select(self, decision: DecisionInput) -> int:
+        context, available, current = decision.context, decision.available, decision.current
         idx = np.asarray(available, dtype=np.intp)
         if idx.size == 0:
             raise ValueError("select() needs at least one available arm")
+        if decision.snapshot is not None:  # the engine's demand, for the queue guard
+            self._demand = int(decision.snapshot.num_running) + int(decision.snapshot.num_waiting)
         c = self._last_row = self._row(context)
         self._refreshed.clear()
         predraw, self._predraw = self._predraw, None
@@ -138,10 +142,6 @@ class ThompsonPolicy(ContextPriors, Policy):
         if self.slo is not None:
             idx = self._slo_allowed(c, idx)
         return int(idx[np.argmin(draws[idx])])
-
-    def observe_snapshot(self, snapshot: EngineSnapshot) -> None:
-        """Remember the engine's demand (running + waiting requests) for the queue guard."""
-        self._demand = int(snapshot.num_running) + int(snapshot.num_waiting)
 
     def observe(self, arm_index: int, context: Context, cost: float, weight: float = 1.0) -> None:
         if not math.isfinite(cost):

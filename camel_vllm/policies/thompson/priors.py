@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from camel_vllm.policies.decision import Deadline
 from camel_vllm.policies.thompson.additive import AdditiveGrid
 from camel_vllm.policies.thompson.nig import NIGParams, SufficientStats, posterior
 from camel_vllm.policies.thompson.sharing import shared_prior
@@ -115,9 +116,9 @@ class ContextPriors:
                                                    m2_cells=self._m2_cells, dof=self._dof)
         return mean_p, kappa_p, alpha_p, beta_p
 
-    def maintain(self) -> None:
+    def maintain(self, deadline: Deadline) -> None:
         """Rebuild at most one stale context prior; called by the controller on the few
-        iterations before a decision (``MAINTAIN_LEAD_ITERATIONS``).
+        iterations before a decision (``MAINTAIN_LEAD_ITERATIONS``; ``deadline`` is not needed).
 
         A prior rebuild (sharing across contexts and the additive grid fit) is most of a
         decision's cost (~100-300 us of numpy on 49 arms). Done here, in two halves on two
