@@ -37,8 +37,8 @@ from camel_vllm.bench.sim import (
 )
 from camel_vllm.cli.trace_args import add_trace_arguments, trace_from_args
 from camel_vllm.control.controller import Controller
-from camel_vllm.core.context import ContextModel
-from camel_vllm.core.cost import make_cost
+from camel_vllm.control.context import ContextModel
+from camel_vllm.control.cost import make_cost
 from camel_vllm.devices.emulator.profiles import load_model_profile
 from camel_vllm.policies.baselines import EmpiricalPolicy
 from camel_vllm.policies.decision import DecisionInput

@@ -10,8 +10,8 @@ from camel_vllm.bench.sim import SimSetup, emulated_device
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.core.context import ContextModel
-from camel_vllm.core.cost import make_cost
+from camel_vllm.control.context import ContextModel
+from camel_vllm.control.cost import make_cost
 from camel_vllm.policies.slo.policy import SLOPolicy
 from camel_vllm.sim.engine import EngineConfig, SimEngine, SimRun, VirtualClock
 from camel_vllm.telemetry.reqlog import RequestLog

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.arms import ArmSet
-from camel_vllm.core.context import ContextModel
-from camel_vllm.core.cost import make_cost
+from camel_vllm.control.context import ContextModel
+from camel_vllm.control.cost import make_cost
 from camel_vllm.core.events import Context, IterationWork
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.decision import DecisionInput

@@ -14,7 +14,7 @@ server under a given load; each request's cost is that mean plus Gaussian noise 
   load still varies request to request, as in serving).
 - ``shift``: low load for the first half, high load for the second: the best arm changes.
 
-The context a policy sees is built by the real :class:`~camel_vllm.core.context.ContextModel`
+The context a policy sees is built by the real :class:`~camel_vllm.control.context.ContextModel`
 from a snapshot of the number of requests in the system (Poisson around the level's mean
 concurrency). Regret of a pull = mean cost of the arm played - mean cost of the best arm,
 in the environment's current level; the cumulative regret over the horizon is reported.
@@ -31,7 +31,7 @@ import numpy as np
 
 from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.core.context import ContextModel
+from camel_vllm.control.context import ContextModel
 from camel_vllm.core.events import Context, EngineSnapshot, IterationWork
 from camel_vllm.policies.base import Policy
 from camel_vllm.policies.baselines import OraclePolicy

@@ -23,7 +23,7 @@ from typing import Protocol, Sequence
 from camel_vllm.control.ledger import EnergyLedger
 from camel_vllm.core.arms import ArmSet, same_frequency
 from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
-from camel_vllm.core.context import ContextModel
+from camel_vllm.control.context import ContextModel
 from camel_vllm.core.cost import CostFunction
 from camel_vllm.core.events import (
     Arm,

@@ -75,7 +75,7 @@ class CamelConfig:
     instead of ~15 with 16 iterations (tuning study in docs/policies.md: multi-seed, lower
     mean EDP on the conversation and code traces and in Camel's experiment).
     ``cost``: ``edp`` is log EDP with request size removed as a control variate
-    (:class:`camel_vllm.core.cost.SizeAdjustedLogEDPCost`); ``make_cost("edp-raw")`` is the
+    (:class:`camel_vllm.control.cost.SizeAdjustedLogEDPCost`); ``make_cost("edp-raw")`` is the
     plain log EDP.
     ``switch_cost``: added to the sampled cost of every arm whose frequency differs from the
     one in force, in the policy's cost units (0 disables).

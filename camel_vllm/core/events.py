@@ -131,7 +131,7 @@ class Context:
 
     ``id`` is a discrete bucket (0 when the controller is not contextual); ``features`` are
     the quantised values it was built from (order and meaning fixed by
-    :mod:`camel_vllm.core.context`). Frozen and hashable: it keys per-context statistics.
+    :mod:`camel_vllm.control.context`). Frozen and hashable: it keys per-context statistics.
     """
 
     id: int = 0

@@ -241,7 +241,7 @@ def validate_for_engine(config: CamelConfig, max_num_seqs: int | None,
     end at the value vLLM resolves); its frequency always.
     """
     from camel_vllm.core.arms import ArmSet
-    from camel_vllm.core.context import ContextModel
+    from camel_vllm.control.context import ContextModel
     from camel_vllm.devices.base import DeviceError
     from camel_vllm.devices.registry import make_device
     from camel_vllm.policies.registry import make_policy, prefill_clocks_hz

@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 from camel_vllm.control.controller import Controller, ControllerListener
 from camel_vllm.core.arms import CAMEL_BATCH_SIZES, ArmSet, same_frequency
 from camel_vllm.core.config import CamelConfig, ConfigError
-from camel_vllm.core.context import ContextModel
-from camel_vllm.core.cost import make_cost
+from camel_vllm.control.context import ContextModel
+from camel_vllm.control.cost import make_cost
 from camel_vllm.devices.base import Device
 
 logger = logging.getLogger("vllm.camel")

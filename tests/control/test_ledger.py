@@ -17,8 +17,8 @@ from camel_vllm.control import ledger as ledger_module
 from camel_vllm.control.controller import Controller, DefaultArmPolicy
 from camel_vllm.control.ledger import EnergyLedger, RequestTrace
 from camel_vllm.core.arms import ArmSet
-from camel_vllm.core.context import ContextModel
-from camel_vllm.core.cost import LogEDPCost
+from camel_vllm.control.context import ContextModel
+from camel_vllm.control.cost import LogEDPCost
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.devices.base import EnergyReading
 from camel_vllm.testing.fake_device import FakeDevice

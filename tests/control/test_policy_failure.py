@@ -16,8 +16,8 @@ import pytest
 
 from camel_vllm.control.controller import Controller, DefaultArmPolicy
 from camel_vllm.core.arms import ArmSet
-from camel_vllm.core.context import ContextModel
-from camel_vllm.core.cost import LogEDPCost
+from camel_vllm.control.context import ContextModel
+from camel_vllm.control.cost import LogEDPCost
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.policies.declaration import Cadence
 from camel_vllm.policies.base import Policy

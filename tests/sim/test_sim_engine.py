@@ -106,8 +106,8 @@ def test_same_requests_same_results_seeded():
 
 def test_null_device_runs_with_a_fallback_step():
     from camel_vllm.core.arms import ArmSet
-    from camel_vllm.core.context import ContextModel
-    from camel_vllm.core.cost import make_cost
+    from camel_vllm.control.context import ContextModel
+    from camel_vllm.control.cost import make_cost
 
     clock = VirtualClock()
     ctl = Controller(arms=ArmSet.product([None], [4]), policy=FixedPolicy(0), device=NullDevice(),

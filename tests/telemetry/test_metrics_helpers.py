@@ -19,8 +19,8 @@ from prometheus_client.samples import Sample
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.arms import ArmSet
 from camel_vllm.core.config import CamelConfig
-from camel_vllm.core.context import ContextModel
-from camel_vllm.core.cost import make_cost
+from camel_vllm.control.context import ContextModel
+from camel_vllm.control.cost import make_cost
 from camel_vllm.core.events import EngineSnapshot, FinishedRequest, IterationWork
 from camel_vllm.devices.emulator.device import EmulatedDevice
 from camel_vllm.devices.emulator.profiles import load_device_profile, load_model_profile

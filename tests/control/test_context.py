@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from camel_vllm.core.context import ContextBuckets, ContextModel
+from camel_vllm.control.context import ContextBuckets, ContextModel
 from camel_vllm.core.events import EngineSnapshot
 
 

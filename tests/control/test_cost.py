@@ -1,4 +1,4 @@
-"""The request-size control variate of the ``edp`` cost (camel_vllm/core/cost.py)."""
+"""The request-size control variate of the ``edp`` cost (camel_vllm/control/cost.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from camel_vllm.core.cost import LogEDPCost, SizeAdjustedLogEDPCost, WeightedCost, make_cost
+from camel_vllm.control.cost import LogEDPCost, SizeAdjustedLogEDPCost, WeightedCost, make_cost
 from camel_vllm.core.events import FinishedRequest
 
 
