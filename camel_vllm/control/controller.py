@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from camel_vllm.control.ledger import EnergyLedger
+from camel_vllm.control.snapshots import PolicySnapshots
 from camel_vllm.core.arms import ArmSet, same_frequency
 from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
 from camel_vllm.control.context import ContextModel
@@ -196,6 +197,9 @@ class Controller:
         self.failed_policy: Policy | None = None
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
+        #: The policy's beliefs copied on the engine thread for the metrics (never read live).
+        self.snapshots = PolicySnapshots()
+        self._take_snapshot()
 
     # ----------------------------------------------------------------- views
     @property
@@ -242,6 +246,8 @@ class Controller:
         """Start an engine step; decide a new arm if the epoch is over. Returns the arm."""
         now_s = snapshot.now_s
         self._last_snapshot = snapshot
+        if self.snapshots.wanted:
+            self._take_snapshot()
         if self._pending:
             self._credit_pending(self.observe_budget)
         if self.decision_due(now_s, snapshot.num_running + snapshot.num_waiting):
@@ -369,6 +375,8 @@ class Controller:
         except Exception as err:
             self._policy_failed("observe_outcome", err)
         self.updates += 1
+        if self.snapshots.read_at_all and not self._ledger:  # drained: the beliefs an idle engine shows
+            self._take_snapshot()
         for listener in self.listeners:
             listener.on_outcome(outcome)
         if self.state_store is not None and self.updates % self.state_save_every == 0:
@@ -388,6 +396,7 @@ class Controller:
         # still open; each is guarded so a broken one cannot keep the device unrestored.
         try:
             self._credit_pending(None)
+            self._take_snapshot()
             if self.state_store is not None:
                 self._save_state()
             for listener in self.listeners:
@@ -464,6 +473,14 @@ class Controller:
         self._pending.clear()
         self._epoch_iterations_left = 0  # decide (the default arm) at the next iteration
         self._device_error("policy")
+
+    def _take_snapshot(self) -> None:
+        """Copy the policy's beliefs for the metrics (:class:`~camel_vllm.control.snapshots.PolicySnapshots`)."""
+        try:
+            self.snapshots.take(self.policy)
+        except Exception as err:
+            self._policy_failed("estimates", err)
+            self.snapshots.take(self.policy)
 
     def _credit_pending(self, limit: int | None) -> None:
         """Hand up to ``limit`` waiting credits (all if None) to the policy, oldest first."""

@@ -118,8 +118,9 @@ def _serve(controller, clock: Clock, seconds: float, *, events: dict[float, Any]
 
 
 def _errors(controller) -> dict[str, int]:
-    [exporter] = [x for x in controller.listeners if hasattr(x, "tally")]
-    return exporter.tally.snapshot().device_errors
+    [exporter] = [x for x in controller.listeners if hasattr(x, "registry")]
+    return {sample.labels["kind"]: int(sample.value) for family in exporter.registry.collect()
+            for sample in family.samples if sample.name == "camel_device_errors_total"}
 
 
 # --------------------------------------------------------------------------------- item 2

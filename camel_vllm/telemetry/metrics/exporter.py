@@ -3,10 +3,11 @@
 :meth:`MetricsExporter.start` (called by :func:`camel_vllm.wiring.build.build_controller` when
 ``metrics_port`` is set) serves the engine core's own endpoint on
 ``metrics_host:metrics_port`` from a private :class:`CollectorRegistry` (never the global
-one, so several controllers in one process do not collide), and, when
-``PROMETHEUS_MULTIPROC_DIR`` is set, also writes the same series to the multiprocess files
-vLLM's ``/metrics`` merges. Per-event work is a few dict updates under a lock (plus a few
-mmap writes in multiprocess mode); the device and the policy are read at scrape time.
+one, so several controllers in one process do not collide); in prometheus_client's
+multiprocess mode the same series (:mod:`~camel_vllm.telemetry.metrics.series`) also land in
+the files vLLM's ``/metrics`` merges. Per-event work is a few counter increments (mmap writes in
+multiprocess mode); the device is read at scrape time and the policy's beliefs come from the
+controller's snapshot (:mod:`camel_vllm.control.snapshots`), never from the policy itself.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from camel_vllm.control.controller import Controller, Decision
 from camel_vllm.core.config import CamelConfig, ConfigError
 from camel_vllm.core.events import RequestOutcome
-from camel_vllm.telemetry.metrics import schema as s
-from camel_vllm.telemetry.metrics.collector import CamelCollector
-from camel_vllm.telemetry.metrics.multiproc import MultiprocessWriter, multiprocess_dir, multiprocess_ready
-from camel_vllm.telemetry.metrics.readout import ControllerReader, context_label
-from camel_vllm.telemetry.metrics.tally import ArmKey, Tally
+from camel_vllm.telemetry.metrics.multiproc import Refresher, multiprocess_dir, multiprocess_ready
+from camel_vllm.telemetry.metrics.readout import ControllerReader, DeviceReadout
+from camel_vllm.telemetry.metrics.series import CamelSeries
 
 logger = logging.getLogger("vllm.camel")
 
@@ -68,6 +69,21 @@ def serve_http(host: str, port: int, registry: CollectorRegistry) -> tuple[Any, 
                           f"cannot serve metrics on {host}:{port}: {err.strerror or err}") from err
 
 
+class _ScrapeCollector(Collector):
+    """The own endpoint's view of the series: refreshed from the device and the policy's
+    snapshot, then collected, at each scrape."""
+
+    def __init__(self, series: CamelSeries, refresh: Callable[[], None]) -> None:
+        self.series, self.refresh = series, refresh
+
+    def describe(self) -> Iterable[Metric]:
+        return self.series.describe()  # registering must not read the device
+
+    def collect(self) -> Iterable[Metric]:
+        self.refresh()
+        return self.series.collect()
+
+
 class MetricsExporter:
     """A :class:`~camel_vllm.control.controller.ControllerListener` exporting Prometheus metrics.
 
@@ -81,27 +97,16 @@ class MetricsExporter:
         self.config = config
         self.energy_source = controller.device.info().energy_source
         self.info_labels = controller_info_labels(controller, config)
-        self.tally = Tally(
-            edp_bounds=s.REQUEST_EDP.buckets,
-            latency_bounds=s.REQUEST_LATENCY.buckets,
-            energy_bounds=s.REQUEST_ENERGY.buckets,
-            error_kinds=s.KNOWN_ERROR_KINDS,
-        )
-        seed_ctx = context_label(controller.current_context.id)
-        self.tally.seed({(seed_ctx, i): n for i, n in enumerate(controller.pulls)}, controller.frequency_switches)
+        self.series = CamelSeries(controller, energy_source=self.energy_source, info_labels=self.info_labels)
+        controller.snapshots.read()  # a reader from now on: the engine also copies the policy as it drains
         self.reader = ControllerReader(controller, on_error=self.on_device_error)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(
-            CamelCollector(
-                controller, self.tally, self.reader,
-                energy_source=self.energy_source, info_labels=self.info_labels,
-            )
-        )
+        self.registry.register(_ScrapeCollector(self.series, self.refresh))
         self.host: str | None = None
         self.port: int | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        self._multiproc: MultiprocessWriter | None = None
+        self._refresher: Refresher | None = None
         self._closed = False
 
     # ------------------------------------------------------------------- start
@@ -139,9 +144,8 @@ class MetricsExporter:
                 "camel metrics are served on the camel endpoint only", folder,
             )
             return False
-        self._multiproc = MultiprocessWriter(
-            self.controller, self.reader, energy_source=self.energy_source, info_labels=self.info_labels,
-        )
+        self.refresh()
+        self._refresher = Refresher(self.refresh)
         logger.info("camel: also writing metrics to the multiprocess folder %s", folder)
         return True
 
@@ -153,33 +157,33 @@ class MetricsExporter:
 
     @property
     def multiprocess(self) -> bool:
-        return self._multiproc is not None
+        """Whether the series are also kept fresh in vLLM's multiprocess files."""
+        return self._refresher is not None
+
+    def refresh(self) -> None:
+        """Read the device, take the controller's latest policy snapshot, write both."""
+        self.series.refresh(self.reader.read_device(), self.controller.snapshots.read())
 
     # ---------------------------------------------------------------- listener
     def on_decision(self, decision: Decision) -> None:
-        key: ArmKey = (context_label(decision.context.id), decision.arm_index)
-        self.tally.add_decision(key, decision.frequency_switched)
-        if self._multiproc is not None:
-            self._multiproc.on_decision(decision)
+        self.series.on_decision(decision)
 
     def on_outcome(self, outcome: RequestOutcome) -> None:
-        shares = {(context_label(ctx.id), index): share for (ctx, index), share in outcome.arm_shares.items()}
-        self.tally.add_outcome(shares, outcome.energy_j, outcome.latency_s, outcome.edp_js)
-        if self._multiproc is not None:
-            self._multiproc.on_outcome(outcome)
+        self.series.on_outcome(outcome)
 
     def on_device_error(self, kind: str) -> None:
-        self.tally.add_error(kind)
-        if self._multiproc is not None:
-            self._multiproc.on_device_error(kind)
+        self.series.on_device_error(kind)
 
     def close(self) -> None:
-        """Stop the HTTP server and the multiprocess writer. Idempotent."""
+        """Stop the HTTP server and the refresh thread. Idempotent. The policy's last snapshot
+        (the controller takes one as it closes) is written; the device is not read again: the
+        controller closes it after its listeners, but a scrape must not race its close."""
         if self._closed:
             return
         self._closed = True
-        if self._multiproc is not None:
-            self._multiproc.close()
+        if self._refresher is not None:
+            self._refresher.close()
+            self.series.refresh(DeviceReadout(None, None, None), self.controller.snapshots.latest)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

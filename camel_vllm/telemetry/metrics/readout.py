@@ -1,6 +1,8 @@
-"""Reads taken at scrape time: device energy, power and clock, and the policy's beliefs.
+"""Reads taken at scrape time: device energy, power and clock; and the labels of the series.
 
-These run on the metrics thread, never on the engine's iteration path. A device backend's
+These run on the metrics thread, never on the engine's iteration path (the policy's beliefs
+are not read here: the controller copies them on the engine thread,
+:mod:`camel_vllm.control.snapshots`). A device backend's
 read methods (``energy_j``, ``power_w``, ``current_frequency_hz``) must therefore be safe to
 call from a second thread (sysfs and NVML reads are; the emulator guards its state).
 A failed read drops that sample from the scrape and counts ``camel_device_errors_total
@@ -16,15 +18,10 @@ from typing import Callable
 
 from camel_vllm.control.controller import Controller
 from camel_vllm.core.events import Arm, format_mhz
-from camel_vllm.policies.base import ArmEstimate, ModelReadout
+from camel_vllm.policies.base import ModelReadout
 from camel_vllm.telemetry.metrics.schema import POOLED_CONTEXT
 
 logger = logging.getLogger("vllm.camel")
-
-#: Tries at copying ``policy.estimates()`` while the engine thread may be updating the policy
-#: (a dict resized mid-iteration raises RuntimeError); after that the last good copy is used.
-ESTIMATE_TRIES = 3
-
 
 def arm_labels(arm: Arm) -> tuple[str, str]:
     """``(freq_mhz, max_batch)`` label values: ``("930.75", "8")``, ``("auto", "8")``."""
@@ -46,7 +43,7 @@ class DeviceReadout:
 
 
 class ControllerReader:
-    """Reads a controller's device and policy; keeps the energy counter monotonic.
+    """Reads a controller's device; keeps the energy counter monotonic.
 
     ``on_error(kind)`` is called once per failed read (the exporter counts it).
     """
@@ -56,7 +53,6 @@ class ControllerReader:
         self._on_error = on_error
         self._lock = threading.Lock()
         self._energy_max_j = 0.0
-        self._estimates: list[ArmEstimate] = []
 
     def read_device(self) -> DeviceReadout:
         """Device energy since it was opened (never decreasing), power and clock now."""
@@ -71,33 +67,6 @@ class ControllerReader:
                 self._energy_max_j = max(self._energy_max_j, energy_j)
                 energy_j = self._energy_max_j
         return DeviceReadout(energy_j=energy_j, power_w=power_w, current_freq_hz=freq_hz)
-
-    def estimates(self) -> list[ArmEstimate]:
-        """``policy.estimates()``, retried if the engine thread changed the policy meanwhile; the
-        last good copy if it keeps failing (a broken policy never breaks the scrape)."""
-        for _ in range(ESTIMATE_TRIES):
-            try:
-                fresh = list(self.controller.policy.estimates())
-            except Exception as err:  # RuntimeError: a dict resized mid-iteration
-                logger.debug("camel: metrics read policy.estimates failed: %s", err)
-                continue
-            with self._lock:
-                self._estimates = fresh
-            return fresh
-        with self._lock:
-            return list(self._estimates)
-
-    def model_readout(self) -> ModelReadout | None:
-        """``policy.model_readout()`` where the policy has models (None otherwise, on a race, or
-        when it keeps failing)."""
-        read = self.controller.policy.model_readout
-        for _ in range(ESTIMATE_TRIES):
-            try:
-                return read()
-            except Exception as err:
-                logger.debug("camel: metrics read policy.model_readout failed: %s", err)
-                continue
-        return None
 
     def _call(self, read: Callable[[], float | None]) -> float | None:
         try:
