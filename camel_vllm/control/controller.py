@@ -420,7 +420,7 @@ class Controller:
         for _ in range(len(self.arms.frequencies_hz) + 1):
             available = self.arms.available_indices()
             index = self._select(DecisionInput(context, available, self.current_index, snapshot,
-                                               self.epoch_iterations, self.epoch_s))
+                                               self.epoch_iterations, self.epoch_s, self.cost))
             if self._apply_frequency(self.arms[index].freq_hz):
                 break
         self.current_index = index

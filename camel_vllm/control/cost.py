@@ -58,6 +58,10 @@ class LogEDPCost:
     def __call__(self, energy_j: float, latency_s: float, request: FinishedRequest) -> float:
         return log_edp(energy_j, latency_s)
 
+    def projected(self, energy_j: np.ndarray, latency_s: np.ndarray, edp_js: np.ndarray) -> np.ndarray:
+        """Projections rank by mean EDP (the log is monotone; a mean of logs needs the spread)."""
+        return edp_js
+
 
 class SizeAdjustedLogEDPCost:
     """Log EDP minus the fitted effect of request size (a control variate, module docstring).
@@ -113,6 +117,10 @@ class SizeAdjustedLogEDPCost:
         self._t1 += x1 * value
         self._t2 += x2 * value
         self._slopes = None
+
+    def projected(self, energy_j: np.ndarray, latency_s: np.ndarray, edp_js: np.ndarray) -> np.ndarray:
+        """Projections rank by mean EDP (the size adjustment does not depend on the arm)."""
+        return edp_js
 
     def __call__(self, energy_j: float, latency_s: float, request: FinishedRequest) -> float:
         value = log_edp(energy_j, latency_s)
@@ -170,6 +178,13 @@ class WeightedCost:
         self._latency_mean_s += (latency_s - self._latency_mean_s) / self._n
         e_ref = self._energy_mean_j if self._energy_mean_j > 0 else 1.0
         l_ref = self._latency_mean_s if self._latency_mean_s > 0 else 1.0
+        return self.alpha * energy_j / e_ref + (1.0 - self.alpha) * latency_s / l_ref
+
+    def projected(self, energy_j: np.ndarray, latency_s: np.ndarray, edp_js: np.ndarray) -> np.ndarray:
+        """The weighted sum of the projections, on the references finished requests gave (before
+        any: the projections' own medians)."""
+        e_ref = self._energy_mean_j if self._energy_mean_j > 0 else float(np.median(energy_j))
+        l_ref = self._latency_mean_s if self._latency_mean_s > 0 else float(np.median(latency_s))
         return self.alpha * energy_j / e_ref + (1.0 - self.alpha) * latency_s / l_ref
 
 

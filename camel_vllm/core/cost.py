@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
+import numpy as np
+
 from camel_vllm.core.events import FinishedRequest
 
 #: Floor on EDP before the log (J*s), so a request measured at 0 J (no sensor) stays finite.
@@ -20,6 +22,12 @@ class CostFunction(Protocol):
     name: str
 
     def __call__(self, energy_j: float, latency_s: float, request: FinishedRequest) -> float: ...
+
+    def projected(self, energy_j: np.ndarray, latency_s: np.ndarray, edp_js: np.ndarray) -> np.ndarray:
+        """The same cost, to rank arms by, from a policy's projections of the mean request under
+        each arm: its energy (J), latency (s) and mean EDP (J*s; the mean of the product, which a
+        projection of energy and latency alone does not give)."""
+        ...
 
 
 def log_edp(energy_j: float, latency_s: float) -> float:

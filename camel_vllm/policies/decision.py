@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
+from camel_vllm.core.cost import CostFunction
 from camel_vllm.core.events import Context, EngineSnapshot
 
 
@@ -42,7 +43,9 @@ class DecisionInput:
     ``available``: indices of the arms that may be chosen now (never empty); ``current``: the
     arm in force (``None`` before the first decision); ``snapshot``: the engine at the decision
     (``None`` where a caller has none, e.g. the offline bandit); ``epoch_iterations`` and
-    ``epoch_s``: the bounds of the epoch the chosen arm will hold (``epoch_s`` 0: none).
+    ``epoch_s``: the bounds of the epoch the chosen arm will hold (``epoch_s`` 0: none);
+    ``cost``: the controller's cost function, the one every policy minimises (``None`` where a
+    caller has none: a policy then ranks projections by mean EDP).
     """
 
     context: Context
@@ -51,9 +54,11 @@ class DecisionInput:
     snapshot: EngineSnapshot | None = None
     epoch_iterations: int = DEFAULT_EPOCH_ITERATIONS
     epoch_s: float = 0.0
+    cost: CostFunction | None = None
 
     def among(self, available: Sequence[int]) -> DecisionInput:
         """The same decision restricted to ``available`` (a wrapping policy's safe set); the
         arm in force stays ``current`` only if it is among them."""
         current = self.current if self.current in available else None
-        return DecisionInput(self.context, available, current, self.snapshot, self.epoch_iterations, self.epoch_s)
+        return DecisionInput(self.context, available, current, self.snapshot, self.epoch_iterations, self.epoch_s,
+                             self.cost)

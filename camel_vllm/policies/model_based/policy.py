@@ -53,6 +53,7 @@ from camel_vllm.policies.model_based.projection import (
 )
 from camel_vllm.policies.model_based.probing import Prober
 from camel_vllm.policies.model_based.switching import SwitchCost
+from camel_vllm.policies.slo.filter import slo_allowed
 from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
 from camel_vllm.policies.state_values import BadStateValue, count, item, under
 
@@ -124,8 +125,6 @@ class ModelBasedPolicy(Policy):
         arms: ArmSet,
         rng: np.random.Generator,
         *,
-        cost: str = "edp",
-        alpha: float = 0.5,
         switch_cost: float = 0.0,
         slo: SLOConfig | None = None,
         token_budget: int | None = None,
@@ -134,8 +133,6 @@ class ModelBasedPolicy(Policy):
     ) -> None:
         self.arms = arms
         self.rng = rng
-        self.cost_name = cost
-        self.alpha = float(alpha)
         self.switch_cost = float(switch_cost)
         self.slo = slo
         self.params = params
@@ -191,10 +188,6 @@ class ModelBasedPolicy(Policy):
         self._spread2 = np.zeros(len(arms))
         #: Timescale (s) at which arrival clumps matter: the default arm's mean service time.
         self._service_window_s = DEFAULT_SERVICE_WINDOW_S
-        self._energy_ref_j = 0.0
-        self._latency_ref_s = 0.0
-        self._finished = 0
-        self._measured = 0
 
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
@@ -228,13 +221,6 @@ class ModelBasedPolicy(Policy):
     def observe_outcome(self, outcome: RequestOutcome) -> None:
         request = outcome.request
         self.workload.observe_finished(request.prompt_tokens, request.output_tokens)
-        self._finished += 1
-        a = 1.0 / min(self._finished, 500)
-        self._latency_ref_s += a * (request.latency_s - self._latency_ref_s)
-        if outcome.energy_measured:  # a sensor that read nothing teaches nothing
-            self._measured += 1
-            b = 1.0 / min(self._measured, 500)
-            self._energy_ref_j += b * (outcome.energy_j - self._energy_ref_j)
         in_force = self._in_force
         first_s = outcome.first_scheduled_s
         if in_force is None or first_s is None:
@@ -406,7 +392,8 @@ class ModelBasedPolicy(Policy):
             mean = groups.take(0)
             self._in_force = (mean, *self._steady_factors)
             self._note_service_window(mean)
-            costs = self._cost(groups)
+            costs = groups.edp_js if decision.cost is None else decision.cost.projected(
+                groups.energy_j, groups.latency_s, groups.edp_js)
             cost_mean, scored = costs[0], costs[1]
             # An arm is judged by the worse of its mean projection and the same with
             # CAPACITY_DOUBT less capacity: near saturation a small error in capacity decides
@@ -521,14 +508,6 @@ class ModelBasedPolicy(Policy):
         energy, service = self.correction.factors()
         return energy, service / self.correction.capacity_factor(), self.correction.wait_factor(floor_s=WAIT_FLOOR_S)
 
-    def _cost(self, proj: Projection) -> np.ndarray:
-        """The configured cost per arm: mean EDP, or Camel's weighted energy and latency."""
-        if self.cost_name == "weighted":
-            e_ref = self._energy_ref_j if self._energy_ref_j > 0 else float(np.median(proj.energy_j))
-            l_ref = self._latency_ref_s if self._latency_ref_s > 0 else float(np.median(proj.latency_s))
-            return self.alpha * proj.energy_j / e_ref + (1.0 - self.alpha) * proj.latency_s / l_ref
-        return proj.edp_js
-
     def _slo_allowed(self, proj: Projection, idx: np.ndarray) -> np.ndarray:
         """Available arms whose projected SLO metric (posterior mean, mean request) meets the
         threshold (never none)."""
@@ -541,10 +520,7 @@ class ModelBasedPolicy(Policy):
                      + proj.service_prompt_s * proj.mean_prompt)
         else:
             value = proj.latency_s
-        ok = value[idx] <= self.slo.threshold_s
-        if ok.any():
-            return idx[ok]
-        return idx[[int(np.argmin(value[idx]))]]
+        return slo_allowed(idx, value, self.slo.threshold_s)
 
     def _default(self, idx: np.ndarray) -> int:
         return int(max(idx, key=lambda i: (self._arm_freq[i], self._caps[i])))
@@ -555,8 +531,7 @@ def _build(inputs: BuildInputs) -> Policy:
     """``camel``, optionally started from the emulator profile's board (``board_prior: profile``)."""
     config, params = inputs.config, inputs.params
     policy = ModelBasedPolicy(
-        inputs.arms, inputs.rng, cost=config.cost,
-        alpha=config.alpha, switch_cost=config.switch_cost, slo=config.slo, token_budget=inputs.token_budget,
+        inputs.arms, inputs.rng, switch_cost=config.switch_cost, slo=config.slo, token_budget=inputs.token_budget,
         switch_latency_s=inputs.switch_latency_s,
         params=ModelParams(warmup_iterations=params["warmup_iterations"], warmup_requests=params["warmup_requests"],
                            probe=params["probe"]),

@@ -29,6 +29,7 @@ from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, 
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.decision import Deadline, DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, PolicyDeclaration
+from camel_vllm.policies.slo.filter import slo_allowed, slo_metric_s
 from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 from camel_vllm.policies.state_values import item, number, under
 
@@ -179,14 +180,7 @@ class SLOPolicy(Policy):
 
     def measured(self, outcome: RequestOutcome) -> float | None:
         """The request's value of the SLO metric (s), or ``None`` if it has none."""
-        request = outcome.request
-        if self.slo.metric == "e2e":
-            return request.latency_s
-        if self.slo.metric == "ttft":
-            return request.ttft_s
-        if request.first_token_s is None or request.output_tokens < 2:
-            return None
-        return (request.finish_s - request.first_token_s) / (request.output_tokens - 1)
+        return slo_metric_s(outcome, self.slo.metric)
 
     @property
     def attainment(self) -> float | None:
@@ -205,16 +199,16 @@ class SLOPolicy(Policy):
             safe = [self._default(available)]
         else:
             inputs = self._inputs()
-            projected = {i: self.project(i, inputs) for i in available}
-            safe = [i for i in available if projected[i] <= self.slo.threshold_s and self.keeps_up(i, inputs)]
-            if not safe:  # nothing meets the SLO: the best projection among arms that keep up,
-                self.fallbacks += 1  # else the largest capacity (fastest clock, largest cap)
-                keeping = [i for i in available if self.keeps_up(i, inputs)]
-                if keeping:
-                    best = min(projected[i] for i in keeping)
-                    safe = [i for i in keeping if projected[i] <= best * (1 + 1e-9)]
-                else:
-                    safe = [self._default(available)]
+            keeping = np.array([i for i in available if self.keeps_up(i, inputs)], dtype=np.intp)
+            if keeping.size:  # the arms that meet the SLO, else the best projection among them
+                projected = np.full(len(self.arms), np.nan)
+                projected[keeping] = [self.project(int(i), inputs) for i in keeping]
+                allowed = slo_allowed(keeping, projected, self.slo.threshold_s)
+                self.fallbacks += bool(projected[allowed[0]] > self.slo.threshold_s)
+                safe = [int(i) for i in allowed]
+            else:  # none keeps up: the largest capacity (fastest clock, largest cap)
+                self.fallbacks += 1
+                safe = [self._default(available)]
         self.last_safe = safe
         if self.inner is not None:
             return self.inner.select(decision.among(safe))

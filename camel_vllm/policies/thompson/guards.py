@@ -3,17 +3,15 @@
 Queue guard: under continuous batching a batch cap only bounds admission, and the waiting a
 small cap causes is charged to the arms in force later, so a small cap's posterior cannot
 learn it; caps below the requests in the engine are left out while a larger one is
-available. SLO guard: arms whose posterior-predictive latency quantile breaks the SLO are
-left out. Neither ever leaves no arm.
+available. SLO guard: the posterior-predictive latency quantile of every arm, which the one SLO
+filter (:func:`camel_vllm.policies.slo.filter.slo_allowed`) judges. Neither ever leaves no arm.
 """
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
-from camel_vllm.core.events import RequestOutcome
 from camel_vllm.policies.thompson.nig import SufficientStats, pool, posterior
 
 
@@ -28,16 +26,6 @@ def queue_allowed(idx: np.ndarray, caps: np.ndarray, demand: int) -> np.ndarray:
     if ok.any():
         return idx[ok]
     return idx[caps == caps.max()]
-
-
-def slo_allowed(idx: np.ndarray, quantiles: np.ndarray, threshold_s: float) -> np.ndarray:
-    """The arms of ``idx`` whose log-latency quantile is within ``threshold_s`` (NaN, no
-    evidence, is allowed); with none, the arm of the lowest quantile."""
-    limit = math.log(threshold_s)
-    ok = ~(quantiles[idx] > limit)  # NaN (no evidence) stays allowed
-    if ok.any():
-        return idx[ok]
-    return idx[[int(np.nanargmin(quantiles[idx]))]]
 
 
 def latency_quantiles(latency: SufficientStats, row: int, quantile: float, min_evidence: float) -> np.ndarray:
@@ -59,17 +47,3 @@ def latency_quantiles(latency: SufficientStats, row: int, quantile: float, min_e
     post = posterior(xbar, 1e-3, alpha0, (alpha0 + 1.0) * max(var, 1e-6), n, xbar, m2)
     q = post.predictive_quantile(quantile)
     return np.where(n >= min_evidence, q, np.nan)
-
-
-def slo_metric_s(outcome: RequestOutcome, metric: str) -> float | None:
-    """The request's SLO metric in seconds (``None`` if it cannot be computed)."""
-    request = outcome.request
-    if metric == "e2e":
-        return request.latency_s
-    if metric == "ttft":
-        return request.ttft_s
-    if metric == "tpot":
-        if request.first_token_s is None or request.output_tokens < 2:
-            return None
-        return max(0.0, request.finish_s - request.first_token_s) / (request.output_tokens - 1)
-    raise ValueError(f"unknown SLO metric {metric!r}")

@@ -26,7 +26,8 @@ from camel_vllm.policies.decision import DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, Param, PolicyDeclaration, flag, number
 from camel_vllm.policies.thompson.additive import AdditiveGrid
 from camel_vllm.policies.thompson.change import ChangeDetector
-from camel_vllm.policies.thompson.guards import latency_quantiles, queue_allowed, slo_allowed, slo_metric_s
+from camel_vllm.policies.slo.filter import slo_allowed, slo_metric_s
+from camel_vllm.policies.thompson.guards import latency_quantiles, queue_allowed
 from camel_vllm.policies.thompson.nig import NIGParams, NIGPrior, SufficientStats, pool, posterior
 from camel_vllm.policies.thompson.priors import ContextPriors
 from camel_vllm.policies.state_values import BadStateValue, array, check_number, count, item, under
@@ -303,7 +304,7 @@ class ThompsonPolicy(ContextPriors, Policy):
         if quantiles is None:
             quantiles = latency_quantiles(self.latency, row, self.slo.quantile, self.params.slo_min_evidence)
             self._slo_cache[row] = quantiles
-        return slo_allowed(idx, quantiles, self.slo.threshold_s)
+        return slo_allowed(idx, quantiles, math.log(self.slo.threshold_s))  # log-latency quantiles
 
 
 # ------------------------------------------------------------------ declarations
