@@ -1,8 +1,8 @@
 """Turning what the engine sees into a decision context.
 
 The context is built only from what an engine adapter can observe cheaply at an iteration
-boundary: requests running and waiting, the recent arrival rate, and the mean prompt length
-of waiting requests. Each is bucketed so a policy can keep per-context statistics;
+boundary: requests running and waiting, and the mean prompt length of waiting requests (of
+recent arrivals when none waits). Each is bucketed so a policy can keep per-context statistics;
 :class:`ContextModel` with ``contextual=False`` always answers context 0 (Camel's bandit).
 """
 
@@ -24,7 +24,8 @@ class ContextBuckets:
 
     load_edges: tuple[float, ...] = (0.5, 1.5)
     prompt_edges: tuple[float, ...] = (512.0,)
-    rate_half_life_s: float = 10.0
+    #: Half-life (s) of the recent arrivals' prompt mix (used when no request waits).
+    prompt_half_life_s: float = 10.0
     #: Half-life (s) of the exponential smoothing of load before bucketing: one snapshot's
     #: queue is noisy (Poisson arrivals), and a context that flaps splits the evidence. 0
     #: disables smoothing. 2 s spans a few decision epochs on the emulated Orin.
@@ -32,15 +33,16 @@ class ContextBuckets:
 
 
 class ContextModel:
-    """Tracks arrivals (exponentially decayed rate) and buckets snapshots into contexts."""
+    """Tracks the recent arrivals' prompt mix (exponentially decayed) and buckets snapshots into
+    contexts. The arrival rate is not a context feature: camel's workload estimate
+    (:mod:`camel_vllm.policies.model_based.workload`) is the one that measures it."""
 
     def __init__(self, *, contextual: bool, max_batch: int, buckets: ContextBuckets | None = None) -> None:
         self.contextual = contextual
         self.max_batch = max(1, max_batch)
         self.buckets = buckets or ContextBuckets()
-        self._decay_per_s = math.log(2.0) / self.buckets.rate_half_life_s
-        self._rate_weight = 0.0
-        self._rate_t_s: float | None = None
+        self._decay_per_s = math.log(2.0) / self.buckets.prompt_half_life_s
+        self._prompt_t_s: float | None = None
         self._prompt_sum = 0.0
         self._prompt_n = 0.0
         self._load: float | None = None
@@ -53,15 +55,10 @@ class ContextModel:
         return (len(self.buckets.load_edges) + 1) * (len(self.buckets.prompt_edges) + 1)
 
     def request_arrived(self, now_s: float, prompt_tokens: int) -> None:
-        """Count an arrival for the decayed arrival rate (requests per second)."""
+        """Add an arrival's prompt to the decayed prompt mix."""
         self._decay_to(now_s)
-        self._rate_weight += 1.0
         self._prompt_sum += prompt_tokens
         self._prompt_n += 1
-
-    def arrival_rate_per_s(self, now_s: float) -> float:
-        self._decay_to(now_s)
-        return self._rate_weight * self._decay_per_s
 
     def context(self, snapshot: EngineSnapshot) -> Context:
         if not self.contextual:
@@ -89,14 +86,13 @@ class ContextModel:
         return self._load
 
     def _decay_to(self, now_s: float) -> None:
-        if self._rate_t_s is not None and now_s > self._rate_t_s:
-            # The prompt mix decays with the same half-life, so bursts of long prompts show.
-            factor = math.exp(-self._decay_per_s * (now_s - self._rate_t_s))
-            self._rate_weight *= factor
+        if self._prompt_t_s is not None and now_s > self._prompt_t_s:
+            # Older prompts count less, so bursts of long prompts show.
+            factor = math.exp(-self._decay_per_s * (now_s - self._prompt_t_s))
             self._prompt_sum *= factor
             self._prompt_n *= factor
-        if self._rate_t_s is None or now_s > self._rate_t_s:
-            self._rate_t_s = now_s
+        if self._prompt_t_s is None or now_s > self._prompt_t_s:
+            self._prompt_t_s = now_s
 
 
 def _bucket(value: float, edges: tuple[float, ...]) -> int:

@@ -41,10 +41,16 @@ def test_load_is_smoothed_so_one_noisy_snapshot_does_not_flip_the_context() -> N
     assert features.index(1.0) <= 8
 
 
-def test_arrival_rate_decays() -> None:
+def test_the_prompt_mix_of_recent_arrivals_decays() -> None:
+    """With nobody waiting the prompt bucket is the recent arrivals' (half-life 10 s): a minute of
+    short prompts, then long ones, and the long bucket within about one half-life."""
     model = ContextModel(contextual=True, max_batch=28)
+    for i in range(60):
+        model.request_arrived(float(i), 100)
+    assert model.context(EngineSnapshot(now_s=60.0, num_running=1, num_waiting=0)).features[1] == 0.0
+    for i in range(3):
+        model.request_arrived(61.0 + i, 2000)
+    assert model.context(EngineSnapshot(now_s=64.0, num_running=1, num_waiting=0)).features[1] == 0.0
     for i in range(10):
-        model.request_arrived(i * 0.1, 100)
-    rate_now = model.arrival_rate_per_s(1.0)
-    assert rate_now > 0
-    assert model.arrival_rate_per_s(21.0) < rate_now / 3.5  # two half-lives later
+        model.request_arrived(64.0 + i, 2000)
+    assert model.context(EngineSnapshot(now_s=74.0, num_running=1, num_waiting=0)).features[1] == 1.0
