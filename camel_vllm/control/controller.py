@@ -1,6 +1,11 @@
 """The engine-agnostic controller: picks arms, applies them, attributes energy, learns.
 
-Engine adapters (the vLLM scheduler, the simulator) feed it the same few events:
+The controller owns time and cost: it ends epochs, hands the policy one
+:class:`~camel_vllm.policies.decision.DecisionInput` per decision and the
+:class:`~camel_vllm.policies.decision.Deadline` of the next one between decisions, computes every
+request's cost, and copies the policy's beliefs for the metrics on the engine thread
+(:mod:`~camel_vllm.control.snapshots`). Engine adapters (the vLLM scheduler, the simulator) feed
+it the same few events:
 :meth:`Controller.request_arrived`, :meth:`~Controller.begin_iteration` (returns the arm),
 :meth:`~Controller.end_iteration` (the step's tokens per request), :meth:`~Controller.request_finished`
 or :meth:`~Controller.request_aborted`, and :meth:`~Controller.close`. docs/controller.md
@@ -20,11 +25,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from camel_vllm.control.context import ContextModel
 from camel_vllm.control.ledger import EnergyLedger
 from camel_vllm.control.snapshots import PolicySnapshots
 from camel_vllm.core.arms import ArmSet, same_frequency
 from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
-from camel_vllm.control.context import ContextModel
 from camel_vllm.core.cost import CostFunction
 from camel_vllm.core.events import (
     Arm,
@@ -396,7 +401,8 @@ class Controller:
         # still open; each is guarded so a broken one cannot keep the device unrestored.
         try:
             self._credit_pending(None)
-            self._take_snapshot()
+            if self.snapshots.read_at_all:  # the beliefs the metrics write last
+                self._take_snapshot()
             if self.state_store is not None:
                 self._save_state()
             for listener in self.listeners:
