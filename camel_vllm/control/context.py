@@ -35,7 +35,7 @@ class ContextBuckets:
 class ContextModel:
     """Tracks the recent arrivals' prompt mix (exponentially decayed) and buckets snapshots into
     contexts. The arrival rate is not a context feature: camel's workload estimate
-    (:mod:`camel_vllm.policies.model_based.workload`) is the one that measures it."""
+    (:mod:`camel_vllm.policies.workload`) is the one that measures it."""
 
     def __init__(self, *, contextual: bool, max_batch: int, buckets: ContextBuckets | None = None) -> None:
         self.contextual = contextual

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.decision import Deadline, DecisionInput
+from camel_vllm.policies.workload import WorkloadEstimator
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,11 @@ class Policy(ABC):
     #: The name the policy is declared under (its module's ``DECLARATION``, which also says how
     #: the controller paces it: :class:`~camel_vllm.policies.declaration.Cadence`).
     name: str
+    #: The workload estimate the policy reads and keeps in its state (``None``: it reads none).
+    #: The controller feeds it (arrivals, the running requests at each decision, prefill chunks,
+    #: finished requests) and hands it in every :class:`~camel_vllm.policies.decision.
+    #: DecisionInput`: there is one estimate of the load, and no policy feeds it.
+    workload: WorkloadEstimator | None = None
 
     @abstractmethod
     def select(self, decision: DecisionInput) -> int:

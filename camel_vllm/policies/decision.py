@@ -15,6 +15,7 @@ from typing import Sequence
 from camel_vllm.core.config import DEFAULT_EPOCH_ITERATIONS
 from camel_vllm.core.cost import CostFunction
 from camel_vllm.core.events import Context, EngineSnapshot
+from camel_vllm.policies.workload import WorkloadEstimator
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class DecisionInput:
     (``None`` where a caller has none, e.g. the offline bandit); ``epoch_iterations`` and
     ``epoch_s``: the bounds of the epoch the chosen arm will hold (``epoch_s`` 0: none);
     ``cost``: the controller's cost function, the one every policy minimises (``None`` where a
-    caller has none: a policy then ranks projections by mean EDP).
+    caller has none: a policy then ranks projections by mean EDP); ``workload``: the one estimate
+    of the load (arrival rate, burstiness, request sizes) the controller keeps
+    (:class:`~camel_vllm.policies.workload.WorkloadEstimator`; ``None`` where a caller has none).
     """
 
     context: Context
@@ -55,10 +58,11 @@ class DecisionInput:
     epoch_iterations: int = DEFAULT_EPOCH_ITERATIONS
     epoch_s: float = 0.0
     cost: CostFunction | None = None
+    workload: WorkloadEstimator | None = None
 
     def among(self, available: Sequence[int]) -> DecisionInput:
         """The same decision restricted to ``available`` (a wrapping policy's safe set); the
         arm in force stays ``current`` only if it is among them."""
         current = self.current if self.current in available else None
         return DecisionInput(self.context, available, current, self.snapshot, self.epoch_iterations, self.epoch_s,
-                             self.cost)
+                             self.cost, self.workload)

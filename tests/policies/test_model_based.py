@@ -27,7 +27,7 @@ from camel_vllm.policies.model_based.board import BoardModel
 from camel_vllm.policies.model_based.profile_prior import profile_prior
 from camel_vllm.policies.model_based.correction import MAX_FACTOR, WAIT_MAX, OutcomeCorrection
 from camel_vllm.policies.model_based.projection import ArmGeometry, QueueState, project
-from camel_vllm.policies.model_based.workload import LoadView, WorkloadEstimator
+from camel_vllm.policies.workload import LoadView, WorkloadEstimator
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.sim.engine import EngineConfig
 from camel_vllm.traces import transforms

@@ -14,7 +14,7 @@ from camel_vllm.policies.model_based.board import BoardModel, segment_knots
 from camel_vllm.policies.model_based.profile_prior import profile_prior
 from camel_vllm.policies.model_based.projection import ArmGeometry, clock_steps, step_work, steady_start
 from camel_vllm.policies.model_based.switching import PRIOR_PER_PROMPT, SwitchCost
-from camel_vllm.policies.model_based.workload import LoadView
+from camel_vllm.policies.workload import LoadView
 
 PREFILL = IterationWork(tokens_by_request={"p": 2000}, num_prefill_tokens=2000, num_decode_tokens=0,
                         context_tokens=0)

@@ -54,7 +54,7 @@ from camel_vllm.policies.model_based.projection import (
 from camel_vllm.policies.model_based.probing import Prober
 from camel_vllm.policies.model_based.switching import SwitchCost
 from camel_vllm.policies.slo.filter import slo_allowed
-from camel_vllm.policies.model_based.workload import MIN_FINISHED, WorkloadEstimator
+from camel_vllm.policies.workload import MIN_FINISHED, WorkloadEstimator
 from camel_vllm.policies.state_values import BadStateValue, count, item, under
 
 logger = logging.getLogger("vllm.camel")
@@ -119,6 +119,7 @@ class ModelBasedPolicy(Policy):
     """The ``camel`` policy; see the module docstring."""
 
     name = "camel"
+    workload: WorkloadEstimator  # its own estimate of the load, always (fed by the controller)
 
     def __init__(
         self,
@@ -191,7 +192,6 @@ class ModelBasedPolicy(Policy):
 
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
-        self.workload.observe_arrival(now_s, prompt_tokens)
         self.switching.observe_prompt()
         self.load_checks.observe_arrival()
         self._last_now_s = max(self._last_now_s, now_s)
@@ -211,8 +211,6 @@ class ModelBasedPolicy(Policy):
         self.switching.observe_step(work)
         if duration_s > 0.0:
             self._step_s += 0.1 * (duration_s - self._step_s)
-        if work.num_prefill_tokens:
-            self.workload.observe_chunk(work.num_prefill_tokens)
 
     def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None = None) -> float | None:
         """The arm's rule, or a probe run's clock (:class:`~camel_vllm.policies.model_based.probing.Prober`)."""
@@ -220,7 +218,6 @@ class ModelBasedPolicy(Policy):
 
     def observe_outcome(self, outcome: RequestOutcome) -> None:
         request = outcome.request
-        self.workload.observe_finished(request.prompt_tokens, request.output_tokens)
         in_force = self._in_force
         first_s = outcome.first_scheduled_s
         if in_force is None or first_s is None:
@@ -350,9 +347,6 @@ class ModelBasedPolicy(Policy):
         snapshot = decision.snapshot
         if snapshot is not None:
             self._snapshot = snapshot
-            if snapshot.running_output_tokens:
-                self.workload.observe_running(snapshot.num_running, snapshot.running_output_tokens,
-                                              snapshot.running_output_tokens_sq)
             self._last_now_s = max(self._last_now_s, snapshot.now_s)
         self.decisions += 1
         self.load_checks.check_capacity(self._snapshot, self.correction, self._service_window_s)
@@ -494,7 +488,8 @@ class ModelBasedPolicy(Policy):
             raise BadStateValue("board", f"cannot be solved ({type(err).__name__}: {err})") from None
         if not solved:
             raise BadStateValue("board", "gives clock coefficients that are not finite")
-        self.board, self.workload, self.correction = board, workload, correction
+        self.board, self.correction = board, correction
+        self.workload.load_state_dict(state["workload"])  # in place: the controller feeds this one
         self._chores = self._chore_list()  # bound to the board now in force
 
     # --------------------------------------------------------------- internals

@@ -2,7 +2,7 @@
 
 For every arm (clock ``f``, batch cap ``B``), from the board's per-clock coefficients
 (:mod:`~camel_vllm.policies.model_based.board`) and the load (:mod:`~camel_vllm.policies.
-model_based.workload`), all arms at once as numpy vectors:
+workload`), all arms at once as numpy vectors:
 
 *Capacity.* At a full batch of ``B`` the arm serves ``mu`` requests/s, where the prefill of
 those requests stretches every step: ``mu E[S(mu)] = B``, a quadratic in ``mu`` solved in
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from camel_vllm.policies.model_based.board import CONTEXT_SCALE, SEGMENT_TOKENS, TOKEN_SCALE
-from camel_vllm.policies.model_based.workload import LoadView
+from camel_vllm.policies.workload import LoadView
 
 #: Utilisation at which an arm's steady-state wait is capped (the fluid queue term prices
 #: what lies beyond).

@@ -99,6 +99,7 @@ class SLOPolicy(Policy):
         self.frequency_only = inner is None if frequency_only is None else frequency_only
         if inner is not None:
             self.name = f"slo+{inner.name}"  # paced as the inner policy (registry.cadence_of)
+            self.workload = inner.workload  # the inner policy's estimate (camel's), fed by the controller
         freqs = [f for f in arms.frequencies_hz if f is not None]
         self.model = IterationTimeModel(max(freqs) if freqs else None, forgetting=forgetting)
         self.guard = 1.0
