@@ -1,6 +1,6 @@
 """The engine-agnostic controller: picks arms, applies them, attributes energy, learns.
 
-The controller owns time and cost: it ends epochs, hands the policy one
+The controller owns time, load and cost: it ends epochs, hands the policy one
 :class:`~camel_vllm.policies.decision.DecisionInput` per decision and the
 :class:`~camel_vllm.policies.decision.Deadline` of the next one between decisions, computes every
 request's cost, and copies the policy's beliefs for the metrics on the engine thread

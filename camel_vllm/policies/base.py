@@ -58,7 +58,7 @@ class Policy(ABC):
     """The contract between the controller and a policy: a bandit over arm indices, with hooks
     for policies that learn from more than costs.
 
-    The controller owns time and cost: it decides when an epoch ends, builds one
+    The controller owns time, load and cost: it decides when an epoch ends, builds one
     :class:`~camel_vllm.policies.decision.DecisionInput` per decision and computes every
     request's cost; a policy owns its model and its choice. Each hook is called on the engine
     thread, in this order over a request's life (docs/controller.md):
