@@ -203,9 +203,9 @@ class Controller:
         self.failed_policy: Policy | None = None
         if batch_only:
             self.arms.restrict_to_batch_only(self.applied_freq_hz)
-        #: The one workload estimate: the policy's (which it reads and saves) or the controller's
-        #: own; fed here only.
-        self.workload: WorkloadEstimator = policy.workload if policy.workload is not None else WorkloadEstimator()
+        #: The one workload estimate, the policy's (which it reads and saves), fed here only; None
+        #: when the policy reads none (then nothing is spent on one).
+        self.workload: WorkloadEstimator | None = policy.workload
         #: The policy's beliefs copied on the engine thread for the metrics (never read live).
         self.snapshots = PolicySnapshots()
         self._take_snapshot()
@@ -227,7 +227,8 @@ class Controller:
     # ---------------------------------------------------------------- events
     def request_arrived(self, request_id: str, now_s: float, prompt_tokens: int) -> None:
         self.context_model.request_arrived(now_s, prompt_tokens)
-        self.workload.observe_arrival(now_s, prompt_tokens)
+        if self.workload is not None:
+            self.workload.observe_arrival(now_s, prompt_tokens)
         try:
             self.policy.observe_arrival(now_s, prompt_tokens)
         except Exception as err:
@@ -323,7 +324,7 @@ class Controller:
             # clock's speed: learnt from, its few ms read as a fast clock, the clock in force
             # whenever the engine emptied (measured in docs/benchmarks.md, live vs simulated).
             return extra_s
-        if work.num_prefill_tokens:
+        if work.num_prefill_tokens and self.workload is not None:
             self.workload.observe_chunk(work.num_prefill_tokens)
         try:
             if self.per_step_clock and not self.batch_only:  # batch-only arms have no clock to learn
@@ -355,7 +356,8 @@ class Controller:
         trace = self._ledger.pop(request.request_id)
         if trace is None or not trace.tokens_by_slot:
             return None
-        self.workload.observe_finished(request.prompt_tokens, request.output_tokens)
+        if self.workload is not None:
+            self.workload.observe_finished(request.prompt_tokens, request.output_tokens)
         latency_s = request.latency_s
         served = sum(trace.tokens_by_slot.values())
         shares = {self._key_of[slot]: tokens / served for slot, tokens in trace.tokens_by_slot.items()}
@@ -429,7 +431,7 @@ class Controller:
 
     def _decide(self, snapshot: EngineSnapshot) -> None:
         context = self.context_model.context(snapshot)
-        if snapshot.running_output_tokens:
+        if snapshot.running_output_tokens and self.workload is not None:
             self.workload.observe_running(snapshot.num_running, snapshot.running_output_tokens,
                                           snapshot.running_output_tokens_sq)
         previous_freq_hz = self.applied_freq_hz

@@ -86,7 +86,8 @@ class Policy(ABC):
     #: The workload estimate the policy reads and keeps in its state (``None``: it reads none).
     #: The controller feeds it (arrivals, the running requests at each decision, prefill chunks,
     #: finished requests) and hands it in every :class:`~camel_vllm.policies.decision.
-    #: DecisionInput`: there is one estimate of the load, and no policy feeds it.
+    #: DecisionInput`: there is one estimate of the load, and no policy feeds it. A policy that
+    #: reads none gets none, and the controller spends nothing on one (~6 us a request).
     workload: WorkloadEstimator | None = None
 
     @abstractmethod

@@ -28,9 +28,16 @@ def test_the_controller_feeds_the_policys_estimate_and_hands_it_in_every_decisio
     controller.close()
 
 
-def test_a_policy_that_reads_no_estimate_gets_the_controllers_own() -> None:
+def test_a_policy_that_reads_no_estimate_gets_none_and_pays_for_none() -> None:
     rig = make_rig(policy="default")
-    assert rig.controller.policy.workload is None
+    seen: list[WorkloadEstimator | None] = []
+    select = rig.controller.policy.select
+
+    def tracked(decision: DecisionInput) -> int:
+        seen.append(decision.workload)
+        return select(decision)
+
+    rig.controller.policy.select = tracked  # type: ignore[method-assign]
     drive(rig, 3)
-    assert rig.controller.workload.arrivals == 3 and rig.controller.workload.finished == 3
+    assert rig.controller.workload is None and seen and all(w is None for w in seen)
     rig.controller.close()
