@@ -93,7 +93,7 @@ class ContextPriors:
         # last rebuilt (at most an epoch old); without it, a stale prior is rebuilt here.
         if refresh or cached is None or (not self._maintained and self._prior_stale(row, cached)):
             cached = (self._observations, int(np.count_nonzero(n_c)), self._build_prior(row))
-            if not refresh:  # estimates() (metrics thread) reads without writing the cache
+            if not refresh:  # estimates() (the metrics snapshot) reads without writing the cache
                 self._prior_cache[row] = cached
         mean_p, kappa_p, alpha_p, beta_p = cached[2]
         return posterior(mean_p, kappa_p, alpha_p, beta_p, n_c, xbar_c, m2_c)

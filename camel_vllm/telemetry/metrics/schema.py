@@ -186,8 +186,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     MODEL_CORRECTION, MODEL_CLOCK_CORRECTION, MODEL_ERROR, MODEL_ITERATIONS, MODEL_EXPLORATIONS,
 )
 #: Families only a model-based policy fills (empty for the others). Its counters
-#: (camel_model_iterations, camel_model_exploratory_decisions) are read from the policy's own
-#: running counts at scrape time, never below a value already exported.
+#: (camel_model_iterations, camel_model_exploratory_decisions) are the policy's own running
+#: counts in the controller's latest snapshot of it, never below a value already exported.
 MODEL_METRICS: tuple[MetricSpec, ...] = (
     MODEL_CORRECTION, MODEL_CLOCK_CORRECTION, MODEL_ERROR, MODEL_ITERATIONS, MODEL_EXPLORATIONS,
 )
