@@ -59,11 +59,12 @@ class LogEDPCost:
         return log_edp(energy_j, latency_s)
 
     def projected(self, energy_j: np.ndarray, latency_s: np.ndarray, edp_js: np.ndarray) -> np.ndarray:
-        """Projections rank by mean EDP (the log is monotone; a mean of logs needs the spread)."""
+        """Projections rank by mean EDP (the log is monotone; a mean of logs needs the spread; the
+        size adjustment of :class:`SizeAdjustedLogEDPCost` does not depend on the arm)."""
         return edp_js
 
 
-class SizeAdjustedLogEDPCost:
+class SizeAdjustedLogEDPCost(LogEDPCost):
     """Log EDP minus the fitted effect of request size (a control variate, module docstring).
 
     Keeps the running sums of a ridge least-squares fit of log EDP on [1, x] (x =
@@ -117,10 +118,6 @@ class SizeAdjustedLogEDPCost:
         self._t1 += x1 * value
         self._t2 += x2 * value
         self._slopes = None
-
-    def projected(self, energy_j: np.ndarray, latency_s: np.ndarray, edp_js: np.ndarray) -> np.ndarray:
-        """Projections rank by mean EDP (the size adjustment does not depend on the arm)."""
-        return edp_js
 
     def __call__(self, energy_j: float, latency_s: float, request: FinishedRequest) -> float:
         value = log_edp(energy_j, latency_s)

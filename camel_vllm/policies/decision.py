@@ -8,6 +8,7 @@ is (:class:`Deadline`). A policy keeps no copy of the cadence: it reads both fro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -18,7 +19,7 @@ from camel_vllm.core.events import Context, EngineSnapshot
 from camel_vllm.policies.workload import WorkloadEstimator
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Deadline:
     """How far off the next decision is, at a ``maintain`` call: whichever bound comes first.
 
@@ -63,6 +64,5 @@ class DecisionInput:
     def among(self, available: Sequence[int]) -> DecisionInput:
         """The same decision restricted to ``available`` (a wrapping policy's safe set); the
         arm in force stays ``current`` only if it is among them."""
-        current = self.current if self.current in available else None
-        return DecisionInput(self.context, available, current, self.snapshot, self.epoch_iterations, self.epoch_s,
-                             self.cost, self.workload)
+        return dataclasses.replace(self, available=available,
+                                   current=self.current if self.current in available else None)

@@ -67,11 +67,13 @@ class _Running:
 
 @dataclass(frozen=True)
 class _Inputs:
-    """What every arm's projection shares in one decision (computed once per epoch)."""
+    """What every arm's projection shares in one decision (computed once per epoch), the
+    arrival rate (requests/s) among it."""
 
     running: list[_Running]
     remaining: list[float]
     mean_out: float
+    rate_per_s: float = 0.0
 
 
 class SLOPolicy(Policy):
@@ -221,6 +223,7 @@ class SLOPolicy(Policy):
             running=running,
             remaining=[self._mean_residual(r.decode_tokens) for r in running],
             mean_out=self._mean_residual(0),
+            rate_per_s=self._arrival_rate_per_s(),
         )
 
     def project(self, arm_index: int, inputs: "_Inputs | None" = None) -> float:
@@ -267,10 +270,10 @@ class SLOPolicy(Policy):
         requests present sees in time (docs/seed-systems.md). Capacity = cap / (mean output x
         full-batch iteration time), against the arrival rate of the last finished requests plus ``CAPACITY_MARGIN``.
         """
-        rate = self._arrival_rate_per_s()
+        inputs = inputs or self._inputs()
+        rate = inputs.rate_per_s
         if rate <= 0.0:
             return True
-        inputs = inputs or self._inputs()
         arm = self.arms[arm_index]
         cap = max(1, arm.max_batch)
         context = cap * (self._context_per_request + 0.5 * inputs.mean_out)

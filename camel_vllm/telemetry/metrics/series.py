@@ -76,11 +76,14 @@ class CamelSeries:
         self._child(s.REQUEST_ENERGY, energy_source)
 
     def _child(self, spec: s.MetricSpec, *labels: str) -> Any:
+        return self._named(spec.name, labels)
+
+    def _named(self, name: str, labels: tuple[str, ...]) -> Any:
         """``metric.labels(*labels)``, cached: prometheus_client's lookup validates every call."""
-        key = (spec.name, labels)
+        key = (name, labels)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = self._m[spec.name].labels(*labels) if labels else self._m[spec.name]
+            child = self._children[key] = self._m[name].labels(*labels) if labels else self._m[name]
         return child
 
     # ------------------------------------------------------------------ events
@@ -151,10 +154,9 @@ class CamelSeries:
             self._child(s.ARM_COST_MEAN, *arm).set(est.mean)
             self._child(s.ARM_COST_STD, *arm).set(est.std)
         for name, labels, value in model_samples(snapshot.model):
-            metric = self._m[name]
-            target = metric.labels(*labels) if labels else metric
-            if isinstance(metric, Counter):
-                key = (name, tuple(labels))
+            key = (name, tuple(labels))
+            target = self._named(*key)
+            if isinstance(self._m[name], Counter):
                 last = self._counted.get(key, 0.0)
                 self._counted[key] = max(last, value)
                 target.inc(max(0.0, value - last))  # inc(0) creates the series
