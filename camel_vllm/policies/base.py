@@ -73,8 +73,9 @@ class Policy(ABC):
     - :meth:`observe` (the request's cost, per arm that served it) and then
       :meth:`observe_outcome` when a request finishes.
 
-    ``estimates`` and ``model_readout`` are read on the engine thread after each decision (the
-    metrics read those copies, never the policy); ``state_dict`` and ``load_state_dict`` give
+    ``estimates`` and ``model_readout`` are read on the engine thread, at the step after a
+    metrics reader asked, as the engine drains and at close (the metrics read those copies,
+    never the policy: :mod:`camel_vllm.control.snapshots`); ``state_dict`` and ``load_state_dict`` give
     the state file. A hook that raises makes the controller play the default arm from then on
     (:class:`~camel_vllm.control.controller.DefaultArmPolicy`). Policies declare themselves once
     (:mod:`camel_vllm.policies.declaration`).
