@@ -15,6 +15,7 @@ stands in.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -67,6 +68,21 @@ class LoadView:
     mean_chunk_tokens: float  # E[min(P, token budget)]
     mean_chunks: float  # E[ceil(P / token budget)]
     dispersion: float = 1.0
+    #: How long arrivals are expected to come, as ``(rate per s, until s from now)`` phases:
+    #: each rate estimate for its half-life, the recent one first where it is the larger (a
+    #: burst is believed for ~RECENT_HALF_LIFE_S, the long-run rate for ~RATE_HALF_LIFE_S);
+    #: none after the last phase. Empty: ``rate_per_s`` for as long as it takes.
+    rate_phases: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def rate_horizon_s(self) -> float:
+        """How long arrivals are expected to come at all (s; inf without phases)."""
+        return self.rate_phases[-1][1] if self.rate_phases else math.inf
+
+    def scaled(self, factor: float) -> "LoadView":
+        """The same load with every rate times ``factor``."""
+        return dataclasses.replace(self, rate_per_s=self.rate_per_s * factor,
+                                   rate_phases=tuple((r * factor, t) for r, t in self.rate_phases))
 
     @property
     def mean_prompt(self) -> float:
@@ -184,15 +200,27 @@ class WorkloadEstimator:
         """Arrivals per second (0 before two arrivals): the larger of the rate over the last
         ~RATE_HALF_LIFE_S and over the last ~RECENT_HALF_LIFE_S, each the arrival count
         decayed with that half-life over the time it covers."""
+        return max(self._rates(now_s))
+
+    def rate_phases(self, now_s: float) -> tuple[tuple[float, float], ...]:
+        """:attr:`LoadView.rate_phases`: the long-run rate for RATE_HALF_LIFE_S, after the
+        recent one for RECENT_HALF_LIFE_S where that is the larger."""
+        long, recent = self._rates(now_s)
+        if recent > long:
+            return ((recent, RECENT_HALF_LIFE_S), (long, RATE_HALF_LIFE_S))
+        return ((long, RATE_HALF_LIFE_S),)
+
+    def _rates(self, now_s: float) -> list[float]:
+        """The long-run and the recent rate (0 before two arrivals)."""
         if self._gaps == 0 or self._first_arrival_s is None:
-            return 0.0
+            return [0.0, 0.0]
         self._decay_count(now_s)
         age = now_s - self._first_arrival_s
         rates = []
         for arrivals, tau in zip(self._counts, self._taus, strict=False):
             covered = (1.0 - math.exp(-age / tau)) * tau
             rates.append(arrivals / covered if covered > 0 else 0.0)
-        return max(rates)
+        return rates
 
     def _decay_count(self, now_s: float) -> None:
         if self._count_t_s is not None and now_s > self._count_t_s:
@@ -248,7 +276,7 @@ class WorkloadEstimator:
         pl = p1 * l1 + cov
         moments = np.array([[1.0, p1, l1], [p1, p2, pl], [l1, pl, l2]])
         return LoadView(self.rate_per_s(now_s), self.ca2(), moments, max(1.0, chunk), max(1.0, chunks),
-                        self._dispersion)
+                        self._dispersion, self.rate_phases(now_s))
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -18,7 +18,6 @@ policy learns from iterations (``observe_iteration``) and finished requests (``o
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import logging
 import math
@@ -308,7 +307,7 @@ class ModelBasedPolicy(Policy):
         steps = self._arm_steps(mean, draw)
         occupancy = self.load_checks.occupancy
         if occupancy > 1.0:
-            load = dataclasses.replace(load, rate_per_s=load.rate_per_s * occupancy)
+            load = load.scaled(occupancy)
         service = np.array([1.0, 1.0, 1.0 / (1.0 - self._capacity_doubt())]) * factors[1]
         self._steady_half = steady_start(self._geometry, steps, load, switch=self.switching,
                                          energy_scale=factors[0], service_scale=service, wait_scale=factors[2])

@@ -28,17 +28,24 @@ b1 P + b2 L`` are linear in a request's tokens, and the mean EDP is exact in the
 held (a policy that would choose it again at the next decision does hold it): over a
 horizon ``H`` (one epoch plus the time the fastest arm needs to clear ``Q0``) it drains them
 at ``mu - lambda`` or grows them at ``lambda - mu``; what is left at ``H`` is drained by the
-fastest arm. The queue-seconds this costs, ``QS`` (fluid approximation, Newell 1982), add
+fastest arm. Arrivals are counted only for as long as they are expected (the load view's
+rate phases: a burst's recent rate for its half-life, then the long-run rate for its own,
+then none), so a burst is priced by the queue it leaves, not as a load that lasts for ever.
+The queue-seconds this costs, ``QS`` (fluid approximation, Newell 1982), add
 ``E[E] x QS`` to the EDP of the ``M`` requests present or arriving within ``H``. An arm
 that cannot keep up is priced by the queue it grows, never excluded by a threshold. When no
-arm keeps up every cost grows without bound at the rate its queue grows, so then arms are
-ranked by that rate alone: the fastest drain wins. Arrivals that come in clumps (bursts shorter than
+arm keeps up and arrivals are expected past ``H``, every cost grows without bound at the rate
+its queue grows, so then arms are ranked by that rate alone: the fastest drain wins. The
+steady-state wait is likewise held to what a queue can build in the time the load is
+expected (a reflected Brownian motion from empty), since near saturation a queue takes
+longer than that to settle. Arrivals that come in clumps (bursts shorter than
 a service time) make each request wait for the clump's others ahead of it, at the arm's
 capacity; the clump size comes from the dispersion of arrival counts.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +197,9 @@ class Steady:
     service_output_s: np.ndarray
     mean_prompt: float
     mean_output: float
+    #: The arrivals the queue in view counts (:attr:`~camel_vllm.policies.workload.LoadView.
+    #: rate_phases`): empty, ``rate_per_s`` for as long as it is priced.
+    rate_phases: tuple[tuple[float, float], ...] = ()
 
 
 def project(
@@ -496,6 +506,14 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
     cs2 = ((k_dec * (1.0 / max(mean_l - 1.0, 1.0))) ** 2 * var_l
            + (sp.g_t * service_scale) ** 2 * var_p) / service_full**2  # a full batch's service
     wq = service_full * sp.inv_caps * rho**sp.wait_exponent / (1.0 - rho) * (load.ca2 + cs2) * 0.5
+    # That is the wait once the queue has settled, which near saturation takes longer than any
+    # load lasts (the relaxation time grows as 1 / (1 - rho)^2). A load that lasts T builds from
+    # empty a mean queue of at most sqrt(2 sigma^2 t / pi) by t (reflected Brownian motion
+    # without drift; sigma^2 = lam ca2 + mu cs2 requests^2/s), a mean wait over T of
+    # (2/3) sqrt(2 sigma^2 T / pi) / mu: the steady wait is held to that.
+    if math.isfinite(load.rate_horizon_s):
+        sigma2 = lam * load.ca2 + capacity * cs2
+        wq = np.minimum(wq, (2.0 / 3.0) * np.sqrt(2.0 / math.pi * sigma2 * load.rate_horizon_s) / capacity)
 
     fastest = capacity.max(axis=-1, keepdims=True)
     # Clumped arrivals: a request arriving in a clump waits for those ahead of it in the clump,
@@ -513,7 +531,7 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
         edp_base_js=base, edp_per_wait_j=per_wait, running=running,
         energy_prompt_j=a_prompt, energy_output_j=a_output,
         service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
-        mean_prompt=mean_p, mean_output=mean_l,
+        mean_prompt=mean_p, mean_output=mean_l, rate_phases=load.rate_phases,
     )
 
 
@@ -529,6 +547,16 @@ def _occupancy(flow: np.ndarray, c: np.ndarray, mean_l: float, chunks: float, se
     return np.minimum(np.maximum(running + (grow >= 1.0) * caps, 0.0), caps - 1.0), stretch
 
 
+def _fluid(q: np.ndarray, net: np.ndarray, duration: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A fluid queue of ``q`` growing at ``net`` per second (shrinking where negative, never
+    below empty) for ``duration`` seconds: (its queue-seconds, its length at the end)."""
+    duration = np.maximum(duration, 0.0)
+    end = q + net * duration
+    empties = end <= 0.0
+    area = np.where(empties, q * q * 0.5 / np.maximum(-net, 1e-12), duration * 0.5 * (q + end))
+    return area, np.maximum(end, 0.0)
+
+
 def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: float | None = None) -> Projection:
     """Price the queue now (``queue``) into a :class:`Steady` projection: the backlog held
     under each arm for one epoch (``epoch_iterations`` of the fastest decode step) plus the
@@ -540,20 +568,29 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
     best_drain = st.best_drain_per_s if rate_per_s is None else np.maximum(
         st.fastest_per_s - lam, MIN_DRAIN_SHARE * st.fastest_per_s)
     q0 = np.maximum(queue.num_running - st.caps, 0.0) + float(queue.num_waiting)
-    # The current backlog under the arm held over H, the rest drained by the fastest arm.
+    # The current backlog under the arm held over H, the rest drained by the fastest arm;
+    # arrivals are counted as the load view expects them (st.rate_phases), no longer.
     horizon = epoch_iterations * st.step_min_s + float(q0.max()) / best_drain
-    drain = capacity - lam
-    q_end = np.maximum(q0 - drain * horizon, 0.0)
-    empties = (q_end <= 0.0) & (drain > 0)
-    queue_s = np.where(empties, q0 * q0 * 0.5 / np.maximum(drain, 1e-12), horizon * 0.5 * (q0 + q_end))
-    queue_s = queue_s + q_end * q_end * (0.5 / best_drain)
-    population = np.maximum(queue.num_running + queue.num_waiting + lam * horizon, 1.0)
+    phases = st.rate_phases or ((lam, math.inf),)
+    if rate_per_s is not None:  # the rate moved since st: the first phase's rate is the new one
+        phases = ((lam, phases[0][1]),) + tuple(phases[1:])
+    queue_s, q_end = np.zeros_like(capacity), q0
+    begin, arrived = np.zeros_like(horizon), np.zeros_like(horizon)
+    for rate, until_s in phases:
+        end = np.minimum(horizon, until_s)
+        area, q_end = _fluid(q_end, rate - capacity, end - begin)
+        queue_s, arrived, begin = queue_s + area, arrived + rate * np.maximum(end - begin, 0.0), end
+    area, q_end = _fluid(q_end, -capacity, horizon - begin)
+    arrivals_end = begin >= horizon  # arrivals go on past H: the fastest arm drains the rest beside them
+    queue_s = queue_s + area + q_end * q_end * (0.5 / np.where(arrivals_end, best_drain, st.fastest_per_s))
+    population = np.maximum(queue.num_running + queue.num_waiting + arrived, 1.0)
     wait = (queue_s * (1.0 / population) + st.wait_steady_s) * st.wait_scale
     edp = st.edp_base_js + st.edp_per_wait_j * wait
-    # Overload: no arm keeps up. Every arm's queue, and so its cost, grows without bound; the
-    # cost's order is that of the growth rate, lambda - mu, whatever energy a request takes.
-    # The EDP is scaled so the arm that grows its queue least is cheapest.
-    overload = st.fastest_per_s <= lam
+    # Overload: no arm keeps up, for as long as arrivals are expected. Every arm's queue, and
+    # so its cost, grows without bound; the cost's order is that of the growth rate, lambda - mu,
+    # whatever energy a request takes. The EDP is scaled so the arm that grows its queue least
+    # is cheapest. (Arrivals expected for a bounded time leave every cost bounded.)
+    overload = (st.fastest_per_s <= lam) & arrivals_end
     if overload.any():
         edp = np.where(overload, edp.max(axis=-1, keepdims=True) * (1.0 + (lam - capacity) / lam), edp)
     return Projection(
