@@ -4,7 +4,9 @@ Arrivals give the rate ``lambda`` (requests/s: the larger of the arrival counts 
 half-lives of ``RATE_HALF_LIFE_S`` and ``RECENT_HALF_LIFE_S``) and the squared coefficient of
 variation of the gaps between them, ``ca2`` (1 for Poisson arrivals, more for bursts, over the
 last ~``GAP_MEMORY`` gaps). The rate errs towards more load: a rising load is seen within
-seconds, and a burst that no arm can carry ranks arms by capacity alone (see the projection).
+seconds. Each rate is expected to hold for its half-life (``LoadView.rate_phases``): a burst
+for ~``RECENT_HALF_LIFE_S``, then the long-run rate, so the projection prices a burst by the
+queue it leaves rather than as a load that never ends.
 Arrivals give the moments of prompt tokens ``P`` at once; finished requests those of output
 tokens ``L`` and their covariance with ``P``, over the last ~``SIZE_MEMORY`` requests. Together
 they make ``E[x x']`` for ``x = (1, P, L)``. Output lengths are unknown in advance, so

@@ -509,8 +509,9 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
     # That is the wait once the queue has settled, which near saturation takes longer than any
     # load lasts (the relaxation time grows as 1 / (1 - rho)^2). A load that lasts T builds from
     # empty a mean queue of at most sqrt(2 sigma^2 t / pi) by t (reflected Brownian motion
-    # without drift; sigma^2 = lam ca2 + mu cs2 requests^2/s), a mean wait over T of
-    # (2/3) sqrt(2 sigma^2 T / pi) / mu: the steady wait is held to that.
+    # without drift, distributed as |B_t|: Harrison 1985, "Brownian Motion and Stochastic Flow
+    # Systems"; the heavy-traffic limit of the queue, sigma^2 = lam ca2 + mu cs2 requests^2/s),
+    # a mean wait over T of (2/3) sqrt(2 sigma^2 T / pi) / mu: the steady wait is held to that.
     if math.isfinite(load.rate_horizon_s):
         sigma2 = lam * load.ca2 + capacity * cs2
         wq = np.minimum(wq, (2.0 / 3.0) * np.sqrt(2.0 / math.pi * sigma2 * load.rate_horizon_s) / capacity)
