@@ -207,6 +207,25 @@ def test_device_errors_and_unavailable_arms_are_counted():
         rig.controller.close()
 
 
+def test_steps_switched_for_their_work_are_counted():
+    """An arm whose prefill steps run at the top clock: the controller switches up for each
+    prefill step and back for the decode steps; the exporter counts exactly those switches."""
+    rig = make_rig(policy="static", policy_params={"arm": [306, 4, 930.75]}, prefill_mhz=(930.75,))
+    exporter = MetricsExporter.start(CamelConfig(metrics_port=0), rig.controller)
+    rig.controller.listeners.append(exporter)
+    try:
+        assert one(scrape(exporter), "camel_step_clock_switches_total").value == 0
+        drive(rig, 4)
+        first = rig.controller.step_switches
+        assert first >= 2  # up for the prefill, down for the decode steps
+        assert one(scrape(exporter), "camel_step_clock_switches_total").value == first
+        drive(rig, 4)
+        assert rig.controller.step_switches > first
+        assert one(scrape(exporter), "camel_step_clock_switches_total").value == rig.controller.step_switches
+    finally:
+        rig.controller.close()
+
+
 def test_port_in_use_is_one_config_error_line():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -54,7 +54,7 @@ class Rig:
 def make_rig(
     *, freqs_mhz: Iterable[float] = (306.0, 612.0, 930.75), batch_sizes: Iterable[int] = (2, 4),
     policy: str = "camel", policy_params: dict | None = None, contextual: bool = True, seed: int = 0,
-    device=None,
+    device=None, prefill_mhz: Iterable[float] = (),
 ) -> Rig:
     clock = FakeClock()
     if device is None:
@@ -66,7 +66,7 @@ def make_rig(
     config = CamelConfig(
         device="emulated", policy=policy, policy_params=policy_params or {}, contextual=contextual, seed=seed,
     )
-    arms = ArmSet.product([f * 1e6 for f in freqs_mhz], batch_sizes)
+    arms = ArmSet.product([f * 1e6 for f in freqs_mhz], batch_sizes, [f * 1e6 for f in prefill_mhz])
     context_model = ContextModel(contextual=contextual, max_batch=max(arms.batch_sizes))
     controller = Controller(
         arms=arms,
@@ -114,6 +114,7 @@ def drive(rig: Rig, num_requests: int, *, prompt_tokens: int = 32, output_tokens
             num_decode_tokens=sum(1 for t in tokens.values() if t == 1),
             context_tokens=prompt_tokens * len(tokens),
         )
+        c.step_frequency(work)  # as an adapter does between forming the step and running it
         clock.t += STEP_S
         clock.t += c.end_iteration(clock.t, work)
         for rid in list(tokens):

@@ -132,6 +132,11 @@ DECISIONS = MetricSpec("camel_decisions", "counter", "Arm decisions (one per dec
 FREQUENCY_SWITCHES = MetricSpec(
     "camel_frequency_switches", "counter", "Decisions that changed the GPU clock.",
 )
+STEP_CLOCK_SWITCHES = MetricSpec(
+    "camel_step_clock_switches", "counter",
+    "Engine steps the clock was switched for, to follow their work (an arm whose prefill steps run "
+    "at another clock; each costs the device's switch latency).",
+)
 DEVICE_ERRORS = MetricSpec(
     "camel_device_errors", "counter",
     "Device and state errors by kind (permission, set_frequency, frequency_mismatch, "
@@ -182,7 +187,7 @@ KNOWN_ERROR_KINDS: tuple[str, ...] = (
 ALL_METRICS: tuple[MetricSpec, ...] = (
     ARM_PULLS, ARM_REQUESTS, ARM_ENERGY, ARM_COST_MEAN, ARM_COST_STD, ARM_SELECTED, ARM_AVAILABLE,
     GPU_FREQUENCY, BATCH_CAP, ENERGY, POWER, REQUEST_EDP, REQUEST_LATENCY, REQUEST_ENERGY,
-    DECISIONS, FREQUENCY_SWITCHES, DEVICE_ERRORS, CONTROLLER_INFO,
+    DECISIONS, FREQUENCY_SWITCHES, STEP_CLOCK_SWITCHES, DEVICE_ERRORS, CONTROLLER_INFO,
     MODEL_CORRECTION, MODEL_CLOCK_CORRECTION, MODEL_ERROR, MODEL_ITERATIONS, MODEL_EXPLORATIONS,
 )
 #: Families only a model-based policy fills (empty for the others). Its counters

@@ -6,8 +6,8 @@ endpoint, and when prometheus_client runs in multiprocess mode (``PROMETHEUS_MUL
 set before it was imported, as vLLM does) the same objects also write the mmap files vLLM's
 ``/metrics`` merges. Events (a decision, a finished request, a device error) update counters
 and histograms on the engine thread; :meth:`CamelSeries.refresh` sets what changes without
-events (device energy, power and clock, arm availability, the policy's snapshot) at scrape
-time and, in multiprocess mode, every second.
+events (device energy, power and clock, the steps the clock was switched for, arm availability,
+the policy's snapshot) at scrape time and, in multiprocess mode, every second.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class CamelSeries:
             self._child(s.GPU_FREQUENCY, "target").set(current.freq_hz)
         self._child(s.DECISIONS)
         self._child(s.FREQUENCY_SWITCHES).inc(controller.frequency_switches)
+        self._step_switches_shown = controller.step_switches
+        self._child(s.STEP_CLOCK_SWITCHES).inc(self._step_switches_shown)
         seed_context = context_label(controller.current_context.id)
         for index, n in enumerate(controller.pulls):
             if n > 0:
@@ -131,6 +133,9 @@ class CamelSeries:
                 child(s.POWER, self.energy_source).set(device.power_w)
             if device.current_freq_hz is not None:
                 child(s.GPU_FREQUENCY, "current").set(device.current_freq_hz)
+            switches = self.controller.step_switches  # steps switch on the engine thread, no event each
+            child(s.STEP_CLOCK_SWITCHES).inc(max(0, switches - self._step_switches_shown))
+            self._step_switches_shown = max(self._step_switches_shown, switches)
             self._refresh_availability()
             if snapshot is not None and snapshot.number != self._snapshot_shown:
                 self._snapshot_shown = snapshot.number
