@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -127,10 +128,39 @@ def server_slots() -> int:
         return 1
 
 
+#: Ports tried below the kernel's ephemeral range (see :func:`free_port`).
+PORT_SPAN = 12000
+PORT_TRIES = 200
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A TCP port free on 127.0.0.1 now, taken at random below the kernel's ephemeral range. A
+    port from ``bind(0)`` is the kernel's next ephemeral one, so any socket bound to port 0 before
+    the server binds this one (an exporter with ``metrics_port: 0`` in a parallel test) could take
+    it: CI once lost a server that way ("port already in use"). Below the range only another
+    explicit pick can collide."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(PORT_TRIES):
+        port = rng.randrange(max(1024, low - PORT_SPAN), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # everything below the range taken: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux's default where it cannot be read)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def vllm_cli_shim(folder: Path) -> Path:

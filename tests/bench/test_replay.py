@@ -19,6 +19,7 @@ from aiohttp import web
 from camel_vllm.bench.replay import parse_metrics, replay_async, to_policy_result
 from camel_vllm.bench.results import BenchResult
 from camel_vllm.cli import main as cli_main
+from camel_vllm.testing.vllm_server import free_port
 from camel_vllm.traces.base import Trace, TraceRequest
 
 METRICS_BEFORE = """# TYPE camel_energy_joules counter
@@ -293,19 +294,13 @@ def test_bench_replay_refuses_a_bad_timeout(tmp_path, capsys):
     assert rc == 2 and err == "camel-vllm bench replay: --timeout-s nan: must be a finite number > 0 (s)"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_bench_replay_waits_for_a_server_that_is_still_starting(tmp_path, capsys):
     """The README's case: the server is started in the background and replay runs at once."""
     fake = FakeServer()
     trace = _timed_trace(tmp_path, [(5, 2)] * 3)
     out = tmp_path / "r.json"
     t0 = time.monotonic()
-    with _served(fake, port=_free_port(), start_after_s=2.0) as url:
+    with _served(fake, port=free_port(), start_after_s=2.0) as url:
         rc = cli_main(["bench", "replay", "--trace", trace, "--url", url, "--ready-timeout-s", "30",
                        "--json", str(out)])
     captured = capsys.readouterr()
