@@ -277,8 +277,9 @@ class WorkloadEstimator:
             chunk, chunks = min(p1, budget), max(1.0, math.ceil(p1 / budget))
         pl = p1 * l1 + cov
         moments = np.array([[1.0, p1, l1], [p1, p2, pl], [l1, pl, l2]])
-        return LoadView(self.rate_per_s(now_s), self.ca2(), moments, max(1.0, chunk), max(1.0, chunks),
-                        self._dispersion, self.rate_phases(now_s))
+        phases = self.rate_phases(now_s)  # the first phase's rate is the larger: rate_per_s
+        return LoadView(phases[0][0], self.ca2(), moments, max(1.0, chunk), max(1.0, chunks), self._dispersion,
+                        phases)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
