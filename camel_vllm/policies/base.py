@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from abc import ABC, abstractmethod
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, RequestOutcome
 from camel_vllm.policies.decision import Deadline, DecisionInput
 from camel_vllm.policies.workload import WorkloadEstimator
+
+if TYPE_CHECKING:
+    from camel_vllm.policies.model_based.board import BoardModel
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ class Policy(ABC):
     #: DecisionInput`: there is one estimate of the load, and no policy feeds it. A policy that
     #: reads none gets none, and the controller spends nothing on one (~6 us a request).
     workload: WorkloadEstimator | None = None
+    #: The model of step time and energy against clock and work the policy learns from every
+    #: step (``None``: it learns none). A policy that wraps it reads this one rather than
+    #: learning a second from the same steps (``slo`` around camel).
+    board: BoardModel | None = None
 
     @abstractmethod
     def select(self, decision: DecisionInput) -> int:

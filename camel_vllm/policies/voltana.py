@@ -41,6 +41,7 @@ class VoltanaPolicy(Policy):
     """Top clock while requests wait, else the lowest clock that keeps the step within the SLO."""
 
     name = "voltana"
+    board: BoardModel  # its step-time model, always
 
     def __init__(self, arms: ArmSet, *, tpot_slo_s: float = DEMO_TPOT_SLO_S, ttft_slo_s: float | None = None) -> None:
         self.arms = arms

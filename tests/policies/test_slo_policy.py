@@ -1,4 +1,4 @@
-"""The SLO-aware policy and its online iteration-time model, on a synthetic roofline engine."""
+"""The SLO-aware policy and the step-time model it reads, on a synthetic roofline engine."""
 
 from __future__ import annotations
 
@@ -9,23 +9,32 @@ from camel_vllm.core.config import CamelConfig, ConfigError, SLOConfig
 from camel_vllm.core.events import Context, EngineSnapshot, FinishedRequest, IterationWork, RequestOutcome
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.slo.policy import SLOPolicy
-from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 from camel_vllm.policies.decision import DecisionInput
+from camel_vllm.policies.workload import WorkloadEstimator
 
 FREQS_HZ = [306e6, 408e6, 510e6, 612e6, 714e6, 816e6, 930.75e6]
 F_MAX = FREQS_HZ[-1]
 
 
-def true_time_s(freq_hz: float, load: IterationLoad) -> float:
-    """A roofline-shaped engine: memory part flat in f, compute part ~ 1/f."""
-    memory = 0.012 + 0.0004 * load.decode_tokens + 2e-7 * load.context_tokens
-    compute = (0.0015 * load.decode_tokens + 0.0002 * load.prefill_tokens) * F_MAX / freq_hz
+def true_time_s(freq_hz: float, work: IterationWork) -> float:
+    """A roofline-shaped engine: the weights and the context read at a pace the clock does not
+    move, every token's FLOPs in cycles (~ 1/f)."""
+    memory = 0.012 + 4e-7 * work.context_tokens
+    compute = 0.002 * (work.num_decode_tokens + work.num_prefill_tokens) * F_MAX / freq_hz
     return memory + compute
 
 
+def decode(batch: int, context: int, prefill: int = 0) -> IterationWork:
+    return IterationWork(tokens_by_request={f"r{i}": 1 for i in range(batch)}, num_prefill_tokens=prefill,
+                         num_decode_tokens=batch, context_tokens=context)
+
+
+def arm_at(policy: SLOPolicy, freq_hz: float, cap: int) -> int:
+    return next(i for i, a in enumerate(policy.arms.arms) if a.freq_hz == freq_hz and a.max_batch == cap)
+
+
 def lowest_safe_freq(threshold_s: float, batch: int, context: int) -> float:
-    load = IterationLoad(0, batch, context)
-    return min(f for f in FREQS_HZ if true_time_s(f, load) <= threshold_s)
+    return min(f for f in FREQS_HZ if true_time_s(f, decode(batch, context)) <= threshold_s)
 
 
 def make_policy(metric="tpot", threshold_s=0.05, quantile=0.9, inner=None, batches=(4, 8)) -> SLOPolicy:
@@ -33,43 +42,59 @@ def make_policy(metric="tpot", threshold_s=0.05, quantile=0.9, inner=None, batch
     return SLOPolicy(config, ArmSet.product(FREQS_HZ, batches), num_contexts=1, inner=inner)
 
 
-def drive(policy: SLOPolicy, *, epochs: int, batch: int = 8, context_per_req: int = 500) -> list[int]:
+def drive(policy: SLOPolicy, *, epochs: int, batch: int = 8, context_per_req: int = 500,
+          workload: WorkloadEstimator | None = None) -> list[int]:
     """Decode-only load of ``batch`` requests; returns the arm chosen each epoch."""
     chosen, current = [], None
-    ids = [f"r{i}" for i in range(batch)]
     for epoch in range(epochs):
         snapshot = EngineSnapshot(now_s=float(epoch), num_running=batch, num_waiting=0)
-        current = policy.select(DecisionInput(Context(), policy.arms.available_indices(), current, snapshot))
+        current = policy.select(DecisionInput(Context(), policy.arms.available_indices(), current, snapshot,
+                                              workload=workload))
         chosen.append(current)
         freq = policy.arms[current].freq_hz
         for _ in range(16):
-            work = IterationWork(tokens_by_request={r: 1 for r in ids}, num_prefill_tokens=0,
-                                 num_decode_tokens=batch, context_tokens=batch * context_per_req)
-            load = IterationLoad(0, batch, batch * context_per_req)
-            policy.observe_iteration(current, work, true_time_s(freq, load))
+            work = decode(batch, batch * context_per_req)
+            policy.observe_iteration(current, work, true_time_s(freq, work))
     return chosen
 
 
-def test_model_learns_roofline_across_frequencies():
-    model = IterationTimeModel(F_MAX)
+def test_projected_steps_follow_the_board_once_it_is_learned_across_frequencies():
+    policy = make_policy(batches=(28,))
     for f in FREQS_HZ:
         for d in (1, 4, 8, 16, 28):
-            for p, ctx in ((0, 200), (256, 400), (0, 900)):
-                load = IterationLoad(p, d, d * ctx)
-                model.observe(f, load, true_time_s(f, load))
+            for p, ctx in ((0, 200), (64, 300), (256, 400), (0, 900)):
+                work = decode(d, d * ctx, prefill=p)
+                policy.observe_iteration(arm_at(policy, f, 28), work, true_time_s(f, work), 1.0)
+    policy.select(DecisionInput(Context(), policy.arms.available_indices(), None, None))
     for f in (306e6, 612e6, 930.75e6):
-        load = IterationLoad(128, 12, 12 * 700)
-        assert model.predict_s(f, load) == pytest.approx(true_time_s(f, load), rel=0.02)
+        work = decode(12, 12 * 700, prefill=128)
+        assert policy._step_s(f, 128, 12, 12 * 700) == pytest.approx(true_time_s(f, work), rel=0.05)
 
 
-def test_model_is_pessimistic_below_the_only_frequency_seen():
-    model = IterationTimeModel(F_MAX)
-    for d in (2, 4, 8, 16):
-        load = IterationLoad(0, d, d * 500)
-        model.observe(F_MAX, load, true_time_s(F_MAX, load))
-    load = IterationLoad(0, 8, 4000)
+def test_projected_steps_are_pessimistic_below_the_only_frequency_seen():
+    policy = make_policy(batches=(16,))
+    top = arm_at(policy, F_MAX, 16)
+    for _ in range(8):
+        for d in (2, 4, 8, 16):
+            work = decode(d, d * 500)
+            policy.observe_iteration(top, work, true_time_s(F_MAX, work), 1.0)
+    policy.select(DecisionInput(Context(), policy.arms.available_indices(), None, None))
     for f in FREQS_HZ[:-1]:
-        assert model.predict_s(f, load) >= true_time_s(f, load)
+        assert policy._step_s(f, 0, 8, 4000) >= true_time_s(f, decode(8, 4000))
+
+
+def test_the_step_time_model_is_the_inner_policys_board_where_it_learns_one():
+    from camel_vllm.policies.voltana import VoltanaPolicy
+
+    config = CamelConfig(slo=SLOConfig(metric="tpot", threshold_s=0.05, quantile=0.9))
+    arms = ArmSet.product(FREQS_HZ, (8,))
+    inner = VoltanaPolicy(arms)
+    policy = SLOPolicy(config, arms, num_contexts=1, inner=inner)
+    assert policy.own_board is None
+    policy.observe_iteration(0, decode(4, 2000), 0.03, 1.0)
+    inner_iterations = inner.board.iterations + len(inner.board._buffer)
+    assert inner_iterations == 1  # taught once, by the inner policy
+    assert policy.state_dict()["model"] is None  # saved by the inner policy
 
 
 def test_settles_on_lowest_frequency_that_keeps_tpot():
@@ -167,7 +192,7 @@ def test_inner_policy_chooses_among_safe_arms_only():
     fresh = make_policy(inner=RecordingPolicy())
     fresh.load_state_dict(state)
     assert fresh.inner.loaded == {"x": 1}
-    assert fresh.model.observations == policy.model.observations
+    assert fresh.own_board.iterations == policy.own_board.iterations > 0
 
 
 def test_needs_an_slo_section():
@@ -181,11 +206,12 @@ def test_capacity_check_keeps_frequency_up_when_arrivals_outpace_service():
     busy = make_policy(threshold_s=1.0)
     for i in range(100):  # 100-token outputs; arrivals 10 s apart (calm) or 4 ms apart (busy)
         for policy, gap_s in ((calm, 10.0), (busy, 0.004)):
+            policy.workload.observe_arrival(gap_s * i - gap_s * 100, 100)  # before the decisions at 0 s..
             policy.observe_outcome(RequestOutcome(
                 request=FinishedRequest(f"r{i}", gap_s * i, gap_s * i + 1.0, 100, 100, gap_s * i + 0.1),
                 energy_j=1.0, edp_js=1.0, cost=0.0))
-    calm_arm = calm.arms[drive(calm, epochs=30)[-1]]
-    busy_arm = busy.arms[drive(busy, epochs=30)[-1]]
+    calm_arm = calm.arms[drive(calm, epochs=30, workload=calm.workload)[-1]]
+    busy_arm = busy.arms[drive(busy, epochs=30, workload=busy.workload)[-1]]
     assert calm_arm.freq_hz == FREQS_HZ[0]
     assert busy_arm.freq_hz > calm_arm.freq_hz
     # busy: 250 req/s x 100 tokens needs 8 / t_iter >= 27,500 tokens/s: no arm can, so fastest

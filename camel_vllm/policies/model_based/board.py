@@ -414,6 +414,26 @@ class BoardModel:
         assert self._prepared is not None
         return self._prepared.mean
 
+    def cautious_step_s(self, freq_hz: float, terms: Sequence[float]) -> float:
+        """Duration (s) of a step with these work terms (:func:`work_terms`) at ``freq_hz`` (the
+        nearest of the board's clocks at or above it): the posterior mean's (corrected), scaled
+        by 1 + TIME_PESSIMISM posterior standard deviations of how this step's time moves with
+        the clock (the basis terms beyond the top-clock level; relative, at most DRAW_MAX x).
+        With data at one clock only, the prior then makes the whole time scale with 1/f below
+        it: a clock whose speed is not known is taken to be slow where its speed matters, and
+        the top clock, measured, is taken as measured. What an SLO check reads: no draw."""
+        mean = self.mean_coefficients()
+        row = min(int(np.searchsorted(self._clock_list, freq_hz * (1.0 - 1e-9))), len(self._clock_list) - 1)
+        w = np.asarray(terms, dtype=float)
+        t = float(mean.time_s[row] @ w)
+        x = _design(w[None, :], time_basis(self._clock_list[row:row + 1], self.max_freq_hz))[0]
+        raw = float(x @ self.time.mean)
+        x_clock = x.reshape(NUM_WORK_TERMS, TIME_BASIS).copy()
+        x_clock[:, 0] = 0.0  # the level: what the top clock measures
+        x_clock = x_clock.reshape(-1)
+        sd = math.sqrt(max(float(x_clock @ self.time.covariance() @ x_clock), 0.0))
+        return t * min(1.0 + TIME_PESSIMISM * sd / max(raw, 1e-12), DRAW_MAX)
+
     def explore(self, rng: np.random.Generator) -> ClockCoefficients:
         """The coefficients one decision plays with, at the board's clocks: the posterior
         mean's, scaled per clock.

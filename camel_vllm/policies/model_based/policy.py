@@ -119,6 +119,7 @@ class ModelBasedPolicy(Policy):
 
     name = "camel"
     workload: WorkloadEstimator  # its own estimate of the load, always (fed by the controller)
+    board: BoardModel  # its model of the board, always (an slo wrapper reads it)
 
     def __init__(
         self,

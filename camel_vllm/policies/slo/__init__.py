@@ -1,2 +1,2 @@
-"""``slo``: SLO-aware frequency scaling after throttLL'eM (:mod:`.policy`) on an online
-iteration-time model (:mod:`.step_time`)."""
+"""``slo``: SLO-aware frequency scaling after throttLL'eM (:mod:`.policy`) and the one SLO
+filter every policy with an SLO uses (:mod:`.filter`)."""

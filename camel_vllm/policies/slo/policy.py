@@ -1,10 +1,13 @@
 """``slo``: SLO-aware frequency scaling after throttLL'eM (arXiv 2408.05235).
 
 Each decision epoch the policy projects the SLO metric (``tpot``, ``e2e`` or ``ttft``) of the
-requests running and waiting under every available arm, with an online iteration-time model
-(:mod:`.step_time`), and keeps the arms whose projection meets ``config.slo`` and that keep up
-with arrivals at a full batch (the *safe set*). Alone (``frequency_only``) it keeps the largest
-batch cap and picks the lowest safe frequency, as throttLL'eM scales frequency only; with
+requests running and waiting under every available arm, with the one online model of step time
+against clock and work (:class:`~camel_vllm.policies.model_based.board.BoardModel`: its own, or
+the inner policy's where that learns one, as camel does), and keeps the arms whose projection
+meets ``config.slo`` and that keep up at a full batch with the arrival rate of the one workload
+estimate (:mod:`camel_vllm.policies.workload`, fed by the controller): the *safe set*. Alone
+(``frequency_only``) it keeps the largest batch cap and picks the lowest safe frequency, as
+throttLL'eM scales frequency only; with
 ``inner`` (e.g. camel) the inner policy chooses among the safe set. A guard, moved by
 stochastic quantile tracking on finished requests, scales every projection so the observed
 violation rate settles below the allowed one. docs/seed-systems.md has the projections, the
@@ -29,9 +32,10 @@ from camel_vllm.core.events import Arm, Context, EngineSnapshot, IterationWork, 
 from camel_vllm.policies.base import ArmEstimate, Policy
 from camel_vllm.policies.decision import Deadline, DecisionInput
 from camel_vllm.policies.declaration import BuildInputs, PolicyDeclaration
+from camel_vllm.policies.model_based.board import BoardModel, segment_knots, work_terms
 from camel_vllm.policies.slo.filter import slo_allowed, slo_metric_s
-from camel_vllm.policies.slo.step_time import IterationLoad, IterationTimeModel
 from camel_vllm.policies.state_values import item, number, under
+from camel_vllm.policies.workload import WorkloadEstimator
 
 logger = logging.getLogger("vllm.camel")
 
@@ -48,10 +52,10 @@ GUARD_STEP = 0.05
 GUARD_MIN, GUARD_MAX = 0.5, 16.0
 #: Smoothing of the per-iteration prefill tokens and per-request context (EWMA weight).
 EWMA_WEIGHT = 0.05
-#: Finished requests whose arrival times give the arrival rate for the capacity check.
-RATE_WINDOW = 200
 #: Capacity must exceed the arrival rate by this share (headroom for bursts).
 CAPACITY_MARGIN = 0.1
+#: Never project a step shorter than this (s): a sanity floor for a model with little data.
+MIN_STEP_S = 1e-4
 #: A tracked request unseen for this many iterations was aborted or preempted: forget it.
 STALE_ITERATIONS = 200
 
@@ -67,19 +71,21 @@ class _Running:
 
 @dataclass(frozen=True)
 class _Inputs:
-    """What every arm's projection shares in one decision (computed once per epoch), the
-    arrival rate (requests/s) among it."""
+    """What every arm's projection shares in one decision (computed once per epoch): the
+    arrival rate (requests/s) and mean prompt (tokens) of the workload estimate among it."""
 
     running: list[_Running]
     remaining: list[float]
     mean_out: float
     rate_per_s: float = 0.0
+    mean_prompt: float = 0.0
 
 
 class SLOPolicy(Policy):
     """The ``slo`` policy; see the module docstring."""
 
     name = "slo"
+    workload: WorkloadEstimator  # the one estimate: the inner policy's where it reads one, else its own
 
     def __init__(
         self,
@@ -89,7 +95,6 @@ class SLOPolicy(Policy):
         inner: Policy | None = None,
         *,
         default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-        forgetting: float = 0.999,
         frequency_only: bool | None = None,
     ) -> None:
         if config.slo is None:
@@ -99,11 +104,17 @@ class SLOPolicy(Policy):
         self.num_contexts = num_contexts
         self.inner = inner
         self.frequency_only = inner is None if frequency_only is None else frequency_only
+        self.workload = WorkloadEstimator()  # the controller feeds it (or the inner policy's, below)
+        #: The step-time model where the inner policy learns none (else None: :meth:`_board`).
+        self.own_board: BoardModel | None = None
         if inner is not None:
             self.name = f"slo+{inner.name}"  # paced as the inner policy (registry.cadence_of)
-            self.workload = inner.workload  # the inner policy's estimate (camel's), fed by the controller
-        freqs = [f for f in arms.frequencies_hz if f is not None]
-        self.model = IterationTimeModel(max(freqs) if freqs else None, forgetting=forgetting)
+            if inner.workload is not None:
+                self.workload = inner.workload
+        if inner is None or inner.board is None:
+            self.own_board = BoardModel([a.freq_hz for a in arms.arms], knots=segment_knots(max(arms.batch_sizes)))
+        self._clocks_hz = self._board().clocks_hz
+        self._top_hz = float(self._clocks_hz[-1])
         self.guard = 1.0
         self.default_output_tokens = default_output_tokens
         self.requests_met = 0
@@ -119,8 +130,6 @@ class SLOPolicy(Policy):
         self._lengths: deque[int] = deque(maxlen=LENGTH_HISTORY)
         self._sorted: list[int] = []
         self._suffix: np.ndarray | None = None
-        self._arrivals_s: deque[float] = deque(maxlen=RATE_WINDOW)
-        self._prompt_mean = 0.0
 
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
@@ -140,9 +149,9 @@ class SLOPolicy(Policy):
                 self.inner.observe_iteration(arm_index, work, duration_s, energy_j, freq_hz=freq_hz,
                                              switched=switched)
         self._iteration += 1
-        load = IterationLoad(work.num_prefill_tokens, work.num_decode_tokens, work.context_tokens)
-        if not switched:
-            self.model.observe(self.arms[arm_index].freq_hz if freq_hz is None else freq_hz, load, duration_s)
+        if self.own_board is not None and not switched:  # an inner policy's board it teaches itself
+            freq = self.arms[arm_index].freq_hz if freq_hz is None else freq_hz
+            self.own_board.observe(self._top_hz if freq is None else freq, work, duration_s, energy_j)
         w = EWMA_WEIGHT
         self._prefill_per_iter += w * (work.num_prefill_tokens - self._prefill_per_iter)
         if work.num_decode_tokens:
@@ -169,8 +178,6 @@ class SLOPolicy(Policy):
         request = outcome.request
         self._running.pop(request.request_id, None)
         self._remember_length(request.output_tokens)
-        self._arrivals_s.append(request.arrival_s)
-        self._prompt_mean += EWMA_WEIGHT * (request.prompt_tokens - self._prompt_mean)
         value = self.measured(outcome)
         if value is None:
             return
@@ -198,10 +205,10 @@ class SLOPolicy(Policy):
         self.decisions += 1
         if self.frequency_only:
             available = self._largest_batch(available)
-        if self.model.observations < WARMUP_ITERATIONS:
+        if not self._learned():
             safe = [self._default(available)]
         else:
-            inputs = self._inputs()
+            inputs = self._inputs(decision)
             keeping = np.array([i for i in available if self.keeps_up(i, inputs)], dtype=np.intp)
             if keeping.size:  # the arms that meet the SLO, else the best projection among them
                 projected = np.full(len(self.arms), np.nan)
@@ -217,14 +224,38 @@ class SLOPolicy(Policy):
             return self.inner.select(decision.among(safe))
         return self._lowest_frequency(safe)
 
-    def _inputs(self) -> "_Inputs":
+    def _learned(self) -> bool:
+        """Whether the step-time model has WARMUP_ITERATIONS (the own one folded first)."""
+        board = self._board()
+        if self.own_board is not None:
+            board.fold()
+        return board.iterations >= WARMUP_ITERATIONS and board.time.weight > 0.0
+
+    def _inputs(self, decision: DecisionInput | None = None) -> "_Inputs":
         running = list(self._running.values())
+        workload = decision.workload if decision is not None and decision.workload is not None else self.workload
+        now_s = self._snapshot.now_s if self._snapshot is not None else 0.0
+        view = workload.view(now_s) if workload.arrivals else None
         return _Inputs(
             running=running,
             remaining=[self._mean_residual(r.decode_tokens) for r in running],
             mean_out=self._mean_residual(0),
-            rate_per_s=self._arrival_rate_per_s(),
+            rate_per_s=view.rate_per_s if view is not None else 0.0,
+            mean_prompt=view.mean_prompt if view is not None else 0.0,
         )
+
+    def _step_s(self, freq_hz: float | None, prefill_tokens: float, decode_requests: float,
+                context_tokens: float) -> float:
+        """Projected duration of a step doing this work at ``freq_hz`` (s; the top clock for
+        ``None``), guard included: the board's cautious time (a clock whose speed is not known
+        yet is taken to be slow; :meth:`BoardModel.cautious_step_s`), never below the top
+        clock's for the same work."""
+        board = self._board()
+        terms = work_terms(prefill_tokens, decode_requests, context_tokens, board.knots)
+        step_s = board.cautious_step_s(self._top_hz if freq_hz is None else freq_hz, terms)
+        if freq_hz is not None and freq_hz < self._top_hz:
+            step_s = max(step_s, board.cautious_step_s(self._top_hz, terms))
+        return max(MIN_STEP_S, step_s) * self.guard
 
     def project(self, arm_index: int, inputs: "_Inputs | None" = None) -> float:
         """The projected SLO metric (s, guard included) if ``arm_index`` runs from now."""
@@ -238,9 +269,7 @@ class SLOPolicy(Policy):
         # the cap limits admission, not requests already running (they keep decoding)
         active = max(n_run, min(n_run + n_wait, cap))
         context = active * (self._context_per_request + 0.5 * mean_out)
-        step_s = self.model.predict_s(
-            arm.freq_hz, IterationLoad(self._prefill_per_iter, active, context)
-        ) * self.guard
+        step_s = self._step_s(arm.freq_hz, self._prefill_per_iter, active, context)
         if self.slo.metric == "tpot":
             return step_s
         # a waiting request gets a slot when one of the running finishes (rounds of the cap)
@@ -249,11 +278,9 @@ class SLOPolicy(Policy):
         if self.slo.metric == "ttft":
             # the q-th waiting request waits for the prefill of those ahead of it and its own;
             # with nobody waiting, a typical newcomer's prefill is projected
-            queued = (snap.waiting_prompt_tokens if snap and n_wait else self._prompt_mean)
+            queued = (snap.waiting_prompt_tokens if snap and n_wait else inputs.mean_prompt)
             ahead = self.slo.quantile * queued if n_wait else queued
-            prefill_s = self.model.predict_s(
-                arm.freq_hz, IterationLoad(max(ahead, self._prefill_per_iter), n_run, context)
-            ) * self.guard
+            prefill_s = self._step_s(arm.freq_hz, max(ahead, self._prefill_per_iter), n_run, context)
             return prefill_s + (first_free_s if free_slots == 0 and n_wait else 0.0) + step_s
         values = [r.service_s + rem * step_s for r, rem in zip(running, remaining, strict=False)]
         for k in range(n_wait):
@@ -268,7 +295,7 @@ class SLOPolicy(Policy):
 
         Below that rate the queue grows without bound, which no per-epoch projection of the
         requests present sees in time (docs/seed-systems.md). Capacity = cap / (mean output x
-        full-batch iteration time), against the arrival rate of the last finished requests plus ``CAPACITY_MARGIN``.
+        full-batch iteration time), against the workload estimate's arrival rate plus ``CAPACITY_MARGIN``.
         """
         inputs = inputs or self._inputs()
         rate = inputs.rate_per_s
@@ -278,14 +305,8 @@ class SLOPolicy(Policy):
         cap = max(1, arm.max_batch)
         context = cap * (self._context_per_request + 0.5 * inputs.mean_out)
         prefill = self._prefill_per_iter  # observed prefill tokens per iteration (EWMA)
-        step_s = self.model.predict_s(arm.freq_hz, IterationLoad(prefill, cap, context)) * self.guard
+        step_s = self._step_s(arm.freq_hz, prefill, cap, context)
         return cap / (inputs.mean_out * step_s) >= rate * (1.0 + CAPACITY_MARGIN)
-
-    def _arrival_rate_per_s(self) -> float:
-        if len(self._arrivals_s) < 10:
-            return 0.0
-        span = max(self._arrivals_s) - min(self._arrivals_s)
-        return (len(self._arrivals_s) - 1) / span if span > 0 else 0.0
 
     def step_frequency(self, work: IterationWork, arm: Arm, snapshot: EngineSnapshot | None = None) -> float | None:
         """The inner policy's clock for this step (a per-step rule such as voltana's), else the arm's."""
@@ -306,27 +327,43 @@ class SLOPolicy(Policy):
         return self.inner.estimates() if self.inner is not None else []
 
     def state_dict(self) -> dict[str, Any]:
+        """The guard, the own board model and workload estimate (``None`` where they are the
+        inner policy's, which saves them) and the inner policy's state."""
+        own_workload = self.inner is None or self.inner.workload is None
         return {
             "policy": "slo",
             "guard": self.guard,
-            "model": self.model.state_dict(),
+            "model": self.own_board.state_dict() if self.own_board is not None else None,
+            "workload": self.workload.state_dict() if own_workload else None,
             "inner": self.inner.state_dict() if self.inner is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Load a state after checking every value (a failure names the field, e.g.
-        ``inner.workload.prompts[0]``, and changes nothing)."""
+        ``inner.workload.prompts[0]``, and changes nothing). A ``model`` in the form before the
+        board model (an ``a``/``b`` regression) is not this model: it is set aside with one
+        log line and the board is learned afresh."""
         guard = number(state, "guard", default=1.0, low=GUARD_MIN, high=GUARD_MAX)
         model = item(state, "model", None)
+        workload = item(state, "workload", None)
         inner = item(state, "inner", None)
-        fresh_model = copy.deepcopy(self.model)
-        if model:
+        fresh_board, fresh_workload = copy.deepcopy((self.own_board, self.workload))
+        if isinstance(model, Mapping) and "a" in model and "time" not in model:
+            logger.info("camel: slo state: its step-time model is the regression before the board model; "
+                        "learning the board afresh")
+        elif model and fresh_board is not None:
             with under("model"):
-                fresh_model.load_state_dict(model)
+                fresh_board.load_state_dict(model)
+        own_workload = self.inner is None or self.inner.workload is None
+        if workload and own_workload:
+            with under("workload"):
+                fresh_workload.load_state_dict(workload)
         if self.inner is not None and inner is not None:
             with under("inner"):
                 self.inner.load_state_dict(inner)  # last: it changes nothing when it refuses
-        self.guard, self.model = guard, fresh_model
+        self.guard, self.own_board = guard, fresh_board
+        if workload and own_workload:
+            self.workload.load_state_dict(workload)  # in place: the controller feeds this one
 
     def set_prior_means(self, means: Sequence[float], strength: float) -> None:
         """Warm start passes through to the inner policy (the SLO model needs no prior; an inner
@@ -335,6 +372,14 @@ class SLOPolicy(Policy):
             self.inner.set_prior_means(means, strength)
 
     # -------------------------------------------------------------- internals
+    def _board(self) -> BoardModel:
+        """The step-time model in force: the inner policy's (read anew: loading its state
+        replaces it), else the own one."""
+        if self.own_board is not None:
+            return self.own_board
+        assert self.inner is not None and self.inner.board is not None
+        return self.inner.board
+
     def _largest_batch(self, available: Sequence[int]) -> list[int]:
         """The available arms with the largest batch cap available (one per frequency)."""
         cap = max(self.arms[i].max_batch for i in available)
