@@ -248,13 +248,10 @@ class SLOPolicy(Policy):
                 context_tokens: float) -> float:
         """Projected duration of a step doing this work at ``freq_hz`` (s; the top clock for
         ``None``), guard included: the board's cautious time (a clock whose speed is not known
-        yet is taken to be slow; :meth:`BoardModel.cautious_step_s`), never below the top
-        clock's for the same work."""
+        yet is taken to be slow; :meth:`BoardModel.cautious_step_s`)."""
         board = self._board()
         terms = work_terms(prefill_tokens, decode_requests, context_tokens, board.knots)
         step_s = board.cautious_step_s(self._top_hz if freq_hz is None else freq_hz, terms)
-        if freq_hz is not None and freq_hz < self._top_hz:
-            step_s = max(step_s, board.cautious_step_s(self._top_hz, terms))
         return max(MIN_STEP_S, step_s) * self.guard
 
     def project(self, arm_index: int, inputs: "_Inputs | None" = None) -> float:
