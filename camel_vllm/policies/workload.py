@@ -50,6 +50,9 @@ MIN_DISPERSION_WINDOWS = 8
 #: (../shared/traces/SOURCES.md), with a coefficient of variation of 1.
 DEFAULT_OUTPUT_TOKENS = 128.0
 DEFAULT_PROMPT_TOKENS = 512.0
+#: Finished requests whose output lengths give the residual-life estimate
+#: (:meth:`WorkloadEstimator.mean_residual_output`), as a distribution rather than moments.
+LENGTH_HISTORY = 2000
 #: The most tokens a loaded state may give one request (prompt or output): more than any
 #: model's context, so a state that says more is corrupt.
 MAX_TOKENS = 1e7
@@ -135,6 +138,9 @@ class WorkloadEstimator:
         self._running: tuple[int, float, float] = (0, 0.0, 0.0)
         self._arrival_times: deque[float] = deque(maxlen=DISPERSION_ARRIVALS)
         self._dispersion = 1.0
+        self._lengths: deque[int] = deque(maxlen=LENGTH_HISTORY)
+        #: The remembered lengths sorted and their suffix sums (None: rebuilt at the next read).
+        self._residual: tuple[np.ndarray, np.ndarray] | None = None
 
     def dispersion(self, now_s: float, window_s: float) -> float:
         """Variance over mean of arrival counts in consecutive windows of ``window_s``, over
@@ -183,6 +189,8 @@ class WorkloadEstimator:
             self._max_chunk = prefill_tokens
 
     def observe_finished(self, prompt_tokens: int, output_tokens: int) -> None:
+        self._lengths.append(int(output_tokens))
+        self._residual = None
         p, o = float(max(0, prompt_tokens)), float(max(1, output_tokens))
         x = np.array([1.0, p, o])
         self.finished += 1
@@ -192,6 +200,23 @@ class WorkloadEstimator:
             budget = self._budget()
             self._chunk += a * (min(p, budget) - self._chunk)
             self._chunks += a * (max(1.0, math.ceil(p / budget)) - self._chunks)
+
+    def mean_residual_output(self, produced: np.ndarray, default_tokens: float = DEFAULT_OUTPUT_TOKENS) -> np.ndarray:
+        """``E[L - k | L > k]`` for each ``k`` in ``produced`` (output tokens so far), over the
+        last LENGTH_HISTORY finished requests' output lengths (tokens, at least 1): what a
+        running request has still to produce. Before any has finished, ``default_tokens - k``."""
+        k = np.asarray(produced)
+        if not self._lengths:
+            return np.maximum(1.0, default_tokens - k).astype(float)
+        if self._residual is None:  # rebuilt at the first read after a new length
+            ordered = np.sort(np.fromiter(self._lengths, dtype=np.int64, count=len(self._lengths)))
+            self._residual = (ordered, np.concatenate([np.cumsum(ordered[::-1])[::-1], [0.0]]))
+        ordered, suffix = self._residual
+        start = np.searchsorted(ordered, k, side="right")
+        count = len(ordered) - start
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(count > 0, suffix[start] / np.maximum(count, 1) - k, 1.0)
+        return np.maximum(1.0, mean)
 
     def _budget(self) -> float:
         if self.token_budget:

@@ -198,6 +198,21 @@ def test_workload_rate_follows_arrivals_and_dispersion_sees_clumps() -> None:
     assert clumped.dispersion(t, 2.0) > 5.0
 
 
+def test_residual_output_is_the_mean_of_what_longer_requests_had_left() -> None:
+    """E[L - k | L > k] over the finished requests' lengths: the cold default before any; 1 past
+    the longest; only the last LENGTH_HISTORY lengths count."""
+    from camel_vllm.policies.workload import LENGTH_HISTORY
+
+    est = WorkloadEstimator()
+    assert est.mean_residual_output(np.array([0, 100, 500]), 128.0).tolist() == [128.0, 28.0, 1.0]
+    for length in (10, 20, 30):
+        est.observe_finished(100, length)
+    assert est.mean_residual_output(np.array([0, 15, 20, 30, 99])).tolist() == [20.0, 10.0, 10.0, 1.0, 1.0]
+    for _ in range(LENGTH_HISTORY):
+        est.observe_finished(100, 7)
+    assert est.mean_residual_output(np.array([0, 6])).tolist() == [7.0, 1.0]
+
+
 def test_a_burst_is_expected_for_the_recent_rates_half_life_then_the_long_runs() -> None:
     """Arrivals at 2 req/s for 10 minutes: one rate, expected for the long half-life. Then 200
     at once: the recent rate is the larger and is expected only for its own half-life, the

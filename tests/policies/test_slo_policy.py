@@ -132,8 +132,10 @@ def outcome(rid: str, *, latency_s: float, output_tokens: int = 50) -> RequestOu
 
 def test_e2e_projection_uses_remaining_output_and_guard():
     policy = make_policy(metric="e2e", threshold_s=5.0, quantile=0.5)
-    for i in range(50):  # outputs of 100 tokens: a request at 10 tokens has ~90 to go
+    for i in range(50):  # outputs of 100 tokens (the controller feeds the workload estimate)
+        policy.workload.observe_finished(100, 100)
         policy.observe_outcome(outcome(f"old{i}", latency_s=1.0, output_tokens=100))
+    assert policy._inputs().mean_out == 100.0  # a request yet to start has 100 to go
     drive(policy, epochs=2, batch=4)
     fresh = policy.project(policy.arms.default_index())
     for _ in range(60):  # the same requests, 60 more decode steps each

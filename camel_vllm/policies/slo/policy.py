@@ -19,8 +19,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from bisect import bisect_left, bisect_right, insort
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -42,8 +40,6 @@ logger = logging.getLogger("vllm.camel")
 #: Output length assumed before any request has finished (tokens): the Azure conversation
 #: trace's median output, 129 (../shared/traces/SOURCES.md).
 DEFAULT_OUTPUT_TOKENS = 128
-#: Output lengths remembered for the residual-life estimate.
-LENGTH_HISTORY = 2000
 #: Iterations observed (at any arm) before the policy leaves the default arm.
 WARMUP_ITERATIONS = 16
 #: Guard: aim the violation rate at this share of the allowed 1 - quantile (margin).
@@ -127,9 +123,6 @@ class SLOPolicy(Policy):
         self._iteration = 0
         self._prefill_per_iter = 0.0
         self._context_per_request = 0.0
-        self._lengths: deque[int] = deque(maxlen=LENGTH_HISTORY)
-        self._sorted: list[int] = []
-        self._suffix: np.ndarray | None = None
 
     # ------------------------------------------------------------------ hooks
     def observe_arrival(self, now_s: float, prompt_tokens: int) -> None:
@@ -171,13 +164,13 @@ class SLOPolicy(Policy):
                 del self._running[rid]
 
     def observe_outcome(self, outcome: RequestOutcome) -> None:
-        """Forget the request, learn its output length, and move the guard (and hand the
-        outcome to an inner policy that learns from outcomes)."""
+        """Forget the request and move the guard (and hand the outcome to an inner policy that
+        learns from outcomes); its output length is the workload estimate's, which the
+        controller feeds."""
         if self.inner is not None:
             self.inner.observe_outcome(outcome)
         request = outcome.request
         self._running.pop(request.request_id, None)
-        self._remember_length(request.output_tokens)
         value = self.measured(outcome)
         if value is None:
             return
@@ -238,8 +231,8 @@ class SLOPolicy(Policy):
         view = workload.view(now_s) if workload.arrivals else None
         return _Inputs(
             running=running,
-            remaining=[self._mean_residual(r.decode_tokens) for r in running],
-            mean_out=self._mean_residual(0),
+            remaining=self._mean_residual([r.decode_tokens for r in running], workload),
+            mean_out=self._mean_residual([0], workload)[0],
             rate_per_s=view.rate_per_s if view is not None else 0.0,
             mean_prompt=view.mean_prompt if view is not None else 0.0,
         )
@@ -392,24 +385,11 @@ class SLOPolicy(Policy):
         freq = self.arms[index].freq_hz
         return -1.0 if freq is None else freq
 
-    def _remember_length(self, tokens: int) -> None:
-        if len(self._lengths) == self._lengths.maxlen:
-            del self._sorted[bisect_left(self._sorted, self._lengths[0])]
-        self._lengths.append(tokens)
-        insort(self._sorted, tokens)
-        self._suffix = None
-
-    def _mean_residual(self, produced: int) -> float:
-        """E[L - k | L > k] over the remembered output lengths (tokens, at least 1)."""
-        if not self._sorted:
-            return float(max(1, self.default_output_tokens - produced))
-        if self._suffix is None:  # suffix sums, rebuilt after each new length
-            self._suffix = np.concatenate([np.cumsum(self._sorted[::-1])[::-1], [0.0]])
-        start = bisect_right(self._sorted, produced)
-        count = len(self._sorted) - start
-        if count == 0:
-            return 1.0
-        return max(1.0, float(self._suffix[start]) / count - produced)
+    def _mean_residual(self, produced: Sequence[int], workload: WorkloadEstimator) -> list[float]:
+        """E[L - k | L > k] for each k in ``produced`` (tokens, at least 1), from the output
+        lengths the workload estimate remembers."""
+        return workload.mean_residual_output(np.asarray(produced, dtype=np.int64),
+                                             self.default_output_tokens).tolist()
 
 
 def _build(inputs: BuildInputs) -> Policy:
