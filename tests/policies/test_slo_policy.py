@@ -218,3 +218,23 @@ def test_capacity_check_keeps_frequency_up_when_arrivals_outpace_service():
     assert busy_arm.freq_hz > calm_arm.freq_hz
     # busy: 250 req/s x 100 tokens needs 8 / t_iter >= 27,500 tokens/s: no arm can, so fastest
     assert not busy.keeps_up(busy.arms.index(busy_arm)) or busy_arm.freq_hz == F_MAX
+
+
+def test_a_state_saved_before_the_board_model_loads_its_guard_and_learns_the_board_afresh(caplog):
+    """States written when `slo` kept its own regression (``model: {a, b, observations}``) still
+    load: the guard is kept, the old regression is set aside with one log line."""
+    policy = make_policy()
+    old = {"policy": "slo", "guard": 2.5, "inner": None,
+           "model": {"a": [[0.0] * 8] * 8, "b": [0.0] * 8, "observations": 40}}
+    with caplog.at_level("INFO", logger="vllm.camel"):
+        policy.load_state_dict(old)
+    assert policy.guard == 2.5
+    assert policy.own_board.iterations == 0
+    assert "learning the board afresh" in caplog.text
+    drive(policy, epochs=3)
+    state = policy.state_dict()
+    fresh = make_policy()
+    fresh.load_state_dict(state)
+    assert fresh.own_board.iterations == policy.own_board.iterations > 0
+    with pytest.raises(ValueError, match="guard"):
+        fresh.load_state_dict({**state, "guard": -1.0})
