@@ -33,7 +33,11 @@ rate phases: a burst's recent rate for its half-life, then the long-run rate for
 then none), so a burst is priced by the queue it leaves, not as a load that lasts for ever.
 The queue-seconds this costs, ``QS`` (fluid approximation, Newell 1982), add
 ``E[E] x QS`` to the EDP of the ``M`` requests present or arriving within ``H``. An arm
-that cannot keep up is priced by the queue it grows, never excluded by a threshold. When no
+that cannot keep up is priced by the queue it grows, never excluded by a threshold. While the
+backlog drains, the engine holds as many of the requests present as the cap lets in, and each
+request served then spends that crowd's service in it (``crowd / mu``, Little's law) instead of
+the steady state's: a large cap shares every step among the whole backlog (processor sharing), a
+small one finishes the first admitted before it takes the next. When no
 arm keeps up and arrivals are expected past ``H``, every cost grows without bound at the rate
 its queue grows, so then arms are ranked by that rate alone: the fastest drain wins. The
 steady-state wait is likewise held to what a queue can build in the time the load is
@@ -81,7 +85,8 @@ class Projection:
     A request of ``P`` prompt and ``L`` output tokens is projected to use ``energy_prompt_j P +
     energy_output_j L`` joules and ``service_fixed_s + service_prompt_s P + service_output_s L``
     seconds of service once scheduled, after a mean wait of ``wait_s`` (steady state plus the
-    current backlog's share).
+    current backlog's share); ``crowd_s`` is the service that requests served while the backlog
+    drains lose to the crowd the engine then holds, per request (:func:`settle`).
     """
 
     edp_js: np.ndarray
@@ -95,6 +100,7 @@ class Projection:
     service_output_s: np.ndarray
     mean_prompt: float
     mean_output: float
+    crowd_s: np.ndarray | float = 0.0
 
     def take(self, group: int) -> "Projection":
         """The projection of one coefficient set (arrays over arms)."""
@@ -111,8 +117,8 @@ class Projection:
 
     @property
     def latency_s(self) -> np.ndarray:
-        """Mean latency per request, wait included (s)."""
-        return (self.wait_s + self.service_fixed_s + self.service_prompt_s * self.mean_prompt
+        """Mean latency per request, wait and crowd included (s)."""
+        return (self.wait_s + self.crowd_s + self.service_fixed_s + self.service_prompt_s * self.mean_prompt
                 + self.service_output_s * self.mean_output)
 
 
@@ -558,6 +564,13 @@ def _fluid(q: np.ndarray, net: np.ndarray, duration: np.ndarray) -> tuple[np.nda
     return area, np.maximum(end, 0.0)
 
 
+def _busy(q: np.ndarray, net: np.ndarray, duration: np.ndarray) -> np.ndarray:
+    """Of ``duration`` seconds, how long the fluid queue of :func:`_fluid` is not empty."""
+    duration = np.maximum(duration, 0.0)
+    draining = np.minimum(duration, q / np.maximum(-net, 1e-12))
+    return np.where(net > 0.0, duration, np.where(q > 0.0, draining, 0.0))
+
+
 def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: float | None = None) -> Projection:
     """Price the queue now (``queue``) into a :class:`Steady` projection: the backlog held
     under each arm for one epoch (``epoch_iterations`` of the fastest decode step) plus the
@@ -576,17 +589,29 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
     if rate_per_s is not None:  # the rate moved since st: the first phase's rate is the new one
         phases = ((lam, phases[0][1]),) + tuple(phases[1:])
     queue_s, q_end = np.zeros_like(capacity), q0
-    begin, arrived = np.zeros_like(horizon), np.zeros_like(horizon)
+    begin, arrived, busy_s = np.zeros_like(horizon), np.zeros_like(horizon), np.zeros_like(capacity)
     for rate, until_s in phases:
         end = np.minimum(horizon, until_s)
+        busy_s = busy_s + _busy(q_end, rate - capacity, end - begin)
         area, q_end = _fluid(q_end, rate - capacity, end - begin)
         queue_s, arrived, begin = queue_s + area, arrived + rate * np.maximum(end - begin, 0.0), end
+    busy_s = busy_s + _busy(q_end, -capacity, horizon - begin)
     area, q_end = _fluid(q_end, -capacity, horizon - begin)
+    # While the backlog drains the engine holds the requests there now and waiting, as many as
+    # the cap lets in (arrivals while it drains take the places of those that finish). The
+    # requests served then (capacity x the busy time, and the rest at H) each spend that crowd's
+    # service in it, crowd / mu (Little's law), rather than the steady state's: a large cap
+    # shares every step among the whole backlog, a small one finishes the first in before it
+    # admits the next.
+    crowd = np.minimum(st.caps, float(queue.num_running + queue.num_waiting))
+    steady_service = st.service_fixed_s + st.service_prompt_s * st.mean_prompt + st.service_output_s * st.mean_output
+    crowd_total_s = (capacity * busy_s + q_end) * np.maximum(crowd / capacity - steady_service, 0.0)
     arrivals_end = begin >= horizon  # arrivals go on past H: the fastest arm drains the rest beside them
     queue_s = queue_s + area + q_end * q_end * (0.5 / np.where(arrivals_end, best_drain, st.fastest_per_s))
     population = np.maximum(queue.num_running + queue.num_waiting + arrived, 1.0)
     wait = (queue_s * (1.0 / population) + st.wait_steady_s) * st.wait_scale
-    edp = st.edp_base_js + st.edp_per_wait_j * wait
+    crowd_s = crowd_total_s * (1.0 / population)
+    edp = st.edp_base_js + st.edp_per_wait_j * (wait + crowd_s)
     # Overload: no arm keeps up, for as long as arrivals are expected. Every arm's queue, and
     # so its cost, grows without bound; the cost's order is that of the growth rate, lambda - mu,
     # whatever energy a request takes. The EDP is scaled so the arm that grows its queue least
@@ -599,4 +624,5 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
         energy_prompt_j=st.energy_prompt_j, energy_output_j=st.energy_output_j,
         service_fixed_s=st.service_fixed_s, service_prompt_s=st.service_prompt_s,
         service_output_s=st.service_output_s, mean_prompt=st.mean_prompt, mean_output=st.mean_output,
+        crowd_s=crowd_s,
     )
