@@ -442,7 +442,8 @@ def test_a_backlog_is_served_at_the_crowd_its_cap_lets_in() -> None:
     assert crowd["930.75/28"] > crowd["930.75/16"] > crowd["930.75/4"] >= 0.0
     # the latency and the EDP both carry it
     i = arms.arms.index(next(a for a in arms.arms if a.label == "930.75/28"))
-    service = jam.service_fixed_s[i] + jam.service_prompt_s[i] * jam.mean_prompt + jam.service_output_s[i] * jam.mean_output
+    service = (jam.service_fixed_s[i] + jam.service_prompt_s[i] * jam.mean_prompt
+               + jam.service_output_s[i] * jam.mean_output)
     assert jam.latency_s[i] == pytest.approx(jam.wait_s[i] + crowd["930.75/28"] + service)
 
 
