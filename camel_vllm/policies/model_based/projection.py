@@ -203,6 +203,8 @@ class Steady:
     service_output_s: np.ndarray
     mean_prompt: float
     mean_output: float
+    #: A request's mean service in the steady state (s): the service terms at the mean sizes.
+    service_s: np.ndarray | float = 0.0
     #: The arrivals the queue in view counts (:attr:`~camel_vllm.policies.workload.LoadView.
     #: rate_phases`): empty, ``rate_per_s`` for as long as it is priced.
     rate_phases: tuple[tuple[float, float], ...] = ()
@@ -539,6 +541,7 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
         energy_prompt_j=a_prompt, energy_output_j=a_output,
         service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
         mean_prompt=mean_p, mean_output=mean_l, rate_phases=load.rate_phases,
+        service_s=b_fixed + b_prompt * mean_p + b_output * mean_l,
     )
 
 
@@ -554,21 +557,16 @@ def _occupancy(flow: np.ndarray, c: np.ndarray, mean_l: float, chunks: float, se
     return np.minimum(np.maximum(running + (grow >= 1.0) * caps, 0.0), caps - 1.0), stretch
 
 
-def _fluid(q: np.ndarray, net: np.ndarray, duration: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fluid(q: np.ndarray, net: np.ndarray, duration: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A fluid queue of ``q`` growing at ``net`` per second (shrinking where negative, never
-    below empty) for ``duration`` seconds: (its queue-seconds, its length at the end)."""
+    below empty) for ``duration`` seconds: (its queue-seconds, its length at the end, how long
+    it is not empty)."""
     duration = np.maximum(duration, 0.0)
     end = q + net * duration
     empties = end <= 0.0
-    area = np.where(empties, q * q * 0.5 / np.maximum(-net, 1e-12), duration * 0.5 * (q + end))
-    return area, np.maximum(end, 0.0)
-
-
-def _busy(q: np.ndarray, net: np.ndarray, duration: np.ndarray) -> np.ndarray:
-    """Of ``duration`` seconds, how long the fluid queue of :func:`_fluid` is not empty."""
-    duration = np.maximum(duration, 0.0)
-    draining = np.minimum(duration, q / np.maximum(-net, 1e-12))
-    return np.where(net > 0.0, duration, np.where(q > 0.0, draining, 0.0))
+    drain = np.maximum(-net, 1e-12)
+    area = np.where(empties, q * q * 0.5 / drain, duration * 0.5 * (q + end))
+    return area, np.maximum(end, 0.0), np.where(empties, q / drain, duration)
 
 
 def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: float | None = None) -> Projection:
@@ -588,15 +586,15 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
     phases = st.rate_phases or ((lam, math.inf),)
     if rate_per_s is not None:  # the rate moved since st: the first phase's rate is the new one
         phases = ((lam, phases[0][1]),) + tuple(phases[1:])
-    queue_s, q_end = np.zeros_like(capacity), q0
-    begin, arrived, busy_s = np.zeros_like(horizon), np.zeros_like(horizon), np.zeros_like(capacity)
+    queue_s, q_end, busy_s = np.zeros_like(capacity), q0, np.zeros_like(capacity)
+    begin, arrived = np.zeros_like(horizon), np.zeros_like(horizon)
     for rate, until_s in phases:
         end = np.minimum(horizon, until_s)
-        busy_s = busy_s + _busy(q_end, rate - capacity, end - begin)
-        area, q_end = _fluid(q_end, rate - capacity, end - begin)
-        queue_s, arrived, begin = queue_s + area, arrived + rate * np.maximum(end - begin, 0.0), end
-    busy_s = busy_s + _busy(q_end, -capacity, horizon - begin)
-    area, q_end = _fluid(q_end, -capacity, horizon - begin)
+        area, q_end, busy = _fluid(q_end, rate - capacity, end - begin)
+        queue_s, busy_s = queue_s + area, busy_s + busy
+        arrived, begin = arrived + rate * np.maximum(end - begin, 0.0), end
+    area, q_end, busy = _fluid(q_end, -capacity, horizon - begin)
+    busy_s = busy_s + busy
     # While the backlog drains the engine holds the requests there now and waiting, as many as
     # the cap lets in (arrivals while it drains take the places of those that finish). The
     # requests served then (capacity x the busy time, and the rest at H) each spend that crowd's
@@ -604,8 +602,7 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
     # shares every step among the whole backlog, a small one finishes the first in before it
     # admits the next.
     crowd = np.minimum(st.caps, float(queue.num_running + queue.num_waiting))
-    steady_service = st.service_fixed_s + st.service_prompt_s * st.mean_prompt + st.service_output_s * st.mean_output
-    crowd_total_s = (capacity * busy_s + q_end) * np.maximum(crowd / capacity - steady_service, 0.0)
+    crowd_total_s = (capacity * busy_s + q_end) * np.maximum(crowd / capacity - st.service_s, 0.0)
     arrivals_end = begin >= horizon  # arrivals go on past H: the fastest arm drains the rest beside them
     queue_s = queue_s + area + q_end * q_end * (0.5 / np.where(arrivals_end, best_drain, st.fastest_per_s))
     population = np.maximum(queue.num_running + queue.num_waiting + arrived, 1.0)
