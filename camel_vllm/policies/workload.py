@@ -214,8 +214,7 @@ class WorkloadEstimator:
         ordered, suffix = self._residual
         start = np.searchsorted(ordered, k, side="right")
         count = len(ordered) - start
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.where(count > 0, suffix[start] / np.maximum(count, 1) - k, 1.0)
+        mean = np.where(count > 0, suffix[start] / np.maximum(count, 1) - k, 1.0)
         return np.maximum(1.0, mean)
 
     def _budget(self) -> float:

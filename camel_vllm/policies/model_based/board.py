@@ -187,6 +187,10 @@ class BoardModel:
         #: Whether each prior (time, energy) needs rebuilding around data folded since.
         self._stale = [False, False]
         self._prepared: _Prepared | None = None
+        #: For :meth:`cautious_step_s`, made from the posterior of the ``_Prepared`` it holds:
+        #: per clock, the time per work term at the posterior mean before corrections (C, 5) and
+        #: the covariance of how each work term's time moves with the clock (C, 5, 5).
+        self._cautious: tuple[_Prepared, np.ndarray, np.ndarray] | None = None
         #: Whether the per-clock corrections are current (the windows and the posteriors unchanged since).
         self._corrected = False
         self._clock_list = np.array(sorted({float(f) for f in freqs_hz if f is not None} or {self.max_freq_hz}))
@@ -423,16 +427,21 @@ class BoardModel:
         it: a clock whose speed is not known is taken to be slow where its speed matters, and
         the top clock, measured, is taken as measured. What an SLO check reads: no draw."""
         mean = self.mean_coefficients()
+        prepared = self._prepared
+        assert prepared is not None
+        if self._cautious is None or self._cautious[0] is not prepared:  # once per posterior
+            basis = time_basis(self._clock_list, self.max_freq_hz)  # (C, B)
+            raw = basis @ self.time.mean.reshape(NUM_WORK_TERMS, TIME_BASIS).T
+            moving = basis.copy()
+            moving[:, 0] = 0.0  # the level: what the top clock measures
+            cov = self.time.covariance().reshape(NUM_WORK_TERMS, TIME_BASIS, NUM_WORK_TERMS, TIME_BASIS)
+            self._cautious = (prepared, raw, np.einsum("cb,ibjd,cd->cij", moving, cov, moving))
+        _, raw, moves = self._cautious
         row = min(int(np.searchsorted(self._clock_list, freq_hz * (1.0 - 1e-9))), len(self._clock_list) - 1)
         w = np.asarray(terms, dtype=float)
-        t = float(mean.time_s[row] @ w)
-        x = _design(w[None, :], time_basis(self._clock_list[row:row + 1], self.max_freq_hz))[0]
-        raw = float(x @ self.time.mean)
-        x_clock = x.reshape(NUM_WORK_TERMS, TIME_BASIS).copy()
-        x_clock[:, 0] = 0.0  # the level: what the top clock measures
-        x_clock = x_clock.reshape(-1)
-        sd = math.sqrt(max(float(x_clock @ self.time.covariance() @ x_clock), 0.0))
-        return t * min(1.0 + TIME_PESSIMISM * sd / max(raw, 1e-12), DRAW_MAX)
+        sd = math.sqrt(max(float(w @ moves[row] @ w), 0.0))
+        return float(mean.time_s[row] @ w) * min(1.0 + TIME_PESSIMISM * sd / max(float(raw[row] @ w), 1e-12),
+                                                  DRAW_MAX)
 
     def explore(self, rng: np.random.Generator) -> ClockCoefficients:
         """The coefficients one decision plays with, at the board's clocks: the posterior
