@@ -78,6 +78,9 @@ class LoadView:
     #: burst is believed for ~RECENT_HALF_LIFE_S, the long-run rate for ~RATE_HALF_LIFE_S);
     #: none after the last phase. Empty: ``rate_per_s`` for as long as it takes.
     rate_phases: tuple[tuple[float, float], ...] = ()
+    #: The engine's token budget per step (``--max-num-batched-tokens``); 0 where the engine
+    #: did not say (then no capacity is bounded by it).
+    budget_tokens: float = 0.0
 
     @property
     def rate_horizon_s(self) -> float:
@@ -303,7 +306,7 @@ class WorkloadEstimator:
         moments = np.array([[1.0, p1, l1], [p1, p2, pl], [l1, pl, l2]])
         phases = self.rate_phases(now_s)  # the first phase's rate is the larger: rate_per_s
         return LoadView(phases[0][0], self.ca2(), moments, max(1.0, chunk), max(1.0, chunks), self._dispersion,
-                        phases)
+                        phases, float(self.token_budget or 0))
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -326,6 +326,62 @@ def test_projected_capacity_is_close_to_the_simulated_saturated_throughput() -> 
     assert proj.capacity_per_s[0, 0] == pytest.approx(measured, rel=0.2)
 
 
+def test_no_step_carries_more_prefill_than_the_token_budget() -> None:
+    """The emulated H100 serving ~2,000-token prompts with an 8,192-token budget, decode steps
+    at 660 MHz and prefill steps at 1,980 MHz, cap 256, on a posterior whose full batch at 660
+    MHz is three times the profile's (as camel's learned one was on the Azure code trace): the
+    full-batch formula prices a prefill token at its marginal cost beside the batch and folds the
+    prefill clock's faster full-batch step into it, so it projected 23-35 req/s where the engine
+    serves 13.4. No step carries more than the budget, so prompts go through at most at K
+    tokens per step that fills it, at the prefill clock: the projection keeps to that."""
+    from camel_vllm.policies.model_based.board import segment_knots
+
+    law = PerformanceModel(load_device_profile("h100-sxm"), load_model_profile("llama-3.1-8b"))
+    top = max(law.device.frequencies_hz)
+    clocks = [660e6, top]
+    knots = segment_knots(256)
+    board = BoardModel(clocks, knots=knots)
+    board.set_prior(*profile_prior(law, clocks, knots))
+    coef = board.mean_coefficients()
+    time_rows = coef.time_s.copy()
+    time_rows[0] *= 3.0
+    rows = np.stack([time_rows, coef.energy_j], axis=1)[None]  # (1, 2 clocks, 2, 5)
+    p, o, budget = 2000.0, 30.0, 8192
+    load = LoadView(13.0, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]), p, 1.0,
+                    budget_tokens=float(budget))
+    geometry = ArmGeometry.of(np.array([256.0]), np.array([0]), knots=knots, prefill_index=np.array([1]))
+    step_k, _ = board.predict(top, IterationWork({}, budget, 0, 0))  # a step of K prefill tokens
+    most = budget / (p * step_k)  # requests/s if every step carried nothing but prefill
+    bounded = project(geometry, rows, time_rows[-1][None], load, QueueState(256, 100), 64)
+    assert bounded.capacity_per_s[0, 0] <= most
+    unbounded = project(geometry, rows, time_rows[-1][None], dataclasses.replace(load, budget_tokens=0.0),
+                        QueueState(256, 100), 64)
+    assert unbounded.capacity_per_s[0, 0] > 1.5 * most
+
+
+def test_a_burst_that_gives_way_before_the_horizon_is_not_an_overload() -> None:
+    """A burst no arm keeps up with, expected to last 15 s and then give way to a rate every arm
+    keeps up with: the queue it leaves is bounded, so arms are priced by it (energy, waits, the
+    crowd), not ranked by how fast their queues grow, which is only right when the rate no arm
+    keeps up with is still expected at the horizon."""
+    freqs, t_rows, e_rows, _ = _orin_rows()
+    arms = ArmSet.product(list(freqs), [4, 16, 28])
+    rows = np.array([list(freqs).index(a.freq_hz) for a in arms.arms])
+    coef = np.stack([t_rows, e_rows], axis=1)[None]
+    geometry = ArmGeometry.of(np.array([a.max_batch for a in arms.arms], dtype=float), rows)
+
+    def cheapest(phases: tuple[tuple[float, float], ...]) -> tuple[str, np.ndarray, np.ndarray]:
+        load = dataclasses.replace(_load(phases[0][0]), rate_phases=phases)
+        proj = project(geometry, coef, t_rows[-1][None], load, QueueState(4, 5), 64).take(0)
+        return arms[int(np.argmin(proj.edp_js))].label, proj.edp_js, proj.capacity_per_s
+
+    label, edp, capacity = cheapest(((100.0, 15.0), (100.0, 1e9)))  # the burst lasts: overload
+    assert label == "930.75/28"
+    assert np.all(np.diff(capacity[np.argsort(edp)]) <= 1e-9)
+    label, edp, capacity = cheapest(((100.0, 15.0), (0.1, 120.0)))  # it gives way
+    assert not np.all(np.diff(capacity[np.argsort(edp)]) <= 1e-9)
+
+
 # ---------------------------------------------------------------------- corrections
 def test_corrections_are_bounded_and_waits_are_only_ever_raised() -> None:
     corr = OutcomeCorrection()

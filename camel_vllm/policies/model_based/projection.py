@@ -6,7 +6,11 @@ workload`), all arms at once as numpy vectors:
 
 *Capacity.* At a full batch of ``B`` the arm serves ``mu`` requests/s, where the prefill of
 those requests stretches every step: ``mu E[S(mu)] = B``, a quadratic in ``mu`` solved in
-closed form. Requests flow through at ``min(lambda, mu)``.
+closed form. No step carries more than the engine's token budget ``K``, so where it is known
+the capacity is at most ``(K - n) / (P t_K)``: a step that fills the budget (``t_K``, at the
+clock the arm's prefill runs at) with ``n = K (L - 1) / (P + L - 1)`` decoding (at most ``B``),
+the share of tokens a saturated engine's requests take in decode. Requests flow through at
+``min(lambda, mu)``.
 
 *Steady state.* ``N_s`` requests run on average (Little's law, ``N_s = lambda E[S]``, in
 closed form); a running request shares its decode steps with ``1 + Poisson(N_s)``
@@ -38,7 +42,7 @@ backlog drains, the engine holds as many of the requests present as the cap lets
 request served then spends that crowd's service in it (``crowd / mu``, Little's law) instead of
 the steady state's: a large cap shares every step among the whole backlog (processor sharing), a
 small one finishes the first admitted before it takes the next. When no
-arm keeps up and arrivals are expected past ``H``, every cost grows without bound at the rate
+arm keeps up with the arrivals still expected at ``H``, every cost grows without bound at the rate
 its queue grows, so then arms are ranked by that rate alone: the fastest drain wins. The
 steady-state wait is likewise held to what a queue can build in the time the load is
 expected (a reflected Brownian motion from empty), since near saturation a queue takes
@@ -168,13 +172,31 @@ def _segments(tokens: np.ndarray, knots: tuple[float, float] = SEGMENT_TOKENS) -
 def step_work(arms: ArmGeometry, load: LoadView) -> np.ndarray:
     """(5, 1 + 2B) work terms of three steps per distinct cap, as columns: one request
     decoding, then per cap a full batch decoding, then per cap what one prefill token adds to
-    a full batch. One matrix product with a clock's coefficients gives all three."""
+    a full batch; where the token budget is known (``load.budget_tokens``), (5, 1 + 3B): then
+    per cap a step that fills the budget (:func:`budget_decoding` decoding, the rest prefill).
+    One matrix product with a clock's coefficients gives them all."""
     ctx = load.decode_context_tokens / CONTEXT_SCALE
     full = arms.full_work * np.array([1.0, 1.0, 1.0, 1.0, ctx])
     extra = np.zeros_like(full)
     chunk = load.mean_chunk_tokens
     extra[:, 1:4] = (_segments(arms.distinct_caps + chunk, arms.knots) - full[:, 1:4]) * (1.0 / chunk)
-    return np.concatenate([[[1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx]], full, extra]).T
+    columns = [[[1.0, 1.0 / TOKEN_SCALE, 0.0, 0.0, ctx]], full, extra]
+    if load.budget_tokens > 0:
+        budget = np.empty_like(full)
+        budget[:, 0] = 1.0
+        budget[:, 1:4] = _segments(np.array([load.budget_tokens]), arms.knots)
+        budget[:, 4] = budget_decoding(arms.distinct_caps, load) * ctx
+        columns.append(budget)
+    return np.concatenate(columns).T
+
+
+def budget_decoding(caps: np.ndarray, load: LoadView) -> np.ndarray:
+    """Requests decoding in a step that fills the token budget ``K`` while prompts wait: each
+    request takes ``P`` prefill and ``L - 1`` decode tokens, so a saturated engine's steps split
+    the budget in that proportion, ``K (L - 1) / (P + L - 1)`` decoding, at most the cap."""
+    mean_p, mean_l = load.mean_prompt, max(1.0, load.mean_output)
+    share = (mean_l - 1.0) / max(mean_p + mean_l - 1.0, 1.0)
+    return np.minimum(caps, load.budget_tokens * share)
 
 
 @dataclass(frozen=True)
@@ -253,6 +275,9 @@ class ClockSteps:
     beta_t: np.ndarray
     beta_e: np.ndarray
     prefill: "_PrefillSteps | None" = None
+    #: (G, A) a step that fills the token budget, at the clock the arm's prefill runs at (s);
+    #: None where the budget is not known.
+    t_budget: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +315,11 @@ def clock_steps(arms: ArmGeometry, coef: np.ndarray, top_time_coef: np.ndarray, 
     g_e = np.maximum(v_tok[..., 1], 0.0)
     beta_t = (t_full - t1) / arms.span
     beta_e = np.maximum(v_full[..., 1] - e1, 0.0) / arms.span
+    t_budget = None
+    if work.shape[-1] > 1 + 2 * nb:  # the token budget's step (step_work)
+        col = 1 + 2 * nb + bi
+        at = ci if arms.prefill_index is None else arms.prefill_index
+        t_budget = np.maximum(np.maximum(per_clock[:, at, col, 0], top[:, col]), FLOOR)
     prefill = None
     top_rows = np.broadcast_to(top_time_coef[:, None, None, :], (t1.shape[0], ci.size, 1, top_time_coef.shape[-1]))
     if arms.prefill_index is None:
@@ -304,7 +334,7 @@ def clock_steps(arms: ArmGeometry, coef: np.ndarray, top_time_coef: np.ndarray, 
             np.maximum(p_tok[..., 1], 0.0), p_t_full - t_full, p_full[..., 1] - v_full[..., 1],
             np.maximum(p_full[..., 1], FLOOR) / np.maximum(p_t_full, FLOOR))
         rows = np.concatenate([coef[:, pi], top_rows, coef[:, ci]], axis=2)
-    return ClockSteps(rows, t1, t_full, g_t, e1, g_e, beta_t, beta_e, prefill)
+    return ClockSteps(rows, t1, t_full, g_t, e1, g_e, beta_t, beta_e, prefill, t_budget)
 
 
 @dataclass(frozen=True)
@@ -396,6 +426,14 @@ def steady_start(
     k_dec = (mean_l - 1.0) * service_scale * t_full
     lin = a0 + k_dec + caps * c
     capacity = 2.0 * caps / (lin + np.sqrt(np.maximum(lin * lin - 4.0 * caps * a0 * c, 0.0)))
+    if steps.t_budget is not None:
+        # No step carries more than the token budget K: prompts go through at most at the
+        # budget's prefill share per step that fills it ((K - n) / (P t_K)). The full-batch
+        # formula prices a prefill token at its marginal cost beside the batch, so it lets a
+        # large cap run many prompts' chunks in one step, and a decode clock far below the
+        # prefill clock make those steps look almost free.
+        prefill_tokens = load.budget_tokens - budget_decoding(caps, load)
+        capacity = np.minimum(capacity, prefill_tokens / (max(mean_p, 1.0) * steps.t_budget))
     # Mean number running besides a request (closed form), the prefill token priced beside a full batch.
     flow = np.minimum(capacity * RHO_CAP, load.rate_per_s)
     running, _ = _occupancy(flow, c, mean_l, chunks, service_scale, steps.beta_t, t1, caps)
@@ -588,7 +626,9 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
         phases = ((lam, phases[0][1]),) + tuple(phases[1:])
     queue_s, q_end, busy_s = np.zeros_like(capacity), q0, np.zeros_like(capacity)
     begin, arrived = np.zeros_like(horizon), np.zeros_like(horizon)
+    rate_at_end = np.zeros_like(horizon)  # the arrival rate expected at H
     for rate, until_s in phases:
+        rate_at_end = np.where((begin < horizon) & (until_s >= horizon), rate, rate_at_end)
         end = np.minimum(horizon, until_s)
         area, q_end, busy = _fluid(q_end, rate - capacity, end - begin)
         queue_s, busy_s = queue_s + area, busy_s + busy
@@ -609,11 +649,12 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
     wait = (queue_s * (1.0 / population) + st.wait_steady_s) * st.wait_scale
     crowd_s = crowd_total_s * (1.0 / population)
     edp = st.edp_base_js + st.edp_per_wait_j * (wait + crowd_s)
-    # Overload: no arm keeps up, for as long as arrivals are expected. Every arm's queue, and
-    # so its cost, grows without bound; the cost's order is that of the growth rate, lambda - mu,
+    # Overload: no arm keeps up with the arrivals still expected at H (a burst's rate that
+    # has given way to a lower one by then is priced by the queue it leaves). Every arm's queue,
+    # and so its cost, grows without bound; the cost's order is that of the growth rate, lambda - mu,
     # whatever energy a request takes. The EDP is scaled so the arm that grows its queue least
     # is cheapest. (Arrivals expected for a bounded time leave every cost bounded.)
-    overload = (st.fastest_per_s <= lam) & arrivals_end
+    overload = (st.fastest_per_s <= rate_at_end) & arrivals_end
     if overload.any():
         edp = np.where(overload, edp.max(axis=-1, keepdims=True) * (1.0 + (lam - capacity) / lam), edp)
     return Projection(
