@@ -342,7 +342,7 @@ class Controller:
         # one, and no trace is made that nothing would ever remove. Decoding requests are charged
         # lazily (camel_vllm.control.ledger).
         attributed_tokens = self._ledger.charge(work.tokens_by_request, begin_s, slot, per_token_j,
-                                                1.0 / total_tokens, measured)
+                                                1.0 / total_tokens, measured, not work.num_prefill_tokens)
         self.energy_attributed_j += delta_j if attributed_tokens == total_tokens else per_token_j * attributed_tokens
         return extra_s
 
@@ -382,6 +382,8 @@ class Controller:
             cost=cost,
             arm_shares=shares,
             iteration_shares=trace.iteration_shares,
+            decode_shares=trace.decode_shares,
+            decode_steps=trace.decode_steps,
             first_scheduled_s=trace.first_s,
             energy_measured=not trace.unmeasured,
         )

@@ -8,7 +8,8 @@ about 0.3 us a request (30 us a step at datacenter size, 81 requests a step), so
 charges decoding requests lazily.
 
 Requests given exactly one token in consecutive steps form the *cohort*. The ledger keeps sums
-over steps of the energy per token (J), of 1 / step tokens, a count of unmeasured steps, a step
+over steps of the energy per token (J), of 1 / step tokens (and of it and a count over the
+decode-only steps, those without a prefill token), a count of unmeasured steps, a step
 count and the slot segments (slot, first step); a member notes the sums when it joins and is
 *settled* (its trace brought up to date from the sums' growth since) when it leaves: absent from
 a step, given another token count, finished or aborted. Most steps hold just the cohort, which
@@ -43,11 +44,15 @@ class RequestTrace:
     energy_j: float = 0.0
     tokens_by_slot: dict[int, int] = field(default_factory=dict)  # slot: see Controller._slot
     iteration_shares: float = 0.0  # sum over iterations of tokens / iteration's tokens
+    decode_shares: float = 0.0  # the same over its decode-only iterations (1 / their tokens)
+    decode_steps: int = 0  # decode-only iterations that served it one token
     first_s: float | None = None  # begin of the first iteration that served it (s)
     unmeasured: bool = False  # served by an iteration whose energy was not measured
     # The ledger's sums when it joined the cohort (meaningful while a member).
     joined_j: float = 0.0
     joined_shares: float = 0.0
+    joined_decode_shares: float = 0.0
+    joined_decode_steps: int = 0
     joined_unmeasured: int = 0
     joined_step: int = 0
 
@@ -60,6 +65,8 @@ class EnergyLedger:
         self._cohort: dict[str, int] = {}  # members' ids (each has a trace): 1, their tokens a step
         self._energy_j = 0.0  # sum over steps of the step's energy per token (J)
         self._shares = 0.0  # sum over steps of 1 / the step's tokens
+        self._decode_shares = 0.0  # the same over decode-only steps (no prefill token)
+        self._decode_steps = 0
         self._unmeasured = 0  # steps whose energy was not measured
         self._steps = 0
         self._seg_slots: list[int] = []  # slot of each segment of steps...
@@ -80,10 +87,11 @@ class EnergyLedger:
         return trace
 
     def charge(self, tokens: Mapping[str, int], begin_s: float, slot: int, per_token_j: float,
-               inv_tokens: float, measured: bool) -> int:
+               inv_tokens: float, measured: bool, decode_only: bool = False) -> int:
         """Charge a step that began at ``begin_s`` (s) and ran ``tokens`` (per request id) under
         ``slot``: ``per_token_j`` (J) a token, iteration share ``inv_tokens`` (1 / the step's
-        tokens) a token. A request not tracked (finished or aborted while the step was in
+        tokens) a token; ``decode_only``: the step ran no prefill token (its one-token requests'
+        decode-only shares and steps count it). A request not tracked (finished or aborted while the step was in
         flight) is charged to no one. Returns the tokens charged."""
         cohort, traces = self._cohort, self._traces
         if cohort and (self._steps >= REBASE_STEPS or len(self._seg_slots) >= MAX_SEGMENTS):
@@ -94,6 +102,9 @@ class EnergyLedger:
         elif tokens == cohort:  # one C-level pass: every member, one token each, and no one else
             self._energy_j += per_token_j  # (self._advance, inlined: the common step)
             self._shares += inv_tokens
+            if decode_only:
+                self._decode_shares += inv_tokens
+                self._decode_steps += 1
             if not measured:
                 self._unmeasured += 1
             if self._seg_slots[-1] != slot:
@@ -135,6 +146,7 @@ class EnergyLedger:
             count = tokens[request_id]
             if count == 1:  # joins: charged for this step by the sums below
                 trace.joined_j, trace.joined_shares = self._energy_j, self._shares
+                trace.joined_decode_shares, trace.joined_decode_steps = self._decode_shares, self._decode_steps
                 trace.joined_unmeasured, trace.joined_step = self._unmeasured, self._steps
                 cohort[request_id] = 1
                 continue
@@ -146,13 +158,17 @@ class EnergyLedger:
             by_slot[slot] = by_slot.get(slot, 0) + count
             charged += count
         if cohort:
-            self._advance(slot, per_token_j, inv_tokens, measured)
+            self._advance(slot, per_token_j, inv_tokens, measured, decode_only)
         return charged + len(cohort)
 
-    def _advance(self, slot: int, per_token_j: float, inv_tokens: float, measured: bool) -> None:
+    def _advance(self, slot: int, per_token_j: float, inv_tokens: float, measured: bool,
+                 decode_only: bool) -> None:
         """Charge the cohort (each member one token) for a step: the sums move on."""
         self._energy_j += per_token_j
         self._shares += inv_tokens
+        if decode_only:
+            self._decode_shares += inv_tokens
+            self._decode_steps += 1
         if not measured:
             self._unmeasured += 1
         if not self._seg_slots or self._seg_slots[-1] != slot:
@@ -164,6 +180,8 @@ class EnergyLedger:
         """Bring a member's trace up to date (the caller takes it out of the cohort)."""
         trace.energy_j += self._energy_j - trace.joined_j
         trace.iteration_shares += self._shares - trace.joined_shares
+        trace.decode_shares += self._decode_shares - trace.joined_decode_shares
+        trace.decode_steps += self._decode_steps - trace.joined_decode_steps
         if self._unmeasured > trace.joined_unmeasured:
             trace.unmeasured = True
         by_slot, start, steps = trace.tokens_by_slot, trace.joined_step, self._steps
@@ -187,7 +205,7 @@ class EnergyLedger:
 
     def _restart(self) -> None:
         """Zero the sums (the cohort is empty)."""
-        self._energy_j = self._shares = 0.0
-        self._unmeasured = self._steps = 0
+        self._energy_j = self._shares = self._decode_shares = 0.0
+        self._unmeasured = self._steps = self._decode_steps = 0
         self._seg_slots.clear()
         self._seg_starts.clear()

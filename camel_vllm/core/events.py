@@ -158,6 +158,11 @@ class RequestOutcome:
     cost: float | None
     arm_shares: Mapping[tuple[Context, int], float] = field(default_factory=dict)
     iteration_shares: float | None = None
+    #: ``iteration_shares`` over its decode-only iterations (those without a prefill token), and
+    #: how many served it (0: none, or not tracked): ``decode_shares / decode_steps`` is the mean
+    #: of 1 / the requests sharing its decode-only steps.
+    decode_shares: float = 0.0
+    decode_steps: int = 0
     #: When the engine first scheduled the request (adapter clock; None: not tracked), so
     #: ``first_scheduled_s - arrival_s`` is its wait in the queue and the rest its service.
     first_scheduled_s: float | None = None

@@ -43,7 +43,7 @@ class ReferenceLedger:
         return self.traces.pop(request_id, None)
 
     def charge(self, tokens: Mapping[str, int], begin_s: float, slot: int, per_token_j: float,
-               inv_tokens: float, measured: bool) -> int:
+               inv_tokens: float, measured: bool, decode_only: bool = False) -> int:
         charged = 0
         for request_id, count in tokens.items():
             trace = self.traces.get(request_id)
@@ -53,6 +53,9 @@ class ReferenceLedger:
                 trace.first_s = begin_s
             trace.energy_j += per_token_j * count
             trace.iteration_shares += count * inv_tokens
+            if decode_only and count == 1:
+                trace.decode_shares += inv_tokens
+                trace.decode_steps += 1
             if not measured:
                 trace.unmeasured = True
             trace.tokens_by_slot[slot] = trace.tokens_by_slot.get(slot, 0) + count
@@ -67,12 +70,15 @@ def assert_same(got: RequestTrace | None, want: RequestTrace | None) -> None:
     assert got is not None
     assert got.energy_j == pytest.approx(want.energy_j, rel=REL, abs=1e-12)
     assert got.iteration_shares == pytest.approx(want.iteration_shares, rel=REL, abs=1e-12)
+    assert got.decode_shares == pytest.approx(want.decode_shares, rel=REL, abs=1e-12)
+    assert got.decode_steps == want.decode_steps
     assert list(got.tokens_by_slot.items()) == list(want.tokens_by_slot.items())  # order too
     assert (got.first_s, got.unmeasured) == (want.first_s, want.unmeasured)
 
 
 def random_steps(seed: int, steps: int):
-    """(events, tokens, begin_s, slot, per_token_j, measured) per step; events: ("add"|"pop", id)."""
+    """(events, tokens, begin_s, slot, per_token_j, measured, decode_only) per step; events:
+    ("add"|"pop", id); decode_only: no prefill chunk ran."""
     rng = random.Random(seed)
     running: dict[str, int] = {}  # id: prefill tokens left
     finished: list[str] = []
@@ -85,6 +91,7 @@ def random_steps(seed: int, steps: int):
             running[request_id] = rng.choice((0, 1, 7, 300, 2048))
             events.append(("add", request_id))
         tokens: dict[str, int] = {}
+        decode_only = True
         for request_id, prefill in list(running.items()):
             roll = rng.random()
             if roll < 0.04:
@@ -93,6 +100,7 @@ def random_steps(seed: int, steps: int):
                 chunk = min(prefill, rng.choice((1, 64, 512)))
                 running[request_id] = prefill - chunk
                 tokens[request_id] = chunk
+                decode_only = False
             else:
                 tokens[request_id] = 0 if roll < 0.05 else rng.choice((2, 3)) if roll < 0.08 else 1
         if finished and rng.random() < 0.1:  # finished in an earlier step, still reported
@@ -105,7 +113,7 @@ def random_steps(seed: int, steps: int):
         if rng.random() < 0.08:
             slot = rng.randrange(4)
         measured = rng.random() > 0.1
-        yield events, tokens, step * 0.02, slot, rng.uniform(0.0, 2.0), measured
+        yield events, tokens, step * 0.02, slot, rng.uniform(0.0, 2.0), measured, decode_only
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -114,7 +122,7 @@ def test_lazy_ledger_equals_per_step_charging(seed, rebase, monkeypatch):
     monkeypatch.setattr(ledger_module, "REBASE_STEPS", rebase[0])
     monkeypatch.setattr(ledger_module, "MAX_SEGMENTS", rebase[1])
     lazy, reference = EnergyLedger(), ReferenceLedger()
-    for events, tokens, begin_s, slot, per_token_j, measured in random_steps(seed, 600):
+    for events, tokens, begin_s, slot, per_token_j, measured, decode_only in random_steps(seed, 600):
         for kind, request_id in events:
             if kind == "add":
                 lazy.add(request_id)
@@ -122,8 +130,8 @@ def test_lazy_ledger_equals_per_step_charging(seed, rebase, monkeypatch):
         total = sum(tokens.values())
         if total > 0:  # the controller never charges a step without tokens
             inv_tokens = 1.0 / total
-            assert lazy.charge(tokens, begin_s, slot, per_token_j, inv_tokens, measured) == \
-                reference.charge(tokens, begin_s, slot, per_token_j, inv_tokens, measured)
+            assert lazy.charge(tokens, begin_s, slot, per_token_j, inv_tokens, measured, decode_only) == \
+                reference.charge(tokens, begin_s, slot, per_token_j, inv_tokens, measured, decode_only)
             assert lazy._steps <= rebase[0] and len(lazy._seg_slots) <= rebase[1]  # the sums restart
         for kind, request_id in events:
             if kind == "pop":
@@ -179,7 +187,7 @@ def run_controller(seed: int, ledger: object | None) -> tuple[list, float, list[
         controller._ledger = ledger  # type: ignore[assignment]
     rng = random.Random(seed)
     outcomes, tracked = [], []
-    for events, tokens, begin_s, _, _, _ in random_steps(seed, 300):
+    for events, tokens, begin_s, _, _, _, decode_only in random_steps(seed, 300):
         for kind, request_id in events:
             if kind == "add":
                 controller.request_arrived(request_id, begin_s, 5)
@@ -189,7 +197,8 @@ def run_controller(seed: int, ledger: object | None) -> tuple[list, float, list[
             device.gaps += 1
         if rng.random() < 0.05:
             tokens = {}  # a step that ran no tokens
-        controller.end_iteration(begin_s + 0.02, IterationWork(tokens, 0, sum(tokens.values())))
+        prefill = 0 if decode_only else sum(k for k in tokens.values() if k > 1)
+        controller.end_iteration(begin_s + 0.02, IterationWork(tokens, prefill, sum(tokens.values()) - prefill))
         for kind, request_id in events:
             if kind == "pop" and rng.random() < 0.2:
                 controller.request_aborted(request_id)
@@ -213,6 +222,7 @@ def test_controller_outcomes_are_those_of_per_step_charging(seed):
         assert a.first_scheduled_s == b.first_scheduled_s
         assert a.energy_j == pytest.approx(b.energy_j, rel=REL, abs=1e-12)
         assert a.iteration_shares == pytest.approx(b.iteration_shares, rel=REL)
+        assert (a.decode_shares, a.decode_steps) == (pytest.approx(b.decode_shares, rel=REL, abs=1e-12), b.decode_steps)
         assert list(a.arm_shares) == list(b.arm_shares)
         assert list(a.arm_shares.values()) == pytest.approx(list(b.arm_shares.values()), rel=REL)
         assert (a.cost is None) == (b.cost is None)

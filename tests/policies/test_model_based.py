@@ -400,6 +400,65 @@ def test_corrections_are_bounded_and_waits_are_only_ever_raised() -> None:
     assert all(math.isfinite(v) for v in corr.mean_abs_error())
 
 
+def test_decode_only_shares_are_learned_per_step_and_bounded_in_the_state() -> None:
+    """The share correction is the step-weighted geometric mean of measured over projected
+    decode-only shares: a long request decoding among a third of the others projected outweighs
+    short ones that met them as projected, a request without decode-only steps teaches nothing,
+    and a state whose sum the bound cannot explain is refused, naming the field."""
+    from camel_vllm.policies.model_based.correction import SHARE_RATIO_MAX
+    from camel_vllm.policies.state_values import BadStateValue
+
+    corr = OutcomeCorrection()
+    assert corr.share_factor() == 1.0
+    corr.observe_shares(0.3, 0.1, 0)  # no decode-only step
+    assert corr.share_factor() == 1.0
+    for _ in range(300):
+        corr.observe_shares(0.03, 0.01, 900)  # 900 steps at three times the projected share
+        corr.observe_shares(0.05, 0.05, 10)  # 10 steps as projected
+    weighted = math.exp(900 * math.log(3.0) / 910)
+    assert weighted**0.9 < corr.share_factor() < weighted  # shrunk a little towards 1
+    state = corr.state_dict()
+    again = OutcomeCorrection()
+    again.load_state_dict(state)
+    assert again.share_factor() == corr.share_factor()
+    sums = state["shares"]
+    bad = dict(state, shares=[math.log(SHARE_RATIO_MAX) * sums[1] * 2.0, sums[1], sums[2]])
+    with pytest.raises(BadStateValue, match=r"shares\[0\]"):
+        again.load_state_dict(bad)
+    assert OutcomeCorrection().share_factor() == 1.0 and again.share_factor() == corr.share_factor()
+
+
+def test_decoding_among_fewer_than_projected_favours_the_clock_whose_steps_cost_less() -> None:
+    """On the H100 at a load that keeps ~40 decoding, a share correction of 3 (requests measured
+    to share their decode-only steps with a third of the others projected) raises every arm's
+    energy per output token, the top clock's by more than 660 MHz's: its steps' fixed energy is
+    the larger (the same memory-bound step at more power), so the lower clock's saving grows. A
+    share is never taken above one a token, however large the correction."""
+    from camel_vllm.policies.model_based.board import segment_knots
+
+    law = PerformanceModel(load_device_profile("h100-sxm"), load_model_profile("llama-3.1-8b"))
+    top = max(law.device.frequencies_hz)
+    clocks = [660e6, top]
+    knots = segment_knots(256)
+    board = BoardModel(clocks, knots=knots)
+    board.set_prior(*profile_prior(law, clocks, knots))
+    coef = board.mean_coefficients()
+    rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]
+    p, o = 900.0, 250.0
+    load = LoadView(8.0, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]), p, 1.0)
+    geometry = ArmGeometry.of(np.array([256.0, 256.0]), np.array([0, 1]), knots=knots)
+
+    def output_j(scale: float) -> np.ndarray:
+        return project(geometry, rows, coef.time_s[-1][None], load, QueueState(0, 0), 64,
+                       share_scale=scale).take(0).energy_output_j
+
+    plain, fewer = output_j(1.0), output_j(3.0)
+    assert np.all(fewer > plain * 1.05)
+    assert fewer[1] - plain[1] > fewer[0] - plain[0] > 0.0  # the top clock's steps cost more
+    assert plain[0] / plain[1] > fewer[0] / fewer[1]  # so 660 MHz saves more of it
+    np.testing.assert_allclose(output_j(1e6), output_j(1e9))  # at most one share a token
+
+
 # -------------------------------------------------------------- decisions in the sim
 def _best_static(setup: SimSetup, trace, arms: list[str]) -> tuple[str, float]:
     from camel_vllm.bench.sim import parse_policies
@@ -624,6 +683,7 @@ def test_learned_state_round_trips_through_the_state_file(board_path, tmp_path) 
     saved = json.loads(state.read_text())["policy_state"]
     assert json.dumps(fresh.state_dict(), sort_keys=True) == json.dumps(saved, sort_keys=True)
     assert fresh.board.iterations > 0 and fresh.workload.finished == 300
+    assert saved["correction"]["shares"][1] > 0.0  # it learned from decode-only steps
     again = make_policy(config, arms, num_contexts=1)
     again.load_state_dict(saved)
     assert again.board.mean_coefficients().time_s == pytest.approx(fresh.board.mean_coefficients().time_s, rel=1e-12)

@@ -12,6 +12,14 @@ shared by the arms. Per-arm outcome corrections were tried and dropped: an arm p
 the queue is long meets longer services for reasons that are not the arm's (carry-over),
 so they turned the ranking of arms upside down at high load (docs/policies.md).
 
+A finished request's decode-only steps (those without a prefill token) are counted as it is
+served, with the share of each it took (1 / the requests in it): their mean, against the
+projection's ``E[1/N]`` under the arms that served it, says how often a decoding request meets
+fewer others than the steady state at the rate of its admission says (a burst's requests go on
+decoding as the engine drains; long outputs finish alone), and a decode-only step's fixed
+energy is shared in those proportions. The log-ratios are weighted by the request's decode-only
+steps, as its energy is. They are counted from the work, not read from a sensor.
+
 Energy and service factors are bounded to ``[1 / MAX_FACTOR, MAX_FACTOR]`` and trusted in
 proportion to their evidence (``SHRINK`` pseudo-requests at no correction). The wait factor
 only ever raises projected waits (at most ``WAIT_MAX``): a queue model that underestimates
@@ -39,6 +47,10 @@ WAIT_MAX = 4.0
 CAPACITY_MEMORY_S = 60.0
 CAPACITY_TRUST = 0.1
 CAPACITY_MAX = 1.25
+#: Widest a decode-only share ratio may read either way: a share lies between one over the batch
+#: and one, and vLLM batches at most 1,024 requests by default (``default_max_num_seqs`` in
+#: vllm/engine/arg_utils.py), so a wider ratio is a miscount.
+SHARE_RATIO_MAX = 1024.0
 
 
 class OutcomeCorrection:
@@ -53,6 +65,9 @@ class OutcomeCorrection:
         self._wait_weight = 0.0
         self._cap_sum = 0.0
         self._cap_weight = 0.0
+        self._share_sum = 0.0  # decode-only steps x log(measured / projected share), EWMA
+        self._share_steps = 0.0  # decode-only steps, EWMA
+        self._share_requests = 0.0  # requests with any, EWMA
         self.requests = 0
 
     def observe(self, measured: tuple[float | None, float | None], projected: tuple[float, float]) -> None:
@@ -71,6 +86,30 @@ class OutcomeCorrection:
             self._sum[k] += r
             self._abs[k] += abs(r)
             self._weight[k] += 1.0
+
+    def observe_shares(self, measured: float, projected: float, steps: int) -> None:
+        """One request's mean share of its ``steps`` decode-only steps, ``measured`` and
+        ``projected`` (the model alone); weighted by ``steps``. Nothing to learn from a request
+        with none, or from a share that is not positive."""
+        decay = 1.0 - 1.0 / MEMORY
+        self._share_sum *= decay
+        self._share_steps *= decay
+        self._share_requests *= decay
+        if not (steps > 0 and measured > 0.0 and projected > 0.0 and math.isfinite(measured / projected)):
+            return
+        bound = math.log(SHARE_RATIO_MAX)
+        self._share_sum += steps * min(bound, max(-bound, math.log(measured / projected)))
+        self._share_steps += steps
+        self._share_requests += 1.0
+
+    def share_factor(self) -> float:
+        """Measured over projected decode-only shares: the step-weighted geometric mean of the
+        requests' ratios, shrunk to 1 by SHRINK pseudo-requests of the mean weight; 1 without
+        evidence."""
+        if self._share_requests <= 0.0 or self._share_steps <= 0.0:
+            return 1.0
+        pseudo = SHRINK * self._share_steps / self._share_requests
+        return math.exp(self._share_sum / (self._share_steps + pseudo))
 
     def observe_wait(self, measured_s: float, projected_s: float) -> None:
         decay = 1.0 - 1.0 / MEMORY
@@ -121,7 +160,8 @@ class OutcomeCorrection:
     def state_dict(self) -> dict[str, Any]:
         return {"sum": list(self._sum), "abs": list(self._abs), "weight": list(self._weight),
                 "wait": [self._wait_measured_s, self._wait_projected_s, self._wait_weight],
-                "capacity": [self._cap_sum, self._cap_weight], "requests": self.requests}
+                "capacity": [self._cap_sum, self._cap_weight],
+                "shares": [self._share_sum, self._share_steps, self._share_requests], "requests": self.requests}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Load a state after checking every value (a failure names the field and changes
@@ -139,8 +179,17 @@ class OutcomeCorrection:
         if abs(cap_sum) > math.log(MAX_FACTOR) * cap_weight * (1.0 + 1e-9) + 1e-12:
             raise BadStateValue("capacity[0]", f"= {float(cap_sum)!r} exceeds log({MAX_FACTOR:g}) x capacity[1] "
                                                f"= {math.log(MAX_FACTOR) * cap_weight:.6g}")
+        share_sum, share_steps, share_requests = array(item(state, "shares", [0.0, 0.0, 0.0]), "shares", (3,),
+                                                       low=None)
+        check_number(share_steps, "shares[1]")
+        check_number(share_requests, "shares[2]", high=memory)
+        if abs(share_sum) > math.log(SHARE_RATIO_MAX) * share_steps * (1.0 + 1e-9) + 1e-12:
+            raise BadStateValue("shares[0]", f"= {float(share_sum)!r} exceeds log({SHARE_RATIO_MAX:g}) x shares[1] "
+                                             f"= {math.log(SHARE_RATIO_MAX) * share_steps:.6g}")
         requests = count(state, "requests", default=0)
         self._sum, self._abs, self._weight = sums.tolist(), abs_sums.tolist(), weights.tolist()
         self._wait_measured_s, self._wait_projected_s, self._wait_weight = (float(v) for v in wait)
         self._cap_sum, self._cap_weight = float(cap_sum), float(cap_weight)
+        self._share_sum, self._share_steps, self._share_requests = float(share_sum), float(share_steps), float(
+            share_requests)
         self.requests = requests

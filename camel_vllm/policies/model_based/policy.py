@@ -224,11 +224,16 @@ class ModelBasedPolicy(Policy):
             return
         proj, energy_scale, service_scale, wait_scale = in_force
         p, o = float(request.prompt_tokens), float(request.output_tokens)
-        e_proj = s_proj = 0.0
+        e_proj = s_proj = decode_share = 0.0
+        decode_shares = np.broadcast_to(proj.decode_share, proj.edp_js.shape)
         for (_, arm), share in outcome.arm_shares.items():
             e_proj += share * (proj.energy_prompt_j[arm] * p + proj.energy_output_j[arm] * o)
             s_proj += share * (proj.service_fixed_s[arm] + proj.service_prompt_s[arm] * p
                                + proj.service_output_s[arm] * o)
+            decode_share += share * float(decode_shares[arm])
+        if outcome.decode_steps > 0:
+            self.correction.observe_shares(outcome.decode_shares / outcome.decode_steps, decode_share,
+                                           outcome.decode_steps)
         # Against the model alone: the corrections in force are taken back out.
         energy = outcome.energy_j if outcome.energy_measured else None
         self.correction.observe((energy, max(0.0, request.finish_s - first_s)),
@@ -311,7 +316,8 @@ class ModelBasedPolicy(Policy):
             load = load.scaled(occupancy)
         service = np.array([1.0, 1.0, 1.0 / (1.0 - self._capacity_doubt())]) * factors[1]
         self._steady_half = steady_start(self._geometry, steps, load, switch=self.switching,
-                                         energy_scale=factors[0], service_scale=service, wait_scale=factors[2])
+                                         energy_scale=factors[0], service_scale=service, wait_scale=factors[2],
+                                         share_scale=self.correction.share_factor())
         self._steady_factors = factors
 
     def _capacity_doubt(self) -> float:
@@ -451,7 +457,8 @@ class ModelBasedPolicy(Policy):
         e_err, s_err = self.correction.mean_abs_error()
         return ModelReadout(
             corrections={"energy": energy, "service": service, "wait": self.correction.wait_factor(WAIT_FLOOR_S),
-                         "capacity": self.correction.capacity_factor(), "load": self.load_checks.occupancy},
+                         "capacity": self.correction.capacity_factor(), "load": self.load_checks.occupancy,
+                         "shares": self.correction.share_factor()},
             clock_corrections=tuple((float(f), float(clocks[0, i]), float(clocks[1, i]))
                                     for i, f in enumerate(self.board.clocks_hz)),
             errors={"energy": e_err, "service": s_err},

@@ -23,7 +23,8 @@ is the G/G/B queue of Sakasegawa's approximation (Sakasegawa 1977; Whitt 1993, "
 for the GI/G/m queue") at full batch: ``Wq = E[S]/B x rho^(sqrt(2(B+1)) - 1) / (1 - rho) x
 (ca2 + cs2) / 2``. Energy is attributed as the controller does, by tokens: a prefill token
 pays the marginal prefill energy plus its share of the step's fixed energy, a decode token
-``e_d(N) / N`` (``E[1/N] = (1 - e^-m) / m`` for ``N = 1 + Poisson(m)``), nearly nothing in
+``e_d(N) / N`` (``E[1/N] = (1 - e^-m) / m`` for ``N = 1 + Poisson(m)``, scaled by the shares
+the outcomes measure: :mod:`~camel_vllm.policies.model_based.correction`), nearly nothing in
 steps that carry someone's prefill. So energy ``E = a1 P + a2 L`` and latency ``Lat = b0 +
 b1 P + b2 L`` are linear in a request's tokens, and the mean EDP is exact in the moments
 ``E[x x']``, ``x = (1, P, L)``: large requests weigh as much as they do in the mean.
@@ -105,6 +106,9 @@ class Projection:
     mean_prompt: float
     mean_output: float
     crowd_s: np.ndarray | float = 0.0
+    #: A decoding request's mean share of a decode-only step, ``E[1/N]``, as the model alone
+    #: projects it (before :attr:`SteadyStart.share_scale`).
+    decode_share: np.ndarray | float = 1.0
 
     def take(self, group: int) -> "Projection":
         """The projection of one coefficient set (arrays over arms)."""
@@ -230,6 +234,8 @@ class Steady:
     #: The arrivals the queue in view counts (:attr:`~camel_vllm.policies.workload.LoadView.
     #: rate_phases`): empty, ``rate_per_s`` for as long as it is priced.
     rate_phases: tuple[tuple[float, float], ...] = ()
+    #: A decoding request's mean share of a decode-only step, ``E[1/N]``, the model alone's.
+    decode_share: np.ndarray | float = 1.0
 
 
 def project(
@@ -244,6 +250,7 @@ def project(
     service_scale: float | np.ndarray = 1.0,
     wait_scale: float = 1.0,
     work: np.ndarray | None = None,
+    share_scale: float = 1.0,
 ) -> Projection:
     """Project every arm for G coefficient sets at once: :func:`steady_start`,
     :func:`steady_chunk` and :func:`steady_finish`, then :func:`settle` with the queue now (arguments as there)."""
@@ -251,7 +258,7 @@ def project(
         work = step_work(arms, load)
     return settle(steady_finish(steady_start(arms, clock_steps(arms, coef, top_time_coef, work), load,
                                              energy_scale=energy_scale, service_scale=service_scale,
-                                             wait_scale=wait_scale)),
+                                             wait_scale=wait_scale, share_scale=share_scale)),
                   queue, epoch_iterations)
 
 
@@ -366,6 +373,10 @@ class SteadyStart:
     context: float
     knots: tuple[float, float]
     prefill: "_PrefillClock | None" = None
+    #: Measured over projected shares of decode-only steps (the outcome correction's; 1 without
+    #: evidence): how much more often than the steady state's ``E[1/N]`` says a decoding request
+    #: shares such a step with few others.
+    share_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -386,12 +397,14 @@ def steady_start(
     service_scale: float | np.ndarray = 1.0,
     wait_scale: float = 1.0,
     switch: Any = None,
+    share_scale: float = 1.0,
 ) -> SteadyStart:
     """The queue-free part of the projection of every arm for G coefficient sets at once, from
     each arm's steps (:func:`clock_steps`); every output is (G, A). One call serves the
     posterior mean, a Thompson draw and a pessimistic scenario together (numpy's cost here is
     per call, not per arm). ``energy_scale``, ``service_scale`` and ``wait_scale`` are the outcome
-    corrections (:mod:`~camel_vllm.policies.model_based.correction`), 1 without evidence.
+    corrections (:mod:`~camel_vllm.policies.model_based.correction`), 1 without evidence, and so
+    is ``share_scale`` (:attr:`SteadyStart.share_scale`).
     ``service_scale`` may differ per group (an array of G): a group projected with slower
     service is the same model with less capacity (a pessimistic scenario).
 
@@ -439,7 +452,7 @@ def steady_start(
     running, _ = _occupancy(flow, c, mean_l, chunks, service_scale, steps.beta_t, t1, caps)
     return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
                        steps, g_t, g_e, c, k_dec, capacity, running, load.decode_context_tokens / CONTEXT_SCALE,
-                       arms.knots, prefill)
+                       arms.knots, prefill, share_scale)
 
 
 def _prefill_at_own_clock(pre: _PrefillSteps, g_t: np.ndarray, g_e: np.ndarray, chunk: float, mean_p: float,
@@ -538,8 +551,11 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
     e_fixed = np.maximum(e1 - beta_e, 0.0)
     inv_n = np.maximum(-np.expm1(-running) / np.maximum(running, 1e-9), sp.inv_caps)
     share = np.minimum(flow * chunks * t_bar, 1.0)  # of a request's steps that carry a prefill
+    # A decode-only step's fixed energy is split among the requests in it: E[1/N] of it a token,
+    # as the outcomes measure it (share_scale), between one over the cap and one.
+    inv_seen = np.clip(inv_n * sp.share_scale, sp.inv_caps, 1.0)
     a_prompt = (g_e + e_d / chunk) * energy_scale
-    a_output = ((1.0 - share) * (e_fixed * inv_n + beta_e) + share * e_d / (chunk + n)) * energy_scale
+    a_output = ((1.0 - share) * (e_fixed * inv_seen + beta_e) + share * e_d / (chunk + n)) * energy_scale
 
     # Service (no queue): prefill chunks, prompt tokens, then L - 1 decode steps.
     b_fixed = (chunks * t_d - t_bar) * service_scale
@@ -579,7 +595,7 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
         energy_prompt_j=a_prompt, energy_output_j=a_output,
         service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
         mean_prompt=mean_p, mean_output=mean_l, rate_phases=load.rate_phases,
-        service_s=b_fixed + b_prompt * mean_p + b_output * mean_l,
+        service_s=b_fixed + b_prompt * mean_p + b_output * mean_l, decode_share=inv_n,
     )
 
 
@@ -662,5 +678,5 @@ def settle(st: Steady, queue: QueueState, epoch_iterations: int, rate_per_s: flo
         energy_prompt_j=st.energy_prompt_j, energy_output_j=st.energy_output_j,
         service_fixed_s=st.service_fixed_s, service_prompt_s=st.service_prompt_s,
         service_output_s=st.service_output_s, mean_prompt=st.mean_prompt, mean_output=st.mean_output,
-        crowd_s=crowd_s,
+        crowd_s=crowd_s, decode_share=st.decode_share,
     )

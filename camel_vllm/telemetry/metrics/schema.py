@@ -153,7 +153,7 @@ CONTROLLER_INFO = MetricSpec(
 MODEL_CORRECTION = MetricSpec(
     "camel_model_correction", "gauge",
     "Factor finished requests make the model-based policy apply to its projections (1 = none): "
-    "kind=energy|service|wait|capacity|load.",
+    "kind=energy|service|wait|capacity|load|shares (decode-only steps shared among fewer than projected).",
     ("kind",),
 )
 MODEL_CLOCK_CORRECTION = MetricSpec(
