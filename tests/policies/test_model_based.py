@@ -404,7 +404,8 @@ def test_decode_only_shares_are_learned_per_step_and_bounded_in_the_state() -> N
     """The share correction is the step-weighted geometric mean of measured over projected
     decode-only shares: a long request decoding among a third of the others projected outweighs
     short ones that met them as projected, a request without decode-only steps teaches nothing,
-    and a state whose sum the bound cannot explain is refused, naming the field."""
+    a state whose sum the bound cannot explain is refused, naming the field, and requests that
+    met more others than projected leave the shares alone (the occupancy check raises the rate)."""
     from camel_vllm.policies.model_based.correction import SHARE_RATIO_MAX
     from camel_vllm.policies.state_values import BadStateValue
 
@@ -426,6 +427,10 @@ def test_decode_only_shares_are_learned_per_step_and_bounded_in_the_state() -> N
     with pytest.raises(BadStateValue, match=r"shares\[0\]"):
         again.load_state_dict(bad)
     assert OutcomeCorrection().share_factor() == 1.0 and again.share_factor() == corr.share_factor()
+    crowded = OutcomeCorrection()
+    for _ in range(300):
+        crowded.observe_shares(0.01, 0.03, 900)  # more others than projected: the load check's to catch
+    assert crowded.share_factor() == 1.0
 
 
 def test_decoding_among_fewer_than_projected_favours_the_clock_whose_steps_cost_less() -> None:

@@ -18,7 +18,9 @@ projection's ``E[1/N]`` under the arms that served it, says how often a decoding
 fewer others than the steady state at the rate of its admission says (a burst's requests go on
 decoding as the engine drains; long outputs finish alone), and a decode-only step's fixed
 energy is shared in those proportions. The log-ratios are weighted by the request's decode-only
-steps, as its energy is. They are counted from the work, not read from a sensor.
+steps, as its energy is; the factor only ever raises the shares (meeting more others than
+projected is a load the rate lags behind, which the occupancy check corrects). They are counted
+from the work, not read from a sensor.
 
 Energy and service factors are bounded to ``[1 / MAX_FACTOR, MAX_FACTOR]`` and trusted in
 proportion to their evidence (``SHRINK`` pseudo-requests at no correction). The wait factor
@@ -104,12 +106,15 @@ class OutcomeCorrection:
 
     def share_factor(self) -> float:
         """Measured over projected decode-only shares: the step-weighted geometric mean of the
-        requests' ratios, shrunk to 1 by SHRINK pseudo-requests of the mean weight; 1 without
-        evidence."""
+        requests' ratios, shrunk to 1 by SHRINK pseudo-requests of the mean weight, and at least
+        1 (1 without evidence). Requests meeting more others than projected is a load the rate
+        has not caught up with yet, which the occupancy check raises the rate for
+        (:mod:`~camel_vllm.policies.model_based.load_checks`); lowering the shares as well would
+        count it twice."""
         if self._share_requests <= 0.0 or self._share_steps <= 0.0:
             return 1.0
         pseudo = SHRINK * self._share_steps / self._share_requests
-        return math.exp(self._share_sum / (self._share_steps + pseudo))
+        return max(1.0, math.exp(self._share_sum / (self._share_steps + pseudo)))
 
     def observe_wait(self, measured_s: float, projected_s: float) -> None:
         decay = 1.0 - 1.0 / MEMORY
