@@ -283,18 +283,26 @@ def test_capacity_grows_with_clock_and_cap_and_overload_ranks_by_capacity() -> N
     assert np.all(np.diff(jammed.capacity_per_s[order]) <= 1e-9)  # cheapest = fastest drain
 
 
+def _h100_board(low_hz: float | None = 660e6) -> tuple[BoardModel, tuple[float, float]]:
+    """A board model of the H100 profile (llama-3.1-8b, vLLM's 256 sequences) at ``low_hz`` and
+    the top clock (the top alone without ``low_hz``), at its profile prior: the posterior mean
+    before any data. Returns it and its token knots."""
+    from camel_vllm.policies.model_based.board import segment_knots
+
+    law = PerformanceModel(load_device_profile("h100-sxm"), load_model_profile("llama-3.1-8b"))
+    clocks = [max(law.device.frequencies_hz)] if low_hz is None else [low_hz, max(law.device.frequencies_hz)]
+    knots = segment_knots(256)
+    board = BoardModel(clocks, knots=knots)
+    board.set_prior(*profile_prior(law, clocks, knots))
+    return board, knots
+
+
 def test_a_cap_that_holds_no_one_back_does_not_change_the_projection() -> None:
     """The H100 board's top clock with caps 110 and 256 at a load that keeps ~40 running: a
     prefill chunk is priced beside those 40, not beside a full batch, so the two arms project
     the same service and energy (before the fix the token segments' convexity made 1980/110
     look 11 % cheaper on the conversation trace, and camel capped a queue into being)."""
-    from camel_vllm.policies.model_based.board import segment_knots
-
-    law = PerformanceModel(load_device_profile("h100-sxm"), load_model_profile("llama-3.1-8b"))
-    top = max(law.device.frequencies_hz)
-    knots = segment_knots(256)
-    board = BoardModel([top], knots=knots)
-    board.set_prior(*profile_prior(law, [top], knots))
+    board, knots = _h100_board(None)
     coef = board.mean_coefficients()
     rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]  # (1, 1 clock, 2, 5)
     p, o = 900.0, 250.0
@@ -334,14 +342,8 @@ def test_no_step_carries_more_prefill_than_the_token_budget() -> None:
     prefill clock's faster full-batch step into it, so it projected 23-35 req/s where the engine
     serves 13.4. No step carries more than the budget, so prompts go through at most at K
     tokens per step that fills it, at the prefill clock: the projection keeps to that."""
-    from camel_vllm.policies.model_based.board import segment_knots
-
-    law = PerformanceModel(load_device_profile("h100-sxm"), load_model_profile("llama-3.1-8b"))
-    top = max(law.device.frequencies_hz)
-    clocks = [660e6, top]
-    knots = segment_knots(256)
-    board = BoardModel(clocks, knots=knots)
-    board.set_prior(*profile_prior(law, clocks, knots))
+    board, knots = _h100_board()
+    top = board.clocks_hz[-1]
     coef = board.mean_coefficients()
     time_rows = coef.time_s.copy()
     time_rows[0] *= 3.0
@@ -439,14 +441,7 @@ def test_decoding_among_fewer_than_projected_favours_the_clock_whose_steps_cost_
     energy per output token, the top clock's by more than 660 MHz's: its steps' fixed energy is
     the larger (the same memory-bound step at more power), so the lower clock's saving grows. A
     share is never taken above one a token, however large the correction."""
-    from camel_vllm.policies.model_based.board import segment_knots
-
-    law = PerformanceModel(load_device_profile("h100-sxm"), load_model_profile("llama-3.1-8b"))
-    top = max(law.device.frequencies_hz)
-    clocks = [660e6, top]
-    knots = segment_knots(256)
-    board = BoardModel(clocks, knots=knots)
-    board.set_prior(*profile_prior(law, clocks, knots))
+    board, knots = _h100_board()
     coef = board.mean_coefficients()
     rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]
     p, o = 900.0, 250.0
