@@ -26,7 +26,10 @@ from camel_vllm.policies.model_based.blr import BayesLinReg
 from camel_vllm.policies.model_based.board import BoardModel
 from camel_vllm.policies.model_based.profile_prior import profile_prior
 from camel_vllm.policies.model_based.correction import MAX_FACTOR, WAIT_MAX, OutcomeCorrection
-from camel_vllm.policies.model_based.projection import ArmGeometry, QueueState, project
+from camel_vllm.policies.model_based.projection import (
+    ArmGeometry, QueueState, clock_steps, project, servers_at_capacity, service_line, steady_finish, steady_start,
+    step_work,
+)
 from camel_vllm.policies.workload import LoadView, WorkloadEstimator
 from camel_vllm.policies.registry import make_policy
 from camel_vllm.sim.engine import EngineConfig
@@ -314,6 +317,60 @@ def test_a_cap_that_holds_no_one_back_does_not_change_the_projection() -> None:
     for name in ("service_output_s", "service_prompt_s", "energy_output_j", "energy_prompt_j", "edp_js"):
         small, large = getattr(proj, name)
         assert small == pytest.approx(large, rel=0.01), name
+
+
+def _h100_code_steady(caps: list[float], *, budget: float = 8192.0, dispersion: float = 1.0, rate: float = 6.0,
+                      p: float = 2000.0, o: float = 30.0):
+    """The H100 board's top clock serving ``p``-token prompts and ``o``-token outputs (by
+    default the Azure code trace's shape), steady state of arms with ``caps``."""
+    board, knots = _h100_board(None)
+    coef = board.mean_coefficients()
+    rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]  # (1, 1 clock, 2, 5)
+    p, o = 2000.0, 30.0
+    load = LoadView(rate, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]),
+                    min(p, budget or p), 1.0, dispersion=dispersion, budget_tokens=budget)
+    arms = ArmGeometry.of(np.array(caps), knots=knots)
+    start = steady_start(arms, clock_steps(arms, rows, coef.time_s[-1][None], step_work(arms, load)), load)
+    return start, steady_finish(start)
+
+
+def _servers(start, mean_output: float) -> np.ndarray:
+    alone, slope = service_line(start, mean_output, start.load.mean_chunks)
+    return servers_at_capacity(start.capacity, start.caps, alone, slope)[0]
+
+
+def test_a_prefill_bound_engine_waits_as_a_few_servers_whatever_its_cap() -> None:
+    """Long prompts (the code trace's shape): the engine's capacity is its prefill's (steps that
+    fill the token budget serve no more prompts however many run), reached with a few requests
+    running; the rest wait, in the engine or in the queue alike, so the G/G/c wait has those few
+    servers, not the cap's (Sakasegawa's with the cap's servers had a cap of 37 wait nine times
+    longer than 256 on the code trace's bursts). Short prompts and long outputs: every request
+    let in is served side by side, and the servers are about the cap's."""
+    caps = [37.0, 256.0]
+    bound, _ = _h100_code_steady(caps)
+    servers = _servers(bound, 30.0)
+    assert np.all((servers >= 1.0) & (servers < 37.0))
+    assert servers[0] == pytest.approx(servers[1], rel=0.2)
+    decode, _ = _h100_code_steady(caps, p=100.0, o=500.0)
+    assert _servers(decode, 500.0) == pytest.approx(caps, rel=0.2)
+    # near capacity the two caps then wait about alike (they differ in capacity only)
+    near, steady = _h100_code_steady(caps, rate=0.9 * float(bound.capacity[0, 0]))
+    wait = steady.wait_steady_s[0]
+    assert wait[0] == pytest.approx(wait[1], rel=0.5)
+
+
+def test_a_clump_is_shared_by_a_large_cap_and_served_nearly_in_order_by_a_small_one() -> None:
+    """Requests that arrive in clumps of ~40 on a token-bound engine: a large cap lets the whole
+    clump in, so the later prompts' prefill stretches the earlier ones' decode and every request
+    takes the clump's service; a cap of 8 serves it nearly in order. Poisson arrivals (no clumps)
+    add nothing to either."""
+    caps = [8.0, 256.0]
+    _, poisson = _h100_code_steady(caps, rate=1.0)
+    _, clumped = _h100_code_steady(caps, rate=1.0, dispersion=81.0)
+    small, large = clumped.wait_steady_s[0] - poisson.wait_steady_s[0]
+    assert large > small > 0.0
+    assert large == pytest.approx(81.0 / float(clumped.capacity_per_s[0, 1]) - float(poisson.service_s[0, 1]),
+                                  rel=0.1)
 
 
 def test_projected_capacity_is_close_to_the_simulated_saturated_throughput() -> None:

@@ -18,10 +18,13 @@ requests, at most ``B``. A decode step takes ``t_d(N)``; other requests' prefill
 stretch it to ``t = t_d / (1 - rho_p)``, ``rho_p = lambda E[P] g_t`` (``g_t``: seconds per
 prefill token, the secant at the mean chunk beside ``N_s`` decoding: ``N_s`` is solved once
 with ``g_t`` beside a full batch, then again with it beside that ``N_s``). A request's service time is its prefill
-(``chunks x t_d + P g_t``) plus ``L - 1`` decode steps. Waiting for a free slot under the cap
-is the G/G/B queue of Sakasegawa's approximation (Sakasegawa 1977; Whitt 1993, "Approximations
-for the GI/G/m queue") at full batch: ``Wq = E[S]/B x rho^(sqrt(2(B+1)) - 1) / (1 - rho) x
-(ca2 + cs2) / 2``. Energy is attributed as the controller does, by tokens: a prefill token
+(``chunks x t_d + P g_t``) plus ``L - 1`` decode steps. Waiting for the engine is the G/G/c
+queue of Sakasegawa's approximation (Sakasegawa 1977; Whitt 1993, "Approximations for the GI/G/m
+queue") at the arm's capacity ``mu``: ``Wq = rho^(sqrt(2(c+1)) - 1) / ((1 - rho) mu) x (ca2 +
+cs2) / 2``, with ``c`` the requests the engine serves side by side before it reaches ``mu``:
+about the cap where the cap bounds the capacity, fewer where the prefill (the token budget)
+does, since the requests beyond those few wait for the budget inside the engine as they would
+for a slot outside it. Energy is attributed as the controller does, by tokens: a prefill token
 pays the marginal prefill energy plus its share of the step's fixed energy, a decode token
 ``e_d(N) / N`` (``E[1/N] = (1 - e^-m) / m`` for ``N = 1 + Poisson(m)``, scaled by the shares
 the outcomes measure: :mod:`~camel_vllm.policies.model_based.correction`), nearly nothing in
@@ -48,8 +51,11 @@ its queue grows, so then arms are ranked by that rate alone: the fastest drain w
 steady-state wait is likewise held to what a queue can build in the time the load is
 expected (a reflected Brownian motion from empty), since near saturation a queue takes
 longer than that to settle. Arrivals that come in clumps (bursts shorter than
-a service time) make each request wait for the clump's others ahead of it, at the arm's
-capacity; the clump size comes from the dispersion of arrival counts.
+a service time) make each request wait for the clump's others ahead of it beyond the cap, at the
+arm's capacity; the clump size comes from the dispersion of arrival counts. Inside the engine such a
+request shares it with the clump around it, as many as the cap lets in, and takes that crowd's
+service (at the capacity, as a backlog's crowd), so a small cap serves a clump nearly in order
+and a large one shares every step among it.
 """
 
 from __future__ import annotations
@@ -141,7 +147,6 @@ class ArmGeometry:
     distinct_caps: np.ndarray  # (B,)
     span: np.ndarray  # max(cap - 1, 1): the secant's run
     inv_caps: np.ndarray
-    wait_exponent: np.ndarray  # sqrt(2 (cap + 1)) - 1 (Sakasegawa)
     full_work: np.ndarray  # (B, 5) a full batch's work terms, the context column per context token
     knots: tuple[float, float] = SEGMENT_TOKENS  # the board model's token segments
     #: (A,) the clock of the arm's prefill steps (its own clock where it has no other); None:
@@ -160,7 +165,7 @@ class ArmGeometry:
             if np.array_equal(prefill_index, clocks):
                 prefill_index = None
         return cls(caps, clocks, cap_index, distinct, np.maximum(caps - 1.0, 1.0), 1.0 / caps,
-                   np.sqrt(2.0 * (caps + 1.0)) - 1.0, full, knots, prefill_index)
+                   full, knots, prefill_index)
 
 
 def _segments(tokens: np.ndarray, knots: tuple[float, float] = SEGMENT_TOKENS) -> np.ndarray:
@@ -354,7 +359,6 @@ class SteadyStart:
     load: LoadView
     caps: np.ndarray
     inv_caps: np.ndarray
-    wait_exponent: np.ndarray
     energy_scale: float
     service_scale: float | np.ndarray
     wait_scale: float
@@ -450,7 +454,7 @@ def steady_start(
     # Mean number running besides a request (closed form), the prefill token priced beside a full batch.
     flow = np.minimum(capacity * RHO_CAP, load.rate_per_s)
     running, _ = _occupancy(flow, c, mean_l, chunks, service_scale, steps.beta_t, t1, caps)
-    return SteadyStart(load, caps, arms.inv_caps, arms.wait_exponent, energy_scale, service_scale, wait_scale,
+    return SteadyStart(load, caps, arms.inv_caps, energy_scale, service_scale, wait_scale,
                        steps, g_t, g_e, c, k_dec, capacity, running, load.decode_context_tokens / CONTEXT_SCALE,
                        arms.knots, prefill, share_scale)
 
@@ -562,12 +566,15 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
     b_prompt = g_t * service_scale
     b_output = t_bar * service_scale
 
-    # Waiting for a slot under the cap: G/G/B at a full batch (Sakasegawa).
+    # Waiting for the engine: G/G/c at its capacity (Sakasegawa), with as many servers as
+    # requests the engine serves side by side before it reaches its capacity (servers_at_capacity).
     rho = np.minimum(lam / capacity, RHO_CAP)
     service_full = caps / capacity
     cs2 = ((k_dec * (1.0 / max(mean_l - 1.0, 1.0))) ** 2 * var_l
            + (sp.g_t * service_scale) ** 2 * var_p) / service_full**2  # a full batch's service
-    wq = service_full * sp.inv_caps * rho**sp.wait_exponent / (1.0 - rho) * (load.ca2 + cs2) * 0.5
+    alone, slope = service_line(sp, mean_l, chunks)
+    servers = servers_at_capacity(capacity, caps, alone, slope)
+    wq = rho ** (np.sqrt(2.0 * (servers + 1.0)) - 1.0) / ((1.0 - rho) * capacity) * (load.ca2 + cs2) * 0.5
     # That is the wait once the queue has settled, which near saturation takes longer than any
     # load lasts (the relaxation time grows as 1 / (1 - rho)^2). A load that lasts T builds from
     # empty a mean queue of at most sqrt(2 sigma^2 t / pi) by t (reflected Brownian motion
@@ -579,10 +586,19 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
         wq = np.minimum(wq, (2.0 / 3.0) * np.sqrt(2.0 / math.pi * sigma2 * load.rate_horizon_s) / capacity)
 
     fastest = capacity.max(axis=-1, keepdims=True)
-    # Clumped arrivals: a request arriving in a clump waits for those ahead of it in the clump,
-    # m - 1 = (dispersion - 1) / 2 of them on average (size-biased geometric clumps of mean m),
-    # served at the arm's capacity: what the renewal formula above misses about bursts.
-    burst = max(0.0, load.dispersion - 1.0) * 0.5 / capacity
+    service_s = b_fixed + b_prompt * mean_p + b_output * mean_l
+    # Clumped arrivals: a request arriving in a clump has m - 1 = (dispersion - 1) / 2 others
+    # ahead of it on average (size-biased geometric clumps of mean m) and as many behind it:
+    # what the renewal formula above misses about bursts. Those ahead beyond the cap go first,
+    # one finishing for each let in (at the arm's capacity); inside, it shares the engine with
+    # the clump around it, as many as the cap lets in, and takes that crowd's service (at most
+    # the engine's capacity: crowd / mu, as settle prices a backlog's crowd) instead of the
+    # steady state's. A small cap serves a clump nearly in order, a large one shares every step
+    # among it (the later prompts' prefill stretches the earlier ones' decode).
+    ahead = max(0.0, load.dispersion - 1.0) * 0.5
+    crowd = np.minimum(caps, 1.0 + 2.0 * ahead)
+    in_crowd = np.maximum(alone + slope * crowd, crowd / capacity)
+    burst = np.maximum(ahead + 1.0 - caps, 0.0) / capacity + np.maximum(in_crowd - service_s, 0.0)
     # Mean EDP over (1, P, L) moments: E[(a1 P + a2 L)(b0 + b1 P + b2 L)] with b0 = wait + fixed.
     per_wait = a_prompt * m[0, 1] + a_output * m[0, 2]
     base = (a_prompt * (b_fixed * m[0, 1] + b_prompt * m[1, 1] + b_output * m[1, 2])
@@ -595,8 +611,32 @@ def steady_finish(chunk_priced: SteadyStart | SteadyChunk) -> Steady:
         energy_prompt_j=a_prompt, energy_output_j=a_output,
         service_fixed_s=b_fixed, service_prompt_s=b_prompt, service_output_s=b_output,
         mean_prompt=mean_p, mean_output=mean_l, rate_phases=load.rate_phases,
-        service_s=b_fixed + b_prompt * mean_p + b_output * mean_l, decode_share=inv_n,
+        service_s=service_s, decode_share=inv_n,
     )
+
+
+def servers_at_capacity(capacity: np.ndarray, caps: np.ndarray, alone: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """(G, A) how many requests each arm's engine serves side by side before it reaches its
+    capacity: the servers of its G/G/c wait. With ``n`` running and none of them slowed by the
+    others' prefill a request's service is ``S(n) = A + B' n`` (``alone``, ``slope``), so the
+    engine would finish ``n / S(n)`` requests a second; that reaches the capacity at ``n = mu A /
+    (1 - mu B')``. Where the cap bounds the capacity that is about the cap. Where the token
+    budget bounds it (a step that fills the budget serves no more prompts however many run) it is
+    fewer: the requests beyond them wait for the budget, inside the engine (stretching the decode
+    of those ahead) as they would for a slot outside it, so a small cap waits no longer than a
+    large one there. ``capacity``: mu (req/s); ``alone``, ``slope``: :func:`service_line`'s."""
+    room = 1.0 - capacity * slope
+    n_c = np.where(room > 1e-9, capacity * alone / np.maximum(room, 1e-9), caps)
+    return np.clip(n_c, 1.0, caps)
+
+
+def service_line(sp: SteadyStart, mean_l: float, chunks: float) -> tuple[np.ndarray, np.ndarray]:
+    """(G, A) a request's service with ``n`` running, ``S(n) = alone + slope x n`` (s): its
+    prefill chunks and decode steps, each ``t1 + beta_t (n - 1)``, and its prompt's own prefill;
+    not stretched by the others' prefill, which is what bounds the engine at its capacity."""
+    steps, ss = sp.steps, sp.service_scale
+    per_step = (chunks + mean_l - 1.0) * ss
+    return per_step * (steps.t1 - steps.beta_t) + sp.c * ss, per_step * steps.beta_t
 
 
 def _occupancy(flow: np.ndarray, c: np.ndarray, mean_l: float, chunks: float, service_scale: Any,
