@@ -326,7 +326,6 @@ def _h100_code_steady(caps: list[float], *, budget: float = 8192.0, dispersion: 
     board, knots = _h100_board(None)
     coef = board.mean_coefficients()
     rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]  # (1, 1 clock, 2, 5)
-    p, o = 2000.0, 30.0
     load = LoadView(rate, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]),
                     min(p, budget or p), 1.0, dispersion=dispersion, budget_tokens=budget)
     arms = ArmGeometry.of(np.array(caps), knots=knots)
@@ -334,8 +333,8 @@ def _h100_code_steady(caps: list[float], *, budget: float = 8192.0, dispersion: 
     return start, steady_finish(start)
 
 
-def _servers(start, mean_output: float) -> np.ndarray:
-    alone, slope = service_line(start, mean_output, start.load.mean_chunks)
+def _servers(start) -> np.ndarray:
+    alone, slope = service_line(start, max(1.0, start.load.mean_output), start.load.mean_chunks)
     return servers_at_capacity(start.capacity, start.caps, alone, slope)[0]
 
 
@@ -348,11 +347,11 @@ def test_a_prefill_bound_engine_waits_as_a_few_servers_whatever_its_cap() -> Non
     let in is served side by side, and the servers are about the cap's."""
     caps = [37.0, 256.0]
     bound, _ = _h100_code_steady(caps)
-    servers = _servers(bound, 30.0)
+    servers = _servers(bound)
     assert np.all((servers >= 1.0) & (servers < 37.0))
     assert servers[0] == pytest.approx(servers[1], rel=0.2)
     decode, _ = _h100_code_steady(caps, p=100.0, o=500.0)
-    assert _servers(decode, 500.0) == pytest.approx(caps, rel=0.2)
+    assert _servers(decode) == pytest.approx(caps, rel=0.2)
     # near capacity the two caps then wait about alike (they differ in capacity only)
     near, steady = _h100_code_steady(caps, rate=0.9 * float(bound.capacity[0, 0]))
     wait = steady.wait_steady_s[0]
