@@ -257,10 +257,15 @@ def _orin_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return coef.freqs_hz, coef.time_s, coef.energy_j, np.array(law.device.frequencies_hz)
 
 
+def _exponential_moments(p: float, o: float) -> np.ndarray:
+    """E[x x'] for x = (1, P, L) with independent exponential prompt and output lengths of means
+    ``p`` and ``o`` (a LoadView's ``moments``)."""
+    return np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]])
+
+
 def _load(rate: float) -> LoadView:
     p, o = 800.0, 200.0
-    moments = np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]])
-    return LoadView(rate, 1.0, moments, p, 1.0)
+    return LoadView(rate, 1.0, _exponential_moments(p, o), p, 1.0)
 
 
 def _project(rate: float, waiting: int = 0, running: int = 0):
@@ -309,7 +314,7 @@ def test_a_cap_that_holds_no_one_back_does_not_change_the_projection() -> None:
     coef = board.mean_coefficients()
     rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]  # (1, 1 clock, 2, 5)
     p, o = 900.0, 250.0
-    load = LoadView(8.0, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]), p, 1.0)
+    load = LoadView(8.0, 1.0, _exponential_moments(p, o), p, 1.0)
     proj = project(ArmGeometry.of(np.array([110.0, 256.0]), knots=knots), rows, coef.time_s[-1][None], load,
                    QueueState(0, 0), 64).take(0)
     assert 10.0 < proj.running[0] < 100.0  # the smaller cap is not reached
@@ -326,8 +331,8 @@ def _h100_code_steady(caps: list[float], *, budget: float = 8192.0, dispersion: 
     board, knots = _h100_board(None)
     coef = board.mean_coefficients()
     rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]  # (1, 1 clock, 2, 5)
-    load = LoadView(rate, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]),
-                    min(p, budget or p), 1.0, dispersion=dispersion, budget_tokens=budget)
+    load = LoadView(rate, 1.0, _exponential_moments(p, o), min(p, budget or p), 1.0, dispersion=dispersion,
+                    budget_tokens=budget)
     arms = ArmGeometry.of(np.array(caps), knots=knots)
     start = steady_start(arms, clock_steps(arms, rows, coef.time_s[-1][None], step_work(arms, load)), load)
     return start, steady_finish(start)
@@ -405,7 +410,7 @@ def test_no_step_carries_more_prefill_than_the_token_budget() -> None:
     time_rows[0] *= 3.0
     rows = np.stack([time_rows, coef.energy_j], axis=1)[None]  # (1, 2 clocks, 2, 5)
     p, o, budget = 2000.0, 30.0, 8192
-    load = LoadView(13.0, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]), p, 1.0,
+    load = LoadView(13.0, 1.0, _exponential_moments(p, o), p, 1.0,
                     budget_tokens=float(budget))
     geometry = ArmGeometry.of(np.array([256.0]), np.array([0]), knots=knots, prefill_index=np.array([1]))
     step_k, _ = board.predict(top, IterationWork({}, budget, 0, 0))  # a step of K prefill tokens
@@ -501,7 +506,7 @@ def test_decoding_among_fewer_than_projected_favours_the_clock_whose_steps_cost_
     coef = board.mean_coefficients()
     rows = np.stack([coef.time_s, coef.energy_j], axis=1)[None]
     p, o = 900.0, 250.0
-    load = LoadView(8.0, 1.0, np.array([[1.0, p, o], [p, 2 * p * p, p * o], [o, p * o, 2 * o * o]]), p, 1.0)
+    load = LoadView(8.0, 1.0, _exponential_moments(p, o), p, 1.0)
     geometry = ArmGeometry.of(np.array([256.0, 256.0]), np.array([0, 1]), knots=knots)
 
     def output_j(scale: float) -> np.ndarray:
